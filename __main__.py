@@ -1,0 +1,13 @@
+"""kube-ha: a kubeadm cluster made highly available, its control plane sized by stack config."""
+
+import pulumi
+
+from components.cluster import HaCluster
+from components.config import load_cluster
+
+cluster, ssh_private_key = load_cluster()
+ha = HaCluster(cluster.name, cluster, ssh_private_key)
+
+pulumi.export("endpoint", ha.endpoint)
+pulumi.export("apiserverSans", ha.sans)
+pulumi.export("haproxyCfg", ha.load_balancer.haproxy_cfg)

@@ -1,0 +1,46 @@
+"""Reads stack config through Pulumi into the pure model; the only Pulumi-aware config code."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pulumi
+from pulumi.runtime import config as runtime_config
+
+from components.model import OBJECT_KEYS, PROJECT, SECRET_KEYS, Cluster, ConfigError, parse_cluster
+
+
+class InvalidConfig(pulumi.RunError):
+    """Raised before any resource exists: the CLI prints the message, no traceback."""
+
+
+def stack_values() -> dict[str, Any]:
+    """Every `kube-ha:` key the stack sets, objects decoded; secrets only marked as present."""
+    merged = {**runtime_config.get_config_env(), **runtime_config.CONFIG.get()}
+    raw: dict[str, Any] = {}
+    prefix = PROJECT + ":"
+    for full_key, value in merged.items():
+        if not full_key.startswith(prefix):
+            continue
+        key = full_key[len(prefix):]
+        if key in SECRET_KEYS:
+            raw[key] = "[secret]" if value not in (None, "") else None
+        elif key in OBJECT_KEYS and isinstance(value, str):
+            try:
+                raw[key] = json.loads(value)
+            except json.JSONDecodeError as err:
+                raise InvalidConfig(f"{full_key}: not valid YAML/JSON ({err}).") from err
+        else:
+            raw[key] = value
+    return raw
+
+
+def load_cluster() -> tuple[Cluster, pulumi.Output[str]]:
+    """The validated cluster and the SSH private key (always a secret Output)."""
+    try:
+        cluster = parse_cluster(stack_values())
+    except ConfigError as err:
+        raise InvalidConfig(str(err)) from err
+    key = pulumi.Config(PROJECT).require_secret("sshPrivateKey")
+    return cluster, key

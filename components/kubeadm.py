@@ -1,0 +1,89 @@
+"""The kubeadm control-plane lifecycle over SSH, driven by the membership list.
+
+Order: bootstrap (after the LB serves the endpoint) -> control-plane joins one at a time, each
+waiting for its node Ready and etcd healthy -> workers in parallel, depending only on the
+bootstrap. The chain grows with control-plane count, never with workers.
+
+Removal: a node deleted from `controlPlane` deletes its `membership` step (on the bootstrap
+node: drain, etcd member remove with a quorum guard, delete the Node) and then its `join`
+step (kubeadm reset on the node). Memberships form a chain, so removals run one at a time.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pulumi
+
+from components import kubeadm_scripts as ks
+from components.certificates import ClusterCertificates
+from components.model import Cluster, Host
+from components.remote import Ssh, run_script
+from components.shell import script
+
+
+def membership_check_script(node: Host) -> str:
+    return script(
+        f"membership {node.name}",
+        ks.EtcdAccess().function(),
+        f"if etcdctl_ member list | grep -q ', {node.name}, '; then",
+        f'  log "{node.name} is an etcd member"',
+        "else",
+        f'  log "{node.name} is not an etcd member"; exit 1',
+        "fi",
+    )
+
+
+class ControlPlane(pulumi.ComponentResource):
+    def __init__(self, name: str, cluster: Cluster, ssh: Ssh, certs: ClusterCertificates,
+                 endpoint_ready: list[pulumi.Resource],
+                 opts: pulumi.ResourceOptions | None = None):
+        super().__init__("kube-ha:kubeadm:ControlPlane", name, None, opts)
+        boot = cluster.bootstrap
+        before_init: list[pulumi.Resource] = list(endpoint_ready)
+        if cluster.certificates.ca_source == "generate":
+            before_init.append(run_script(
+                f"{name}-install-ca", boot, ssh,
+                pulumi.Output.all(certs.ca_cert_pem, certs.ca_key_pem).apply(
+                    lambda v: ks.install_ca_script(v[0], v[1])),
+                parent=self, secret=True))
+        boot_cert = certs.apiserver[boot.name]
+        self.bootstrap = run_script(
+            f"{name}-bootstrap", boot, ssh,
+            pulumi.Output.all(boot_cert.cert_pem, boot_cert.key_pem).apply(
+                lambda v: ks.bootstrap_script(cluster, v[0], v[1])),
+            parent=self, secret=True, depends_on=before_init)
+
+        previous: pulumi.Resource = self.bootstrap
+        self.joins: dict[str, pulumi.Resource] = {}
+        for node in cluster.joining_control_plane:
+            creds = run_script(f"{name}-{node.name}-join-credentials", boot, ssh,
+                               ks.join_credentials_script(control_plane=True), parent=self,
+                               secret_stdout=True, depends_on=[previous])
+            cert = certs.apiserver[node.name]
+            join = run_script(
+                f"{name}-{node.name}-join", node, ssh,
+                pulumi.Output.all(cert.cert_pem, cert.key_pem, creds.stdout).apply(
+                    lambda v, n=node: ks.control_plane_join_script(
+                        cluster, n, v[0], v[1], json.loads(v[2]))),
+                parent=self, secret=True, delete_script=ks.reset_script(), depends_on=[creds])
+            previous = run_script(
+                f"{name}-{node.name}-membership", boot, ssh, membership_check_script(node),
+                parent=self, delete_script=ks.control_plane_removal_script(cluster, node),
+                depends_on=[join])
+            self.joins[node.name] = previous
+        self.last_control_plane_step = previous
+
+        self.workers: dict[str, pulumi.Resource] = {}
+        if cluster.workers:
+            creds = run_script(f"{name}-worker-join-credentials", boot, ssh,
+                               ks.join_credentials_script(control_plane=False), parent=self,
+                               secret_stdout=True, depends_on=[self.bootstrap])
+            for w in cluster.workers:
+                self.workers[w.name] = run_script(
+                    f"{name}-{w.name}-join", w, ssh,
+                    creds.stdout.apply(lambda s, n=w: ks.worker_join_script(
+                        cluster, n, json.loads(s))),
+                    parent=self, secret=True, delete_script=ks.reset_script(),
+                    depends_on=[creds])
+        self.register_outputs({})

@@ -1,0 +1,361 @@
+"""kubeadm lifecycle scripts: bootstrap, join credentials, joins, re-pointing, safe removal. Pure.
+
+Each script checks its postcondition first (node already joined, endpoint already patched,
+member already gone) and then does nothing, so re-running `pulumi up` is always safe. Secrets
+(keys, tokens, certificate keys) are embedded only in scripts that travel as secret stdin.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from components.model import Cluster, Host
+from components.shell import quote, script, write_file
+from components.topology import apiserver_sans
+
+K8S = "/etc/kubernetes"
+PKI = f"{K8S}/pki"
+ADMIN = f"{K8S}/admin.conf"
+KUBECTL = f"kubectl --kubeconfig={ADMIN}"
+KUBEADM_CONFIG = f"{K8S}/kube-ha/kubeadm.yaml"
+
+
+@dataclass(frozen=True)
+class EtcdAccess:
+    """How a script reaches etcd. Defaults: the stacked etcd of a kubeadm control-plane node."""
+
+    endpoints: str = "https://127.0.0.1:2379"
+    cacert: str | None = f"{PKI}/etcd/ca.crt"
+    cert: str | None = f"{PKI}/etcd/healthcheck-client.crt"
+    key: str | None = f"{PKI}/etcd/healthcheck-client.key"
+
+    def function(self) -> str:
+        """`etcdctl_` shell function: the host's etcdctl, else the one in the etcd container."""
+        tls = " ".join(
+            f"--{flag}={quote(path)}"
+            for flag, path in (("cacert", self.cacert), ("cert", self.cert), ("key", self.key))
+            if path
+        )
+        return f"""\
+etcdctl_() {{
+  if command -v etcdctl >/dev/null 2>&1; then
+    ETCDCTL_API=3 etcdctl --endpoints={quote(self.endpoints)} {tls} --command-timeout=10s "$@"
+  else
+    local id
+    id=$(crictl ps -q --name '^etcd$' | head -n 1)
+    [ -n "$id" ] || {{ log "no etcdctl and no etcd container on this host"; return 1; }}
+    crictl exec "$id" env ETCDCTL_API=3 etcdctl --endpoints={quote(self.endpoints)} {tls} \\
+      --command-timeout=10s "$@"
+  fi
+}}"""
+
+
+def _api_version(cluster: Cluster) -> str:
+    # v1beta4 arrived with kubeadm 1.31; v1beta3 still works before that.
+    return "kubeadm.k8s.io/v1beta4" if cluster.minor_version >= (1, 31) else "kubeadm.k8s.io/v1beta3"
+
+
+def kubeadm_config(cluster: Cluster) -> str:
+    """InitConfiguration + ClusterConfiguration for `kubeadm init` of a new cluster."""
+    node = cluster.bootstrap
+    sans = apiserver_sans(cluster, node)
+    cert_sans = "\n".join(f"  - {quote(s)}" for s in (*sans.dns_names, *sans.ip_addresses))
+    api = _api_version(cluster)
+    return f"""\
+apiVersion: {api}
+kind: InitConfiguration
+localAPIEndpoint:
+  advertiseAddress: {node.address}
+  bindPort: {cluster.apiserver_port}
+nodeRegistration:
+  name: {node.name}
+---
+apiVersion: {api}
+kind: ClusterConfiguration
+clusterName: {cluster.name}
+kubernetesVersion: {cluster.kubernetes_version}
+controlPlaneEndpoint: {cluster.endpoint.host_port}
+networking:
+  serviceSubnet: {cluster.networking.service_subnet}
+  podSubnet: {cluster.networking.pod_subnet}
+  dnsDomain: {cluster.networking.cluster_domain}
+apiServer:
+  certSANs:
+{cert_sans}
+"""
+
+
+def read_ca_script() -> str:
+    """Print the cluster CA certificate then its key (stdout is a secret output)."""
+    return script(
+        "read-ca",
+        f'for f in {PKI}/ca.crt {PKI}/ca.key; do',
+        '  [ -s "$f" ] || { log "$f missing: is this the bootstrap control-plane node?"; exit 1; }',
+        "done",
+        f"cat {PKI}/ca.crt {PKI}/ca.key",
+    )
+
+
+def install_ca_script(ca_cert: str, ca_key: str) -> str:
+    """For a new cluster: place the generated CA before `kubeadm init`; never replace a CA."""
+    return script(
+        "install-ca",
+        f"install -d -m 0755 {PKI}",
+        f"if [ -s {PKI}/ca.crt ]; then",
+        f'  if [ "$(cat {PKI}/ca.crt)" = {quote(ca_cert.strip())} ]; then',
+        '    log "cluster CA already installed"; exit 0',
+        "  fi",
+        f'  log "{PKI}/ca.crt holds another CA: refusing to replace it (use caSource: import)"',
+        "  exit 1",
+        "fi",
+        "changed=0",
+        write_file(f"{PKI}/ca.key", ca_key, "0600"),
+        write_file(f"{PKI}/ca.crt", ca_cert, "0644"),
+    )
+
+
+def _wait_readyz(node: Host, port: int) -> str:
+    url = f"https://{node.address}:{port}"
+    return f"""\
+for _ in $(seq 180); do
+  if {KUBECTL} --server={url} get --raw=/readyz >/dev/null 2>&1; then break; fi
+  sleep 1
+done
+{KUBECTL} --server={url} get --raw=/readyz >/dev/null || {{ log "apiserver on {node.name} not ready"; exit 1; }}
+log "apiserver on {node.name} is ready\""""
+
+
+def install_serving_cert(cluster: Cluster, node: Host, cert: str, key: str) -> str:
+    """Put this node's apiserver cert in place (old pair backed up), restart only this node's
+    apiserver, and wait for its /readyz. No-op when the cert is already installed."""
+    return "\n".join([
+        f'if [ -s {PKI}/apiserver.crt ] && [ "$(cat {PKI}/apiserver.crt)" = {quote(cert.strip())} ]; then',
+        '  log "apiserver serving certificate already current"',
+        "else",
+        "  stamp=$(date +%Y%m%d%H%M%S)",
+        "  for f in apiserver.crt apiserver.key; do",
+        f'    if [ -f {PKI}/"$f" ]; then cp -p {PKI}/"$f" {PKI}/"$f.kube-ha-$stamp"; fi',
+        "  done",
+        "  changed=0",
+        "  " + write_file(f"{PKI}/apiserver.key", key, "0600").replace("\n", "\n  "),
+        "  " + write_file(f"{PKI}/apiserver.crt", cert, "0644").replace("\n", "\n  "),
+        "  if [ -f /etc/kubernetes/manifests/kube-apiserver.yaml ]; then",
+        "    id=$(crictl ps -q --name '^kube-apiserver$' | head -n 1)",
+        '    if [ -n "$id" ]; then log "restarting kube-apiserver"; crictl stop "$id" >/dev/null; fi',
+        "  " + _wait_readyz(node, cluster.apiserver_port).replace("\n", "\n  "),
+        "  fi",
+        "fi",
+    ])
+
+
+def _sed_server(endpoint_url: str) -> str:
+    return f"s#^\\( *server: \\)https://.*#\\1{endpoint_url}#"
+
+
+def repoint_kubeconfig(path: str, endpoint_url: str) -> str:
+    """Point a kubeadm kubeconfig (one cluster) at the endpoint; no-op when it already is."""
+    q = quote(path)
+    return "\n".join([
+        f"if [ -f {q} ]; then",
+        f'  if grep -q "^ *server: {endpoint_url}$" {q}; then log "{path} already uses the endpoint"',
+        f"  else sed -i {quote(_sed_server(endpoint_url))} {q}; changed=1; log \"{path} -> {endpoint_url}\"; fi",
+        "fi",
+    ])
+
+
+def _patch_configmap(namespace: str, name: str, key: str, sed_expr: str, check: str) -> str:
+    """Edit one text key of a ConfigMap with sed, applied server-side (other keys untouched)."""
+    jsonpath = "{.data." + key.replace(".", "\\.") + "}"
+    return f"""\
+current=$({KUBECTL} -n {namespace} get configmap {name} -o jsonpath={quote(jsonpath)})
+if grep -q {quote(check)} <<< "$current"; then
+  log "configmap {namespace}/{name} already up to date"
+else
+  work=$(mktemp -d)
+  printf '%s\\n' "$current" | sed {quote(sed_expr)} > "$work/{key}"
+  {KUBECTL} -n {namespace} create configmap {name} --from-file={key}="$work/{key}" \\
+    --dry-run=client -o yaml | {KUBECTL} apply --server-side --force-conflicts \\
+    --field-manager=kube-ha -f -
+  rm -rf "$work"
+  log "patched configmap {namespace}/{name}"
+  patched_{name.replace('-', '_')}=1
+fi"""
+
+
+def bootstrap_script(cluster: Cluster, cert: str, key: str) -> str:
+    """The bootstrap node: `kubeadm init` a new cluster, or move a running one behind the
+    endpoint — serving cert with the new SANs first, then controlPlaneEndpoint, kubeconfigs,
+    cluster-info (what joining nodes discover) and kube-proxy."""
+    node = cluster.bootstrap
+    ep = cluster.endpoint
+    return script(
+        "bootstrap",
+        "changed=0",
+        f"install -d -m 0700 {K8S}/kube-ha",
+        write_file(KUBEADM_CONFIG, kubeadm_config(cluster), "0600"),
+        f"if [ ! -f {ADMIN} ]; then",
+        '  log "no cluster here yet: kubeadm init"',
+        f"  install -d -m 0755 {PKI}",
+        "  " + write_file(f"{PKI}/apiserver.key", key, "0600").replace("\n", "\n  "),
+        "  " + write_file(f"{PKI}/apiserver.crt", cert, "0644").replace("\n", "\n  "),
+        f"  kubeadm init --config={KUBEADM_CONFIG} --upload-certs >&2",
+        "else",
+        '  log "cluster already initialised"',
+        "fi",
+        install_serving_cert(cluster, node, cert, key),
+        _patch_configmap(
+            "kube-system", "kubeadm-config", "ClusterConfiguration",
+            f"/^controlPlaneEndpoint:/d; 1i controlPlaneEndpoint: {ep.host_port}",
+            f"^controlPlaneEndpoint: {ep.host_port}$",
+        ),
+        repoint_kubeconfig(ADMIN, ep.url),
+        repoint_kubeconfig(f"{K8S}/kubelet.conf", ep.url),
+        'if [ "$changed" = 1 ]; then systemctl restart kubelet; log "kubelet restarted"; fi',
+        _patch_configmap("kube-public", "cluster-info", "kubeconfig", _sed_server(ep.url),
+                         f"server: {ep.url}$"),
+        _patch_configmap("kube-system", "kube-proxy", "kubeconfig.conf", _sed_server(ep.url),
+                         f"server: {ep.url}$"),
+        'if [ -n "${patched_kube_proxy:-}" ]; then',
+        f"  {KUBECTL} -n kube-system rollout restart daemonset/kube-proxy",
+        "fi",
+    )
+
+
+def join_credentials_script(control_plane: bool) -> str:
+    """On the bootstrap node: a 1 h token, the CA hash and, for control-plane joins, a fresh
+    certificate key (uploaded certs expire after 2 h). Prints JSON; stdout is secret."""
+    cert_key = [
+        "key=$(kubeadm certs certificate-key)",
+        'kubeadm init phase upload-certs --upload-certs --certificate-key="$key" >/dev/null',
+    ] if control_plane else ['key=""']
+    return script(
+        "join-credentials",
+        "token=$(kubeadm token create --ttl=1h --description='kube-ha join')",
+        f"hash=$(openssl x509 -pubkey -noout -in {PKI}/ca.crt | openssl pkey -pubin -outform der"
+        " | sha256sum | cut -d' ' -f1)",
+        *cert_key,
+        "printf '{\"token\":\"%s\",\"caCertHash\":\"sha256:%s\",\"certificateKey\":\"%s\"}\\n' "
+        '"$token" "$hash" "$key"',
+    )
+
+
+def _join_flags(cluster: Cluster, node: Host, creds: dict[str, str]) -> str:
+    return (f"{cluster.endpoint.host_port} --token={quote(creds['token'])}"
+            f" --discovery-token-ca-cert-hash={quote(creds['caCertHash'])}"
+            f" --node-name={node.name}")
+
+
+def control_plane_join_script(cluster: Cluster, node: Host, cert: str, key: str,
+                              creds: dict[str, str], etcd: EtcdAccess = EtcdAccess()) -> str:
+    """Join one control-plane node (our serving cert pre-placed, kubeadm keeps it), then wait
+    until the node is Ready and its etcd member healthy — the next join waits for this one."""
+    return script(
+        f"join-control-plane {node.name}",
+        etcd.function(),
+        f"if [ -f {K8S}/manifests/kube-apiserver.yaml ] && [ -f {K8S}/kubelet.conf ]; then",
+        '  log "already a control-plane node"',
+        "else",
+        f"  install -d -m 0755 {PKI}",
+        "  changed=0",
+        "  " + write_file(f"{PKI}/apiserver.key", key, "0600").replace("\n", "\n  "),
+        "  " + write_file(f"{PKI}/apiserver.crt", cert, "0644").replace("\n", "\n  "),
+        f"  kubeadm join {_join_flags(cluster, node, creds)} --control-plane"
+        f" --apiserver-advertise-address={node.address}"
+        f" --apiserver-bind-port={cluster.apiserver_port}"
+        f" --certificate-key={quote(creds['certificateKey'])} >&2",
+        "fi",
+        f"{KUBECTL} wait --for=condition=Ready node/{node.name} --timeout=600s >&2",
+        f'etcdctl_ endpoint health >&2 || {{ log "etcd on {node.name} unhealthy"; exit 1; }}',
+        f'log "{node.name} is a Ready control-plane node with a healthy etcd member"',
+    )
+
+
+def worker_join_script(cluster: Cluster, node: Host, creds: dict[str, str]) -> str:
+    """Join a new worker, or re-point an existing one's kubelet at the endpoint."""
+    return script(
+        f"worker {node.name}",
+        "changed=0",
+        f"if [ -f {K8S}/kubelet.conf ]; then",
+        "  " + repoint_kubeconfig(f"{K8S}/kubelet.conf", cluster.endpoint.url).replace("\n", "\n  "),
+        '  if [ "$changed" = 1 ]; then systemctl restart kubelet; log "kubelet restarted"; fi',
+        "else",
+        f"  kubeadm join {_join_flags(cluster, node, creds)} >&2",
+        f'  log "{node.name} joined"',
+        "fi",
+    )
+
+
+def member_removal_script(node_name: str, node_address: str, etcd: EtcdAccess = EtcdAccess()
+                          ) -> str:
+    """Remove a node's etcd member through a healthy peer, refusing to break quorum.
+
+    Refuses (exit 1, nothing changed) when it would remove the last member, or when the members
+    left healthy would not be a majority of the new member count. No-op when already gone.
+    """
+    return script(
+        f"remove-etcd-member {node_name}",
+        etcd.function(),
+        "members=$(etcdctl_ member list)",
+        f"target=$(awk -F', ' -v n={quote(node_name)} "
+        f"-v a={quote(node_address)} '$3 == n || index($4, \"//\" a \":\") {{ print $1 }}' <<< \"$members\")",
+        'if [ -z "$target" ]; then',
+        f'  log "{node_name} is not an etcd member: nothing to remove"',
+        "  exit 0",
+        "fi",
+        "total=$(grep -c . <<< \"$members\")",
+        "after=$((total - 1))",
+        'if [ "$after" -lt 1 ]; then',
+        f'  log "refusing: {node_name} is the last etcd member"',
+        "  exit 1",
+        "fi",
+        # Health of every member; the target's own health does not count towards what remains.
+        "health=$(etcdctl_ endpoint health --cluster 2>&1 || true)",
+        "healthy_after=0",
+        'while IFS=", " read -r id _ name _ client _; do',
+        '  [ "$id" = "$target" ] && continue',
+        '  client=${client%%,*}',
+        '  if grep -q -- "^$client is healthy" <<< "$health"; then',
+        "    healthy_after=$((healthy_after + 1))",
+        "  fi",
+        'done <<< "$members"',
+        "need=$((after / 2 + 1))",
+        'if [ "$healthy_after" -lt "$need" ]; then',
+        f'  log "refusing to remove {node_name}: $healthy_after healthy members would remain, '
+        f'$need of $after needed for quorum"',
+        "  exit 1",
+        "fi",
+        'etcdctl_ member remove "$target" >&2',
+        f'log "removed etcd member {node_name} ($target); $after members remain"',
+    )
+
+
+def control_plane_removal_script(cluster: Cluster, node: Host) -> str:
+    """Runs on the bootstrap node when `node` leaves the config: drain, etcd member first,
+    then the Node object. (kubeadm reset on the node itself is the join step's delete.)"""
+    etcd_part = member_removal_script(node.name, str(node.address))
+    body = etcd_part.split("set -euo pipefail\n", 1)[1]
+    return script(
+        f"remove-control-plane {node.name}",
+        f"if {KUBECTL} get node {node.name} >/dev/null 2>&1; then",
+        f"  {KUBECTL} drain {node.name} --ignore-daemonsets --delete-emptydir-data"
+        " --timeout=300s >&2",
+        "fi",
+        # The etcd part exits 1 on a refusal, before the Node object is touched.
+        "(",
+        body.rstrip("\n"),
+        ")",
+        f"{KUBECTL} delete node {node.name} --ignore-not-found >&2",
+        f'log "{node.name} removed from the control plane"',
+    )
+
+
+def reset_script() -> str:
+    """Delete step of a join: wipe kubeadm state from a node that left the cluster."""
+    return script(
+        "reset",
+        f"if [ -f {K8S}/kubelet.conf ] || [ -d {K8S}/manifests ]; then",
+        "  kubeadm reset --force >&2",
+        "else",
+        '  log "nothing to reset"',
+        "fi",
+    )

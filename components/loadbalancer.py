@@ -1,0 +1,41 @@
+"""The apiserver load balancer: haproxy on each LB host, configured over SSH."""
+
+from __future__ import annotations
+
+import pulumi
+
+from components.haproxy import render_haproxy_cfg
+from components.lb_scripts import configure_script, install_script
+from components.model import Cluster
+from components.remote import Ssh, run_script
+
+
+class LoadBalancer(pulumi.ComponentResource):
+    """Per LB host: an install step (rarely changes) and a configure step that carries the CA,
+    the health-check client certificate and haproxy.cfg. Editing the membership list changes
+    only the configure step's script, which re-runs in place and reloads haproxy seamlessly."""
+
+    def __init__(
+        self,
+        name: str,
+        cluster: Cluster,
+        ssh: Ssh,
+        ca_cert_pem: pulumi.Input[str],
+        health_client_pem: pulumi.Input[str] | None,
+        opts: pulumi.ResourceOptions | None = None,
+    ):
+        super().__init__("kube-ha:lb:LoadBalancer", name, None, opts)
+        self.haproxy_cfg = render_haproxy_cfg(cluster)
+        cfg = self.haproxy_cfg
+        script = pulumi.Output.all(ca_cert_pem, health_client_pem).apply(
+            lambda v: configure_script(cluster, cfg, v[0], v[1])
+        )
+        self.configured = []
+        for host in cluster.load_balancers:
+            install = run_script(f"{name}-{host.name}-install", host, ssh, install_script(cluster),
+                                 parent=self)
+            self.configured.append(run_script(
+                f"{name}-{host.name}-configure", host, ssh, script, parent=self,
+                secret=health_client_pem is not None, depends_on=[install],
+            ))
+        self.register_outputs({"haproxyCfg": cfg})

@@ -1,0 +1,594 @@
+"""The cluster as stack config describes it: typed, frozen, validated once.
+
+Pure: no Pulumi import. `parse_cluster` takes the stack's config values (keys without the
+`kube-ha:` prefix, values already decoded from YAML/JSON) and returns a `Cluster`, or raises one
+`ConfigError` listing every problem, each naming its key and the fix. Secret values never enter
+the model: only whether they are set.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+PROJECT = "kube-ha"
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+# DNS-1123 subdomain, the rule Kubernetes applies to Node names.
+_DNS1123 = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+_VERSION = re.compile(r"^v?(\d+)\.(\d+)\.(\d+)$")
+
+
+class ConfigError(ValueError):
+    """One or more config problems; each line names the key and the fix."""
+
+    def __init__(self, problems: list[tuple[str, str]]):
+        self.problems = problems
+        self.keys = [key for key, _ in problems]
+        lines = [f"{PROJECT}:{key}: {message}" for key, message in problems]
+        super().__init__("invalid stack config:\n  " + "\n  ".join(lines))
+
+
+@dataclass(frozen=True)
+class Host:
+    """A machine reached over SSH."""
+
+    name: str
+    address: IPAddress
+    user: str
+    port: int
+    bootstrap: bool = False
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """The address every client dials: the LB (or VIP), never a node."""
+
+    address: IPAddress
+    port: int
+    dns_name: str | None = None
+
+    @property
+    def host(self) -> str:
+        """What goes into kubeconfigs and controlPlaneEndpoint: the name if there is one."""
+        return self.dns_name or _url_host(self.address)
+
+    @property
+    def url(self) -> str:
+        return f"https://{self.host}:{self.port}"
+
+    @property
+    def host_port(self) -> str:
+        return f"{self.host}:{self.port}"
+
+
+@dataclass(frozen=True)
+class Networking:
+    service_subnet: IPNetwork
+    pod_subnet: IPNetwork
+    cluster_domain: str
+
+
+@dataclass(frozen=True)
+class HealthCheck:
+    """haproxy active checks. A hung node leaves rotation in about inter + fall x timeout
+    (+ (fall-1) x fastinter); a node that turns ready joins within rise x downinter."""
+
+    inter_ms: int = 1000
+    fast_inter_ms: int = 250
+    down_inter_ms: int = 1000
+    rise: int = 2
+    fall: int = 2
+    timeout_ms: int = 500
+    shutdown_sessions_on_down: bool = False
+
+    @property
+    def worst_case_hang_detection_ms(self) -> int:
+        return self.inter_ms + self.fall * self.timeout_ms + (self.fall - 1) * self.fast_inter_ms
+
+
+@dataclass(frozen=True)
+class LoadBalancerSettings:
+    bind_address: str = "*"
+    stats_bind: str | None = None
+    max_conn: int = 20000
+    connect_timeout_ms: int = 2000
+    client_timeout_s: int = 600
+    tunnel_timeout_s: int = 3600
+    retries: int = 3
+
+
+@dataclass(frozen=True)
+class CertificateSettings:
+    ca_source: str = "import"  # "import" from the bootstrap node, or "generate" for a new cluster
+    rotation: int = 0
+    extra_sans: tuple[str, ...] = ()
+    validity_hours: int = 8760
+
+
+@dataclass(frozen=True)
+class ElasticApiserver:
+    enabled: bool = False
+    pool_nodes: tuple[str, ...] = ()
+    port: int = 7443
+    min_replicas: int = 1
+    max_replicas: int = 3
+    cpu_target_percent: int = 70
+    memory_target_percent: int = 80
+    scale_down_stabilization_s: int = 300
+    cpu_request: str = "250m"
+    memory_request: str = "512Mi"
+
+
+@dataclass(frozen=True)
+class ControllerManager:
+    replicas: int = 0
+    port: int = 10357
+
+
+@dataclass(frozen=True)
+class Scheduler:
+    replicas: int = 0
+    port: int = 10359
+
+
+@dataclass(frozen=True)
+class Cluster:
+    name: str
+    kubernetes_version: str
+    control_plane: tuple[Host, ...]
+    workers: tuple[Host, ...]
+    load_balancers: tuple[Host, ...]
+    endpoint: Endpoint
+    networking: Networking
+    apiserver_port: int = 6443
+    health_check: HealthCheck = field(default_factory=HealthCheck)
+    load_balancer: LoadBalancerSettings = field(default_factory=LoadBalancerSettings)
+    certificates: CertificateSettings = field(default_factory=CertificateSettings)
+    elastic_apiserver: ElasticApiserver = field(default_factory=ElasticApiserver)
+    controller_manager: ControllerManager = field(default_factory=ControllerManager)
+    scheduler: Scheduler = field(default_factory=Scheduler)
+    node_local_proxy: bool = False
+
+    @property
+    def bootstrap(self) -> Host:
+        return next(h for h in self.control_plane if h.bootstrap)
+
+    @property
+    def joining_control_plane(self) -> tuple[Host, ...]:
+        """Control-plane nodes other than the bootstrap node, in config order (= join order)."""
+        return tuple(h for h in self.control_plane if not h.bootstrap)
+
+    @property
+    def nodes(self) -> tuple[Host, ...]:
+        return self.control_plane + self.workers
+
+    def node(self, name: str) -> Host:
+        return next(h for h in self.nodes if h.name == name)
+
+    @property
+    def minor_version(self) -> tuple[int, int]:
+        m = _VERSION.match(self.kubernetes_version)
+        assert m, "validated by parse_cluster"
+        return int(m.group(1)), int(m.group(2))
+
+
+# Scalar keys: name -> (type, default, description). Pulumi.yaml declares exactly these (a test
+# keeps the two in step), so `pulumi config` users and the offline render see the same defaults.
+SCALAR_KEYS: dict[str, tuple[type, Any, str]] = {
+    "clusterName": (str, "kubernetes", "Cluster name (kubeadm clusterName, kubeconfig names)."),
+    "kubernetesVersion": (str, "v1.32.3", "Kubernetes version the control plane runs (vX.Y.Z)."),
+    "apiserverPort": (int, 6443, "Port kube-apiserver binds on each control-plane node."),
+    "sshUser": (str, "root", "Default SSH user for hosts that do not name one (sudo if not root)."),
+    "sshPort": (int, 22, "Default SSH port for hosts that do not name one."),
+    "sshPrivateKey": (str, None, "SSH private key (PEM) for every host. Set with --secret."),
+    "serviceSubnet": (str, "10.96.0.0/12", "Service CIDR; its first address is a SAN."),
+    "podSubnet": (str, "10.244.0.0/16", "Pod CIDR."),
+    "clusterDomain": (str, "cluster.local", "Cluster DNS domain."),
+    "allowEvenControlPlane": (bool, False, "Allow an even control-plane count (etcd quorum)."),
+    "nodeLocalProxy": (bool, False, "Nodes also dial 127.0.0.1 (adds 127.0.0.1/localhost SANs)."),
+}
+OBJECT_KEYS = {
+    "endpoint",
+    "controlPlane",
+    "workers",
+    "loadBalancers",
+    "healthCheck",
+    "loadBalancer",
+    "certificates",
+    "elasticApiserver",
+    "controllerManager",
+    "kubeScheduler",
+}
+SECRET_KEYS = {"sshPrivateKey"}
+
+T = TypeVar("T")
+
+
+class _Reader:
+    """Collects problems instead of stopping at the first, so one run shows them all."""
+
+    def __init__(self) -> None:
+        self.problems: list[tuple[str, str]] = []
+
+    def fail(self, key: str, message: str) -> None:
+        self.problems.append((key, message))
+
+    def typed(self, key: str, value: Any, kind: type[T], default: T) -> T:
+        if value is None:
+            return default
+        # YAML/JSON config may carry numbers and booleans as strings ("6443", "true").
+        if kind is bool and isinstance(value, str) and value.lower() in ("true", "false"):
+            return value.lower() == "true"  # type: ignore[return-value]
+        if kind is int and isinstance(value, str) and re.fullmatch(r"-?\d+", value):
+            return int(value)  # type: ignore[return-value]
+        if kind is int and isinstance(value, bool) or not isinstance(value, kind):
+            self.fail(key, f"{value!r} is not a {kind.__name__}. Fix: give a {kind.__name__}.")
+            return default
+        return value
+
+    def port(self, key: str, value: Any, default: int) -> int:
+        port = self.typed(key, value, int, default)
+        if not 1 <= port <= 65535:
+            self.fail(key, f"port {port} is out of range. Fix: use 1-65535.")
+        return port
+
+    def positive(self, key: str, value: Any, default: int, minimum: int = 1) -> int:
+        number = self.typed(key, value, int, default)
+        if number < minimum:
+            self.fail(key, f"{number} is too small. Fix: use at least {minimum}.")
+        return number
+
+    def ip(self, key: str, value: Any) -> IPAddress | None:
+        try:
+            return ipaddress.ip_address(str(value).strip())
+        except ValueError:
+            self.fail(key, f"{value!r} is not an IP address. Fix: give an IPv4 or IPv6 address.")
+            return None
+
+    def cidr(self, key: str, value: Any) -> IPNetwork | None:
+        try:
+            return ipaddress.ip_network(str(value).strip(), strict=True)
+        except ValueError as err:
+            self.fail(key, f"{value!r} is not a network CIDR ({err}). Fix: e.g. 10.96.0.0/12.")
+            return None
+
+    def obj(self, key: str, value: Any, allowed: set[str]) -> Mapping[str, Any]:
+        if value is None:
+            return {}
+        if not isinstance(value, Mapping):
+            self.fail(key, "must be a mapping. Fix: give key: value pairs.")
+            return {}
+        for unknown in sorted(set(value) - allowed):
+            hint = _closest(unknown, allowed)
+            self.fail(
+                f"{key}.{unknown}",
+                f"unknown key.{f' Did you mean {hint!r}?' if hint else ''} "
+                f"Fix: use one of {', '.join(sorted(allowed))}.",
+            )
+        return value
+
+
+def _closest(word: str, choices: set[str]) -> str | None:
+    import difflib
+
+    match = difflib.get_close_matches(word, sorted(choices), n=1, cutoff=0.6)
+    return match[0] if match else None
+
+
+def _url_host(address: IPAddress) -> str:
+    return f"[{address}]" if address.version == 6 else str(address)
+
+
+_HOST_KEYS = {"name", "address", "user", "port", "bootstrap"}
+
+
+def _hosts(r: _Reader, key: str, value: Any, user: str, port: int, cp: bool) -> list[Host]:
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        r.fail(key, "must be a list of hosts. Fix: give - name: ..., address: ... entries.")
+        return []
+    hosts = []
+    allowed = _HOST_KEYS if cp else _HOST_KEYS - {"bootstrap"}
+    for i, entry in enumerate(value):
+        k = f"{key}[{i}]"
+        item = r.obj(k, entry, allowed)
+        if not item:
+            if entry is not None and isinstance(entry, Mapping):
+                r.fail(k, "is empty. Fix: give name and address.")
+            continue
+        name = item.get("name")
+        if not isinstance(name, str) or not _DNS1123.match(name) or len(name) > 253:
+            r.fail(f"{k}.name", f"{name!r} is not a valid node name. Fix: lower-case DNS name.")
+            name = f"invalid-{i}"
+        address = r.ip(f"{k}.address", item.get("address"))
+        hosts.append(
+            Host(
+                name=name,
+                address=address or ipaddress.ip_address("0.0.0.0"),
+                user=r.typed(f"{k}.user", item.get("user"), str, user),
+                port=r.port(f"{k}.port", item.get("port"), port),
+                bootstrap=r.typed(f"{k}.bootstrap", item.get("bootstrap"), bool, False),
+            )
+        )
+    return hosts
+
+
+def _check_unique(r: _Reader, groups: list[tuple[str, list[Host]]]) -> None:
+    seen_names: dict[str, str] = {}
+    seen_addresses: dict[IPAddress, str] = {}
+    for key, hosts in groups:
+        for i, host in enumerate(hosts):
+            where = f"{key}[{i}]"
+            if host.name in seen_names:
+                r.fail(f"{where}.name", f"{host.name!r} is also {seen_names[host.name]}. "
+                       "Fix: give every host its own name.")
+            seen_names.setdefault(host.name, where)
+            if host.address in seen_addresses:
+                r.fail(f"{where}.address", f"{host.address} is also {seen_addresses[host.address]}."
+                       " Fix: give every host its own address.")
+            seen_addresses.setdefault(host.address, where)
+
+
+def parse_cluster(raw: Mapping[str, Any]) -> Cluster:
+    """Validate stack config and build the model. Raises ConfigError naming every bad key."""
+    r = _Reader()
+    for unknown in sorted(set(raw) - set(SCALAR_KEYS) - OBJECT_KEYS):
+        hint = _closest(unknown, set(SCALAR_KEYS) | OBJECT_KEYS)
+        r.fail(unknown, f"unknown key.{f' Did you mean {hint!r}?' if hint else ''} "
+               "Fix: remove it or correct its spelling.")
+
+    def scalar(key: str) -> Any:
+        kind, default, _ = SCALAR_KEYS[key]
+        return r.typed(key, raw.get(key), kind, default)
+
+    name = scalar("clusterName")
+    if not _DNS1123.match(name):
+        r.fail("clusterName", f"{name!r} is not a DNS-1123 name. Fix: lower-case, digits, '-'.")
+    version = scalar("kubernetesVersion")
+    if not _VERSION.match(version):
+        r.fail("kubernetesVersion", f"{version!r} is not a version. Fix: e.g. v1.32.3.")
+    elif not version.startswith("v"):
+        version = "v" + version
+    ssh_user = scalar("sshUser")
+    ssh_port = r.port("sshPort", raw.get("sshPort"), 22)
+    apiserver_port = r.port("apiserverPort", raw.get("apiserverPort"), 6443)
+    if raw.get("sshPrivateKey") in (None, ""):
+        r.fail("sshPrivateKey", "is not set. Fix: pulumi config set --secret sshPrivateKey "
+               "< ~/.ssh/id_ed25519")
+
+    cps = _hosts(r, "controlPlane", raw.get("controlPlane"), ssh_user, ssh_port, cp=True)
+    workers = _hosts(r, "workers", raw.get("workers"), ssh_user, ssh_port, cp=False)
+    lbs = _hosts(r, "loadBalancers", raw.get("loadBalancers"), ssh_user, ssh_port, cp=False)
+    _check_unique(r, [("controlPlane", cps), ("workers", workers)])
+    _check_unique(r, [("loadBalancers", lbs)])
+
+    if not cps:
+        r.fail("controlPlane", "no control-plane nodes. Fix: list at least one (1, 3 or 5).")
+    elif len(cps) % 2 == 0 and not scalar("allowEvenControlPlane"):
+        r.fail("controlPlane", f"{len(cps)} nodes is an even etcd member count: it tolerates no "
+               "more failures than one fewer. Fix: use an odd count, or set "
+               "allowEvenControlPlane: true while growing.")
+    bootstraps = [h for h in cps if h.bootstrap]
+    if len(bootstraps) > 1:
+        r.fail("controlPlane", "more than one node has bootstrap: true. Fix: mark exactly one.")
+    elif cps and not bootstraps:
+        # The first node is the bootstrap node unless one is marked.
+        cps[0] = Host(**{**cps[0].__dict__, "bootstrap": True})
+    if not lbs:
+        r.fail("loadBalancers", "no load-balancer hosts. Fix: list the LB VM(s) running haproxy.")
+
+    ep_raw = r.obj("endpoint", raw.get("endpoint"), {"address", "dnsName", "port"})
+    ep_address = r.ip("endpoint.address", ep_raw.get("address")) if ep_raw else None
+    if not ep_raw:
+        r.fail("endpoint", "is not set. Fix: give endpoint.address (the LB or VIP address).")
+    dns_name = ep_raw.get("dnsName")
+    if dns_name is not None and (not isinstance(dns_name, str) or not _DNS1123.match(dns_name)):
+        r.fail("endpoint.dnsName", f"{dns_name!r} is not a DNS name. Fix: e.g. api.k8s.example.")
+        dns_name = None
+    endpoint = Endpoint(
+        address=ep_address or ipaddress.ip_address("0.0.0.0"),
+        port=r.port("endpoint.port", ep_raw.get("port"), 6443),
+        dns_name=dns_name,
+    )
+    node_addresses = {h.address: f"{k}" for k, hs in (("controlPlane", cps), ("workers", workers))
+                      for h in hs}
+    if ep_address is not None and ep_address in node_addresses:
+        r.fail("endpoint.address", f"{ep_address} is a {node_addresses[ep_address]} node: the "
+               "endpoint must survive that node. Fix: use the LB's address or a VIP.")
+
+    service = r.cidr("serviceSubnet", scalar("serviceSubnet"))
+    pod = r.cidr("podSubnet", scalar("podSubnet"))
+    if service and pod and service.version == pod.version and service.overlaps(pod):  # type: ignore[arg-type]
+        r.fail("podSubnet", f"{pod} overlaps serviceSubnet {service}. Fix: use disjoint CIDRs.")
+    domain = scalar("clusterDomain")
+    if not _DNS1123.match(domain):
+        r.fail("clusterDomain", f"{domain!r} is not a DNS domain. Fix: e.g. cluster.local.")
+
+    health = _health_check(r, raw.get("healthCheck"))
+    lb = _load_balancer(r, raw.get("loadBalancer"))
+    certs = _certificates(r, raw.get("certificates"))
+    names = {h.name for h in cps + workers}
+    elastic = _elastic(r, raw.get("elasticApiserver"), names, apiserver_port)
+    cm_raw = r.obj("controllerManager", raw.get("controllerManager"), {"replicas", "port"})
+    cm = ControllerManager(
+        replicas=r.positive("controllerManager.replicas", cm_raw.get("replicas"), 0, minimum=0),
+        port=r.port("controllerManager.port", cm_raw.get("port"), 10357),
+    )
+    if cm.port == 10257:
+        r.fail("controllerManager.port", "10257 is the static pod's port; both run with "
+               "hostNetwork on control-plane nodes. Fix: use another port, e.g. 10357.")
+    sc_raw = r.obj("kubeScheduler", raw.get("kubeScheduler"), {"replicas", "port"})
+    scheduler = Scheduler(
+        replicas=r.positive("kubeScheduler.replicas", sc_raw.get("replicas"), 0, minimum=0),
+        port=r.port("kubeScheduler.port", sc_raw.get("port"), 10359),
+    )
+    if scheduler.port == 10259:
+        r.fail("kubeScheduler.port", "10259 is the static pod's port. Fix: e.g. 10359.")
+
+    if r.problems:
+        raise ConfigError(r.problems)
+    assert service is not None and pod is not None
+    return Cluster(
+        name=name,
+        kubernetes_version=version,
+        control_plane=tuple(cps),
+        workers=tuple(workers),
+        load_balancers=tuple(lbs),
+        endpoint=endpoint,
+        networking=Networking(service, pod, domain),
+        apiserver_port=apiserver_port,
+        health_check=health,
+        load_balancer=lb,
+        certificates=certs,
+        elastic_apiserver=elastic,
+        controller_manager=cm,
+        scheduler=scheduler,
+        node_local_proxy=scalar("nodeLocalProxy"),
+    )
+
+
+def _fields(r: _Reader, key: str, value: Any, spec: dict[str, tuple[str, Any, Callable[..., Any]]]
+            ) -> dict[str, Any]:
+    """Read a config object whose camelCase keys map to dataclass fields via `spec`."""
+    obj = r.obj(key, value, set(spec))
+    return {attr: read(f"{key}.{ck}", obj.get(ck), default)
+            for ck, (attr, default, read) in spec.items()}
+
+
+def _health_check(r: _Reader, value: Any) -> HealthCheck:
+    d = HealthCheck()
+    ms = r.positive
+    hc = HealthCheck(**_fields(r, "healthCheck", value, {
+        "interMs": ("inter_ms", d.inter_ms, lambda k, v, df: ms(k, v, df, 100)),
+        "fastInterMs": ("fast_inter_ms", d.fast_inter_ms, lambda k, v, df: ms(k, v, df, 50)),
+        "downInterMs": ("down_inter_ms", d.down_inter_ms, lambda k, v, df: ms(k, v, df, 100)),
+        "rise": ("rise", d.rise, ms),
+        "fall": ("fall", d.fall, ms),
+        "timeoutMs": ("timeout_ms", d.timeout_ms, lambda k, v, df: ms(k, v, df, 50)),
+        "shutdownSessionsOnDown": ("shutdown_sessions_on_down", d.shutdown_sessions_on_down,
+                                   lambda k, v, df: r.typed(k, v, bool, df)),
+    }))
+    if hc.timeout_ms >= hc.inter_ms:
+        r.fail("healthCheck.timeoutMs", f"{hc.timeout_ms} >= interMs {hc.inter_ms}: checks would "
+               "overlap. Fix: keep the check timeout below the interval.")
+    return hc
+
+
+def _load_balancer(r: _Reader, value: Any) -> LoadBalancerSettings:
+    d = LoadBalancerSettings()
+
+    def text(k: str, v: Any, df: Any) -> Any:
+        return df if v is None else r.typed(k, v, str, "")
+
+    lb = LoadBalancerSettings(**_fields(r, "loadBalancer", value, {
+        "bindAddress": ("bind_address", d.bind_address, text),
+        "statsBind": ("stats_bind", d.stats_bind, text),
+        "maxConn": ("max_conn", d.max_conn, r.positive),
+        "connectTimeoutMs": ("connect_timeout_ms", d.connect_timeout_ms, r.positive),
+        "clientTimeoutSeconds": ("client_timeout_s", d.client_timeout_s,
+                                 lambda k, v, df: r.positive(k, v, df, 600)),
+        "tunnelTimeoutSeconds": ("tunnel_timeout_s", d.tunnel_timeout_s,
+                                 lambda k, v, df: r.positive(k, v, df, 600)),
+        "retries": ("retries", d.retries, r.positive),
+    }))
+    if lb.stats_bind is not None:
+        host, _, port = lb.stats_bind.rpartition(":")
+        if not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+            r.fail("loadBalancer.statsBind", f"{lb.stats_bind!r} is not ADDRESS:PORT. "
+                   "Fix: e.g. 127.0.0.1:8404.")
+        elif host != "*":
+            r.ip("loadBalancer.statsBind", host.strip("[]"))
+    if lb.bind_address != "*":
+        r.ip("loadBalancer.bindAddress", lb.bind_address)
+    return lb
+
+
+def _certificates(r: _Reader, value: Any) -> CertificateSettings:
+    d = CertificateSettings()
+
+    def sans(k: str, v: Any, df: Any) -> tuple[str, ...]:
+        if v is None:
+            return df
+        if not isinstance(v, list) or not all(isinstance(s, str) and s for s in v):
+            r.fail(k, "must be a list of DNS names or IP addresses. Fix: e.g. [api.example.com].")
+            return df
+        for s in v:
+            try:
+                ipaddress.ip_address(s)
+            except ValueError:
+                if not _DNS1123.match(s.lower()):
+                    r.fail(k, f"{s!r} is neither an IP address nor a DNS name. Fix: correct it.")
+        return tuple(v)
+
+    certs = CertificateSettings(**_fields(r, "certificates", value, {
+        "caSource": ("ca_source", d.ca_source, lambda k, v, df: r.typed(k, v, str, df)),
+        "rotation": ("rotation", d.rotation, lambda k, v, df: r.positive(k, v, df, 0)),
+        "extraSans": ("extra_sans", d.extra_sans, sans),
+        "validityHours": ("validity_hours", d.validity_hours,
+                          lambda k, v, df: r.positive(k, v, df, 24)),
+    }))
+    if certs.ca_source not in ("import", "generate"):
+        r.fail("certificates.caSource", f"{certs.ca_source!r} is not a CA source. Fix: 'import' "
+               "(read it from the bootstrap node) or 'generate' (new cluster).")
+    return certs
+
+
+def _elastic(r: _Reader, value: Any, node_names: set[str], apiserver_port: int) -> ElasticApiserver:
+    d = ElasticApiserver()
+
+    def pool(k: str, v: Any, df: Any) -> tuple[str, ...]:
+        if v is None:
+            return df
+        if not isinstance(v, list) or not all(isinstance(n, str) for n in v):
+            r.fail(k, "must be a list of node names. Fix: e.g. [worker-1, worker-2].")
+            return df
+        for i, n in enumerate(v):
+            if n not in node_names:
+                r.fail(f"{k}[{i}]", f"{n!r} is not a node in controlPlane or workers. "
+                       "Fix: name a listed node.")
+        if len(set(v)) != len(v):
+            r.fail(k, "lists a node twice. Fix: list each node once.")
+        return tuple(v)
+
+    def quantity(k: str, v: Any, df: Any) -> str:
+        q = df if v is None else r.typed(k, v, str, df)
+        if not re.fullmatch(r"\d+(\.\d+)?(m|Ki|Mi|Gi)?", q):
+            r.fail(k, f"{q!r} is not a Kubernetes quantity. Fix: e.g. 250m or 512Mi.")
+        return q
+
+    e = ElasticApiserver(**_fields(r, "elasticApiserver", value, {
+        "enabled": ("enabled", d.enabled, lambda k, v, df: r.typed(k, v, bool, df)),
+        "poolNodes": ("pool_nodes", d.pool_nodes, pool),
+        "port": ("port", d.port, r.port),
+        "minReplicas": ("min_replicas", d.min_replicas, r.positive),
+        "maxReplicas": ("max_replicas", d.max_replicas, r.positive),
+        "cpuTargetPercent": ("cpu_target_percent", d.cpu_target_percent, r.positive),
+        "memoryTargetPercent": ("memory_target_percent", d.memory_target_percent, r.positive),
+        "scaleDownStabilizationSeconds": ("scale_down_stabilization_s",
+                                          d.scale_down_stabilization_s,
+                                          lambda k, v, df: r.positive(k, v, df, 0)),
+        "cpuRequest": ("cpu_request", d.cpu_request, quantity),
+        "memoryRequest": ("memory_request", d.memory_request, quantity),
+    }))
+    if e.enabled:
+        if not e.pool_nodes:
+            r.fail("elasticApiserver.poolNodes", "is empty. Fix: name the nodes that may run "
+                   "extra apiservers.")
+        if e.max_replicas > len(e.pool_nodes):
+            r.fail("elasticApiserver.maxReplicas", f"{e.max_replicas} exceeds the pool of "
+                   f"{len(e.pool_nodes)} nodes (one pod per node). Fix: lower it or grow "
+                   "poolNodes.")
+        if e.min_replicas > e.max_replicas:
+            r.fail("elasticApiserver.minReplicas", f"{e.min_replicas} > maxReplicas "
+                   f"{e.max_replicas}. Fix: keep min <= max.")
+        if e.port == apiserver_port:
+            r.fail("elasticApiserver.port", f"{e.port} is the static apiserver's port; pods use "
+                   "hostNetwork. Fix: use another port, e.g. 7443.")
+    return e

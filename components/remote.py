@@ -1,0 +1,77 @@
+"""Running rendered scripts on hosts over SSH (pulumi_command), the one way this program does.
+
+The script travels on stdin to `bash -s`: file contents and secrets never sit in the command
+string, which the engine logs and shows in errors. A change to the script is an in-place update
+(update = create), never a replacement: pulumi-command's `triggers` always replace.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import pulumi
+import pulumi_command as command
+
+from components.model import Host
+from components.shell import quote
+
+
+class Ssh:
+    """How every host is reached: its address and user, one secret private key."""
+
+    def __init__(self, private_key: pulumi.Output[str]):
+        self.private_key = pulumi.Output.secret(private_key)
+
+    def connection(self, host: Host) -> command.remote.ConnectionArgs:
+        return command.remote.ConnectionArgs(
+            host=str(host.address),
+            user=host.user,
+            port=host.port,
+            private_key=self.private_key,
+            # Hosts may still be booting; the provider retries dials without delay (#1238).
+            dial_error_limit=30,
+            per_dial_timeout=10,
+        )
+
+
+def shell_for(host: Host) -> str:
+    return "bash -s" if host.user == "root" else "sudo -n bash -s"
+
+
+def inline(host: Host, script: str) -> str:
+    """A script as a command string, for `delete` (which gets no stdin). Never put secrets here."""
+    prefix = "" if host.user == "root" else "sudo -n "
+    return f"{prefix}bash -c {quote(script)}"
+
+
+def run_script(
+    name: str,
+    host: Host,
+    ssh: Ssh,
+    script: pulumi.Input[str],
+    *,
+    parent: pulumi.Resource,
+    secret: bool = False,
+    secret_stdout: bool = False,
+    delete_script: str | None = None,
+    depends_on: Sequence[pulumi.Resource] = (),
+    deleted_with: pulumi.Resource | None = None,
+) -> command.remote.Command:
+    """One idempotent script on one host. `secret` marks the script (it carries a key or
+    token); `secret_stdout` hides what it prints (kubeconfigs, tokens) from state and logs."""
+    run = shell_for(host)
+    return command.remote.Command(
+        name,
+        connection=ssh.connection(host),
+        create=run,
+        update=run,
+        stdin=pulumi.Output.secret(script) if secret else script,
+        delete=inline(host, delete_script) if delete_script else None,
+        logging=command.remote.Logging.NONE if secret_stdout else command.remote.Logging.STDERR,
+        opts=pulumi.ResourceOptions(
+            parent=parent,
+            depends_on=list(depends_on),
+            deleted_with=deleted_with,
+            additional_secret_outputs=["stdout"] if secret_stdout else None,
+        ),
+    )

@@ -1,0 +1,50 @@
+"""Small builders for the bash scripts sent to hosts. Pure.
+
+Every script: `set -euo pipefail`, says what it does on stderr, and checks its own
+postcondition first so a second run does nothing. Scripts travel on stdin (`bash -s`), so file
+contents and secrets inside them never appear on a command line or in `ps`.
+"""
+
+from __future__ import annotations
+
+import shlex
+
+quote = shlex.quote
+
+
+def script(purpose: str, *parts: str) -> str:
+    """A complete script: header, a `log` helper that prefixes the purpose, then the parts."""
+    header = (
+        "#!/usr/bin/env bash\n"
+        f"# kube-ha: {purpose}\n"
+        "set -euo pipefail\n"
+        "umask 022\n"
+        f"log() {{ printf 'kube-ha[%s]: %s\\n' {quote(purpose)} \"$*\" >&2; }}\n"
+    )
+    return header + "\n".join(p.rstrip("\n") for p in parts if p) + "\n"
+
+
+def heredoc(command: str, content: str) -> str:
+    """`command <<'DELIM'` with content verbatim; the quoted delimiter stops all expansion."""
+    delim = "KUBE_HA_EOF"
+    n = 0
+    while delim in content:
+        n += 1
+        delim = f"KUBE_HA_EOF_{n}"
+    body = content if content.endswith("\n") else content + "\n"
+    return f"{command} <<'{delim}'\n{body}{delim}"
+
+
+def write_file(path: str, content: str, mode: str = "0644", owner: str = "root:root") -> str:
+    """Write `path` atomically (temp file beside it, then mv). No-op when it already matches.
+
+    Sets `changed=1` when the file was replaced, so a caller can reload only on change.
+    """
+    q = quote(path)
+    return "\n".join([
+        f"tmp=$(mktemp {quote(path + '.kube-ha.XXXXXX')})",
+        heredoc('cat > "$tmp"', content),
+        f'chmod {mode} "$tmp"; chown {owner} "$tmp"',
+        f'if cmp -s "$tmp" {q}; then rm -f "$tmp"; log "{path} unchanged"; '
+        f'else mv -f "$tmp" {q}; changed=1; log "wrote {path}"; fi',
+    ])

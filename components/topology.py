@@ -1,0 +1,110 @@
+"""Everything derived from the membership list: SANs, LB backends, join order. Pure."""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+
+from components.model import Cluster, Host
+
+
+@dataclass(frozen=True)
+class SanSet:
+    """Subject alternative names of an apiserver serving certificate."""
+
+    dns_names: tuple[str, ...]
+    ip_addresses: tuple[str, ...]
+
+    def as_dict(self) -> dict[str, list[str]]:
+        return {"dnsNames": list(self.dns_names), "ipAddresses": list(self.ip_addresses)}
+
+
+@dataclass(frozen=True)
+class Backend:
+    """One haproxy server line: a place an apiserver may listen."""
+
+    name: str
+    address: str
+    port: int
+    elastic: bool = False
+
+
+def kubernetes_service_ip(cluster: Cluster) -> str:
+    """The `kubernetes` Service's ClusterIP: the first address of the service subnet."""
+    return str(next(cluster.networking.service_subnet.hosts()))
+
+
+def service_dns_names(cluster: Cluster) -> list[str]:
+    return [
+        "kubernetes",
+        "kubernetes.default",
+        "kubernetes.default.svc",
+        f"kubernetes.default.svc.{cluster.networking.cluster_domain}",
+    ]
+
+
+def shared_sans(cluster: Cluster) -> tuple[list[str], list[str]]:
+    """Names every apiserver must answer to, whichever node it runs on."""
+    dns: list[str] = service_dns_names(cluster)
+    ips: list[str] = [kubernetes_service_ip(cluster), str(cluster.endpoint.address)]
+    if cluster.endpoint.dns_name:
+        dns.append(cluster.endpoint.dns_name)
+    ips += [str(lb.address) for lb in cluster.load_balancers]
+    if cluster.node_local_proxy:
+        dns.append("localhost")
+        ips += ["127.0.0.1", "::1"]
+    for extra in cluster.certificates.extra_sans:
+        try:
+            ips.append(str(ipaddress.ip_address(extra)))
+        except ValueError:
+            dns.append(extra.lower())
+    return dns, ips
+
+
+def apiserver_sans(cluster: Cluster, node: Host) -> SanSet:
+    """SANs of `node`'s serving certificate: the shared set plus the node's own name and address."""
+    dns, ips = shared_sans(cluster)
+    return SanSet(_unique(dns + [node.name]), _unique(ips + [str(node.address)]))
+
+
+def elastic_apiserver_sans(cluster: Cluster) -> SanSet:
+    """One certificate serves every elastic apiserver pod, so it names every pool node."""
+    dns, ips = shared_sans(cluster)
+    pool = [cluster.node(n) for n in cluster.elastic_apiserver.pool_nodes]
+    return SanSet(_unique(dns + [h.name for h in pool]), _unique(ips + [str(h.address) for h in pool]))
+
+
+def all_sans(cluster: Cluster) -> dict[str, dict[str, list[str]]]:
+    """Per-node SAN sets, as the offline render's sans.json shows them."""
+    out = {node.name: apiserver_sans(cluster, node).as_dict() for node in cluster.control_plane}
+    if cluster.elastic_apiserver.enabled:
+        out["elastic-apiserver"] = elastic_apiserver_sans(cluster).as_dict()
+    return out
+
+
+def lb_backends(cluster: Cluster) -> list[Backend]:
+    """Every place an apiserver may answer: each control-plane node, then each elastic pool node.
+
+    Pool nodes are listed whether or not a pod runs there: the health check keeps an empty one
+    DOWN, so the HPA can add pods without another `pulumi up`.
+    """
+    backends = [Backend(h.name, str(h.address), cluster.apiserver_port) for h in cluster.control_plane]
+    e = cluster.elastic_apiserver
+    if e.enabled:
+        backends += [
+            Backend(f"elastic-{n}", str(cluster.node(n).address), e.port, elastic=True)
+            for n in e.pool_nodes
+        ]
+    return backends
+
+
+def etcd_endpoints(cluster: Cluster) -> list[str]:
+    return [f"https://{_host(h)}:2379" for h in cluster.control_plane]
+
+
+def _host(h: Host) -> str:
+    return f"[{h.address}]" if h.address.version == 6 else str(h.address)
+
+
+def _unique(items: list[str]) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(items))

@@ -1,0 +1,341 @@
+"""A load-balancer lab on loopback: real haproxy in front of fake apiservers, a real TLS client.
+
+Everything binds to a random 127.x.y.0/24 block, so runs never collide with each other or with
+anything else on the machine; every process the lab starts is ended by PID when it closes.
+Used by the failover tests and by bench/lb_failover.py, so both measure the same thing.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import random
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from components.haproxy import HaproxyPaths, render_haproxy_cfg
+from components.model import Cluster, parse_cluster
+from tests.harness import pki
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def loopback_block() -> str:
+    """A random 127.a.b.0/24 prefix ("127.a.b.") — all of 127/8 reaches lo on Linux."""
+    return f"127.{random.randint(10, 250)}.{random.randint(1, 250)}."
+
+
+def free_port(address: str) -> int:
+    with socket.socket() as s:
+        s.bind((address, 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class FakeApiserver:
+    name: str
+    address: str
+    port: int
+    proc: subprocess.Popen[str] | None = None
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+
+@dataclass
+class Result:
+    start: float
+    end: float
+    ok: bool
+    error: str = ""
+    backend: str = ""
+
+
+@dataclass
+class Report:
+    """Failures split by when the request started relative to the fault."""
+
+    fault_at: float
+    results: list[Result]
+    marked_down_s: float | None = None  # fault -> haproxy reports the watched server DOWN
+
+    @property
+    def failed(self) -> list[Result]:
+        return [r for r in self.results if not r.ok]
+
+    @property
+    def failed_after_fault(self) -> list[Result]:
+        return [r for r in self.failed if r.start >= self.fault_at]
+
+    @property
+    def window_s(self) -> float:
+        """Fault to the start of the last failed request (0 when nothing failed)."""
+        late = [r.start - self.fault_at for r in self.failed]
+        return max(0.0, max(late)) if late else 0.0
+
+    def served_by(self, name: str, after: float = 0.0) -> int:
+        return sum(1 for r in self.results if r.ok and r.backend == name and r.start >= after)
+
+    def summary(self) -> str:
+        errors = sorted({r.error for r in self.failed})[:3]
+        return (f"{len(self.results)} requests, {len(self.failed)} failed "
+                f"({len(self.failed_after_fault)} started after the fault), "
+                f"window {self.window_s:.2f}s {errors}")
+
+
+ConfigRenderer = Callable[["Lab"], str]
+
+
+def ours(lab: Lab) -> str:
+    return render_haproxy_cfg(lab.cluster, lab.paths)
+
+
+@dataclass
+class Lab:
+    workdir: Path
+    backends_n: int = 3
+    pool_n: int = 0
+    require_client_cert: bool = False
+    drain_seconds: float = 3.0
+    renderer: ConfigRenderer = ours
+    config_overrides: dict[str, object] = field(default_factory=dict)
+    prefix: str = field(default_factory=loopback_block)
+    haproxy: subprocess.Popen[str] | None = None
+
+    def __post_init__(self) -> None:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.endpoint = self.prefix + "100"
+        self.port = free_port(self.endpoint)
+        self.apiserver_port = free_port(self.prefix + "11")
+        self.pool_port = free_port(self.prefix + "21") if self.pool_n else 7443
+        self.dns_name = "api.lab.kube-ha.test"
+        self.cluster = self.make_cluster()
+        self.ca = pki.make_ca()
+        self.ca_file = self.workdir / "ca.crt"
+        self.ca_file.write_text(self.ca.cert_pem)
+        client = pki.issue(self.ca, "kube-ha:lb-health-check", client=True)
+        self.client_pem = self.workdir / "health-client.pem"
+        self.client_pem.write_text(client.cert_pem + client.key_pem)
+        self.paths = HaproxyPaths(
+            ca_file=str(self.ca_file), client_cert=str(self.client_pem),
+            admin_socket=str(self.workdir / "admin.sock"),
+            state_file=str(self.workdir / "server-state"), chroot=None, user=None,
+            log_target="stderr format raw local0 notice",
+        )
+        self.servers = [FakeApiserver(h.name, str(h.address), self.apiserver_port)
+                        for h in self.cluster.control_plane]
+        self.servers += [FakeApiserver(f"elastic-{h.name}", str(h.address), self.pool_port)
+                         for h in self.cluster.workers[: self.pool_n]]
+
+    def make_cluster(self) -> Cluster:
+        raw: dict[str, object] = {
+            "sshPrivateKey": "lab",
+            "apiserverPort": self.apiserver_port,
+            "controlPlane": [{"name": f"cp-{i + 1}", "address": f"{self.prefix}{11 + i}"}
+                             for i in range(self.backends_n)],
+            "workers": [{"name": f"pool-{i + 1}", "address": f"{self.prefix}{21 + i}"}
+                        for i in range(self.pool_n)],
+            "loadBalancers": [{"name": "lb", "address": self.endpoint}],
+            "endpoint": {"address": self.endpoint, "dnsName": self.dns_name, "port": self.port},
+            # The sandbox's hard FD limit is below what haproxy wants for 20000 connections.
+            "loadBalancer": {"bindAddress": self.endpoint, "maxConn": 4000},
+            "allowEvenControlPlane": True,
+        }
+        if self.pool_n:
+            raw["elasticApiserver"] = {
+                "enabled": True, "port": self.pool_port,
+                "poolNodes": [f"pool-{i + 1}" for i in range(self.pool_n)],
+                "minReplicas": 1, "maxReplicas": self.pool_n,
+            }
+        raw.update(self.config_overrides)
+        return parse_cluster(raw)
+
+    # --- processes -------------------------------------------------------------------------
+    def start_backend(self, server: FakeApiserver) -> None:
+        cert = pki.issue(self.ca, server.name, dns=[server.name, self.dns_name],
+                         ips=[server.address, self.endpoint])
+        crt, key = cert.write(self.workdir, server.name)
+        cmd = [sys.executable, "-m", "tests.harness.fake_apiserver", "--bind", server.address,
+               "--port", str(server.port), "--cert", str(crt), "--key", str(key),
+               "--client-ca", str(self.ca_file), "--name", server.name,
+               "--drain-seconds", str(self.drain_seconds)]
+        if self.require_client_cert:
+            cmd.append("--require-client-cert")
+        server.proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, text=True)
+        assert server.proc.stdout is not None
+        line = server.proc.stdout.readline()
+        assert line.strip() == "ready", f"{server.name} did not start: {line!r}"
+
+    def start(self, backends: list[FakeApiserver] | None = None) -> None:
+        for s in self.servers if backends is None else backends:
+            self.start_backend(s)
+        cfg = self.workdir / "haproxy.cfg"
+        cfg.write_text(self.renderer(self))
+        check = subprocess.run(["haproxy", "-c", "-q", "-f", str(cfg)], capture_output=True,
+                               text=True)
+        assert check.returncode == 0, check.stderr
+        self.haproxy = subprocess.Popen(["haproxy", "-W", "-db", "-f", str(cfg)],
+                                        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                        text=True)
+        self._wait(lambda: self._accepts(), 10, "haproxy to listen")
+
+    def close(self) -> None:
+        procs = [s.proc for s in self.servers if s.proc] + ([self.haproxy] if self.haproxy else [])
+        for p in procs:
+            if p.poll() is None:
+                os.kill(p.pid, signal.SIGCONT)
+                os.kill(p.pid, signal.SIGKILL)
+            p.wait(timeout=10)
+
+    def __enter__(self) -> Lab:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # --- faults ----------------------------------------------------------------------------
+    def server(self, name: str) -> FakeApiserver:
+        return next(s for s in self.servers if s.name == name)
+
+    def crash(self, name: str) -> None:
+        p = self.server(name).proc
+        assert p is not None
+        os.kill(p.pid, signal.SIGKILL)
+
+    def hang(self, name: str) -> None:
+        p = self.server(name).proc
+        assert p is not None
+        os.kill(p.pid, signal.SIGSTOP)
+
+    def drain(self, name: str) -> None:
+        p = self.server(name).proc
+        assert p is not None
+        os.kill(p.pid, signal.SIGUSR1)
+
+    def reload(self) -> None:
+        """What the LB's configure script does: save server state, then USR2 the master."""
+        self.paths_state().write_text(self.admin("show servers state"))
+        assert self.haproxy is not None
+        os.kill(self.haproxy.pid, signal.SIGUSR2)
+
+    def paths_state(self) -> Path:
+        return Path(self.paths.state_file)
+
+    # --- observation -----------------------------------------------------------------------
+    def admin(self, command: str) -> str:
+        with socket.socket(socket.AF_UNIX) as s:
+            s.settimeout(2)
+            s.connect(self.paths.admin_socket)
+            s.sendall(command.encode() + b"\n")
+            chunks = []
+            while chunk := s.recv(65536):
+                chunks.append(chunk)
+        return b"".join(chunks).decode()
+
+    def states(self) -> dict[str, str]:
+        """Server name -> haproxy status (UP, DOWN, 'UP 1/2', ...)."""
+        text = self.admin("show stat").lstrip("# ")
+        rows = csv.DictReader(io.StringIO(text))
+        return {r["svname"]: r["status"] for r in rows if r["svname"] not in ("FRONTEND", "BACKEND")}
+
+    def wait_states(self, want: dict[str, str], timeout: float) -> float:
+        start = time.monotonic()
+        self._wait(lambda: all(self._try_states().get(k) == v for k, v in want.items()), timeout,
+                   f"servers to reach {want}")
+        return time.monotonic() - start
+
+    def _try_states(self) -> dict[str, str]:
+        try:
+            return self.states()
+        except OSError:
+            return {}
+
+    def _accepts(self) -> bool:
+        try:
+            socket.create_connection((self.endpoint, self.port), timeout=0.5).close()
+            return True
+        except OSError:
+            return False
+
+    @staticmethod
+    def _wait(cond: Callable[[], bool], timeout: float, what: str) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if cond():
+                return
+            time.sleep(0.05)
+        raise TimeoutError(f"timed out after {timeout}s waiting for {what}")
+
+    # --- client ----------------------------------------------------------------------------
+    def request(self, path: str = "/version", timeout: float = 3.0) -> Result:
+        """One HTTPS GET through the LB on a fresh connection, CA and hostname verified."""
+        start = time.monotonic()
+        ctx = ssl.create_default_context(cafile=str(self.ca_file))
+        try:
+            with socket.create_connection((self.endpoint, self.port), timeout=timeout) as raw:
+                raw.settimeout(timeout)
+                with ctx.wrap_socket(raw, server_hostname=self.dns_name) as tls:
+                    tls.sendall(f"GET {path} HTTP/1.1\r\nHost: {self.dns_name}\r\n"
+                                "Connection: close\r\n\r\n".encode())
+                    data = b""
+                    while chunk := tls.recv(65536):
+                        data += chunk
+            head = data.split(b"\r\n\r\n", 1)[0].decode(errors="replace")
+            ok = head.startswith("HTTP/1.1 200")
+            backend = next((ln.split(":", 1)[1].strip() for ln in head.split("\r\n")
+                            if ln.lower().startswith("x-backend:")), "")
+            return Result(start, time.monotonic(), ok, "" if ok else head.split("\r\n")[0], backend)
+        except (OSError, ssl.SSLError) as err:
+            return Result(start, time.monotonic(), False, type(err).__name__)
+
+    def load(self, duration: float, rate: float, fault: Callable[[], None] | None = None,
+             fault_after: float = 2.0, timeout: float = 3.0, watch: str | None = None) -> Report:
+        """Requests at `rate`/s for `duration` s, each on its own thread; `fault` runs once.
+        With `watch`, also times how long after the fault haproxy marks that server DOWN."""
+        results: list[Result] = []
+        lock = threading.Lock()
+        marked: list[float] = []
+
+        def poll_down() -> None:
+            while time.monotonic() - t0 < duration:
+                if fault_at != float("inf") and self._try_states().get(watch or "", "").startswith(
+                        "DOWN"):
+                    marked.append(time.monotonic() - fault_at)
+                    return
+                time.sleep(0.02)
+
+        def one() -> None:
+            r = self.request(timeout=timeout)
+            with lock:
+                results.append(r)
+
+        threads = []
+        t0 = time.monotonic()
+        fault_at = float("inf")
+        n = 0
+        if watch:
+            threads.append(threading.Thread(target=poll_down, daemon=True))
+            threads[0].start()
+        while (now := time.monotonic()) - t0 < duration:
+            if fault is not None and fault_at == float("inf") and now - t0 >= fault_after:
+                fault_at = time.monotonic()
+                fault()
+            t = threading.Thread(target=one, daemon=True)
+            t.start()
+            threads.append(t)
+            n += 1
+            time.sleep(max(0.0, t0 + n / rate - time.monotonic()))
+        for t in threads:
+            t.join(timeout + 5)
+        return Report(fault_at, sorted(results, key=lambda r: r.start),
+                      marked[0] if marked else None)

@@ -1,0 +1,159 @@
+"""Engine mocks: record every resource, and compute what providers would (real certificates).
+
+Mocks stand in for the Pulumi engine only. The tls "provider" here does real X.509 with
+`cryptography`, so downstream checks (openssl, kubectl, haproxy) see real PEMs; remote commands
+answer with what the host would print (a CA bundle, join credentials).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+import pulumi
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.x509.oid import NameOID
+
+from tests.harness import pki
+
+SECRET_SIG = "4dabf18193072939515e22adb298388d"
+
+
+def is_secret(value: Any) -> bool:
+    return isinstance(value, dict) and value.get(SECRET_SIG) == "1b47061264138c4ac30d75fd1eb44270"
+
+
+def plain(value: Any) -> Any:
+    """Unwrap secret markers, recursively."""
+    if is_secret(value):
+        return plain(value["value"])
+    if isinstance(value, dict):
+        return {k: plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [plain(v) for v in value]
+    return value
+
+
+@dataclass
+class Recorded:
+    typ: str
+    name: str
+    inputs: dict[str, Any]
+
+    @property
+    def plain(self) -> dict[str, Any]:
+        return plain(self.inputs)
+
+
+def _csr(key_pem: str, subject: dict[str, Any], dns: list[str], ips: list[str]) -> str:
+    key = serialization.load_pem_private_key(key_pem.encode(), None)
+    attrs = [x509.NameAttribute(NameOID.COMMON_NAME, subject.get("commonName", ""))]
+    if subject.get("organization"):
+        attrs.append(x509.NameAttribute(NameOID.ORGANIZATION_NAME, subject["organization"]))
+    builder = x509.CertificateSigningRequestBuilder().subject_name(x509.Name(attrs))
+    if dns or ips:
+        builder = builder.add_extension(x509.SubjectAlternativeName(pki._sans(dns, ips)), False)
+    return builder.sign(key, hashes.SHA256()).public_bytes(  # type: ignore[arg-type]
+        serialization.Encoding.PEM).decode()
+
+
+class ClusterMocks(pulumi.runtime.Mocks):
+    """Keeps every resource it sees in `resources`, in registration order."""
+
+    def __init__(self) -> None:
+        self.resources: list[Recorded] = []
+        self.lock = threading.Lock()
+        self.ca = pki.make_ca("kubernetes")
+        self.keys: dict[str, str] = {}
+
+    def by_type(self, typ: str) -> list[Recorded]:
+        return [r for r in self.resources if r.typ == typ]
+
+    def named(self, name: str) -> Recorded:
+        return next(r for r in self.resources if r.name == name)
+
+    def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str | None, dict[str, Any]]:
+        with self.lock:
+            self.resources.append(Recorded(args.typ, args.name, dict(args.inputs)))
+        inputs = plain(dict(args.inputs))
+        state = dict(inputs)
+        if args.typ == "tls:index/privateKey:PrivateKey":
+            key = pki.new_key_pem()
+            state.update(privateKeyPem=key, publicKeyPem="")
+        elif args.typ == "tls:index/certRequest:CertRequest":
+            state["certRequestPem"] = _csr(inputs["privateKeyPem"], inputs.get("subject") or {},
+                                           inputs.get("dnsNames") or [],
+                                           inputs.get("ipAddresses") or [])
+        elif args.typ == "tls:index/locallySignedCert:LocallySignedCert":
+            state["certPem"] = self._sign(inputs)
+        elif args.typ == "tls:index/selfSignedCert:SelfSignedCert":
+            key = inputs["privateKeyPem"]
+            state["certPem"] = pki.build_cert(subject_key_pem=key, common_name=(
+                inputs.get("subject") or {}).get("commonName", "ca"), issuer=None, is_ca=True)
+        elif args.typ == "command:remote:Command":
+            state["stdout"] = self._stdout(inputs.get("stdin") or "")
+            state["stderr"] = ""
+        return f"{args.name}-id", state
+
+    def _sign(self, inputs: dict[str, Any]) -> str:
+        csr = x509.load_pem_x509_csr(inputs["certRequestPem"].encode())
+        try:
+            san = csr.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+            dns = san.get_values_for_type(x509.DNSName)
+            ips = [str(i) for i in san.get_values_for_type(x509.IPAddress)]
+        except x509.ExtensionNotFound:
+            dns, ips = [], []
+        cn = csr.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value
+        orgs = csr.subject.get_attributes_for_oid(NameOID.ORGANIZATION_NAME)
+        issuer = pki.KeyPair(inputs["caCertPem"], inputs["caPrivateKeyPem"])
+        # The CSR carries the public key; rebuild the cert around the same key the mock issued.
+        subject_key = self._key_for(csr)
+        return pki.build_cert(subject_key_pem=subject_key, common_name=str(cn), issuer=issuer,
+                              dns=dns, ips=ips, uses=inputs.get("allowedUses") or [],
+                              org=str(orgs[0].value) if orgs else None)
+
+    def _key_for(self, csr: x509.CertificateSigningRequest) -> str:
+        want = csr.public_key().public_bytes(serialization.Encoding.DER,
+                                             serialization.PublicFormat.SubjectPublicKeyInfo)
+        for r in self.by_type("tls:index/certRequest:CertRequest"):
+            key_pem = plain(r.inputs).get("privateKeyPem")
+            if not isinstance(key_pem, str):
+                continue
+            key = serialization.load_pem_private_key(key_pem.encode(), None)
+            if key.public_key().public_bytes(serialization.Encoding.DER,
+                                             serialization.PublicFormat.SubjectPublicKeyInfo) == want:
+                return key_pem
+        raise AssertionError("no private key for this CSR")
+
+    def _stdout(self, script: str) -> str:
+        if "kube-ha: read-ca" in script:
+            return self.ca.cert_pem + self.ca.key_pem
+        if "kube-ha: join-credentials" in script:
+            return json.dumps({"token": "abcdef.0123456789abcdef", "caCertHash": "sha256:" + "0" * 64,
+                               "certificateKey": "f" * 64})
+        if "kube-ha: read-admin-kubeconfig" in script:
+            return ADMIN_KUBECONFIG
+        return ""
+
+    def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]] | None]:
+        return {}, None
+
+
+ADMIN_KUBECONFIG = """apiVersion: v1
+kind: Config
+clusters:
+- cluster:
+    certificate-authority-data: ZmFrZQ==
+    server: https://10.21.22.101:6443
+  name: kubernetes
+contexts:
+- context: {cluster: kubernetes, user: kubernetes-admin}
+  name: kubernetes-admin@kubernetes
+current-context: kubernetes-admin@kubernetes
+users:
+- name: kubernetes-admin
+  user: {client-certificate-data: ZmFrZQ==, client-key-data: ZmFrZQ==}
+"""

@@ -1,0 +1,41 @@
+"""Run the real `__main__.py` under engine mocks with a given stack config."""
+
+from __future__ import annotations
+
+import json
+import runpy
+from pathlib import Path
+from typing import Any
+
+import pulumi
+import yaml
+
+from tests.mocks import ClusterMocks
+
+ROOT = Path(__file__).resolve().parents[1]
+SSH_KEY = "-----BEGIN OPENSSH PRIVATE KEY-----\nTEST-SSH-KEY-MATERIAL\n-----END OPENSSH PRIVATE KEY-----\n"
+
+
+def dev_stack() -> dict[str, Any]:
+    """The committed dev stack's config, prefix stripped, plus a test SSH key."""
+    doc = yaml.safe_load((ROOT / "Pulumi.dev.yaml").read_text())
+    raw = {k.split(":", 1)[1]: v for k, v in doc["config"].items()}
+    raw["sshPrivateKey"] = SSH_KEY
+    return raw
+
+
+def run_program(config: dict[str, Any], preview: bool = False) -> tuple[ClusterMocks, dict[str, Any]]:
+    mocks = ClusterMocks()
+    pulumi.runtime.set_mocks(mocks, project="kube-ha", stack="dev", preview=preview)
+    pulumi.runtime.set_all_config(
+        {f"kube-ha:{k}": v if isinstance(v, str) else json.dumps(v) for k, v in config.items()},
+        secret_keys=["kube-ha:sshPrivateKey"],
+    )
+    scope: dict[str, Any] = {}
+
+    @pulumi.runtime.test
+    def program() -> None:
+        scope.update(runpy.run_path(str(ROOT / "__main__.py")))
+
+    program()
+    return mocks, scope
