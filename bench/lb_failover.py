@@ -35,18 +35,18 @@ FAULTS = ("crash", "hang", "drain", "reload")
 
 def run_one(config: str, fault: str, duration: float, rate: float) -> Report:
     renderer, overrides = CONFIGS[config]
-    with tempfile.TemporaryDirectory(prefix="kube-ha-bench-") as d:
-        with Lab(Path(d), renderer=renderer, config_overrides=overrides) as lab:
-            lab.start()
-            lab.wait_states({s.name: "UP" for s in lab.servers}, 15)
-            action = {
-                "crash": lambda: lab.crash("cp-2"),
-                "hang": lambda: lab.hang("cp-2"),
-                "drain": lambda: lab.drain("cp-2"),
-                "reload": lab.reload,
-            }[fault]
-            return lab.load(duration, rate, action, fault_after=2.0,
-                            watch=None if fault == "reload" else "cp-2")
+    with (tempfile.TemporaryDirectory(prefix="kube-ha-bench-") as d,
+          Lab(Path(d), renderer=renderer, config_overrides=overrides) as lab):
+        lab.start()
+        lab.wait_states({s.name: "UP" for s in lab.servers}, 15)
+        action = {
+            "crash": lambda: lab.crash("cp-2"),
+            "hang": lambda: lab.hang("cp-2"),
+            "drain": lambda: lab.drain("cp-2"),
+            "reload": lab.reload,
+        }[fault]
+        return lab.load(duration, rate, action, fault_after=2.0,
+                    watch=None if fault == "reload" else "cp-2")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -74,8 +74,8 @@ class ClusterCertificates(pulumi.ComponentResource):
                             CLIENT_USES, self.ca_cert_pem, self.ca_key_pem, cluster,
                             opts=pulumi.ResourceOptions(parent=self))
         # haproxy wants certificate and key in one file.
-        self.health_client_pem = pulumi.Output.secret(
-            pulumi.Output.concat(health.cert_pem, health.key_pem))
+        self.health_client_pem: pulumi.Output[str] = pulumi.Output.secret(
+            pulumi.Output.concat(health.cert_pem, health.key_pem))  # type: ignore[arg-type]
         self.register_outputs({"caCertPem": self.ca_cert_pem})
 
     def apiserver_cert(self, name: str, cluster: Cluster, node: Host) -> IssuedCert:

@@ -37,7 +37,8 @@ class HaproxyPaths:
     log_target: str = "/dev/log local0 info"
 
 
-def render_haproxy_cfg(cluster: Cluster, paths: HaproxyPaths = HaproxyPaths()) -> str:
+def render_haproxy_cfg(cluster: Cluster, paths: HaproxyPaths | None = None) -> str:
+    paths = paths or HaproxyPaths()
     hc = cluster.health_check
     lb = cluster.load_balancer
     ep = cluster.endpoint

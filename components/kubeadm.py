@@ -11,6 +11,7 @@ step (kubeadm reset on the node). Memberships form a chain, so removals run one 
 
 from __future__ import annotations
 
+import functools
 import json
 
 import pulumi
@@ -32,6 +33,15 @@ def membership_check_script(node: Host) -> str:
         f'  log "{node.name} is not an etcd member"; exit 1',
         "fi",
     )
+
+
+def _cp_join(cluster: Cluster, node: Host, values: list[str]) -> str:
+    cert, key, creds = values
+    return ks.control_plane_join_script(cluster, node, cert, key, json.loads(creds))
+
+
+def _worker_join(cluster: Cluster, node: Host, creds: str) -> str:
+    return ks.worker_join_script(cluster, node, json.loads(creds))
 
 
 class ControlPlane(pulumi.ComponentResource):
@@ -64,8 +74,7 @@ class ControlPlane(pulumi.ComponentResource):
             join = run_script(
                 f"{name}-{node.name}-join", node, ssh,
                 pulumi.Output.all(cert.cert_pem, cert.key_pem, creds.stdout).apply(
-                    lambda v, n=node: ks.control_plane_join_script(
-                        cluster, n, v[0], v[1], json.loads(v[2]))),
+                    functools.partial(_cp_join, cluster, node)),
                 parent=self, secret=True, delete_script=ks.reset_script(), depends_on=[creds])
             previous = run_script(
                 f"{name}-{node.name}-membership", boot, ssh, membership_check_script(node),
@@ -82,8 +91,7 @@ class ControlPlane(pulumi.ComponentResource):
             for w in cluster.workers:
                 self.workers[w.name] = run_script(
                     f"{name}-{w.name}-join", w, ssh,
-                    creds.stdout.apply(lambda s, n=w: ks.worker_join_script(
-                        cluster, n, json.loads(s))),
+                    creds.stdout.apply(functools.partial(_worker_join, cluster, w)),
                     parent=self, secret=True, delete_script=ks.reset_script(),
                     depends_on=[creds])
         self.register_outputs({})

@@ -137,8 +137,8 @@ def install_serving_cert(cluster: Cluster, node: Host, cert: str, key: str) -> s
         f'    if [ -f {PKI}/"$f" ]; then cp -p {PKI}/"$f" {PKI}/"$f.kube-ha-$stamp"; fi',
         "  done",
         "  changed=0",
-        "  " + write_file(f"{PKI}/apiserver.key", key, "0600").replace("\n", "\n  "),
-        "  " + write_file(f"{PKI}/apiserver.crt", cert, "0644").replace("\n", "\n  "),
+        write_file(f"{PKI}/apiserver.key", key, "0600"),
+        write_file(f"{PKI}/apiserver.crt", cert, "0644"),
         "  if [ -f /etc/kubernetes/manifests/kube-apiserver.yaml ]; then",
         "    id=$(crictl ps -q --name '^kube-apiserver$' | head -n 1)",
         '    if [ -n "$id" ]; then log "restarting kube-apiserver"; crictl stop "$id" >/dev/null; fi',
@@ -163,9 +163,11 @@ def repoint_kubeconfig(path: str, endpoint_url: str) -> str:
     ])
 
 
-def _patch_configmap(namespace: str, name: str, key: str, sed_expr: str, check: str) -> str:
+def _patch_configmap(namespace: str, name: str, key: str, sed_expr: str, check: str,
+                     flag: str | None = None) -> str:
     """Edit one text key of a ConfigMap with sed, applied server-side (other keys untouched)."""
     jsonpath = "{.data." + key.replace(".", "\\.") + "}"
+    mark = f"\n  {flag}=1" if flag else ""
     return f"""\
 current=$({KUBECTL} -n {namespace} get configmap {name} -o jsonpath={quote(jsonpath)})
 if grep -q {quote(check)} <<< "$current"; then
@@ -177,8 +179,7 @@ else
     --dry-run=client -o yaml | {KUBECTL} apply --server-side --force-conflicts \\
     --field-manager=kube-ha -f -
   rm -rf "$work"
-  log "patched configmap {namespace}/{name}"
-  patched_{name.replace('-', '_')}=1
+  log "patched configmap {namespace}/{name}"{mark}
 fi"""
 
 
@@ -196,8 +197,8 @@ def bootstrap_script(cluster: Cluster, cert: str, key: str) -> str:
         f"if [ ! -f {ADMIN} ]; then",
         '  log "no cluster here yet: kubeadm init"',
         f"  install -d -m 0755 {PKI}",
-        "  " + write_file(f"{PKI}/apiserver.key", key, "0600").replace("\n", "\n  "),
-        "  " + write_file(f"{PKI}/apiserver.crt", cert, "0644").replace("\n", "\n  "),
+        write_file(f"{PKI}/apiserver.key", key, "0600"),
+        write_file(f"{PKI}/apiserver.crt", cert, "0644"),
         f"  kubeadm init --config={KUBEADM_CONFIG} --upload-certs >&2",
         "else",
         '  log "cluster already initialised"',
@@ -214,8 +215,8 @@ def bootstrap_script(cluster: Cluster, cert: str, key: str) -> str:
         _patch_configmap("kube-public", "cluster-info", "kubeconfig", _sed_server(ep.url),
                          f"server: {ep.url}$"),
         _patch_configmap("kube-system", "kube-proxy", "kubeconfig.conf", _sed_server(ep.url),
-                         f"server: {ep.url}$"),
-        'if [ -n "${patched_kube_proxy:-}" ]; then',
+                         f"server: {ep.url}$", flag="restart_proxy"),
+        'if [ -n "${restart_proxy:-}" ]; then',
         f"  {KUBECTL} -n kube-system rollout restart daemonset/kube-proxy",
         "fi",
     )
@@ -256,9 +257,8 @@ def control_plane_join_script(cluster: Cluster, node: Host, cert: str, key: str,
         '  log "already a control-plane node"',
         "else",
         f"  install -d -m 0755 {PKI}",
-        "  changed=0",
-        "  " + write_file(f"{PKI}/apiserver.key", key, "0600").replace("\n", "\n  "),
-        "  " + write_file(f"{PKI}/apiserver.crt", cert, "0644").replace("\n", "\n  "),
+        write_file(f"{PKI}/apiserver.key", key, "0600", track=False),
+        write_file(f"{PKI}/apiserver.crt", cert, "0644", track=False),
         f"  kubeadm join {_join_flags(cluster, node, creds)} --control-plane"
         f" --apiserver-advertise-address={node.address}"
         f" --apiserver-bind-port={cluster.apiserver_port}"
@@ -311,7 +311,7 @@ def member_removal_script(node_name: str, node_address: str, etcd: EtcdAccess = 
         # Health of every member; the target's own health does not count towards what remains.
         "health=$(etcdctl_ endpoint health --cluster 2>&1 || true)",
         "healthy_after=0",
-        'while IFS=", " read -r id _ name _ client _; do',
+        'while IFS=", " read -r id _ _ _ client _; do',
         '  [ "$id" = "$target" ] && continue',
         '  client=${client%%,*}',
         '  if grep -q -- "^$client is healthy" <<< "$health"; then',

@@ -16,6 +16,7 @@ from components.model import Cluster
 from components.shell import heredoc, quote, script, write_file
 
 CFG = "/etc/haproxy/haproxy.cfg"
+DEFAULT_PATHS = HaproxyPaths()
 
 
 def firewall_ports(cluster: Cluster) -> list[int]:
@@ -88,7 +89,7 @@ install -d -m 0750 -o root -g haproxy /etc/haproxy/kube-ha
 
 
 def configure_script(cluster: Cluster, cfg: str, ca_pem: str, client_pem: str | None,
-                     paths: HaproxyPaths = HaproxyPaths()) -> str:
+                     paths: HaproxyPaths = DEFAULT_PATHS) -> str:
     """The CA, the health-check client cert+key (secret: this script then travels as one) and
     haproxy.cfg; reloads only when something changed."""
     files = [write_file(paths.ca_file, ca_pem, "0640", "root:haproxy")]

@@ -20,7 +20,7 @@ class Ssh:
     """How every host is reached: its address and user, one secret private key."""
 
     def __init__(self, private_key: pulumi.Output[str]):
-        self.private_key = pulumi.Output.secret(private_key)
+        self.private_key: pulumi.Output[str] = pulumi.Output.secret(private_key)  # type: ignore[arg-type]
 
     def connection(self, host: Host) -> command.remote.ConnectionArgs:
         return command.remote.ConnectionArgs(

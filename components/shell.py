@@ -35,16 +35,18 @@ def heredoc(command: str, content: str) -> str:
     return f"{command} <<'{delim}'\n{body}{delim}"
 
 
-def write_file(path: str, content: str, mode: str = "0644", owner: str = "root:root") -> str:
+def write_file(path: str, content: str, mode: str = "0644", owner: str = "root:root",
+               track: bool = True) -> str:
     """Write `path` atomically (temp file beside it, then mv). No-op when it already matches.
 
-    Sets `changed=1` when the file was replaced, so a caller can reload only on change.
+    With `track`, sets `changed=1` when the file was replaced, so a caller can reload only then.
     """
     q = quote(path)
+    mark = " changed=1;" if track else ""
     return "\n".join([
         f"tmp=$(mktemp {quote(path + '.kube-ha.XXXXXX')})",
         heredoc('cat > "$tmp"', content),
         f'chmod {mode} "$tmp"; chown {owner} "$tmp"',
         f'if cmp -s "$tmp" {q}; then rm -f "$tmp"; log "{path} unchanged"; '
-        f'else mv -f "$tmp" {q}; changed=1; log "wrote {path}"; fi',
+        f'else mv -f "$tmp" {q};{mark} log "wrote {path}"; fi',
     ])

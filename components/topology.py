@@ -64,7 +64,7 @@ def shared_sans(cluster: Cluster) -> tuple[list[str], list[str]]:
 def apiserver_sans(cluster: Cluster, node: Host) -> SanSet:
     """SANs of `node`'s serving certificate: the shared set plus the node's own name and address."""
     dns, ips = shared_sans(cluster)
-    return SanSet(_unique(dns + [node.name]), _unique(ips + [str(node.address)]))
+    return SanSet(_unique([*dns, node.name]), _unique([*ips, str(node.address)]))
 
 
 def elastic_apiserver_sans(cluster: Cluster) -> SanSet:

@@ -16,6 +16,7 @@ import pulumi
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509.oid import NameOID
+from pulumi.runtime.mocks import MockMonitor
 
 from tests.harness import pki
 
@@ -58,6 +59,48 @@ def _csr(key_pem: str, subject: dict[str, Any], dns: list[str], ips: list[str]) 
         builder = builder.add_extension(x509.SubjectAlternativeName(pki._sans(dns, ips)), False)
     return builder.sign(key, hashes.SHA256()).public_bytes(  # type: ignore[arg-type]
         serialization.Encoding.PEM).decode()
+
+
+@dataclass
+class Registration:
+    urn: str
+    typ: str
+    name: str
+    parent: str
+    dependencies: list[str]
+    secret_outputs: list[str]
+
+
+class RecordingMonitor(MockMonitor):
+    """The engine's view of each registration: parent, dependencies, secret outputs."""
+
+    def __init__(self, mocks: pulumi.runtime.Mocks):
+        super().__init__(mocks)
+        self.registrations: dict[str, Registration] = {}
+
+    def RegisterResource(self, request):  # type: ignore[no-untyped-def]  # noqa: N802
+        response = super().RegisterResource(request)
+        self.registrations[request.name] = Registration(
+            response.urn, request.type, request.name, request.parent,
+            list(request.dependencies), list(request.additionalSecretOutputs))
+        return response
+
+    def by_urn(self, urn: str) -> Registration:
+        return next(r for r in self.registrations.values() if r.urn == urn)
+
+    def command_chain_depth(self) -> int:
+        """Longest dependency path, counted in remote commands."""
+        commands = {r.urn: r for r in self.registrations.values()
+                    if r.typ == "command:remote:Command"}
+        memo: dict[str, int] = {}
+
+        def depth(urn: str) -> int:
+            if urn not in memo:
+                deps = [d for d in commands[urn].dependencies if d in commands]
+                memo[urn] = 1 + max((depth(d) for d in deps), default=0)
+            return memo[urn]
+
+        return max((depth(u) for u in commands), default=0)
 
 
 class ClusterMocks(pulumi.runtime.Mocks):

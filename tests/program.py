@@ -10,7 +10,7 @@ from typing import Any
 import pulumi
 import yaml
 
-from tests.mocks import ClusterMocks
+from tests.mocks import ClusterMocks, RecordingMonitor
 
 ROOT = Path(__file__).resolve().parents[1]
 SSH_KEY = "-----BEGIN OPENSSH PRIVATE KEY-----\nTEST-SSH-KEY-MATERIAL\n-----END OPENSSH PRIVATE KEY-----\n"
@@ -24,9 +24,35 @@ def dev_stack() -> dict[str, Any]:
     return raw
 
 
-def run_program(config: dict[str, Any], preview: bool = False) -> tuple[ClusterMocks, dict[str, Any]]:
-    mocks = ClusterMocks()
-    pulumi.runtime.set_mocks(mocks, project="kube-ha", stack="dev", preview=preview)
+class Run:
+    def __init__(self, mocks: ClusterMocks, monitor: RecordingMonitor, scope: dict[str, Any]):
+        self.mocks, self.monitor, self.scope = mocks, monitor, scope
+
+    def reg(self, name: str):  # type: ignore[no-untyped-def]
+        return self.monitor.registrations[name]
+
+    def inputs(self, name: str) -> dict[str, Any]:
+        return self.mocks.named(name).inputs
+
+
+def value_of(output: pulumi.Output[Any]) -> Any:
+    """Resolve an Output under the mocks (None when unknown, as in preview)."""
+    box: list[Any] = []
+
+    @pulumi.runtime.test
+    def resolve() -> pulumi.Output[Any]:
+        return output.apply(lambda v: box.append(v))
+
+    resolve()
+    return box[0] if box else None
+
+
+def run_program(config: dict[str, Any], preview: bool = False,
+                mocks: ClusterMocks | None = None) -> Run:
+    mocks = mocks or ClusterMocks()
+    monitor = RecordingMonitor(mocks)
+    pulumi.runtime.set_mocks(mocks, project="kube-ha", stack="dev", preview=preview,
+                             monitor=monitor)
     pulumi.runtime.set_all_config(
         {f"kube-ha:{k}": v if isinstance(v, str) else json.dumps(v) for k, v in config.items()},
         secret_keys=["kube-ha:sshPrivateKey"],
@@ -38,4 +64,4 @@ def run_program(config: dict[str, Any], preview: bool = False) -> tuple[ClusterM
         scope.update(runpy.run_path(str(ROOT / "__main__.py")))
 
     program()
-    return mocks, scope
+    return Run(mocks, monitor, scope)

@@ -66,7 +66,7 @@ def build_cert(
         issuer_cert = x509.load_pem_x509_certificate(issuer.cert_pem.encode())
         issuer_name = issuer_cert.subject
         signing_key = serialization.load_pem_private_key(issuer.key_pem.encode(), None)
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     builder = (
         x509.CertificateBuilder()
         .subject_name(_name(common_name, org))

@@ -1,0 +1,100 @@
+"""Offline render: every artifact the program sends to hosts, from Pulumi.<stack>.yaml alone.
+
+    python -m components.render --stack dev --out rendered/
+
+No Pulumi CLI, no Pulumi import: the same pure functions the program calls, fed by pyyaml.
+Values only known at deploy time (the cluster CA read from the bootstrap node, issued
+certificates, keys, tokens) appear as placeholders; secrets are never read.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from components import kubeadm_scripts as ks
+from components.haproxy import render_haproxy_cfg
+from components.lb_scripts import configure_script, install_script
+from components.model import PROJECT, SECRET_KEYS, Cluster, ConfigError, parse_cluster
+from components.topology import all_sans
+
+PLACEHOLDER_CERT = "# <certificate issued at deploy time by pulumi_tls>\n"
+PLACEHOLDER_KEY = "# <private key: a Pulumi secret, not rendered>\n"
+PLACEHOLDER_CA = "# <cluster CA certificate, read from the bootstrap node at deploy time>\n"
+PLACEHOLDER_CREDS = {"token": "<token>", "caCertHash": "sha256:<hash>",
+                     "certificateKey": "<certificate-key>"}
+
+
+def stack_config(path: Path) -> dict[str, Any]:
+    """`kube-ha:` keys of a stack file; secure values replaced by a marker, never decrypted."""
+    doc = yaml.safe_load(path.read_text()) or {}
+    raw: dict[str, Any] = {}
+    for full_key, value in (doc.get("config") or {}).items():
+        namespace, _, key = str(full_key).partition(":")
+        if namespace != PROJECT:
+            continue
+        raw[key] = "[secret]" if isinstance(value, dict) and "secure" in value else value
+    for key in SECRET_KEYS:
+        # Rendering needs no secret: a stack without one still renders for review.
+        raw.setdefault(key, "[secret: set at deploy time]")
+    return raw
+
+
+def artifacts(cluster: Cluster) -> dict[str, str]:
+    """Relative path -> content, for everything a host or reviewer would see."""
+    out = {
+        "lb/haproxy.cfg": render_haproxy_cfg(cluster),
+        "lb/install.sh": install_script(cluster),
+        "lb/configure.sh": configure_script(cluster, render_haproxy_cfg(cluster), PLACEHOLDER_CA,
+                                            PLACEHOLDER_CERT + PLACEHOLDER_KEY),
+        "sans.json": json.dumps(all_sans(cluster), indent=2) + "\n",
+        "kubeadm/kubeadm.yaml": ks.kubeadm_config(cluster),
+        "kubeadm/read-ca.sh": ks.read_ca_script(),
+        "kubeadm/bootstrap.sh": ks.bootstrap_script(cluster, PLACEHOLDER_CERT, PLACEHOLDER_KEY),
+        "kubeadm/join-credentials.sh": ks.join_credentials_script(control_plane=True),
+        "kubeadm/reset.sh": ks.reset_script(),
+    }
+    for node in cluster.joining_control_plane:
+        out[f"kubeadm/join-{node.name}.sh"] = ks.control_plane_join_script(
+            cluster, node, PLACEHOLDER_CERT, PLACEHOLDER_KEY, PLACEHOLDER_CREDS)
+        out[f"kubeadm/remove-{node.name}.sh"] = ks.control_plane_removal_script(cluster, node)
+    for node in cluster.workers:
+        out[f"kubeadm/worker-{node.name}.sh"] = ks.worker_join_script(cluster, node,
+                                                                      PLACEHOLDER_CREDS)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m components.render", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--stack", default="dev", help="stack name: reads Pulumi.<stack>.yaml")
+    p.add_argument("--dir", type=Path, default=Path("."), help="project directory")
+    p.add_argument("--out", type=Path, required=True, help="directory to write artifacts to")
+    args = p.parse_args(argv)
+
+    stack_file = args.dir / f"Pulumi.{args.stack}.yaml"
+    if not stack_file.exists():
+        print(f"error: {stack_file} not found", file=sys.stderr)
+        return 2
+    try:
+        cluster = parse_cluster(stack_config(stack_file))
+    except ConfigError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    for rel, content in artifacts(cluster).items():
+        path = args.out / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(content)
+        if rel.endswith(".sh"):
+            path.chmod(0o755)
+    print(f"rendered {len(artifacts(cluster))} artifacts for stack {args.stack} into {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

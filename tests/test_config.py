@@ -1,0 +1,119 @@
+"""Stack config: the dev stack loads; each broken input is refused, naming its key."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pulumi
+import pytest
+import yaml
+
+from components.model import SCALAR_KEYS, ConfigError, parse_cluster
+from tests.mocks import ClusterMocks
+from tests.program import ROOT, run_program
+
+
+def problems(raw: dict[str, Any]) -> dict[str, str]:
+    with pytest.raises(ConfigError) as err:
+        parse_cluster(raw)
+    return dict(err.value.problems)
+
+
+def test_dev_stack_loads(raw: dict[str, Any]) -> None:
+    c = parse_cluster(raw)
+    assert c.bootstrap.name == "ubuntu-73"
+    assert [h.name for h in c.joining_control_plane] == ["ubuntu-70", "ubuntu-72"]
+    assert str(c.endpoint.address) == "10.21.22.101"
+    assert c.endpoint.url == "https://api.k8s.lab.internal:6443"
+
+
+@pytest.mark.parametrize("mutate, key, words", [
+    (lambda r: r["controlPlane"][1].update(address="10.21.22.300"),
+     "controlPlane[1].address", "not an IP address"),
+    (lambda r: r.update(serviceSubnet="10.96.0.0/33"), "serviceSubnet", "not a network CIDR"),
+    (lambda r: r.update(podSubnet="10.96.0.0/16"), "podSubnet", "overlaps serviceSubnet"),
+    (lambda r: r["workers"][0].update(name="ubuntu-73"), "workers[0].name", "also controlPlane[0]"),
+    (lambda r: r["workers"][1].update(address="10.21.22.70"), "workers[1].address",
+     "also controlPlane[1]"),
+    (lambda r: r.update(controlPlane=[]), "controlPlane", "no control-plane nodes"),
+    (lambda r: r["controlPlane"].pop(), "controlPlane", "even etcd member count"),
+    (lambda r: r["endpoint"].update(port=70000), "endpoint.port", "out of range"),
+    (lambda r: r.update(sshPort=0), "sshPort", "out of range"),
+    (lambda r: r["endpoint"].update(address="10.21.22.70"), "endpoint.address",
+     "controlPlane node"),
+    (lambda r: r.update(clusterNmae="x"), "clusterNmae", "Did you mean 'clusterName'"),
+    (lambda r: r["healthCheck"].update(intervalMs=5), "healthCheck.intervalMs", "unknown key"),
+    (lambda r: r["controlPlane"][0].update(adress="1.2.3.4"), "controlPlane[0].adress",
+     "Did you mean 'address'"),
+    (lambda r: r.pop("sshPrivateKey"), "sshPrivateKey", "config set --secret"),
+    (lambda r: r["controlPlane"][1].update(bootstrap=True), "controlPlane", "exactly one"),
+    (lambda r: r.update(loadBalancers=[]), "loadBalancers", "no load-balancer hosts"),
+    (lambda r: r["healthCheck"].update(timeoutMs=1500), "healthCheck.timeoutMs", "below"),
+    (lambda r: r["controlPlane"][2].update(name="Ubuntu_72"), "controlPlane[2].name",
+     "not a valid node name"),
+    (lambda r: r.update(kubernetesVersion="latest"), "kubernetesVersion", "not a version"),
+    (lambda r: r["certificates"].update(caSource="vault"), "certificates.caSource", "import"),
+    (lambda r: r["loadBalancer"].update(statsBind="8404"), "loadBalancer.statsBind",
+     "ADDRESS:PORT"),
+    (lambda r: r.update(elasticApiserver={"enabled": True, "poolNodes": ["ubuntu-74"],
+                                          "maxReplicas": 2}),
+     "elasticApiserver.maxReplicas", "exceeds the pool"),
+    (lambda r: r.update(elasticApiserver={"enabled": True, "poolNodes": ["nope"]}),
+     "elasticApiserver.poolNodes[0]", "not a node"),
+    (lambda r: r.update(controllerManager={"replicas": 2, "port": 10257}),
+     "controllerManager.port", "static pod"),
+])
+def test_bad_input_names_key_and_fix(raw: dict[str, Any], mutate: Any, key: str,
+                                     words: str) -> None:
+    mutate(raw)
+    found = problems(raw)
+    assert key in found, found
+    assert words in found[key]
+    assert "Fix:" in found[key]
+
+
+def test_even_control_plane_allowed_explicitly(raw: dict[str, Any]) -> None:
+    raw["controlPlane"].pop()
+    raw["allowEvenControlPlane"] = True
+    assert len(parse_cluster(raw).control_plane) == 2
+
+
+def test_all_problems_reported_at_once(raw: dict[str, Any]) -> None:
+    raw["sshPort"] = 0
+    raw["endpoint"]["port"] = 0
+    assert {"sshPort", "endpoint.port"} <= set(problems(raw))
+
+
+def test_first_node_is_bootstrap_unless_marked(raw: dict[str, Any]) -> None:
+    for node in raw["controlPlane"]:
+        node.pop("bootstrap", None)
+    raw["controlPlane"].reverse()
+    assert parse_cluster(raw).bootstrap.name == "ubuntu-72"
+
+
+def test_program_refuses_bad_config_before_any_resource(raw: dict[str, Any]) -> None:
+    raw["controlPlane"][1]["address"] = "not-an-ip"
+    raw["endpoint"]["port"] = 0
+    mocks = ClusterMocks()
+    with pytest.raises(pulumi.RunError) as err:
+        run_program(raw, mocks=mocks)
+    assert "kube-ha:controlPlane[1].address" in str(err.value)
+    assert "kube-ha:endpoint.port" in str(err.value)
+    assert mocks.resources == [], "resources were registered before the config was checked"
+
+
+def test_program_accepts_dev_stack(raw: dict[str, Any]) -> None:
+    mocks = ClusterMocks()
+    run_program(raw, mocks=mocks)
+    assert mocks.by_type("command:remote:Command")
+
+
+def test_pulumi_yaml_declares_every_scalar_with_model_defaults() -> None:
+    declared = yaml.safe_load((ROOT / "Pulumi.yaml").read_text())["config"]
+    types = {str: "string", int: "integer", bool: "boolean"}
+    assert set(declared) == set(SCALAR_KEYS)
+    for key, (kind, default, _) in SCALAR_KEYS.items():
+        assert declared[key]["type"] == types[kind], key
+        assert declared[key].get("default") == default, key
+        assert declared[key]["description"]
+    assert declared["sshPrivateKey"]["secret"] is True

@@ -1,0 +1,149 @@
+"""The whole program under engine mocks: components, parents, secrets, ordering."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import pytest
+
+from tests.mocks import is_secret, plain
+from tests.program import SSH_KEY, Run, dev_stack, run_program
+
+COMMAND = "command:remote:Command"
+
+
+@pytest.fixture(scope="module")
+def dev() -> Run:
+    return run_program(dev_stack())
+
+
+def _commands(run: Run) -> dict[str, Any]:
+    return {r.name: r for r in run.mocks.by_type(COMMAND)}
+
+
+def test_components_and_commands_exist(dev: Run) -> None:
+    names = set(_commands(dev))
+    assert {
+        "kubernetes-pki-read-ca",
+        "kubernetes-lb-haproxy-101-install",
+        "kubernetes-lb-haproxy-101-configure",
+        "kubernetes-kubeadm-bootstrap",
+        "kubernetes-kubeadm-ubuntu-70-join",
+        "kubernetes-kubeadm-ubuntu-72-join",
+        "kubernetes-kubeadm-ubuntu-74-join",
+        "kubernetes-kubeadm-ubuntu-75-join",
+    } <= names
+    types = {r.typ for r in dev.mocks.resources}
+    assert {"kube-ha:index:HaCluster", "kube-ha:lb:LoadBalancer",
+            "kube-ha:tls:ClusterCertificates", "kube-ha:kubeadm:ControlPlane"} <= types
+
+
+def test_parents(dev: Run) -> None:
+    top = dev.reg("kubernetes").urn
+    lb = dev.reg("kubernetes-lb")
+    assert lb.parent == top
+    for step in ("install", "configure"):
+        assert dev.reg(f"kubernetes-lb-haproxy-101-{step}").parent == lb.urn
+    assert dev.reg("kubernetes-kubeadm-bootstrap").parent == dev.reg("kubernetes-kubeadm").urn
+    assert dev.reg("kubernetes-pki-read-ca").parent == dev.reg("kubernetes-pki").urn
+
+
+def test_lb_commands_target_lb_host_and_carry_the_rendered_cfg(dev: Run) -> None:
+    configure = plain(dev.inputs("kubernetes-lb-haproxy-101-configure"))
+    assert configure["connection"]["host"] == "10.21.22.101"
+    assert configure["create"] == configure["update"] == "bash -s"
+    script = configure["stdin"]
+    assert "server ubuntu-73 10.21.22.73:6443" in script
+    assert "haproxy -c -q -f \"$candidate\"" in script
+    # The cluster CA read from the bootstrap node is what haproxy verifies against.
+    assert dev.mocks.ca.cert_pem.strip() in script
+
+
+def test_ssh_key_is_secret_and_never_in_a_command_string(dev: Run) -> None:
+    for name, rec in _commands(dev).items():
+        conn = rec.inputs["connection"]
+        key = conn["privateKey"] if not is_secret(conn) else conn["value"]["privateKey"]
+        assert is_secret(key) or is_secret(conn), f"{name}: SSH key not secret"
+        for field in ("create", "update", "delete"):
+            assert "TEST-SSH-KEY-MATERIAL" not in str(plain(rec.inputs.get(field))), name
+        stdin = rec.inputs.get("stdin")
+        if not is_secret(stdin):
+            assert "TEST-SSH-KEY-MATERIAL" not in str(stdin), name
+    assert SSH_KEY  # the material the checks above look for
+
+
+def test_scripts_carrying_keys_or_tokens_are_secret(dev: Run) -> None:
+    cmds = _commands(dev)
+    for name in ("kubernetes-lb-haproxy-101-configure", "kubernetes-kubeadm-bootstrap",
+                 "kubernetes-kubeadm-ubuntu-70-join", "kubernetes-kubeadm-ubuntu-74-join"):
+        stdin = cmds[name].inputs["stdin"]
+        assert is_secret(stdin), f"{name}: stdin carries a key or token but is not secret"
+        assert "PRIVATE KEY" in plain(stdin) or "--token=" in plain(stdin)
+    for name, rec in cmds.items():
+        if not is_secret(rec.inputs.get("stdin")):
+            assert "PRIVATE KEY-----\n" not in str(rec.inputs.get("stdin")), name
+            assert "abcdef.0123456789abcdef" not in str(rec.inputs.get("stdin")), name
+    for name in ("kubernetes-pki-read-ca", "kubernetes-kubeadm-ubuntu-70-join-credentials",
+                 "kubernetes-kubeadm-worker-join-credentials"):
+        assert "stdout" in dev.reg(name).secret_outputs, f"{name}: stdout not secret"
+        assert plain(cmds[name].inputs["logging"]) == "none"
+
+
+def test_no_command_uses_triggers_or_copy_to_remote(dev: Run) -> None:
+    # triggers always replace (create-then-delete); CopyToRemote fails in preview.
+    for rec in dev.mocks.resources:
+        assert "triggers" not in rec.inputs, rec.name
+        assert rec.typ != "command:remote:CopyToRemote"
+
+
+def _deps(run: Run, name: str) -> set[str]:
+    return {run.monitor.by_urn(u).name for u in run.reg(name).dependencies}
+
+
+def test_control_plane_joins_form_a_chain_and_workers_depend_on_bootstrap_only(dev: Run) -> None:
+    assert "kubernetes-lb-haproxy-101-configure" in _deps(dev, "kubernetes-kubeadm-bootstrap")
+    assert _deps(dev, "kubernetes-kubeadm-ubuntu-70-join-credentials") == {
+        "kubernetes-kubeadm-bootstrap"}
+    assert _deps(dev, "kubernetes-kubeadm-ubuntu-72-join-credentials") == {
+        "kubernetes-kubeadm-ubuntu-70-membership"}
+    assert "kubernetes-kubeadm-ubuntu-70-join" in _deps(dev, "kubernetes-kubeadm-ubuntu-70-membership")
+    assert _deps(dev, "kubernetes-kubeadm-worker-join-credentials") == {"kubernetes-kubeadm-bootstrap"}
+    for w in ("ubuntu-74", "ubuntu-75"):
+        assert _deps(dev, f"kubernetes-kubeadm-{w}-join") == {
+            "kubernetes-kubeadm-worker-join-credentials"}
+
+
+def _scaled(cp: int, workers: int) -> dict[str, Any]:
+    raw = copy.deepcopy(dev_stack())
+    raw["controlPlane"] = [{"name": f"cp-{i}", "address": f"10.1.0.{10 + i}"} for i in range(cp)]
+    raw["workers"] = [{"name": f"w-{i}", "address": f"10.2.{i // 250}.{i % 250 + 1}"}
+                      for i in range(workers)]
+    raw["allowEvenControlPlane"] = True
+    return raw
+
+
+def test_chain_grows_with_control_plane_not_workers() -> None:
+    depth = {(cp, w): run_program(_scaled(cp, w)).monitor.command_chain_depth()
+             for cp, w in ((1, 2), (1, 40), (3, 2), (3, 40), (5, 2))}
+    assert depth[(1, 2)] == depth[(1, 40)]
+    assert depth[(3, 2)] == depth[(3, 40)]
+    assert depth[(1, 2)] < depth[(3, 2)] < depth[(5, 2)]
+    # Each extra control-plane node adds exactly its credentials, join and membership steps.
+    assert depth[(5, 2)] - depth[(3, 2)] == 2 * 3
+
+
+def test_removal_runs_on_bootstrap_and_reset_on_the_node(dev: Run) -> None:
+    member = plain(dev.inputs("kubernetes-kubeadm-ubuntu-70-membership"))
+    assert member["connection"]["host"] == "10.21.22.73"
+    assert "member remove" in member["delete"] and "refusing" in member["delete"]
+    assert member["delete"].index("drain") < member["delete"].index("member remove") < \
+        member["delete"].index("delete node")
+    join = plain(dev.inputs("kubernetes-kubeadm-ubuntu-70-join"))
+    assert join["connection"]["host"] == "10.21.22.70"
+    assert "kubeadm reset --force" in join["delete"]
+
+
+def test_exports(dev: Run) -> None:
+    assert dev.scope["ha"].endpoint == "https://api.k8s.lab.internal:6443"
+    assert "10.21.22.101" in dev.scope["ha"].sans["ubuntu-73"]["ipAddresses"]
