@@ -108,9 +108,8 @@ def install_ca_script(ca_cert: str, ca_key: str) -> str:
         f'  log "{PKI}/ca.crt holds another CA: refusing to replace it (use caSource: import)"',
         "  exit 1",
         "fi",
-        "changed=0",
-        write_file(f"{PKI}/ca.key", ca_key, "0600"),
-        write_file(f"{PKI}/ca.crt", ca_cert, "0644"),
+        write_file(f"{PKI}/ca.key", ca_key, "0600", track=False),
+        write_file(f"{PKI}/ca.crt", ca_cert, "0644", track=False),
     )
 
 
@@ -222,6 +221,12 @@ def bootstrap_script(cluster: Cluster, cert: str, key: str) -> str:
     )
 
 
+def ca_hash_command(ca_path: str = f"{PKI}/ca.crt") -> str:
+    """kubeadm's --discovery-token-ca-cert-hash: SHA-256 of the CA's SubjectPublicKeyInfo."""
+    return (f"openssl x509 -pubkey -noout -in {quote(ca_path)} | openssl pkey -pubin -outform der"
+            " | sha256sum | cut -d' ' -f1")
+
+
 def join_credentials_script(control_plane: bool) -> str:
     """On the bootstrap node: a 1 h token, the CA hash and, for control-plane joins, a fresh
     certificate key (uploaded certs expire after 2 h). Prints JSON; stdout is secret."""
@@ -232,8 +237,7 @@ def join_credentials_script(control_plane: bool) -> str:
     return script(
         "join-credentials",
         "token=$(kubeadm token create --ttl=1h --description='kube-ha join')",
-        f"hash=$(openssl x509 -pubkey -noout -in {PKI}/ca.crt | openssl pkey -pubin -outform der"
-        " | sha256sum | cut -d' ' -f1)",
+        f"hash=$({ca_hash_command()})",
         *cert_key,
         "printf '{\"token\":\"%s\",\"caCertHash\":\"sha256:%s\",\"certificateKey\":\"%s\"}\\n' "
         '"$token" "$hash" "$key"',
@@ -324,7 +328,14 @@ def member_removal_script(node_name: str, node_address: str, etcd: EtcdAccess = 
         f'$need of $after needed for quorum"',
         "  exit 1",
         "fi",
-        'etcdctl_ member remove "$target" >&2',
+        # etcd refuses ("unhealthy cluster") until every peer has been connected for ~5 s, as
+        # right after a member restarts; its own check, so wait it out rather than fail.
+        "for attempt in $(seq 15); do",
+        '  if out=$(etcdctl_ member remove "$target" 2>&1); then break; fi',
+        '  case "$out" in *"unhealthy cluster"*) ;; *) log "$out"; exit 1 ;; esac',
+        '  [ "$attempt" = 15 ] && { log "$out"; exit 1; }',
+        '  log "etcd not ready to reconfigure (attempt $attempt): retrying in 2 s"; sleep 2',
+        "done",
         f'log "removed etcd member {node_name} ($target); $after members remain"',
     )
 

@@ -110,7 +110,7 @@ class ClusterMocks(pulumi.runtime.Mocks):
         self.resources: list[Recorded] = []
         self.lock = threading.Lock()
         self.ca = pki.make_ca("kubernetes")
-        self.keys: dict[str, str] = {}
+        self.outputs: dict[str, dict[str, Any]] = {}
 
     def by_type(self, typ: str) -> list[Recorded]:
         return [r for r in self.resources if r.typ == typ]
@@ -139,6 +139,8 @@ class ClusterMocks(pulumi.runtime.Mocks):
         elif args.typ == "command:remote:Command":
             state["stdout"] = self._stdout(inputs.get("stdin") or "")
             state["stderr"] = ""
+        with self.lock:
+            self.outputs[args.name] = state
         return f"{args.name}-id", state
 
     def _sign(self, inputs: dict[str, Any]) -> str:

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from components.haproxy import HaproxyPaths, render_haproxy_cfg
-from components.model import Cluster, parse_cluster
+from components.model import parse_cluster
 from tests.harness import pki
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -110,6 +110,8 @@ class Lab:
     renderer: ConfigRenderer = ours
     config_overrides: dict[str, object] = field(default_factory=dict)
     prefix: str = field(default_factory=loopback_block)
+    ca: pki.KeyPair | None = None  # default: a fresh CA
+    certs: dict[str, pki.KeyPair] = field(default_factory=dict)  # per-server serving certs
     haproxy: subprocess.Popen[str] | None = None
 
     def __post_init__(self) -> None:
@@ -119,11 +121,12 @@ class Lab:
         self.apiserver_port = free_port(self.prefix + "11")
         self.pool_port = free_port(self.prefix + "21") if self.pool_n else 7443
         self.dns_name = "api.lab.kube-ha.test"
-        self.cluster = self.make_cluster()
-        self.ca = pki.make_ca()
+        self.cluster = parse_cluster(self.raw_config())
+        self.ca = self.ca or pki.make_ca()
         self.ca_file = self.workdir / "ca.crt"
         self.ca_file.write_text(self.ca.cert_pem)
         client = pki.issue(self.ca, "kube-ha:lb-health-check", client=True)
+        self.client = client
         self.client_pem = self.workdir / "health-client.pem"
         self.client_pem.write_text(client.cert_pem + client.key_pem)
         self.paths = HaproxyPaths(
@@ -137,7 +140,8 @@ class Lab:
         self.servers += [FakeApiserver(f"elastic-{h.name}", str(h.address), self.pool_port)
                          for h in self.cluster.workers[: self.pool_n]]
 
-    def make_cluster(self) -> Cluster:
+    def raw_config(self) -> dict[str, object]:
+        """The stack config of this lab's cluster (what a user would write)."""
         raw: dict[str, object] = {
             "sshPrivateKey": "lab",
             "apiserverPort": self.apiserver_port,
@@ -158,12 +162,13 @@ class Lab:
                 "minReplicas": 1, "maxReplicas": self.pool_n,
             }
         raw.update(self.config_overrides)
-        return parse_cluster(raw)
+        return raw
 
     # --- processes -------------------------------------------------------------------------
     def start_backend(self, server: FakeApiserver) -> None:
-        cert = pki.issue(self.ca, server.name, dns=[server.name, self.dns_name],
-                         ips=[server.address, self.endpoint])
+        assert self.ca is not None
+        cert = self.certs.get(server.name) or pki.issue(
+            self.ca, server.name, dns=[server.name, self.dns_name], ips=[server.address, self.endpoint])
         crt, key = cert.write(self.workdir, server.name)
         cmd = [sys.executable, "-m", "tests.harness.fake_apiserver", "--bind", server.address,
                "--port", str(server.port), "--cert", str(crt), "--key", str(key),

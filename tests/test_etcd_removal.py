@@ -1,0 +1,129 @@
+"""The etcd member-removal script against a real three-member etcd cluster on loopback."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from components.kubeadm_scripts import EtcdAccess, member_removal_script
+from tests.harness.lab import free_port, loopback_block
+
+pytestmark = pytest.mark.slow
+
+
+@dataclass
+class Member:
+    name: str
+    address: str
+    client: str
+    peer: str
+    proc: subprocess.Popen[bytes] | None = None
+
+
+class EtcdCluster:
+    def __init__(self, workdir: Path, size: int):
+        prefix = loopback_block()
+        self.members = []
+        for i in range(size):
+            addr = f"{prefix}{11 + i}"
+            self.members.append(Member(f"m{i + 1}", addr, f"http://{addr}:{free_port(addr)}",
+                                       f"http://{addr}:{free_port(addr)}"))
+        initial = ",".join(f"{m.name}={m.peer}" for m in self.members)
+        for m in self.members:
+            m.proc = subprocess.Popen(
+                ["etcd", "--name", m.name, "--data-dir", str(workdir / m.name),
+                 "--listen-client-urls", m.client, "--advertise-client-urls", m.client,
+                 "--listen-peer-urls", m.peer, "--initial-advertise-peer-urls", m.peer,
+                 "--initial-cluster", initial, "--initial-cluster-state", "new",
+                 "--initial-cluster-token", "kube-ha-test"],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.access = EtcdAccess(endpoints=",".join(m.client for m in self.members),
+                                 cacert=None, cert=None, key=None)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self.etcdctl("endpoint", "health", "--cluster").returncode == 0:
+                return
+            time.sleep(0.3)
+        raise TimeoutError("etcd cluster did not become healthy")
+
+    def etcdctl(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(["etcdctl", f"--endpoints={self.access.endpoints}",
+                               "--dial-timeout=2s", "--command-timeout=5s", *args],
+                              env={**os.environ, "ETCDCTL_API": "3"}, capture_output=True,
+                              text=True)
+
+    def names(self) -> list[str]:
+        out = self.etcdctl("member", "list").stdout
+        return sorted(line.split(", ")[2] for line in out.splitlines() if line)
+
+    def kill(self, name: str) -> None:
+        m = next(m for m in self.members if m.name == name)
+        assert m.proc is not None
+        os.kill(m.proc.pid, signal.SIGKILL)
+        m.proc.wait()
+
+    def close(self) -> None:
+        for m in self.members:
+            if m.proc and m.proc.poll() is None:
+                os.kill(m.proc.pid, signal.SIGKILL)
+                m.proc.wait()
+
+
+@pytest.fixture()
+def etcd(tmp_path: Path) -> Iterator[EtcdCluster]:
+    cluster = EtcdCluster(tmp_path, 3)
+    yield cluster
+    cluster.close()
+
+
+def remove(etcd: EtcdCluster, name: str) -> subprocess.CompletedProcess[str]:
+    m = next(m for m in etcd.members if m.name == name)
+    text = member_removal_script(name, m.address, etcd.access)
+    return subprocess.run(["bash", "-s"], input=text, capture_output=True, text=True, timeout=60)
+
+
+def test_removes_member_keeps_quorum_and_second_run_is_a_noop(etcd: EtcdCluster) -> None:
+    first = remove(etcd, "m3")
+    assert first.returncode == 0, first.stderr
+    assert "removed etcd member m3" in first.stderr
+    assert etcd.names() == ["m1", "m2"]
+    etcd.kill("m3")  # what `kubeadm reset` on the node does next
+    assert etcd.etcdctl("put", "k", "v").returncode == 0  # the two left still have quorum
+
+    second = remove(etcd, "m3")
+    assert second.returncode == 0, second.stderr
+    assert "nothing to remove" in second.stderr
+    assert etcd.names() == ["m1", "m2"]
+
+
+def test_refuses_removal_that_would_break_quorum(etcd: EtcdCluster) -> None:
+    etcd.kill("m2")
+    result = remove(etcd, "m3")  # {m1, m2-dead} would be 1 healthy of 2
+    assert result.returncode == 1
+    assert "refusing to remove m3: 1 healthy members would remain, 2 of 2 needed" in result.stderr
+    assert etcd.names() == ["m1", "m2", "m3"]
+
+
+def test_removing_the_dead_member_is_allowed(etcd: EtcdCluster) -> None:
+    etcd.kill("m2")
+    result = remove(etcd, "m2")  # {m1, m3} both healthy: 2 of 2
+    assert result.returncode == 0, result.stderr
+    assert etcd.names() == ["m1", "m3"]
+
+
+def test_refuses_to_remove_the_last_member(tmp_path: Path) -> None:
+    single = EtcdCluster(tmp_path, 1)
+    try:
+        result = remove(single, "m1")
+        assert result.returncode == 1
+        assert "last etcd member" in result.stderr
+        assert single.names() == ["m1"]
+    finally:
+        single.close()

@@ -1,0 +1,56 @@
+"""The offline render: every artifact from the stack file alone, without importing Pulumi."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.program import ROOT
+
+
+def test_render_writes_every_artifact_and_imports_no_pulumi(tmp_path: Path) -> None:
+    probe = (
+        "import sys, runpy\n"
+        "sys.argv = ['render', '--stack', 'dev', '--dir', sys.argv[1], '--out', sys.argv[2]]\n"
+        "try:\n"
+        "    runpy.run_module('components.render', run_name='__main__')\n"
+        "except SystemExit as e:\n"
+        "    assert not e.code, e.code\n"
+        "bad = sorted(m for m in sys.modules if m.split('.')[0].startswith('pulumi'))\n"
+        "print('PULUMI_MODULES', bad)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", probe, str(ROOT), str(tmp_path)], cwd=ROOT,
+                         capture_output=True, text=True, check=True).stdout
+    assert "PULUMI_MODULES []" in out, out
+    files = {str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*") if p.is_file()}
+    assert {"lb/haproxy.cfg", "lb/install.sh", "lb/configure.sh", "sans.json",
+            "kubeadm/bootstrap.sh", "kubeadm/join-ubuntu-70.sh", "kubeadm/remove-ubuntu-72.sh",
+            "kubeadm/worker-ubuntu-74.sh", "kubeadm/kubeadm.yaml"} <= files
+    sans = json.loads((tmp_path / "sans.json").read_text())
+    assert "10.21.22.101" in sans["ubuntu-70"]["ipAddresses"]
+    assert "secure" not in (tmp_path / "lb/configure.sh").read_text()
+
+
+def test_render_rejects_bad_stack_naming_the_key(tmp_path: Path) -> None:
+    stack = (ROOT / "Pulumi.dev.yaml").read_text().replace("address: 10.21.22.70",
+                                                           "address: 10.21.22.700")
+    (tmp_path / "Pulumi.bad.yaml").write_text(stack)
+    result = subprocess.run([sys.executable, "-m", "components.render", "--stack", "bad", "--dir",
+                             str(tmp_path), "--out", str(tmp_path / "out")], cwd=ROOT,
+                            capture_output=True, text=True)
+    assert result.returncode == 1
+    assert "kube-ha:controlPlane[1].address" in result.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_render_same_cfg_as_program() -> None:
+    from components.haproxy import render_haproxy_cfg
+    from components.model import parse_cluster
+    from components.render import stack_config
+    from tests.program import dev_stack, run_program
+
+    offline = render_haproxy_cfg(parse_cluster(stack_config(ROOT / "Pulumi.dev.yaml")))
+    run = run_program(dev_stack())
+    assert run.scope["ha"].load_balancer.haproxy_cfg == offline

@@ -1,0 +1,68 @@
+"""SAN sets and backend lists, table-tested over topologies."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import pytest
+
+from components.model import parse_cluster
+from components.topology import apiserver_sans, kubernetes_service_ip, lb_backends
+
+SERVICE_NAMES = ["kubernetes", "kubernetes.default", "kubernetes.default.svc",
+                 "kubernetes.default.svc.cluster.local"]
+
+
+@pytest.mark.parametrize("change, node, want_dns, want_ips, not_ips", [
+    # The seed's cluster: one LB VM with a DNS name.
+    ({}, "ubuntu-70", ["api.k8s.lab.internal", "ubuntu-70", *SERVICE_NAMES],
+     ["10.21.22.101", "10.21.22.70", "10.96.0.1"], ["127.0.0.1", "10.21.22.73"]),
+    # keepalived VIP in front of two LB hosts: the VIP and both LB addresses.
+    ({"endpoint": {"address": "10.21.22.100"},
+      "loadBalancers": [{"name": "lb-a", "address": "10.21.22.101"},
+                        {"name": "lb-b", "address": "10.21.22.102"}]},
+     "ubuntu-73", ["ubuntu-73", *SERVICE_NAMES],
+     ["10.21.22.100", "10.21.22.101", "10.21.22.102", "10.21.22.73"], ["127.0.0.1"]),
+    # Node-local proxies (RKE style): clients dial 127.0.0.1.
+    ({"nodeLocalProxy": True}, "ubuntu-72", ["localhost", *SERVICE_NAMES],
+     ["127.0.0.1", "::1", "10.21.22.72"], []),
+    # Another service CIDR and domain, plus extra SANs.
+    ({"serviceSubnet": "172.20.0.0/16", "clusterDomain": "corp.internal",
+      "certificates": {"extraSans": ["k8s.example.com", "192.0.2.10"]}},
+     "ubuntu-70", ["kubernetes.default.svc.corp.internal", "k8s.example.com"],
+     ["172.20.0.1", "192.0.2.10"], ["10.96.0.1"]),
+    # IPv6 endpoint.
+    ({"endpoint": {"address": "fd00::100", "port": 6443},
+      "loadBalancers": [{"name": "lb6", "address": "fd00::100"}]},
+     "ubuntu-70", [], ["fd00::100"], []),
+])
+def test_san_table(raw: dict[str, Any], change: dict[str, Any], node: str, want_dns: list[str],
+                   want_ips: list[str], not_ips: list[str]) -> None:
+    raw = copy.deepcopy(raw)
+    raw.update(change)
+    c = parse_cluster(raw)
+    sans = apiserver_sans(c, c.node(node))
+    assert set(want_dns) <= set(sans.dns_names), sans
+    assert set(want_ips) <= set(sans.ip_addresses), sans
+    assert not set(not_ips) & set(sans.ip_addresses), sans
+    assert len(sans.ip_addresses) == len(set(sans.ip_addresses))
+
+
+def test_service_ip_is_first_address(raw: dict[str, Any]) -> None:
+    assert kubernetes_service_ip(parse_cluster(raw)) == "10.96.0.1"
+
+
+def test_backends_follow_membership(raw: dict[str, Any]) -> None:
+    raw["controlPlane"].append({"name": "ubuntu-76", "address": "10.21.22.76"})
+    raw["controlPlane"].append({"name": "ubuntu-77", "address": "10.21.22.77"})
+    names = [b.name for b in lb_backends(parse_cluster(raw))]
+    assert names == ["ubuntu-73", "ubuntu-70", "ubuntu-72", "ubuntu-76", "ubuntu-77"]
+
+
+def test_elastic_pool_nodes_are_backends_on_elastic_port(raw: dict[str, Any]) -> None:
+    raw["elasticApiserver"] = {"enabled": True, "poolNodes": ["ubuntu-74", "ubuntu-75"],
+                               "port": 7443, "maxReplicas": 2}
+    backends = lb_backends(parse_cluster(raw))
+    elastic = [(b.address, b.port) for b in backends if b.elastic]
+    assert elastic == [("10.21.22.74", 7443), ("10.21.22.75", 7443)]
