@@ -11,3 +11,5 @@ ha = HaCluster(cluster.name, cluster, ssh_private_key)
 pulumi.export("endpoint", ha.endpoint)
 pulumi.export("apiserverSans", ha.sans)
 pulumi.export("haproxyCfg", ha.load_balancer.haproxy_cfg)
+# A working kubeconfig that dials the HA endpoint: pulumi stack output kubeconfig --show-secrets
+pulumi.export("kubeconfig", ha.kubeconfig)

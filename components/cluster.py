@@ -5,8 +5,12 @@ from __future__ import annotations
 import pulumi
 
 from components.certificates import ClusterCertificates
+from components.cluster_access import ClusterAccess
+from components.controller_manager import controller_manager, scheduler
+from components.elastic_apiserver import ElasticApiserver
 from components.kubeadm import ControlPlane
 from components.loadbalancer import LoadBalancer
+from components.manifests import CONTROLLER_MANAGER_PKI, ELASTIC_PKI, SCHEDULER_PKI, SecretSpec
 from components.model import Cluster
 from components.remote import Ssh
 from components.topology import all_sans
@@ -25,6 +29,24 @@ class HaCluster(pulumi.ComponentResource):
         self.control_plane = ControlPlane(
             f"{name}-kubeadm", cluster, ssh, self.certificates,
             endpoint_ready=list(self.load_balancer.configured), opts=child)
+        self.access = ClusterAccess(
+            f"{name}-access", cluster, ssh, after=self.control_plane.last_control_plane_step,
+            secrets=_secrets_needed(cluster), opts=child)
+        self.kubeconfig = self.access.kubeconfig
+        if cluster.elastic_apiserver.enabled:
+            ElasticApiserver(f"{name}-elastic-apiserver", cluster, self.access, self.certificates,
+                             opts=child)
+        if cluster.controller_manager.replicas:
+            controller_manager(f"{name}-controller-manager", cluster, self.access, child)
+        if cluster.scheduler.replicas:
+            scheduler(f"{name}-scheduler", cluster, self.access, child)
         self.endpoint = cluster.endpoint.url
         self.sans = all_sans(cluster)
         self.register_outputs({"endpoint": self.endpoint, "sans": self.sans})
+
+
+def _secrets_needed(cluster: Cluster) -> list[SecretSpec]:
+    wanted = [(cluster.elastic_apiserver.enabled, ELASTIC_PKI),
+              (cluster.controller_manager.replicas > 0, CONTROLLER_MANAGER_PKI),
+              (cluster.scheduler.replicas > 0, SCHEDULER_PKI)]
+    return [spec for on, spec in wanted if on]

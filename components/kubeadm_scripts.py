@@ -96,6 +96,29 @@ def read_ca_script() -> str:
     )
 
 
+def read_admin_kubeconfig_script() -> str:
+    """Print the bootstrap node's admin kubeconfig (stdout is a secret output)."""
+    return script(
+        "read-admin-kubeconfig",
+        f'[ -s {ADMIN} ] || {{ log "{ADMIN} missing: is the cluster initialised?"; exit 1; }}',
+        f"cat {ADMIN}",
+    )
+
+
+def read_files_script(files: dict[str, str], generation: int = 0) -> str:
+    """Print {key: base64(file)} as JSON for control-plane files the in-cluster Deployments
+    mount from Secrets. `generation` (certificates.rotation) re-reads them when bumped."""
+    lines = [f"# generation {generation}", 'sep=""', "printf '{'"]
+    for key, path in files.items():
+        lines += [
+            f'[ -s {quote(path)} ] || {{ log "{path} missing"; exit 1; }}',
+            f"printf '%s\"%s\":\"%s\"' \"$sep\" {quote(key)} \"$(base64 -w0 < {quote(path)})\"",
+            'sep=","',
+        ]
+    lines.append("printf '}\\n'")
+    return script("read-control-plane-files", *lines)
+
+
 def install_ca_script(ca_cert: str, ca_key: str) -> str:
     """For a new cluster: place the generated CA before `kubeadm init`; never replace a CA."""
     return script(

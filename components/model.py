@@ -154,6 +154,7 @@ class Cluster:
     controller_manager: ControllerManager = field(default_factory=ControllerManager)
     scheduler: Scheduler = field(default_factory=Scheduler)
     node_local_proxy: bool = False
+    image_repository: str = "registry.k8s.io"
 
     @property
     def bootstrap(self) -> Host:
@@ -192,6 +193,7 @@ SCALAR_KEYS: dict[str, tuple[type, Any, str]] = {
     "clusterDomain": (str, "cluster.local", "Cluster DNS domain."),
     "allowEvenControlPlane": (bool, False, "Allow an even control-plane count (etcd quorum)."),
     "nodeLocalProxy": (bool, False, "Nodes also dial 127.0.0.1 (adds 127.0.0.1/localhost SANs)."),
+    "imageRepository": (str, "registry.k8s.io", "Registry of the control-plane images."),
 }
 OBJECT_KEYS = {
     "endpoint",
@@ -432,6 +434,11 @@ def parse_cluster(raw: Mapping[str, Any]) -> Cluster:
     if scheduler.port == 10259:
         r.fail("kubeScheduler.port", "10259 is the static pod's port. Fix: e.g. 10359.")
 
+    image_repository = scalar("imageRepository").rstrip("/")
+    if not re.fullmatch(r"[a-z0-9]([-a-z0-9.:]*[a-z0-9])?(/[a-z0-9._-]+)*", image_repository):
+        r.fail("imageRepository", f"{image_repository!r} is not a registry path. "
+               "Fix: e.g. registry.k8s.io or registry.example.com/k8s.")
+
     if r.problems:
         raise ConfigError(r.problems)
     assert service is not None and pod is not None
@@ -451,6 +458,7 @@ def parse_cluster(raw: Mapping[str, Any]) -> Cluster:
         controller_manager=cm,
         scheduler=scheduler,
         node_local_proxy=scalar("nodeLocalProxy"),
+        image_repository=image_repository,
     )
 
 

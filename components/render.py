@@ -20,6 +20,7 @@ import yaml
 from components import kubeadm_scripts as ks
 from components.haproxy import render_haproxy_cfg
 from components.lb_scripts import configure_script, install_script
+from components.manifests import all_manifests
 from components.model import PROJECT, SECRET_KEYS, Cluster, ConfigError, parse_cluster
 from components.topology import all_sans
 
@@ -66,6 +67,8 @@ def artifacts(cluster: Cluster) -> dict[str, str]:
     for node in cluster.workers:
         out[f"kubeadm/worker-{node.name}.sh"] = ks.worker_join_script(cluster, node,
                                                                       PLACEHOLDER_CREDS)
+    for name, manifest in all_manifests(cluster).items():
+        out[f"manifests/{name}"] = yaml.safe_dump(manifest, sort_keys=False)
     return out
 
 

@@ -7,7 +7,9 @@ answer with what the host would print (a CA bundle, join credentials).
 
 from __future__ import annotations
 
+import base64
 import json
+import re
 import threading
 from dataclasses import dataclass
 from typing import Any
@@ -103,13 +105,21 @@ class RecordingMonitor(MockMonitor):
         return max((depth(u) for u in commands), default=0)
 
 
+# One CA and one key per resource name for the whole test session, and certificates cached by
+# their inputs: two runs of the program with the same config produce the same state, so tests
+# can diff what a config edit changes.
+_CA = pki.make_ca("kubernetes")
+_KEYS: dict[str, str] = {}
+_DERIVED: dict[tuple[str, str], str] = {}
+
+
 class ClusterMocks(pulumi.runtime.Mocks):
     """Keeps every resource it sees in `resources`, in registration order."""
 
     def __init__(self) -> None:
         self.resources: list[Recorded] = []
         self.lock = threading.Lock()
-        self.ca = pki.make_ca("kubernetes")
+        self.ca = _CA
         self.outputs: dict[str, dict[str, Any]] = {}
 
     def by_type(self, typ: str) -> list[Recorded]:
@@ -123,19 +133,23 @@ class ClusterMocks(pulumi.runtime.Mocks):
             self.resources.append(Recorded(args.typ, args.name, dict(args.inputs)))
         inputs = plain(dict(args.inputs))
         state = dict(inputs)
+        digest = (args.name, json.dumps(inputs, sort_keys=True, default=str))
         if args.typ == "tls:index/privateKey:PrivateKey":
-            key = pki.new_key_pem()
+            key = _KEYS.setdefault(args.name, pki.new_key_pem())
             state.update(privateKeyPem=key, publicKeyPem="")
         elif args.typ == "tls:index/certRequest:CertRequest":
-            state["certRequestPem"] = _csr(inputs["privateKeyPem"], inputs.get("subject") or {},
-                                           inputs.get("dnsNames") or [],
-                                           inputs.get("ipAddresses") or [])
+            state["certRequestPem"] = _DERIVED.setdefault(digest, _csr(
+                inputs["privateKeyPem"], inputs.get("subject") or {},
+                inputs.get("dnsNames") or [], inputs.get("ipAddresses") or []))
         elif args.typ == "tls:index/locallySignedCert:LocallySignedCert":
-            state["certPem"] = self._sign(inputs)
+            if digest not in _DERIVED:
+                _DERIVED[digest] = self._sign(inputs)
+            state["certPem"] = _DERIVED[digest]
         elif args.typ == "tls:index/selfSignedCert:SelfSignedCert":
             key = inputs["privateKeyPem"]
-            state["certPem"] = pki.build_cert(subject_key_pem=key, common_name=(
-                inputs.get("subject") or {}).get("commonName", "ca"), issuer=None, is_ca=True)
+            state["certPem"] = _DERIVED.setdefault(digest, pki.build_cert(
+                subject_key_pem=key, common_name=(inputs.get("subject") or {}).get(
+                    "commonName", "ca"), issuer=None, is_ca=True))
         elif args.typ == "command:remote:Command":
             state["stdout"] = self._stdout(inputs.get("stdin") or "")
             state["stderr"] = ""
@@ -181,6 +195,11 @@ class ClusterMocks(pulumi.runtime.Mocks):
                                "certificateKey": "f" * 64})
         if "kube-ha: read-admin-kubeconfig" in script:
             return ADMIN_KUBECONFIG
+        if "kube-ha: read-control-plane-files" in script:
+            keys = re.findall(r'"\$sep" (\S+) "\$\(base64', script)
+            return json.dumps({k.strip("'"): base64.b64encode(
+                (ADMIN_KUBECONFIG if k.endswith(".conf") else f"content of {k}\n").encode()
+            ).decode() for k in keys})
         return ""
 
     def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]] | None]:

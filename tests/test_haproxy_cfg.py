@@ -22,7 +22,9 @@ def haproxy_check(cfg: str, tmp_path: Path) -> subprocess.CompletedProcess[str]:
 
 def test_rendered_dev_config_is_valid_for_haproxy(raw: dict[str, Any], tmp_path: Path) -> None:
     cluster = parse_cluster(raw)
-    (tmp_path / "ca.crt").write_text(Lab(tmp_path / "lab").ca.cert_pem)
+    lab = Lab(tmp_path / "lab")
+    assert lab.ca is not None
+    (tmp_path / "ca.crt").write_text(lab.ca.cert_pem)
     client = tmp_path / "client.pem"
     client.write_text((tmp_path / "lab" / "health-client.pem").read_text())
     (tmp_path / "state").write_text("1\n")

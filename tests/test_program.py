@@ -119,6 +119,7 @@ def _scaled(cp: int, workers: int) -> dict[str, Any]:
     raw["controlPlane"] = [{"name": f"cp-{i}", "address": f"10.1.0.{10 + i}"} for i in range(cp)]
     raw["workers"] = [{"name": f"w-{i}", "address": f"10.2.{i // 250}.{i % 250 + 1}"}
                       for i in range(workers)]
+    raw["elasticApiserver"]["poolNodes"] = ["w-0", "w-1"]
     raw["allowEvenControlPlane"] = True
     return raw
 

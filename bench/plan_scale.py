@@ -1,0 +1,54 @@
+"""How the program scales: evaluate it under engine mocks for growing clusters.
+
+For 3, 5 and 7 control-plane nodes with 10, 100 and 500 workers: wall time to evaluate the
+program, resources registered, and the longest dependency chain of remote commands (what
+bounds a real `pulumi up`). Target: 3 CP + 500 workers in under 10 s; the chain must not grow
+with workers.
+
+    ./venv/bin/python -m bench.plan_scale
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import Any
+
+from tests.program import SSH_KEY, dev_stack, run_program
+
+TARGET_S = 10.0
+
+
+def cluster(cp: int, workers: int) -> dict[str, Any]:
+    raw = dev_stack()
+    raw["sshPrivateKey"] = SSH_KEY
+    raw["controlPlane"] = [{"name": f"cp-{i}", "address": f"10.1.0.{10 + i}"} for i in range(cp)]
+    raw["workers"] = [{"name": f"w-{i}", "address": f"10.2.{i // 250}.{i % 250 + 1}"}
+                      for i in range(workers)]
+    raw["elasticApiserver"]["poolNodes"] = ["w-0", "w-1"]
+    return raw
+
+
+def main() -> int:
+    print(f"{'control plane':>13}{'workers':>9}{'seconds':>9}{'resources':>11}{'chain':>7}")
+    chains: dict[int, set[int]] = {}
+    ok = True
+    for cp in (3, 5, 7):
+        for workers in (10, 100, 500):
+            start = time.perf_counter()
+            run = run_program(cluster(cp, workers))
+            seconds = time.perf_counter() - start
+            chain = run.monitor.command_chain_depth()
+            chains.setdefault(cp, set()).add(chain)
+            print(f"{cp:>13}{workers:>9}{seconds:>9.2f}{len(run.mocks.resources):>11}{chain:>7}",
+                  flush=True)
+            if cp == 3 and workers == 500:
+                ok &= seconds < TARGET_S
+    flat = all(len(c) == 1 for c in chains.values())
+    print(f"3 CP + 500 workers under {TARGET_S:.0f} s, chain independent of workers: "
+          f"{'met' if ok and flat else 'MISSED'}")
+    return 0 if ok and flat else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,58 @@
+"""Access to the cluster for in-cluster resources: the admin kubeconfig, pointed at the endpoint."""
+
+from __future__ import annotations
+
+import base64
+import json
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from components import kubeadm_scripts as ks
+from components.manifests import SecretSpec, kubeconfig_with_server
+from components.model import Cluster
+from components.remote import Ssh, run_script
+
+
+class ClusterAccess(pulumi.ComponentResource):
+    """A kubernetes Provider from the bootstrap node's admin.conf (read as a secret, server
+    rewritten to the HA endpoint), and the control-plane files the Deployments mount."""
+
+    def __init__(self, name: str, cluster: Cluster, ssh: Ssh, after: pulumi.Resource,
+                 secrets: list[SecretSpec], opts: pulumi.ResourceOptions | None = None):
+        super().__init__("kube-ha:k8s:ClusterAccess", name, None, opts)
+        boot = cluster.bootstrap
+        read = run_script(f"{name}-read-admin-kubeconfig", boot, ssh,
+                          ks.read_admin_kubeconfig_script(), parent=self, secret_stdout=True,
+                          depends_on=[after])
+        url = cluster.endpoint.url
+        self.kubeconfig: pulumi.Output[str] = pulumi.Output.secret(  # type: ignore[arg-type]
+            read.stdout.apply(lambda text: kubeconfig_with_server(text, url)))
+        # A stable identifier: an unknown kubeconfig (first preview) must not show the provider,
+        # and with it every Kubernetes resource, as replaced.
+        self.provider = k8s.Provider(
+            f"{name}-provider", kubeconfig=self.kubeconfig,
+            cluster_identifier=f"{cluster.name}@{cluster.endpoint.host_port}",
+            opts=pulumi.ResourceOptions(parent=self))
+
+        files = {key: path for spec in secrets for key, path in spec.files.items()}
+        self.files: pulumi.Output[dict[str, str]] = pulumi.Output.from_input({})
+        if files:
+            read_files = run_script(
+                f"{name}-read-control-plane-files", boot, ssh,
+                ks.read_files_script(files, cluster.certificates.rotation), parent=self,
+                secret_stdout=True, depends_on=[after])
+            self.files = pulumi.Output.secret(read_files.stdout.apply(json.loads))  # type: ignore[arg-type]
+        self.register_outputs({})
+
+    def secret_data(self, spec: SecretSpec, url: str) -> pulumi.Output[dict[str, str]]:
+        """Base64 `data` for one Secret; its kubeconfigs re-pointed at the endpoint."""
+
+        def pick(files: dict[str, str]) -> dict[str, str]:
+            data = {key: files[key] for key in spec.files}
+            for key in spec.kubeconfigs:
+                text = base64.b64decode(data[key]).decode()
+                data[key] = base64.b64encode(kubeconfig_with_server(text, url).encode()).decode()
+            return data
+
+        return pulumi.Output.secret(self.files.apply(pick))  # type: ignore[arg-type]

@@ -1,0 +1,47 @@
+"""kube-controller-manager (and optionally kube-scheduler) as leader-elected Deployments.
+
+They share the static pods' leases, so exactly one instance is active cluster-wide; they add
+recovery by rescheduling, not capacity. The static pods stay: a Deployment cannot be created
+while the only controller-manager is down (the seed's own caveat).
+"""
+
+from __future__ import annotations
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from components import manifests as m
+from components.cluster_access import ClusterAccess
+from components.model import Cluster
+
+
+class LeaderElected(pulumi.ComponentResource):
+    def __init__(self, name: str, cluster: Cluster, access: ClusterAccess,
+                 deployment: m.Manifest, secret: m.SecretSpec, app: str,
+                 opts: pulumi.ResourceOptions | None = None):
+        super().__init__("kube-ha:k8s:LeaderElected", name, None, opts)
+        k8s_opts = pulumi.ResourceOptions(parent=self, provider=access.provider)
+        shape = m.secret_manifest(secret.name, [])
+        stored = k8s.core.v1.Secret(f"{name}-secret", metadata=shape["metadata"], type=shape["type"],
+                                    data=access.secret_data(secret, cluster.endpoint.url),
+                                    opts=k8s_opts)
+        k8s.apps.v1.Deployment(f"{name}-deployment", metadata=deployment["metadata"],
+                               spec=deployment["spec"],
+                               opts=pulumi.ResourceOptions.merge(
+                                   k8s_opts, pulumi.ResourceOptions(depends_on=[stored])))
+        budget = m.pdb(app)
+        k8s.policy.v1.PodDisruptionBudget(f"{name}-pdb", metadata=budget["metadata"],
+                                          spec=budget["spec"], opts=k8s_opts)
+        self.register_outputs({})
+
+
+def controller_manager(name: str, cluster: Cluster, access: ClusterAccess,
+                       opts: pulumi.ResourceOptions) -> LeaderElected:
+    return LeaderElected(name, cluster, access, m.controller_manager_deployment(cluster),
+                         m.CONTROLLER_MANAGER_PKI, m.CONTROLLER_MANAGER, opts)
+
+
+def scheduler(name: str, cluster: Cluster, access: ClusterAccess,
+              opts: pulumi.ResourceOptions) -> LeaderElected:
+    return LeaderElected(name, cluster, access, m.scheduler_deployment(cluster), m.SCHEDULER_PKI,
+                         m.SCHEDULER, opts)

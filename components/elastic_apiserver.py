@@ -1,0 +1,66 @@
+"""Extra kube-apiservers as a Deployment + HPA, reachable through the LB with no new `pulumi up`.
+
+The LB already lists every pool node on the elastic port (topology.lb_backends): a node with
+no pod fails its check and gets nothing; when the HPA adds a pod, its node turns UP.
+"""
+
+from __future__ import annotations
+
+from typing import Any, cast
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from components import manifests as m
+from components.certificates import SERVER_USES, ClusterCertificates, IssuedCert
+from components.cluster_access import ClusterAccess
+from components.model import Cluster
+from components.topology import elastic_apiserver_sans
+
+
+class ElasticApiserver(pulumi.ComponentResource):
+    def __init__(self, name: str, cluster: Cluster, access: ClusterAccess,
+                 certs: ClusterCertificates, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("kube-ha:k8s:ElasticApiserver", name, None, opts)
+        k8s_opts = pulumi.ResourceOptions(parent=self, provider=access.provider)
+        e = cluster.elastic_apiserver
+
+        labels = [
+            k8s.core.v1.NodePatch(
+                f"{name}-pool-{node}",
+                metadata={"name": node, "labels": {m.POOL_LABEL: "true"}},
+                opts=k8s_opts)
+            for node in e.pool_nodes
+        ]
+        serving = IssuedCert(f"{name}-serving", "kube-apiserver", elastic_apiserver_sans(cluster),
+                             SERVER_USES, certs.ca_cert_pem, certs.ca_key_pem, cluster,
+                             opts=pulumi.ResourceOptions(parent=self))
+        serving_secret = _secret(m.secret_manifest(m.ELASTIC_SERVING, [], "kubernetes.io/tls"),
+                                 f"{name}-serving-secret", k8s_opts,
+                                 string_data=cast(Any, {"tls.crt": serving.cert_pem,
+                                                        "tls.key": serving.key_pem}))
+        pki_secret = _secret(m.secret_manifest(m.ELASTIC_PKI.name, []), f"{name}-pki-secret", k8s_opts,
+                             data=access.secret_data(m.ELASTIC_PKI, cluster.endpoint.url))
+
+        dep = m.elastic_apiserver_deployment(cluster)
+        self.deployment = k8s.apps.v1.Deployment(
+            f"{name}-deployment", metadata=dep["metadata"], spec=dep["spec"],
+            opts=pulumi.ResourceOptions.merge(k8s_opts, pulumi.ResourceOptions(
+                depends_on=[serving_secret, pki_secret, *labels])))
+        hpa = m.elastic_apiserver_hpa(cluster)
+        target: dict[str, Any] = {**hpa["spec"]["scaleTargetRef"],
+                                  "name": self.deployment.metadata.name}
+        self.hpa = k8s.autoscaling.v2.HorizontalPodAutoscaler(
+            f"{name}-hpa", metadata=hpa["metadata"],
+            spec=cast(Any, {**hpa["spec"], "scaleTargetRef": target}),
+            opts=k8s_opts)
+        budget = m.pdb(m.ELASTIC)
+        k8s.policy.v1.PodDisruptionBudget(f"{name}-pdb", metadata=budget["metadata"],
+                                          spec=budget["spec"], opts=k8s_opts)
+        self.register_outputs({})
+
+
+def _secret(manifest: m.Manifest, name: str, opts: pulumi.ResourceOptions,
+            **payload: pulumi.Input[dict[str, str]]) -> k8s.core.v1.Secret:
+    return k8s.core.v1.Secret(name, metadata=manifest["metadata"], type=manifest["type"],
+                              opts=opts, **payload)  # type: ignore[arg-type]

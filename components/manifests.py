@@ -1,0 +1,377 @@
+"""Kubernetes manifests for the elastic control plane. Pure: plain dicts, the API's own names.
+
+- Extra kube-apiservers: a Deployment (hostNetwork, one pod per pool node) scaled by an HPA,
+  behind the same LB as the static pods; the static pods stay as the floor that is never zero.
+- kube-controller-manager / kube-scheduler: Deployments that join the static pods' leader
+  election (same lease), so exactly one instance is active cluster-wide.
+Certificates and keys come from Secrets the program creates, mounted read-only; nothing is
+baked into an image and no hostPath reaches /etc/kubernetes/pki.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from components.model import Cluster
+from components.topology import etcd_endpoints
+
+NAMESPACE = "kube-system"
+POOL_LABEL = "kube-ha.io/elastic-apiserver"
+ELASTIC = "kube-ha-elastic-apiserver"
+CONTROLLER_MANAGER = "kube-ha-controller-manager"
+SCHEDULER = "kube-ha-scheduler"
+PKI_DIR = "/etc/kubernetes/pki"
+SHUTDOWN_DELAY_S = 10  # haproxy takes a draining apiserver out in ~2 s; 10 s is ample
+TERMINATION_GRACE_S = 60
+
+Manifest = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class SecretSpec:
+    """A Secret and the bootstrap-node files it is filled from (key -> path on the host).
+    Kubeconfigs among them are re-pointed at the HA endpoint before they are stored."""
+
+    name: str
+    files: dict[str, str]
+    kubeconfigs: tuple[str, ...] = ()
+
+
+ELASTIC_SERVING = f"{ELASTIC}-serving"
+ELASTIC_PKI = SecretSpec(f"{ELASTIC}-pki", {
+    "ca.crt": "/etc/kubernetes/pki/ca.crt",
+    "sa.pub": "/etc/kubernetes/pki/sa.pub",
+    "sa.key": "/etc/kubernetes/pki/sa.key",
+    "front-proxy-ca.crt": "/etc/kubernetes/pki/front-proxy-ca.crt",
+    "front-proxy-client.crt": "/etc/kubernetes/pki/front-proxy-client.crt",
+    "front-proxy-client.key": "/etc/kubernetes/pki/front-proxy-client.key",
+    "apiserver-kubelet-client.crt": "/etc/kubernetes/pki/apiserver-kubelet-client.crt",
+    "apiserver-kubelet-client.key": "/etc/kubernetes/pki/apiserver-kubelet-client.key",
+    "etcd-ca.crt": "/etc/kubernetes/pki/etcd/ca.crt",
+    "apiserver-etcd-client.crt": "/etc/kubernetes/pki/apiserver-etcd-client.crt",
+    "apiserver-etcd-client.key": "/etc/kubernetes/pki/apiserver-etcd-client.key",
+})
+CONTROLLER_MANAGER_PKI = SecretSpec(f"{CONTROLLER_MANAGER}-pki", {
+    "ca.crt": "/etc/kubernetes/pki/ca.crt",
+    "ca.key": "/etc/kubernetes/pki/ca.key",
+    "sa.key": "/etc/kubernetes/pki/sa.key",
+    "front-proxy-ca.crt": "/etc/kubernetes/pki/front-proxy-ca.crt",
+    "controller-manager.conf": "/etc/kubernetes/controller-manager.conf",
+}, kubeconfigs=("controller-manager.conf",))
+SCHEDULER_PKI = SecretSpec(f"{SCHEDULER}-pki", {
+    "scheduler.conf": "/etc/kubernetes/scheduler.conf",
+}, kubeconfigs=("scheduler.conf",))
+
+
+def image(cluster: Cluster, component: str) -> str:
+    return f"{cluster.image_repository}/{component}:{cluster.kubernetes_version}"
+
+
+def _meta(name: str, labels: dict[str, str]) -> Manifest:
+    return {"name": name, "namespace": NAMESPACE, "labels": labels}
+
+
+def _labels(app: str) -> dict[str, str]:
+    return {"app.kubernetes.io/name": app, "app.kubernetes.io/part-of": "kube-ha",
+            "tier": "control-plane"}
+
+
+def _selector(app: str) -> dict[str, str]:
+    return {"app.kubernetes.io/name": app}
+
+
+def _probe(path: str, port: int, period: int, failures: int, delay: int = 0) -> Manifest:
+    probe: Manifest = {"httpGet": {"path": path, "port": port, "scheme": "HTTPS"},
+                       "periodSeconds": period, "timeoutSeconds": 5, "failureThreshold": failures}
+    if delay:
+        probe["initialDelaySeconds"] = delay
+    return probe
+
+
+def _one_per_node(app: str) -> Manifest:
+    return {"podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [{
+        "labelSelector": {"matchLabels": _selector(app)},
+        "topologyKey": "kubernetes.io/hostname",
+    }]}}
+
+
+# Control-plane nodes are tainted; these pods belong there as much as the static pods do.
+_TOLERATIONS = [
+    {"key": "node-role.kubernetes.io/control-plane", "operator": "Exists", "effect": "NoSchedule"},
+    {"key": "CriticalAddonsOnly", "operator": "Exists"},
+]
+_CONTAINER_SECURITY = {
+    "allowPrivilegeEscalation": False,
+    "readOnlyRootFilesystem": True,
+    "capabilities": {"drop": ["ALL"]},
+}
+_POD_SECURITY = {"runAsNonRoot": True, "runAsUser": 65532, "runAsGroup": 65532,
+                 "fsGroup": 65532, "seccompProfile": {"type": "RuntimeDefault"}}
+
+
+def _secret_source(secret: str, items: dict[str, str]) -> Manifest:
+    return {"secret": {"name": secret, "items": [{"key": k, "path": p} for k, p in items.items()]}}
+
+
+def elastic_apiserver_flags(cluster: Cluster) -> list[str]:
+    """The kubeadm static pod's flags, with this pod's port and certificates."""
+    e = cluster.elastic_apiserver
+    net = cluster.networking
+    return [
+        "kube-apiserver",
+        "--advertise-address=$(HOST_IP)",
+        "--bind-address=0.0.0.0",
+        f"--secure-port={e.port}",
+        "--allow-privileged=true",
+        "--authorization-mode=Node,RBAC",
+        f"--client-ca-file={PKI_DIR}/ca.crt",
+        "--enable-admission-plugins=NodeRestriction",
+        "--enable-bootstrap-token-auth=true",
+        f"--etcd-cafile={PKI_DIR}/etcd/ca.crt",
+        f"--etcd-certfile={PKI_DIR}/apiserver-etcd-client.crt",
+        f"--etcd-keyfile={PKI_DIR}/apiserver-etcd-client.key",
+        "--etcd-servers=" + ",".join(etcd_endpoints(cluster)),
+        f"--kubelet-client-certificate={PKI_DIR}/apiserver-kubelet-client.crt",
+        f"--kubelet-client-key={PKI_DIR}/apiserver-kubelet-client.key",
+        "--kubelet-preferred-address-types=InternalIP,ExternalIP,Hostname",
+        f"--proxy-client-cert-file={PKI_DIR}/front-proxy-client.crt",
+        f"--proxy-client-key-file={PKI_DIR}/front-proxy-client.key",
+        "--requestheader-allowed-names=front-proxy-client",
+        f"--requestheader-client-ca-file={PKI_DIR}/front-proxy-ca.crt",
+        "--requestheader-extra-headers-prefix=X-Remote-Extra-",
+        "--requestheader-group-headers=X-Remote-Group",
+        "--requestheader-username-headers=X-Remote-User",
+        f"--service-account-issuer=https://kubernetes.default.svc.{net.cluster_domain}",
+        f"--service-account-key-file={PKI_DIR}/sa.pub",
+        f"--service-account-signing-key-file={PKI_DIR}/sa.key",
+        f"--service-cluster-ip-range={net.service_subnet}",
+        f"--tls-cert-file={PKI_DIR}/apiserver.crt",
+        f"--tls-private-key-file={PKI_DIR}/apiserver.key",
+        # Its port differs from the static pods': it must not rewrite the `kubernetes`
+        # Service's endpoints (all of which share one port). Clients reach it via the LB.
+        "--endpoint-reconciler-type=none",
+        f"--shutdown-delay-duration={SHUTDOWN_DELAY_S}s",
+    ]
+
+
+def elastic_apiserver_deployment(cluster: Cluster) -> Manifest:
+    e = cluster.elastic_apiserver
+    labels = _labels(ELASTIC)
+    container = {
+        "name": "kube-apiserver",
+        "image": image(cluster, "kube-apiserver"),
+        "command": elastic_apiserver_flags(cluster),
+        "env": [{"name": "HOST_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.hostIP"}}}],
+        "ports": [{"name": "https", "containerPort": e.port, "protocol": "TCP"}],
+        "resources": {"requests": {"cpu": e.cpu_request, "memory": e.memory_request}},
+        "startupProbe": _probe("/livez", e.port, 5, 24, delay=5),
+        "livenessProbe": _probe("/livez", e.port, 10, 8),
+        "readinessProbe": _probe("/readyz", e.port, 2, 3),
+        "securityContext": _CONTAINER_SECURITY,
+        "volumeMounts": [{"name": "pki", "mountPath": PKI_DIR, "readOnly": True}],
+    }
+    pki_items = {k: k for k in ELASTIC_PKI.files}
+    pki_items["etcd-ca.crt"] = "etcd/ca.crt"
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": _meta(ELASTIC, labels),
+        # No `replicas`: the HPA owns it (a value here would fight the HPA on every update).
+        "spec": {
+            "selector": {"matchLabels": _selector(ELASTIC)},
+            "strategy": {"type": "RollingUpdate",
+                         "rollingUpdate": {"maxUnavailable": 1, "maxSurge": 0}},
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {
+                    "hostNetwork": True,
+                    "dnsPolicy": "ClusterFirstWithHostNet",
+                    "priorityClassName": "system-cluster-critical",
+                    "automountServiceAccountToken": False,
+                    "enableServiceLinks": False,
+                    "terminationGracePeriodSeconds": TERMINATION_GRACE_S,
+                    "nodeSelector": {POOL_LABEL: "true"},
+                    "affinity": {
+                        "nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {
+                            "nodeSelectorTerms": [{"matchExpressions": [{
+                                "key": "kubernetes.io/hostname", "operator": "In",
+                                "values": list(e.pool_nodes)}]}]}},
+                        **_one_per_node(ELASTIC),
+                    },
+                    "tolerations": _TOLERATIONS,
+                    "securityContext": _POD_SECURITY,
+                    "containers": [container],
+                    "volumes": [{"name": "pki", "projected": {"defaultMode": 0o440, "sources": [
+                        _secret_source(ELASTIC_SERVING, {"tls.crt": "apiserver.crt",
+                                                         "tls.key": "apiserver.key"}),
+                        _secret_source(ELASTIC_PKI.name, pki_items),
+                    ]}}],
+                },
+            },
+        },
+    }
+
+
+def elastic_apiserver_hpa(cluster: Cluster, deployment_name: str = ELASTIC) -> Manifest:
+    e = cluster.elastic_apiserver
+    return {
+        "apiVersion": "autoscaling/v2",
+        "kind": "HorizontalPodAutoscaler",
+        "metadata": _meta(ELASTIC, _labels(ELASTIC)),
+        "spec": {
+            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment",
+                               "name": deployment_name},
+            "minReplicas": e.min_replicas,
+            "maxReplicas": e.max_replicas,
+            "metrics": [
+                {"type": "Resource", "resource": {"name": "cpu", "target": {
+                    "type": "Utilization", "averageUtilization": e.cpu_target_percent}}},
+                {"type": "Resource", "resource": {"name": "memory", "target": {
+                    "type": "Utilization", "averageUtilization": e.memory_target_percent}}},
+            ],
+            "behavior": {
+                "scaleDown": {"stabilizationWindowSeconds": e.scale_down_stabilization_s,
+                              "policies": [{"type": "Pods", "value": 1, "periodSeconds": 60}]},
+                "scaleUp": {"stabilizationWindowSeconds": 0,
+                            "policies": [{"type": "Pods", "value": 2, "periodSeconds": 30}]},
+            },
+        },
+    }
+
+
+def pdb(name: str) -> Manifest:
+    return {
+        "apiVersion": "policy/v1",
+        "kind": "PodDisruptionBudget",
+        "metadata": _meta(name, _labels(name)),
+        "spec": {"maxUnavailable": 1, "selector": {"matchLabels": _selector(name)}},
+    }
+
+
+def _leader_elected(cluster: Cluster, name: str, component: str, port: int, replicas: int,
+                    flags: list[str], secret: SecretSpec, cpu: str) -> Manifest:
+    labels = _labels(name)
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": _meta(name, labels),
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": _selector(name)},
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {
+                    "hostNetwork": True,
+                    "priorityClassName": "system-cluster-critical",
+                    "automountServiceAccountToken": False,
+                    "enableServiceLinks": False,
+                    "affinity": _one_per_node(name),
+                    "tolerations": _TOLERATIONS,
+                    "securityContext": _POD_SECURITY,
+                    "containers": [{
+                        "name": component,
+                        "image": image(cluster, component),
+                        "command": [component, *flags],
+                        "resources": {"requests": {"cpu": cpu, "memory": "128Mi"}},
+                        "startupProbe": _probe("/healthz", port, 10, 24, delay=10),
+                        "livenessProbe": _probe("/healthz", port, 10, 8),
+                        "securityContext": _CONTAINER_SECURITY,
+                        "volumeMounts": [{"name": "config", "mountPath": "/etc/kubernetes/kube-ha",
+                                          "readOnly": True}],
+                    }],
+                    "volumes": [{"name": "config", "secret": {"secretName": secret.name,
+                                                              "defaultMode": 0o440}}],
+                },
+            },
+        },
+    }
+
+
+def controller_manager_deployment(cluster: Cluster) -> Manifest:
+    cm = cluster.controller_manager
+    conf = "/etc/kubernetes/kube-ha"
+    net = cluster.networking
+    flags = [
+        f"--kubeconfig={conf}/controller-manager.conf",
+        f"--authentication-kubeconfig={conf}/controller-manager.conf",
+        f"--authorization-kubeconfig={conf}/controller-manager.conf",
+        "--bind-address=0.0.0.0",
+        f"--secure-port={cm.port}",
+        f"--client-ca-file={conf}/ca.crt",
+        f"--cluster-name={cluster.name}",
+        f"--cluster-signing-cert-file={conf}/ca.crt",
+        f"--cluster-signing-key-file={conf}/ca.key",
+        "--controllers=*,bootstrapsigner,tokencleaner",
+        # Same lease as the static pods (kube-system/kube-controller-manager): one active.
+        "--leader-elect=true",
+        f"--requestheader-client-ca-file={conf}/front-proxy-ca.crt",
+        f"--root-ca-file={conf}/ca.crt",
+        f"--service-account-private-key-file={conf}/sa.key",
+        "--use-service-account-credentials=true",
+        "--allocate-node-cidrs=true",
+        f"--cluster-cidr={net.pod_subnet}",
+        f"--service-cluster-ip-range={net.service_subnet}",
+    ]
+    return _leader_elected(cluster, CONTROLLER_MANAGER, "kube-controller-manager", cm.port,
+                           cm.replicas, flags, CONTROLLER_MANAGER_PKI, "200m")
+
+
+def scheduler_deployment(cluster: Cluster) -> Manifest:
+    s = cluster.scheduler
+    conf = "/etc/kubernetes/kube-ha/scheduler.conf"
+    flags = [
+        f"--kubeconfig={conf}",
+        f"--authentication-kubeconfig={conf}",
+        f"--authorization-kubeconfig={conf}",
+        "--bind-address=0.0.0.0",
+        f"--secure-port={s.port}",
+        "--leader-elect=true",
+    ]
+    return _leader_elected(cluster, SCHEDULER, "kube-scheduler", s.port, s.replicas, flags,
+                           SCHEDULER_PKI, "100m")
+
+
+def secret_manifest(name: str, keys: list[str], secret_type: str = "Opaque") -> Manifest:
+    """A Secret's shape with placeholder data, for the offline render and validation."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": _meta(name, _labels(name)),
+        "type": secret_type,
+        "data": {k: "" for k in keys},
+    }
+
+
+def all_manifests(cluster: Cluster) -> dict[str, Manifest]:
+    """File name -> manifest, for everything the program creates in the cluster."""
+    out: dict[str, Manifest] = {}
+    if cluster.elastic_apiserver.enabled:
+        out["elastic-apiserver-deployment.yaml"] = elastic_apiserver_deployment(cluster)
+        out["elastic-apiserver-hpa.yaml"] = elastic_apiserver_hpa(cluster)
+        out["elastic-apiserver-pdb.yaml"] = pdb(ELASTIC)
+        out["elastic-apiserver-serving-secret.yaml"] = secret_manifest(
+            ELASTIC_SERVING, ["tls.crt", "tls.key"], "kubernetes.io/tls")
+        out["elastic-apiserver-pki-secret.yaml"] = secret_manifest(ELASTIC_PKI.name,
+                                                                   list(ELASTIC_PKI.files))
+    if cluster.controller_manager.replicas:
+        out["controller-manager-deployment.yaml"] = controller_manager_deployment(cluster)
+        out["controller-manager-pdb.yaml"] = pdb(CONTROLLER_MANAGER)
+        out["controller-manager-secret.yaml"] = secret_manifest(
+            CONTROLLER_MANAGER_PKI.name, list(CONTROLLER_MANAGER_PKI.files))
+    if cluster.scheduler.replicas:
+        out["scheduler-deployment.yaml"] = scheduler_deployment(cluster)
+        out["scheduler-pdb.yaml"] = pdb(SCHEDULER)
+        out["scheduler-secret.yaml"] = secret_manifest(SCHEDULER_PKI.name,
+                                                       list(SCHEDULER_PKI.files))
+    return out
+
+
+def kubeconfig_with_server(text: str, url: str) -> str:
+    """Point every cluster of a kubeconfig at `url` (the HA endpoint)."""
+    import yaml
+
+    doc = yaml.safe_load(text)
+    for entry in doc.get("clusters") or []:
+        entry["cluster"]["server"] = url
+    return str(yaml.safe_dump(doc, sort_keys=False))

@@ -1,0 +1,203 @@
+"""The elastic control plane: manifests (validated strictly), program wiring, and the LB
+picking up an HPA-added apiserver with no new `pulumi up`."""
+
+from __future__ import annotations
+
+import copy
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import kubernetes_validate
+import pytest
+
+from components import manifests as m
+from components.model import parse_cluster
+from tests.harness.lab import Lab
+from tests.mocks import is_secret, plain
+from tests.program import Run, dev_stack, run_program
+
+K8S_PREFIX = "kubernetes:"
+
+
+def _ints(value: Any) -> Any:
+    """The engine carries numbers as floats; Kubernetes schemas want integers."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, dict):
+        return {k: _ints(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_ints(v) for v in value]
+    return value
+
+
+def _version(raw: dict[str, Any]) -> str:
+    major, minor = parse_cluster(raw).minor_version
+    return f"{major}.{minor}.0"
+
+
+@pytest.fixture(scope="module")
+def dev() -> Run:
+    return run_program(dev_stack())
+
+
+def _k8s(run: Run, kind: str) -> dict[str, dict[str, Any]]:
+    return {r.name: _ints(plain(r.inputs)) for r in run.mocks.resources
+            if r.typ == f"kubernetes:{kind}"}
+
+
+def test_rendered_manifests_validate_strictly(raw: dict[str, Any]) -> None:
+    raw["kubeScheduler"] = {"replicas": 2}
+    manifests = m.all_manifests(parse_cluster(raw))
+    assert len(manifests) == 11
+    for manifest in manifests.values():
+        kubernetes_validate.validate(manifest, _version(raw), strict=True)
+
+
+def test_program_manifests_validate_strictly(dev: Run) -> None:
+    count = 0
+    for rec in dev.mocks.resources:
+        if not rec.typ.startswith(K8S_PREFIX) or rec.typ.endswith("Patch"):
+            continue
+        obj = _ints(plain(rec.inputs))
+        kubernetes_validate.validate(obj, _version(dev_stack()), strict=True)
+        count += 1
+    assert count >= 8
+
+
+def test_program_creates_exactly_the_rendered_manifests(dev: Run) -> None:
+    rendered = m.all_manifests(parse_cluster(dev_stack()))
+    deployments = _k8s(dev, "apps/v1:Deployment")
+    elastic = deployments["kubernetes-elastic-apiserver-deployment"]
+    want = rendered["elastic-apiserver-deployment.yaml"]
+    assert elastic["spec"] == want["spec"] and elastic["metadata"] == want["metadata"]
+
+
+def test_hpa_targets_the_deployment_and_deployment_leaves_replicas_to_it(dev: Run) -> None:
+    dep = _k8s(dev, "apps/v1:Deployment")["kubernetes-elastic-apiserver-deployment"]
+    hpa = _k8s(dev, "autoscaling/v2:HorizontalPodAutoscaler")["kubernetes-elastic-apiserver-hpa"]
+    assert hpa["spec"]["scaleTargetRef"]["name"] == dep["metadata"]["name"]
+    assert hpa["spec"]["scaleTargetRef"]["kind"] == "Deployment"
+    assert "replicas" not in dep["spec"]
+    assert (hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]) == (1, 2)
+
+
+def _flag(command: list[str], name: str) -> str:
+    return next(a.split("=", 1)[1] for a in command if a.startswith(f"--{name}="))
+
+
+def test_probe_ports_match_flags_and_nothing_from_host_pki(dev: Run) -> None:
+    for name, dep in _k8s(dev, "apps/v1:Deployment").items():
+        pod = dep["spec"]["template"]["spec"]
+        container = pod["containers"][0]
+        port = int(_flag(container["command"], "secure-port"))
+        for probe in ("startupProbe", "livenessProbe"):
+            assert container[probe]["httpGet"]["port"] == port, (name, probe)
+            assert container[probe]["httpGet"]["scheme"] == "HTTPS"
+        assert pod["priorityClassName"] == "system-cluster-critical"
+        assert not any("hostPath" in v for v in pod["volumes"]), name
+        assert all(vm["readOnly"] for vm in container["volumeMounts"]), name
+        assert "podAntiAffinity" in pod["affinity"]
+    cm = _k8s(dev, "apps/v1:Deployment")["kubernetes-controller-manager-deployment"]
+    command = cm["spec"]["template"]["spec"]["containers"][0]["command"]
+    assert "--leader-elect=true" in command and _flag(command, "secure-port") == "10357"
+
+
+def test_graceful_shutdown_is_shorter_than_grace_period(dev: Run) -> None:
+    dep = _k8s(dev, "apps/v1:Deployment")["kubernetes-elastic-apiserver-deployment"]
+    pod = dep["spec"]["template"]["spec"]
+    delay = int(_flag(pod["containers"][0]["command"], "shutdown-delay-duration").rstrip("s"))
+    assert delay < pod["terminationGracePeriodSeconds"]
+
+
+def test_every_mounted_secret_is_created_by_the_program(dev: Run) -> None:
+    created = {s["metadata"]["name"] for s in _k8s(dev, "core/v1:Secret").values()}
+    for name, dep in _k8s(dev, "apps/v1:Deployment").items():
+        for volume in dep["spec"]["template"]["spec"]["volumes"]:
+            sources = volume.get("projected", {}).get("sources", [])
+            names = [s["secret"]["name"] for s in sources]
+            if "secret" in volume:
+                names.append(volume["secret"]["secretName"])
+            assert names and set(names) <= created, (name, names, created)
+    # Keys in Secrets are secret in state.
+    for rec in dev.mocks.resources:
+        if rec.typ == "kubernetes:core/v1:Secret":
+            payload = rec.inputs.get("data") or rec.inputs.get("stringData") or {}
+            assert is_secret(payload) or all(is_secret(v) for v in payload.values()), rec.name
+
+
+def test_kubeconfig_is_secret_and_dials_the_endpoint(dev: Run) -> None:
+    from tests.program import value_of
+
+    ha = dev.scope["ha"]
+    text = value_of(ha.kubeconfig)
+    assert "server: https://api.k8s.lab.internal:6443" in text
+    provider = next(r for r in dev.mocks.resources if r.typ == "pulumi:providers:kubernetes")
+    assert is_secret(provider.inputs["kubeconfig"])
+    assert plain(provider.inputs["clusterIdentifier"]) == "kubernetes@api.k8s.lab.internal:6443"
+
+
+def test_first_preview_with_unknown_kubeconfig_keeps_a_stable_provider() -> None:
+    run = run_program(dev_stack(), preview=True)
+    provider = next(r for r in run.mocks.resources if r.typ == "pulumi:providers:kubernetes")
+    assert plain(provider.inputs["clusterIdentifier"]) == "kubernetes@api.k8s.lab.internal:6443"
+    assert any(r.typ == "kubernetes:apps/v1:Deployment" for r in run.mocks.resources)
+
+
+def _changed(before: Run, after: Run) -> set[str]:
+    a = {r.name: plain(r.inputs) for r in before.mocks.resources}
+    b = {r.name: plain(r.inputs) for r in after.mocks.resources}
+    return {n for n in a.keys() | b.keys() if a.get(n) != b.get(n)}
+
+
+def test_changing_min_max_touches_only_the_hpa(dev: Run) -> None:
+    raw = copy.deepcopy(dev_stack())
+    raw["elasticApiserver"].update(minReplicas=2, maxReplicas=2)
+    assert _changed(dev, run_program(raw)) == {"kubernetes-elastic-apiserver-hpa"}
+
+
+def test_changing_the_pool_touches_affinity_labels_lb_and_the_pool_cert(dev: Run) -> None:
+    raw = copy.deepcopy(dev_stack())
+    raw["workers"].append({"name": "ubuntu-81", "address": "10.21.22.81"})
+    base = run_program(copy.deepcopy(raw))
+    raw["elasticApiserver"]["poolNodes"].append("ubuntu-81")
+    changed = _changed(base, run_program(raw))
+    assert changed == {
+        "kubernetes-elastic-apiserver-deployment",      # node affinity
+        "kubernetes-elastic-apiserver-pool-ubuntu-81",  # the label (a new NodePatch)
+        "kubernetes-lb-haproxy-101-configure",          # a new backend line
+        # One serving certificate names every pool node, so its request and Secret follow.
+        "kubernetes-elastic-apiserver-serving-csr",
+        "kubernetes-elastic-apiserver-serving-cert",
+        "kubernetes-elastic-apiserver-serving-secret",
+    }, changed
+
+
+# --- the LB and the HPA, for real -------------------------------------------------------------
+
+def test_hpa_added_apiserver_takes_traffic_within_3s_and_leaves_without_errors(tmp_path: Path
+                                                                                ) -> None:
+    lab = Lab(tmp_path, pool_n=2, drain_seconds=4)
+    pool = [s for s in lab.servers if s.name.startswith("elastic-")]
+    with lab:
+        lab.start([s for s in lab.servers if s not in pool])
+        lab.wait_states({"elastic-pool-1": "DOWN", "elastic-pool-2": "DOWN"}, 10)
+        ready_at: list[float] = []
+
+        def scale_out() -> None:
+            def start() -> None:
+                lab.start_backend(pool[0])  # returns once the pod's apiserver is serving
+                ready_at.append(time.monotonic())
+            threading.Thread(target=start, daemon=True).start()
+
+        report = lab.load(8, 40, scale_out, fault_after=1)
+        assert report.failed == [], report.summary()
+        first = min(r.start for r in report.results if r.backend == "elastic-pool-1")
+        assert first - ready_at[0] < 3.0, f"took {first - ready_at[0]:.2f}s"
+        assert lab.states()["elastic-pool-2"] == "DOWN"  # a pool node with no pod gets nothing
+
+        scale_in = lab.load(9, 40, lambda: lab.drain("elastic-pool-1"), fault_after=1,
+                            watch="elastic-pool-1")
+        assert scale_in.failed == [], scale_in.summary()
+        assert pool[0].proc is not None and pool[0].proc.poll() is not None
