@@ -1,6 +1,7 @@
 """A small TLS stand-in for kube-apiserver, enough for a load balancer to tell health from harm.
 
-Serves /readyz, /livez, /healthz, /version and echoes its name on everything else. Faults are
+Serves /readyz, /livez, /healthz, /version, /slow (answers after 1.5 s) and echoes its name on
+everything else. Faults are
 real process states, driven by signals from the test:
 - crash: SIGKILL (the kernel resets its connections);
 - hang: SIGSTOP (the kernel still completes TCP handshakes, nothing answers);
@@ -50,6 +51,8 @@ class Handler(BaseHTTPRequestHandler):
                 status, body = 500, {"readyz": "shutting down"}
             else:
                 body = {"status": "ok", "server": State.name}
+        elif path == "/slow":  # a long list or watch-like request still in flight
+            time.sleep(1.5)
         elif path == "/version":
             body = {"major": "1", "minor": "32", "gitVersion": "v1.32.3", "server": State.name}
         data = json.dumps(body).encode()

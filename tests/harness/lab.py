@@ -304,9 +304,11 @@ class Lab:
             return Result(start, time.monotonic(), False, type(err).__name__)
 
     def load(self, duration: float, rate: float, fault: Callable[[], None] | None = None,
-             fault_after: float = 2.0, timeout: float = 3.0, watch: str | None = None) -> Report:
+             fault_after: float = 2.0, timeout: float = 3.0, watch: str | None = None,
+             slow_every: int = 0) -> Report:
         """Requests at `rate`/s for `duration` s, each on its own thread; `fault` runs once.
-        With `watch`, also times how long after the fault haproxy marks that server DOWN."""
+        With `watch`, also times how long after the fault haproxy marks that server DOWN; with
+        `slow_every`, every Nth request is one that takes 1.5 s to answer."""
         results: list[Result] = []
         lock = threading.Lock()
         marked: list[float] = []
@@ -319,8 +321,8 @@ class Lab:
                     return
                 time.sleep(0.02)
 
-        def one() -> None:
-            r = self.request(timeout=timeout)
+        def one(path: str) -> None:
+            r = self.request(path, timeout=timeout)
             with lock:
                 results.append(r)
 
@@ -335,7 +337,8 @@ class Lab:
             if fault is not None and fault_at == float("inf") and now - t0 >= fault_after:
                 fault_at = time.monotonic()
                 fault()
-            t = threading.Thread(target=one, daemon=True)
+            path = "/slow" if slow_every and n % slow_every == 0 else "/version"
+            t = threading.Thread(target=one, args=(path,), daemon=True)
             t.start()
             threads.append(t)
             n += 1

@@ -1,0 +1,133 @@
+"""Policies for stacks of this program: guard rails a reviewer would otherwise check by hand.
+
+Imported by __main__.py (which only builds the PolicyPack) and by the tests, which feed them the
+resources the real program registers.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from pulumi_policy import (
+    EnforcementLevel,
+    ReportViolation,
+    ResourceValidationArgs,
+    ResourceValidationPolicy,
+    StackValidationArgs,
+    StackValidationPolicy,
+)
+
+COMMAND = "command:remote:Command"
+DEPLOYMENT = "kubernetes:apps/v1:Deployment"
+HPA = "kubernetes:autoscaling/v2:HorizontalPodAutoscaler"
+_SECRET_ON_COMMAND_LINE = re.compile(
+    r"PRIVATE KEY-----|--token[= ]|--certificate-key[= ]|--discovery-token-ca-cert-hash")
+
+
+def _no_secret_on_command_line(args: ResourceValidationArgs, report: ReportViolation) -> None:
+    if args.resource_type != COMMAND:
+        return
+    for field in ("create", "update", "delete"):
+        text = str(args.props.get(field) or "")
+        if _SECRET_ON_COMMAND_LINE.search(text):
+            report(f"`{field}` carries a key or token: the engine logs command strings and prints "
+                   "them in errors. Pass secrets on stdin (a secret input) instead.", None)
+
+
+def _scripts_update_in_place(args: ResourceValidationArgs, report: ReportViolation) -> None:
+    if args.resource_type != COMMAND:
+        return
+    if args.props.get("triggers"):
+        report("`triggers` always replace the command (create new, then delete old); put the "
+               "content in stdin so a change is an in-place update.", None)
+    if args.props.get("stdin") and args.props.get("update") != args.props.get("create"):
+        report("a script on stdin needs update == create, or edits re-run nothing.", None)
+
+
+def _haproxy_validated_before_live(args: ResourceValidationArgs, report: ReportViolation) -> None:
+    if args.resource_type != COMMAND:
+        return
+    stdin = str(args.props.get("stdin") or "")
+    if "/etc/haproxy/haproxy.cfg" not in stdin or "frontend" not in stdin:
+        return
+    check = re.search(r"haproxy -c (-q )?-f ", stdin)
+    move = stdin.find("/etc/haproxy/haproxy.cfg;")
+    if check is None or (move >= 0 and move < check.start()):
+        report("haproxy.cfg is written without `haproxy -c` before it goes live.", None)
+
+
+def _no_host_pki(args: ResourceValidationArgs, report: ReportViolation) -> None:
+    if args.resource_type != DEPLOYMENT:
+        return
+    pod = (args.props.get("spec") or {}).get("template", {}).get("spec", {})
+    for volume in pod.get("volumes") or []:
+        path = (volume.get("hostPath") or {}).get("path", "")
+        if path.startswith("/etc/kubernetes"):
+            report(f"volume {volume.get('name')!r} mounts {path} from the host: control-plane "
+                   "keys belong in Secrets, not on whichever node the pod lands.", None)
+
+
+def _leader_election(args: ResourceValidationArgs, report: ReportViolation) -> None:
+    if args.resource_type != DEPLOYMENT:
+        return
+    pod = (args.props.get("spec") or {}).get("template", {}).get("spec", {})
+    for c in pod.get("containers") or []:
+        command: list[Any] = c.get("command") or []
+        if command and command[0] in ("kube-controller-manager", "kube-scheduler") and (
+                "--leader-elect=true" not in command):
+            report(f"{command[0]} without --leader-elect=true would run beside the static pod "
+                   "and act twice on every object.", None)
+
+
+def _hpa_owns_replicas(args: StackValidationArgs, report: ReportViolation) -> None:
+    deployments = {(r.props.get("metadata") or {}).get("name"): r
+                   for r in args.resources if r.resource_type == DEPLOYMENT}
+    for hpa in (r for r in args.resources if r.resource_type == HPA):
+        target = ((hpa.props.get("spec") or {}).get("scaleTargetRef") or {}).get("name")
+        dep = deployments.get(target)
+        if dep is not None and "replicas" in (dep.props.get("spec") or {}):
+            report(f"Deployment {target!r} sets spec.replicas while HPA {hpa.name!r} scales it: "
+                   "every update would reset the HPA's count.", dep.urn)
+
+
+def _odd_control_plane(args: StackValidationArgs, report: ReportViolation) -> None:
+    joins = [r for r in args.resources
+             if r.resource_type == COMMAND and r.name.endswith("-membership")]
+    bootstraps = [r for r in args.resources
+                  if r.resource_type == COMMAND and r.name.endswith("-kubeadm-bootstrap")]
+    if bootstraps and (len(joins) + 1) % 2 == 0:
+        report(f"{len(joins) + 1} control-plane nodes: an even etcd member count tolerates no more "
+               "failures than one fewer. Add or remove one.", None)
+
+
+POLICIES = [
+    ResourceValidationPolicy(
+        name="no-secret-on-command-line", enforcement_level=EnforcementLevel.MANDATORY,
+        description="Remote commands carry keys and tokens on stdin, never in command strings.",
+        validate=_no_secret_on_command_line),
+    ResourceValidationPolicy(
+        name="scripts-update-in-place", enforcement_level=EnforcementLevel.MANDATORY,
+        description="Script changes update commands in place (no triggers, update == create).",
+        validate=_scripts_update_in_place),
+    ResourceValidationPolicy(
+        name="haproxy-validated-before-live", enforcement_level=EnforcementLevel.MANDATORY,
+        description="haproxy.cfg passes `haproxy -c` before it replaces the live file.",
+        validate=_haproxy_validated_before_live),
+    ResourceValidationPolicy(
+        name="no-host-pki", enforcement_level=EnforcementLevel.MANDATORY,
+        description="Control-plane Deployments take certificates from Secrets, not hostPath.",
+        validate=_no_host_pki),
+    ResourceValidationPolicy(
+        name="leader-election", enforcement_level=EnforcementLevel.MANDATORY,
+        description="Extra controller-managers and schedulers join the static pods' election.",
+        validate=_leader_election),
+    StackValidationPolicy(
+        name="hpa-owns-replicas", enforcement_level=EnforcementLevel.MANDATORY,
+        description="A Deployment scaled by an HPA does not set spec.replicas.",
+        validate=_hpa_owns_replicas),
+    StackValidationPolicy(
+        name="odd-control-plane", enforcement_level=EnforcementLevel.ADVISORY,
+        description="An odd number of control-plane (etcd) members.",
+        validate=_odd_control_plane),
+]

@@ -1,0 +1,101 @@
+"""The policy pack, fed the resources the real program registers (under engine mocks)."""
+
+from __future__ import annotations
+
+import copy
+import sys
+from typing import Any
+
+import pytest
+from pulumi_policy import (
+    PolicyCustomTimeouts,
+    PolicyResource,
+    PolicyResourceOptions,
+    ResourceValidationArgs,
+    ResourceValidationPolicy,
+    StackValidationArgs,
+    StackValidationPolicy,
+)
+
+from tests.mocks import plain
+from tests.program import ROOT, Run, dev_stack, run_program
+
+sys.path.insert(0, str(ROOT / "policy"))
+from kube_ha_policies import POLICIES
+
+
+def _options() -> PolicyResourceOptions:
+    return PolicyResourceOptions(False, [], None, [], PolicyCustomTimeouts(0, 0, 0), [])
+
+
+def _resources(run: Run) -> list[PolicyResource]:
+    out = []
+    for rec in run.mocks.resources:
+        reg = run.monitor.registrations[rec.name]
+        out.append(PolicyResource(rec.typ, plain(rec.inputs), reg.urn, rec.name, _options(), None,
+                                  None, [], {}))
+    return out
+
+
+def violations(resources: list[PolicyResource]) -> dict[str, list[str]]:
+    found: dict[str, list[str]] = {}
+    for policy in POLICIES:
+        def report(message: str, urn: str | None = None, name: str = policy.name) -> None:
+            found.setdefault(name, []).append(message)
+
+        if isinstance(policy, ResourceValidationPolicy):
+            for r in resources:
+                policy.validate(ResourceValidationArgs(r.resource_type, r.props, r.urn, r.name,
+                                                       r.opts, None), report)
+        elif isinstance(policy, StackValidationPolicy):
+            policy.validate(StackValidationArgs(resources), report)
+    return found
+
+
+@pytest.fixture(scope="module")
+def dev_resources() -> list[PolicyResource]:
+    return _resources(run_program(dev_stack()))
+
+
+def test_dev_stack_passes_every_policy(dev_resources: list[PolicyResource]) -> None:
+    assert violations(dev_resources) == {}
+
+
+def _edited(resources: list[PolicyResource], name: str, edit: Any) -> list[PolicyResource]:
+    out = copy.deepcopy(resources)
+    target = next(r for r in out if r.name == name)
+    edit(target.props)
+    return out
+
+
+@pytest.mark.parametrize("resource, edit, policy", [
+    ("kubernetes-kubeadm-ubuntu-70-join",
+     lambda p: p.update(create="kubeadm join x --token abcdef.0123456789abcdef",
+                        update="kubeadm join x --token abcdef.0123456789abcdef"),
+     "no-secret-on-command-line"),
+    ("kubernetes-lb-haproxy-101-configure", lambda p: p.update(triggers=["x"]),
+     "scripts-update-in-place"),
+    ("kubernetes-lb-haproxy-101-configure",
+     lambda p: p.update(stdin=p["stdin"].replace('haproxy -c -q -f "$candidate"', "true")),
+     "haproxy-validated-before-live"),
+    ("kubernetes-elastic-apiserver-deployment",
+     lambda p: p["spec"]["template"]["spec"]["volumes"].append(
+         {"name": "pki", "hostPath": {"path": "/etc/kubernetes/pki"}}), "no-host-pki"),
+    ("kubernetes-controller-manager-deployment",
+     lambda p: p["spec"]["template"]["spec"]["containers"][0]["command"].remove(
+         "--leader-elect=true"), "leader-election"),
+    ("kubernetes-elastic-apiserver-deployment", lambda p: p["spec"].update(replicas=3),
+     "hpa-owns-replicas"),
+])
+def test_each_policy_catches_its_violation(dev_resources: list[PolicyResource], resource: str,
+                                           edit: Any, policy: str) -> None:
+    found = violations(_edited(dev_resources, resource, edit))
+    assert list(found) == [policy], found
+
+
+def test_even_control_plane_is_advised_against() -> None:
+    raw = dev_stack()
+    raw["controlPlane"].pop()
+    raw["allowEvenControlPlane"] = True
+    found = violations(_resources(run_program(raw)))
+    assert list(found) == ["odd-control-plane"]
