@@ -1,0 +1,98 @@
+"""The LB configure script, run for real: haproxy, socat and coreutils in a private mount and
+network namespace (so /etc/haproxy, /run and port 6443 are the test's own), with a small
+stand-in for systemd that drives haproxy the way its unit file does."""
+
+from __future__ import annotations
+
+import copy
+import re
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from components.haproxy import render_haproxy_cfg
+from components.lb_scripts import configure_script, install_script
+from components.model import parse_cluster
+from tests.harness import pki
+
+SHIM = Path(__file__).parent / "harness" / "bin"
+pytestmark = pytest.mark.slow
+
+DRIVER = """
+set -u
+ip link set lo up
+mount -t tmpfs tmpfs /run
+mount --bind "$T/etc-haproxy" /etc/haproxy
+mount -t tmpfs tmpfs /var/lib/haproxy
+export PATH="$SHIM:$PATH"
+trap 'if [ -s /run/haproxy.pid ]; then kill "$(cat /run/haproxy.pid)"; fi' EXIT
+for step in 0 00 1 2 3 4; do
+  bash "$T/step$step.sh" 2> "$T/err$step"; echo "RC$step=$?"
+  echo "PID$step=$(cat /run/haproxy.pid 2>/dev/null)"
+  cp /etc/haproxy/haproxy.cfg "$T/live$step.cfg"
+  sleep 0.5
+done
+echo "show servers state" | socat stdio UNIX-CONNECT:/run/haproxy/admin.sock > "$T/state.txt"
+[ -s /var/lib/haproxy/server-state ] && echo SAVED_STATE=1
+"""
+
+
+def test_configure_runs_twice_rejects_bad_config_and_reloads_in_place(
+        raw: dict[str, Any], tmp_path: Path) -> None:
+    ca = pki.make_ca()
+    client = pki.issue(ca, "kube-ha:lb-health-check", client=True)
+    bundle = client.cert_pem + client.key_pem
+    # This sandbox's hard FD limit (20000) is below what maxconn 20000 needs; an LB host's
+    # systemd allows far more.
+    raw["loadBalancer"]["maxConn"] = 4000
+    cluster = parse_cluster(raw)
+    grown = copy.deepcopy(raw)
+    grown["controlPlane"] += [{"name": "ubuntu-76", "address": "10.21.22.76"},
+                              {"name": "ubuntu-77", "address": "10.21.22.77"}]
+    bigger = parse_cluster(grown)
+    cfg = render_haproxy_cfg(cluster)
+    steps: dict[object, str] = {
+        0: install_script(cluster),   # haproxy and socat already here: nothing to do
+        "00": install_script(cluster),
+        1: configure_script(cluster, cfg, ca.cert_pem, bundle),
+        2: configure_script(cluster, cfg, ca.cert_pem, bundle),  # the same again: a no-op
+        3: configure_script(cluster, cfg.replace("balance leastconn", "balance nonsense"),
+                            ca.cert_pem, bundle),
+        4: configure_script(bigger, render_haproxy_cfg(bigger), ca.cert_pem, bundle),
+    }
+    for n, text in steps.items():
+        (tmp_path / f"step{n}.sh").write_text(text)
+    (tmp_path / "etc-haproxy").mkdir()
+    result = subprocess.run(["unshare", "--mount", "--net", "--propagation", "private", "bash",
+                             "-c", DRIVER], env={"T": str(tmp_path), "SHIM": str(SHIM),
+                                                 "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"},
+                            capture_output=True, text=True, timeout=120)
+    out = dict(re.findall(r"^(\w+)=(.*)$", result.stdout, re.M))
+    err = {n: (tmp_path / f"err{n}").read_text() for n in steps}
+    for n in (0, "00"):
+        assert out[f"RC{n}"] == "0", err[n]
+        assert "haproxy and socat already installed" in err[n]
+        assert "SELinux" not in err[n] and "firewalld" not in err[n]  # neither runs here
+    assert out.get("RC1") == "0", err[1]
+    assert "wrote /etc/haproxy/haproxy.cfg" in err[1] and "starting haproxy" in err[1]
+    assert (tmp_path / "live1.cfg").read_text() == cfg
+    assert out["PID1"]
+
+    assert out["RC2"] == "0", err[2]
+    assert "unchanged" in err[2] and "haproxy running with this config already" in err[2]
+    assert out["PID2"] == out["PID1"]
+
+    assert out["RC3"] == "1"
+    assert "rejected by haproxy -c" in err[3]
+    assert (tmp_path / "live3.cfg").read_text() == cfg  # the live file never saw the bad one
+    assert out["PID3"] == out["PID1"]
+
+    assert out["RC4"] == "0", err[4]
+    assert "reloading haproxy" in err[4]
+    assert out["PID4"] == out["PID1"]  # a reload of the same master, not a restart
+    assert "ubuntu-77" in (tmp_path / "live4.cfg").read_text()
+    assert out.get("SAVED_STATE") == "1"
+    servers = (tmp_path / "state.txt").read_text()
+    assert "ubuntu-76" in servers and "ubuntu-77" in servers, servers
