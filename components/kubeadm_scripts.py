@@ -7,6 +7,7 @@ member already gone) and then does nothing, so re-running `pulumi up` is always 
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 from components.model import Cluster, Host
@@ -59,7 +60,7 @@ def kubeadm_config(cluster: Cluster) -> str:
     """InitConfiguration + ClusterConfiguration for `kubeadm init` of a new cluster."""
     node = cluster.bootstrap
     sans = apiserver_sans(cluster, node)
-    cert_sans = "\n".join(f"  - {quote(s)}" for s in (*sans.dns_names, *sans.ip_addresses))
+    cert_sans = "\n".join(f"  - {json.dumps(s)}" for s in (*sans.dns_names, *sans.ip_addresses))
     api = _api_version(cluster)
     return f"""\
 apiVersion: {api}
@@ -267,10 +268,44 @@ def join_credentials_script(control_plane: bool) -> str:
     )
 
 
-def _join_flags(cluster: Cluster, node: Host, creds: dict[str, str]) -> str:
-    return (f"{cluster.endpoint.host_port} --token={quote(creds['token'])}"
-            f" --discovery-token-ca-cert-hash={quote(creds['caCertHash'])}"
-            f" --node-name={node.name}")
+def join_configuration(cluster: Cluster, node: Host, creds: dict[str, str],
+                       control_plane: bool) -> str:
+    """A JoinConfiguration: token, CA hash and certificate key stay out of kubeadm's argv."""
+    api = _api_version(cluster)
+    doc = f"""\
+apiVersion: {api}
+kind: JoinConfiguration
+discovery:
+  bootstrapToken:
+    apiServerEndpoint: {cluster.endpoint.host_port}
+    token: {creds['token']}
+    caCertHashes:
+    - {creds['caCertHash']}
+nodeRegistration:
+  name: {node.name}
+"""
+    if control_plane:
+        doc += f"""\
+controlPlane:
+  certificateKey: {creds['certificateKey']}
+  localAPIEndpoint:
+    advertiseAddress: {node.address}
+    bindPort: {cluster.apiserver_port}
+"""
+    return doc
+
+
+def _kubeadm_join(cluster: Cluster, node: Host, creds: dict[str, str], control_plane: bool
+                  ) -> list[str]:
+    """Write the JoinConfiguration (0600, removed afterwards, even on failure) and join."""
+    path = f"{K8S}/kube-ha/join.yaml"
+    return [
+        f"install -d -m 0700 {K8S}/kube-ha",
+        f"trap 'rm -f {path}' EXIT",
+        write_file(path, join_configuration(cluster, node, creds, control_plane), "0600",
+                   track=False),
+        f"kubeadm join --config={path} >&2",
+    ]
 
 
 def control_plane_join_script(cluster: Cluster, node: Host, cert: str, key: str,
@@ -286,10 +321,7 @@ def control_plane_join_script(cluster: Cluster, node: Host, cert: str, key: str,
         f"  install -d -m 0755 {PKI}",
         write_file(f"{PKI}/apiserver.key", key, "0600", track=False),
         write_file(f"{PKI}/apiserver.crt", cert, "0644", track=False),
-        f"  kubeadm join {_join_flags(cluster, node, creds)} --control-plane"
-        f" --apiserver-advertise-address={node.address}"
-        f" --apiserver-bind-port={cluster.apiserver_port}"
-        f" --certificate-key={quote(creds['certificateKey'])} >&2",
+        *_kubeadm_join(cluster, node, creds, control_plane=True),
         "fi",
         f"{KUBECTL} wait --for=condition=Ready node/{node.name} --timeout=600s >&2",
         f'etcdctl_ endpoint health >&2 || {{ log "etcd on {node.name} unhealthy"; exit 1; }}',
@@ -306,7 +338,7 @@ def worker_join_script(cluster: Cluster, node: Host, creds: dict[str, str]) -> s
         "  " + repoint_kubeconfig(f"{K8S}/kubelet.conf", cluster.endpoint.url).replace("\n", "\n  "),
         '  if [ "$changed" = 1 ]; then systemctl restart kubelet; log "kubelet restarted"; fi',
         "else",
-        f"  kubeadm join {_join_flags(cluster, node, creds)} >&2",
+        *_kubeadm_join(cluster, node, creds, control_plane=False),
         f'  log "{node.name} joined"',
         "fi",
     )

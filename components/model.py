@@ -8,6 +8,7 @@ the model: only whether they are set.
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import re
 from collections.abc import Callable, Mapping
@@ -382,7 +383,7 @@ def parse_cluster(raw: Mapping[str, Any]) -> Cluster:
         r.fail("controlPlane", "more than one node has bootstrap: true. Fix: mark exactly one.")
     elif cps and not bootstraps:
         # The first node is the bootstrap node unless one is marked.
-        cps[0] = Host(**{**cps[0].__dict__, "bootstrap": True})
+        cps[0] = dataclasses.replace(cps[0], bootstrap=True)
     if not lbs:
         r.fail("loadBalancers", "no load-balancer hosts. Fix: list the LB VM(s) running haproxy.")
 

@@ -106,3 +106,37 @@ def test_secrets_only_in_secret_scripts(raw: dict[str, Any]) -> None:
     for text in (ks.control_plane_removal_script(c, node), ks.reset_script(),
                  ks.join_credentials_script(True), ks.read_ca_script()):
         assert "KEYMATERIAL" not in text and "abcdef.0123456789abcdef" not in text
+
+
+def test_join_configuration_carries_the_secrets_kubeadm_needs(raw: dict[str, Any]) -> None:
+    import yaml
+
+    c = parse_cluster(raw)
+    node = c.joining_control_plane[0]
+    creds = {"token": "abcdef.0123456789abcdef", "caCertHash": "sha256:" + "a" * 64,
+             "certificateKey": "f" * 64}
+    doc = yaml.safe_load(ks.join_configuration(c, node, creds, control_plane=True))
+    assert doc["apiVersion"] == "kubeadm.k8s.io/v1beta4" and doc["kind"] == "JoinConfiguration"
+    assert doc["discovery"]["bootstrapToken"] == {
+        "apiServerEndpoint": "api.k8s.lab.internal:6443", "token": creds["token"],
+        "caCertHashes": [creds["caCertHash"]]}
+    assert doc["controlPlane"] == {"certificateKey": creds["certificateKey"], "localAPIEndpoint": {
+        "advertiseAddress": "10.21.22.70", "bindPort": 6443}}
+    worker = yaml.safe_load(ks.join_configuration(c, c.workers[0], creds, control_plane=False))
+    assert "controlPlane" not in worker and worker["nodeRegistration"] == {"name": "ubuntu-74"}
+    script_text = ks.control_plane_join_script(c, node, "CERT", "KEY", creds)
+    # Secrets stay off kubeadm's command line (visible in `ps` on the host).
+    assert "--token" not in script_text and "--certificate-key" not in script_text
+    assert "kubeadm join --config=/etc/kubernetes/kube-ha/join.yaml" in script_text
+
+
+def test_init_configuration_names_the_endpoint_and_sans(raw: dict[str, Any]) -> None:
+    import yaml
+
+    docs = list(yaml.safe_load_all(ks.kubeadm_config(parse_cluster(raw))))
+    assert [d["kind"] for d in docs] == ["InitConfiguration", "ClusterConfiguration"]
+    cc = docs[1]
+    assert cc["controlPlaneEndpoint"] == "api.k8s.lab.internal:6443"
+    assert {"10.21.22.101", "api.k8s.lab.internal", "10.96.0.1"} <= set(cc["apiServer"]["certSANs"])
+    assert cc["networking"] == {"serviceSubnet": "10.96.0.0/12", "podSubnet": "10.244.0.0/16",
+                                "dnsDomain": "cluster.local"}
