@@ -93,8 +93,9 @@ def main(argv: list[str] | None = None) -> int:
                     ok &= after == 0
                 else:
                     ok &= failed == 0
-    print(f"targets (ours): zero failures for drain/reload and after a crash; hung server failing no "
-          f"request and marked DOWN within {TARGET_HANG_WINDOW_S}s: {'met' if ok else 'MISSED'}")
+    print(f"targets (ours): zero failures for drain/reload and after a crash; a hung server's last "
+          f"failed request and its DOWN both within {TARGET_HANG_WINDOW_S}s: "
+          f"{'met' if ok else 'MISSED'}")
     return 0 if ok else 1
 
 
