@@ -115,7 +115,8 @@ def render_haproxy_cfg(cluster: Cluster, paths: HaproxyPaths | None = None) -> s
             "frontend stats",
             "    mode http",
             f"    bind {lb.stats_bind}",
-            "    http-request use-service prometheus-exporter if { path /metrics }",
+            *(["    http-request use-service prometheus-exporter if { path /metrics }"]
+              if lb.prometheus_metrics else []),
             "    stats enable",
             "    stats uri /stats",
             "    stats refresh 10s",

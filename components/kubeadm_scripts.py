@@ -311,12 +311,21 @@ def _kubeadm_join(cluster: Cluster, node: Host, creds: dict[str, str], control_p
 def control_plane_join_script(cluster: Cluster, node: Host, cert: str, key: str,
                               creds: dict[str, str], etcd: EtcdAccess = EtcdAccess()) -> str:
     """Join one control-plane node (our serving cert pre-placed, kubeadm keeps it), then wait
-    until the node is Ready and its etcd member healthy — the next join waits for this one."""
+    until the node is Ready and its etcd member healthy — the next join waits for this one.
+
+    On a node that is already a member (joined earlier, or by hand as in the seed), install a
+    re-issued serving cert (this apiserver alone restarts; /readyz awaited) and re-point its
+    kubeconfigs: the chain of these steps makes SAN changes roll one node at a time."""
     return script(
         f"join-control-plane {node.name}",
         etcd.function(),
         f"if [ -f {K8S}/manifests/kube-apiserver.yaml ] && [ -f {K8S}/kubelet.conf ]; then",
         '  log "already a control-plane node"',
+        install_serving_cert(cluster, node, cert, key),
+        "  changed=0",
+        repoint_kubeconfig(ADMIN, cluster.endpoint.url),
+        repoint_kubeconfig(f"{K8S}/kubelet.conf", cluster.endpoint.url),
+        '  if [ "$changed" = 1 ]; then systemctl restart kubelet; log "kubelet restarted"; fi',
         "else",
         f"  install -d -m 0755 {PKI}",
         write_file(f"{PKI}/apiserver.key", key, "0600", track=False),

@@ -95,6 +95,9 @@ class HealthCheck:
 class LoadBalancerSettings:
     bind_address: str = "*"
     stats_bind: str | None = None
+    # /metrics on the stats listener; needs haproxy built with USE_PROMEX (Debian, Fedora/RHEL
+    # packages are). Without it `haproxy -c` refuses the config before it goes live.
+    prometheus_metrics: bool = True
     max_conn: int = 20000
     # Also bounds a health check's TLS handshake (haproxy uses min(connect, inter) for it),
     # and a dead host's SYN is retried on another server after it (redispatch).
@@ -499,6 +502,8 @@ def _load_balancer(r: _Reader, value: Any) -> LoadBalancerSettings:
     lb = LoadBalancerSettings(**_fields(r, "loadBalancer", value, {
         "bindAddress": ("bind_address", d.bind_address, text),
         "statsBind": ("stats_bind", d.stats_bind, text),
+        "prometheusMetrics": ("prometheus_metrics", d.prometheus_metrics,
+                              lambda k, v, df: r.typed(k, v, bool, df)),
         "maxConn": ("max_conn", d.max_conn, r.positive),
         "connectTimeoutMs": ("connect_timeout_ms", d.connect_timeout_ms, r.positive),
         "clientTimeoutSeconds": ("client_timeout_s", d.client_timeout_s,

@@ -18,6 +18,7 @@ import pulumi
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509.oid import NameOID
+from google.protobuf import json_format
 from pulumi.runtime.mocks import MockMonitor
 
 from tests.harness import pki
@@ -71,6 +72,7 @@ class Registration:
     parent: str
     dependencies: list[str]
     secret_outputs: list[str]
+    replacement_trigger: Any = None
 
 
 class RecordingMonitor(MockMonitor):
@@ -82,9 +84,12 @@ class RecordingMonitor(MockMonitor):
 
     def RegisterResource(self, request):  # type: ignore[no-untyped-def]  # noqa: N802
         response = super().RegisterResource(request)
+        trigger = None
+        if request.HasField("replacement_trigger"):
+            trigger = json_format.MessageToDict(request.replacement_trigger)
         self.registrations[request.name] = Registration(
             response.urn, request.type, request.name, request.parent,
-            list(request.dependencies), list(request.additionalSecretOutputs))
+            list(request.dependencies), list(request.additionalSecretOutputs), trigger)
         return response
 
     def by_urn(self, urn: str) -> Registration:

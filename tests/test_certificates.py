@@ -108,3 +108,49 @@ def test_seed_failure_reproduced_with_kubeadm_default_sans(tmp_path: Path) -> No
     assert result.returncode != 0
     assert "x509: certificate is valid for" in result.stderr, result.stderr
     assert f"not {lab.endpoint}" in result.stderr
+
+
+def _changed(before: Any, after: Any) -> set[str]:
+    a = {r.name: r.inputs for r in before.mocks.resources}
+    b = {r.name: r.inputs for r in after.mocks.resources}
+    return {n for n in a.keys() | b.keys() if a.get(n) != b.get(n)}
+
+
+def test_a_san_change_touches_exactly_the_certs_and_their_install_steps() -> None:
+    base = run_program(dev_stack())
+    raw = dev_stack()
+    raw["certificates"]["extraSans"] = ["k8s.example.com"]
+    changed = _changed(base, run_program(raw))
+    nodes = ["ubuntu-73", "ubuntu-70", "ubuntu-72"]
+    certs = {f"kubernetes-pki-apiserver-{n}-{p}" for n in nodes for p in ("csr", "cert")}
+    elastic = {"kubernetes-elastic-apiserver-serving-csr", "kubernetes-elastic-apiserver-serving-cert",
+               "kubernetes-elastic-apiserver-serving-secret"}
+    installs = {"kubernetes-kubeadm-bootstrap", "kubernetes-kubeadm-ubuntu-70-join",
+                "kubernetes-kubeadm-ubuntu-72-join"}
+    assert changed == certs | elastic | installs, changed
+
+
+def test_adding_a_control_plane_node_leaves_the_others_certs_alone() -> None:
+    base = run_program(dev_stack())
+    raw = dev_stack()
+    raw["controlPlane"] += [{"name": "ubuntu-76", "address": "10.21.22.76"},
+                            {"name": "ubuntu-77", "address": "10.21.22.77"}]
+    changed = _changed(base, run_program(raw))
+    existing = tuple(f"kubernetes-pki-apiserver-{n}-" for n in ("ubuntu-73", "ubuntu-70",
+                                                                 "ubuntu-72"))
+    assert not any(n.startswith(existing) for n in changed), changed
+    assert "kubernetes-lb-haproxy-101-configure" in changed
+    assert {"kubernetes-pki-apiserver-ubuntu-76-cert", "kubernetes-kubeadm-ubuntu-76-join",
+            "kubernetes-kubeadm-ubuntu-77-membership"} <= changed
+    assert "kubernetes-kubeadm-ubuntu-70-join" not in changed
+
+
+def test_rotation_counter_rekeys_every_issued_certificate() -> None:
+    raw = dev_stack()
+    raw["certificates"]["rotation"] = 3
+    run = run_program(raw)
+    keys = [r for r in run.monitor.registrations.values()
+            if r.typ == "tls:index/privateKey:PrivateKey"]
+    assert len(keys) >= 5
+    for reg in keys:
+        assert reg.replacement_trigger == 3, (reg.name, reg.replacement_trigger)

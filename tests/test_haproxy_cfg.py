@@ -45,6 +45,9 @@ def test_rendered_config_shape(raw: dict[str, Any]) -> None:
     assert "ssl-hello-chk" not in cfg
     assert "on-marked-down shutdown-sessions" not in cfg
     assert "frontend stats" in cfg and "bind 127.0.0.1:8404" in cfg
+    assert "prometheus-exporter" in cfg
+    raw["loadBalancer"]["prometheusMetrics"] = False
+    assert "prometheus-exporter" not in render_haproxy_cfg(parse_cluster(raw))
     raw["loadBalancer"].pop("statsBind")
     assert "frontend stats" not in render_haproxy_cfg(parse_cluster(raw))
 
