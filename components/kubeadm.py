@@ -5,8 +5,9 @@ waiting for its node Ready and etcd healthy -> workers in parallel, depending on
 bootstrap. The chain grows with control-plane count, never with workers.
 
 Removal: a node deleted from `controlPlane` deletes its `membership` step (on the bootstrap
-node: drain, etcd member remove with a quorum guard, delete the Node) and then its `join`
-step (kubeadm reset on the node). Memberships form a chain, so removals run one at a time.
+node: drain, etcd member remove with a quorum guard, delete the Node) and then its
+`control-plane` step (kubeadm reset on the node). Memberships form a chain, so removals run
+one at a time.
 """
 
 from __future__ import annotations
@@ -57,30 +58,35 @@ class ControlPlane(pulumi.ComponentResource):
                 pulumi.Output.all(certs.ca_cert_pem, certs.ca_key_pem).apply(
                     lambda v: ks.install_ca_script(v[0], v[1])),
                 parent=self, secret=True))
-        boot_cert = certs.apiserver[boot.name]
-        self.bootstrap = run_script(
-            f"{name}-bootstrap", boot, ssh,
-            pulumi.Output.all(boot_cert.cert_pem, boot_cert.key_pem).apply(
-                lambda v: ks.bootstrap_script(cluster, v[0], v[1])),
-            parent=self, secret=True, depends_on=before_init)
-
-        previous: pulumi.Resource = self.bootstrap
-        self.joins: dict[str, pulumi.Resource] = {}
-        for node in cluster.joining_control_plane:
-            creds = run_script(f"{name}-{node.name}-join-credentials", boot, ssh,
-                               ks.join_credentials_script(control_plane=True), parent=self,
-                               secret_stdout=True, depends_on=[previous])
+        # Every control-plane node has the same steps whatever its role, named by node: making
+        # another node the bootstrap node only re-runs scripts; nothing is deleted (a delete
+        # here means removal from etcd and `kubeadm reset`).
+        previous: pulumi.Resource | None = None
+        self.steps: dict[str, pulumi.Resource] = {}
+        for node in (boot, *cluster.joining_control_plane):
             cert = certs.apiserver[node.name]
-            join = run_script(
-                f"{name}-{node.name}-join", node, ssh,
-                pulumi.Output.all(cert.cert_pem, cert.key_pem, creds.stdout).apply(
-                    functools.partial(_cp_join, cluster, node)),
-                parent=self, secret=True, delete_script=ks.reset_script(), depends_on=[creds])
+            if node.bootstrap:
+                script = pulumi.Output.all(cert.cert_pem, cert.key_pem).apply(
+                    lambda v: ks.bootstrap_script(cluster, v[0], v[1]))
+                deps = before_init
+            else:
+                creds = run_script(f"{name}-{node.name}-join-credentials", boot, ssh,
+                                   ks.join_credentials_script(control_plane=True), parent=self,
+                                   secret_stdout=True, depends_on=[previous] if previous else [])
+                script = pulumi.Output.all(cert.cert_pem, cert.key_pem, creds.stdout).apply(
+                    functools.partial(_cp_join, cluster, node))
+                deps = [creds]
+            step = run_script(f"{name}-{node.name}-control-plane", node, ssh, script,
+                              parent=self, secret=True, delete_script=ks.reset_script(),
+                              depends_on=deps)
+            if node.bootstrap:
+                self.bootstrap = step
             previous = run_script(
                 f"{name}-{node.name}-membership", boot, ssh, membership_check_script(node),
                 parent=self, delete_script=ks.control_plane_removal_script(cluster, node),
-                depends_on=[join])
-            self.joins[node.name] = previous
+                depends_on=[step])
+            self.steps[node.name] = previous
+        assert previous is not None
         self.last_control_plane_step = previous
 
         self.workers: dict[str, pulumi.Resource] = {}

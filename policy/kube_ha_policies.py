@@ -92,12 +92,10 @@ def _hpa_owns_replicas(args: StackValidationArgs, report: ReportViolation) -> No
 
 
 def _odd_control_plane(args: StackValidationArgs, report: ReportViolation) -> None:
-    joins = [r for r in args.resources
-             if r.resource_type == COMMAND and r.name.endswith("-membership")]
-    bootstraps = [r for r in args.resources
-                  if r.resource_type == COMMAND and r.name.endswith("-kubeadm-bootstrap")]
-    if bootstraps and (len(joins) + 1) % 2 == 0:
-        report(f"{len(joins) + 1} control-plane nodes: an even etcd member count tolerates no more "
+    members = [r for r in args.resources
+               if r.resource_type == COMMAND and r.name.endswith("-membership")]
+    if members and len(members) % 2 == 0:
+        report(f"{len(members)} control-plane nodes: an even etcd member count tolerates no more "
                "failures than one fewer. Add or remove one.", None)
 
 

@@ -125,8 +125,8 @@ def test_a_san_change_touches_exactly_the_certs_and_their_install_steps() -> Non
     certs = {f"kubernetes-pki-apiserver-{n}-{p}" for n in nodes for p in ("csr", "cert")}
     elastic = {"kubernetes-elastic-apiserver-serving-csr", "kubernetes-elastic-apiserver-serving-cert",
                "kubernetes-elastic-apiserver-serving-secret"}
-    installs = {"kubernetes-kubeadm-bootstrap", "kubernetes-kubeadm-ubuntu-70-join",
-                "kubernetes-kubeadm-ubuntu-72-join"}
+    installs = {"kubernetes-kubeadm-ubuntu-73-control-plane", "kubernetes-kubeadm-ubuntu-70-control-plane",
+                "kubernetes-kubeadm-ubuntu-72-control-plane"}
     assert changed == certs | elastic | installs, changed
 
 
@@ -140,9 +140,9 @@ def test_adding_a_control_plane_node_leaves_the_others_certs_alone() -> None:
                                                                  "ubuntu-72"))
     assert not any(n.startswith(existing) for n in changed), changed
     assert "kubernetes-lb-haproxy-101-configure" in changed
-    assert {"kubernetes-pki-apiserver-ubuntu-76-cert", "kubernetes-kubeadm-ubuntu-76-join",
+    assert {"kubernetes-pki-apiserver-ubuntu-76-cert", "kubernetes-kubeadm-ubuntu-76-control-plane",
             "kubernetes-kubeadm-ubuntu-77-membership"} <= changed
-    assert "kubernetes-kubeadm-ubuntu-70-join" not in changed
+    assert "kubernetes-kubeadm-ubuntu-70-control-plane" not in changed
 
 
 def test_rotation_counter_rekeys_every_issued_certificate() -> None:

@@ -69,7 +69,7 @@ def _edited(resources: list[PolicyResource], name: str, edit: Any) -> list[Polic
 
 
 @pytest.mark.parametrize("resource, edit, policy", [
-    ("kubernetes-kubeadm-ubuntu-70-join",
+    ("kubernetes-kubeadm-ubuntu-70-control-plane",
      lambda p: p.update(create="kubeadm join x --token abcdef.0123456789abcdef",
                         update="kubeadm join x --token abcdef.0123456789abcdef"),
      "no-secret-on-command-line"),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import itertools
 from typing import Any
 
 import pytest
@@ -28,9 +29,9 @@ def test_components_and_commands_exist(dev: Run) -> None:
         "kubernetes-pki-read-ca",
         "kubernetes-lb-haproxy-101-install",
         "kubernetes-lb-haproxy-101-configure",
-        "kubernetes-kubeadm-bootstrap",
-        "kubernetes-kubeadm-ubuntu-70-join",
-        "kubernetes-kubeadm-ubuntu-72-join",
+        "kubernetes-kubeadm-ubuntu-73-control-plane",
+        "kubernetes-kubeadm-ubuntu-70-control-plane",
+        "kubernetes-kubeadm-ubuntu-72-control-plane",
         "kubernetes-kubeadm-ubuntu-74-join",
         "kubernetes-kubeadm-ubuntu-75-join",
     } <= names
@@ -45,7 +46,7 @@ def test_parents(dev: Run) -> None:
     assert lb.parent == top
     for step in ("install", "configure"):
         assert dev.reg(f"kubernetes-lb-haproxy-101-{step}").parent == lb.urn
-    assert dev.reg("kubernetes-kubeadm-bootstrap").parent == dev.reg("kubernetes-kubeadm").urn
+    assert dev.reg("kubernetes-kubeadm-ubuntu-73-control-plane").parent == dev.reg("kubernetes-kubeadm").urn
     assert dev.reg("kubernetes-pki-read-ca").parent == dev.reg("kubernetes-pki").urn
 
 
@@ -75,8 +76,8 @@ def test_ssh_key_is_secret_and_never_in_a_command_string(dev: Run) -> None:
 
 def test_scripts_carrying_keys_or_tokens_are_secret(dev: Run) -> None:
     cmds = _commands(dev)
-    for name in ("kubernetes-lb-haproxy-101-configure", "kubernetes-kubeadm-bootstrap",
-                 "kubernetes-kubeadm-ubuntu-70-join", "kubernetes-kubeadm-ubuntu-74-join"):
+    for name in ("kubernetes-lb-haproxy-101-configure", "kubernetes-kubeadm-ubuntu-73-control-plane",
+                 "kubernetes-kubeadm-ubuntu-70-control-plane", "kubernetes-kubeadm-ubuntu-74-join"):
         stdin = cmds[name].inputs["stdin"]
         assert is_secret(stdin), f"{name}: stdin carries a key or token but is not secret"
         assert "PRIVATE KEY" in plain(stdin) or "abcdef.0123456789abcdef" in plain(stdin)
@@ -102,16 +103,36 @@ def _deps(run: Run, name: str) -> set[str]:
 
 
 def test_control_plane_joins_form_a_chain_and_workers_depend_on_bootstrap_only(dev: Run) -> None:
-    assert "kubernetes-lb-haproxy-101-configure" in _deps(dev, "kubernetes-kubeadm-bootstrap")
-    assert _deps(dev, "kubernetes-kubeadm-ubuntu-70-join-credentials") == {
-        "kubernetes-kubeadm-bootstrap"}
-    assert _deps(dev, "kubernetes-kubeadm-ubuntu-72-join-credentials") == {
-        "kubernetes-kubeadm-ubuntu-70-membership"}
-    assert "kubernetes-kubeadm-ubuntu-70-join" in _deps(dev, "kubernetes-kubeadm-ubuntu-70-membership")
-    assert _deps(dev, "kubernetes-kubeadm-worker-join-credentials") == {"kubernetes-kubeadm-bootstrap"}
+    assert "kubernetes-lb-haproxy-101-configure" in _deps(
+        dev, "kubernetes-kubeadm-ubuntu-73-control-plane")
+    chain = ["kubernetes-kubeadm-ubuntu-73-control-plane", "kubernetes-kubeadm-ubuntu-73-membership",
+             "kubernetes-kubeadm-ubuntu-70-join-credentials",
+             "kubernetes-kubeadm-ubuntu-70-control-plane", "kubernetes-kubeadm-ubuntu-70-membership",
+             "kubernetes-kubeadm-ubuntu-72-join-credentials",
+             "kubernetes-kubeadm-ubuntu-72-control-plane", "kubernetes-kubeadm-ubuntu-72-membership"]
+    for before, after in itertools.pairwise(chain):
+        assert before in _deps(dev, after), (before, after)
+    assert _deps(dev, "kubernetes-kubeadm-worker-join-credentials") == {
+        "kubernetes-kubeadm-ubuntu-73-control-plane"}
     for w in ("ubuntu-74", "ubuntu-75"):
         assert _deps(dev, f"kubernetes-kubeadm-{w}-join") == {
             "kubernetes-kubeadm-worker-join-credentials"}
+
+
+def test_making_another_node_bootstrap_deletes_nothing_that_removes_or_resets() -> None:
+    """A delete of a control-plane or membership step resets a node or removes its etcd member:
+    promoting another node to bootstrap must only re-run scripts."""
+    before = run_program(dev_stack())
+    raw = dev_stack()
+    raw["controlPlane"][0]["bootstrap"] = False
+    raw["controlPlane"][1]["bootstrap"] = True
+    after = run_program(raw)
+    gone = {r.name for r in before.mocks.resources} - {r.name for r in after.mocks.resources}
+    assert gone == {"kubernetes-kubeadm-ubuntu-70-join-credentials"}, gone
+    boot = plain(after.inputs("kubernetes-kubeadm-ubuntu-70-control-plane"))
+    assert "kube-ha: bootstrap" in boot["stdin"] and boot["connection"]["host"] == "10.21.22.70"
+    member = plain(after.inputs("kubernetes-kubeadm-ubuntu-73-membership"))
+    assert member["connection"]["host"] == "10.21.22.70"  # removals now run via the new one
 
 
 def _scaled(cp: int, workers: int) -> dict[str, Any]:
@@ -140,7 +161,7 @@ def test_removal_runs_on_bootstrap_and_reset_on_the_node(dev: Run) -> None:
     assert "member remove" in member["delete"] and "refusing" in member["delete"]
     assert member["delete"].index("drain") < member["delete"].index("member remove") < \
         member["delete"].index("delete node")
-    join = plain(dev.inputs("kubernetes-kubeadm-ubuntu-70-join"))
+    join = plain(dev.inputs("kubernetes-kubeadm-ubuntu-70-control-plane"))
     assert join["connection"]["host"] == "10.21.22.70"
     assert "kubeadm reset --force" in join["delete"]
 
