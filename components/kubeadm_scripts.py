@@ -159,9 +159,8 @@ def install_serving_cert(cluster: Cluster, node: Host, cert: str, key: str) -> s
         "  for f in apiserver.crt apiserver.key; do",
         f'    if [ -f {PKI}/"$f" ]; then cp -p {PKI}/"$f" {PKI}/"$f.kube-ha-$stamp"; fi',
         "  done",
-        "  changed=0",
-        write_file(f"{PKI}/apiserver.key", key, "0600"),
-        write_file(f"{PKI}/apiserver.crt", cert, "0644"),
+        write_file(f"{PKI}/apiserver.key", key, "0600", track=False),
+        write_file(f"{PKI}/apiserver.crt", cert, "0644", track=False),
         "  if [ -f /etc/kubernetes/manifests/kube-apiserver.yaml ]; then",
         "    id=$(crictl ps -q --name '^kube-apiserver$' | head -n 1)",
         '    if [ -n "$id" ]; then log "restarting kube-apiserver"; crictl stop "$id" >/dev/null; fi',
@@ -206,6 +205,13 @@ else
 fi"""
 
 
+def control_plane_endpoint_edit(cluster: Cluster) -> tuple[str, str]:
+    """(sed expression, grep pattern of the result) for ClusterConfiguration's top-level
+    controlPlaneEndpoint: replaced if present, added if not."""
+    hp = cluster.endpoint.host_port
+    return f"/^controlPlaneEndpoint:/d; 1i controlPlaneEndpoint: {hp}", f"^controlPlaneEndpoint: {hp}$"
+
+
 def bootstrap_script(cluster: Cluster, cert: str, key: str) -> str:
     """The bootstrap node: `kubeadm init` a new cluster, or move a running one behind the
     endpoint — serving cert with the new SANs first, then controlPlaneEndpoint, kubeconfigs,
@@ -214,24 +220,21 @@ def bootstrap_script(cluster: Cluster, cert: str, key: str) -> str:
     ep = cluster.endpoint
     return script(
         "bootstrap",
-        "changed=0",
         f"install -d -m 0700 {K8S}/kube-ha",
-        write_file(KUBEADM_CONFIG, kubeadm_config(cluster), "0600"),
+        write_file(KUBEADM_CONFIG, kubeadm_config(cluster), "0600", track=False),
         f"if [ ! -f {ADMIN} ]; then",
         '  log "no cluster here yet: kubeadm init"',
         f"  install -d -m 0755 {PKI}",
-        write_file(f"{PKI}/apiserver.key", key, "0600"),
-        write_file(f"{PKI}/apiserver.crt", cert, "0644"),
+        write_file(f"{PKI}/apiserver.key", key, "0600", track=False),
+        write_file(f"{PKI}/apiserver.crt", cert, "0644", track=False),
         f"  kubeadm init --config={KUBEADM_CONFIG} --upload-certs >&2",
         "else",
         '  log "cluster already initialised"',
         "fi",
         install_serving_cert(cluster, node, cert, key),
-        _patch_configmap(
-            "kube-system", "kubeadm-config", "ClusterConfiguration",
-            f"/^controlPlaneEndpoint:/d; 1i controlPlaneEndpoint: {ep.host_port}",
-            f"^controlPlaneEndpoint: {ep.host_port}$",
-        ),
+        _patch_configmap("kube-system", "kubeadm-config", "ClusterConfiguration",
+                         *control_plane_endpoint_edit(cluster)),
+        "changed=0",
         repoint_kubeconfig(ADMIN, ep.url),
         repoint_kubeconfig(f"{K8S}/kubelet.conf", ep.url),
         'if [ "$changed" = 1 ]; then systemctl restart kubelet; log "kubelet restarted"; fi',

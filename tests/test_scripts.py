@@ -140,3 +140,33 @@ def test_init_configuration_names_the_endpoint_and_sans(raw: dict[str, Any]) -> 
     assert {"10.21.22.101", "api.k8s.lab.internal", "10.96.0.1"} <= set(cc["apiServer"]["certSANs"])
     assert cc["networking"] == {"serviceSubnet": "10.96.0.0/12", "podSubnet": "10.244.0.0/16",
                                 "dnsDomain": "cluster.local"}
+
+
+CLUSTER_CONFIGURATION = """apiServer: {}
+apiVersion: kubeadm.k8s.io/v1beta4
+certificatesDir: /etc/kubernetes/pki
+clusterName: kubernetes
+%s
+kubernetesVersion: v1.32.3
+networking:
+  dnsDomain: cluster.local
+  serviceSubnet: 10.96.0.0/12
+"""
+
+
+@pytest.mark.parametrize("existing", ["", "controlPlaneEndpoint: 10.21.22.73:6443"])
+def test_control_plane_endpoint_edit_with_real_sed(raw: dict[str, Any], existing: str) -> None:
+    import yaml
+
+    sed_expr, check = ks.control_plane_endpoint_edit(parse_cluster(raw))
+    text = CLUSTER_CONFIGURATION % existing
+    before = subprocess.run(["grep", "-q", check], input=text, text=True)
+    assert before.returncode == 1  # not yet patched: the script would patch
+    edited = subprocess.run(["sed", sed_expr], input=text, capture_output=True, text=True,
+                            check=True).stdout
+    doc = yaml.safe_load(edited)
+    assert doc["controlPlaneEndpoint"] == "api.k8s.lab.internal:6443"
+    assert edited.count("controlPlaneEndpoint") == 1
+    assert doc["networking"]["serviceSubnet"] == "10.96.0.0/12"  # the rest is untouched
+    after = subprocess.run(["grep", "-q", check], input=edited, text=True)
+    assert after.returncode == 0  # a second run finds it done
