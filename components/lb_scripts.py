@@ -11,8 +11,11 @@ states saved so DOWN servers stay DOWN). A config change re-runs only this scrip
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
+from components import keepalived
 from components.haproxy import HaproxyPaths
-from components.model import Cluster
+from components.model import Cluster, Host
 from components.shell import heredoc, quote, script, write_file
 
 CFG = "/etc/haproxy/haproxy.cfg"
@@ -26,32 +29,40 @@ def firewall_ports(cluster: Cluster) -> list[int]:
     return ports
 
 
+def packages(cluster: Cluster) -> list[str]:
+    return ["haproxy", "socat", *(["keepalived"] if cluster.uses_vip else [])]
+
+
 def install_script(cluster: Cluster) -> str:
     open_ports = "\n".join(
         f"  open_port {p}" for p in firewall_ports(cluster)
     )
+    if cluster.uses_vip:  # VRRP adverts between the LB hosts (IP protocol 112)
+        open_ports += "\n  allow_vrrp"
+    pkgs = " ".join(packages(cluster))
     return script(
         "lb-install",
+        f"pkgs=({pkgs})",
         """\
 need_install=0
-for bin in haproxy socat; do
+for bin in "${pkgs[@]}"; do
   command -v "$bin" >/dev/null 2>&1 || need_install=1
 done
 if [ "$need_install" = 1 ]; then
   if command -v apt-get >/dev/null 2>&1; then
-    log "installing haproxy and socat with apt"
+    log "installing ${pkgs[*]} with apt"
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -q
-    apt-get install -y -q haproxy socat
+    apt-get install -y -q "${pkgs[@]}"
   elif command -v dnf >/dev/null 2>&1; then
-    log "installing haproxy and socat with dnf"
-    dnf install -y -q haproxy socat
+    log "installing ${pkgs[*]} with dnf"
+    dnf install -y -q "${pkgs[@]}"
   else
-    log "no apt-get or dnf on this host: install haproxy >= 2.4 and socat, then re-run"
+    log "no apt-get or dnf on this host: install ${pkgs[*]} (haproxy >= 2.4), then re-run"
     exit 1
   fi
 else
-  log "haproxy and socat already installed"
+  log "${pkgs[*]} already installed"
 fi
 version=$(haproxy -v | sed -n 's/^HAProxy version \\([0-9]*\\.[0-9]*\\).*/\\1/p')
 case "$version" in
@@ -78,6 +89,16 @@ open_port() {
     firewall-cmd --reload >/dev/null
   fi
 }
+allow_vrrp() {
+  local rule='rule protocol value="vrrp" accept'
+  if firewall-cmd --permanent --query-rich-rule="$rule" >/dev/null 2>&1; then
+    log "firewalld already allows VRRP"
+  else
+    log "allowing VRRP in firewalld"
+    firewall-cmd --permanent --add-rich-rule="$rule" >/dev/null
+    firewall-cmd --reload >/dev/null
+  fi
+}
 if command -v firewall-cmd >/dev/null 2>&1 && systemctl is-active --quiet firewalld; then
 """
         + open_ports
@@ -88,46 +109,75 @@ install -d -m 0750 -o root -g haproxy /etc/haproxy/kube-ha
     )
 
 
+def _validated(target: str, content: str, check: str, flag: str) -> list[str]:
+    """Write `content` to a candidate beside `target`, run `check` on it ($candidate), and only
+    then move it into place (setting `flag=1`). A rejected file never becomes live."""
+    return [
+        f"candidate=$(mktemp {quote(target + '.kube-ha.XXXXXX')})",
+        'trap \'rm -f "$candidate"\' EXIT',
+        heredoc('cat > "$candidate"', content),
+        f"if ! {check}; then",
+        f'  log "rendered {target} rejected; the live file is untouched"',
+        "  exit 1",
+        "fi",
+        f'if cmp -s "$candidate" {target}; then',
+        f'  log "{target} unchanged"',
+        "else",
+        f'  chmod 0644 "$candidate"; mv -f "$candidate" {target}; {flag}=1',
+        f'  log "wrote {target}"',
+        "fi",
+    ]
+
+
+def _start_or_reload(unit: str, flag: str, before_reload: Sequence[str] = ()) -> list[str]:
+    return [
+        f"systemctl enable --quiet {unit}",
+        f"if ! systemctl is-active --quiet {unit}; then",
+        f'  log "starting {unit}"',
+        f"  systemctl start {unit}",
+        f'elif [ "${flag}" = 1 ]; then',
+        *(f"  {line}" for line in before_reload),
+        f'  log "reloading {unit}"',
+        f"  systemctl reload {unit}",
+        "else",
+        f'  log "{unit} running with this config already"',
+        "fi",
+    ]
+
+
 def configure_script(cluster: Cluster, cfg: str, ca_pem: str, client_pem: str | None,
-                     paths: HaproxyPaths = DEFAULT_PATHS) -> str:
-    """The CA, the health-check client cert+key (secret: this script then travels as one) and
-    haproxy.cfg; reloads only when something changed."""
+                     host: Host | None = None, paths: HaproxyPaths = DEFAULT_PATHS) -> str:
+    """The CA, the health-check client cert+key (secret: this script then travels as one),
+    haproxy.cfg and, for a virtual-IP endpoint, keepalived for `host`; each validated by its
+    own daemon before it goes live, each service reloaded only when its files changed."""
     files = [write_file(paths.ca_file, ca_pem, "0640", "root:haproxy")]
     if client_pem is not None and paths.client_cert:
         files.append(write_file(paths.client_cert, client_pem, "0640", "root:haproxy"))
     state = quote(paths.state_file)
-    return script(
-        "lb-configure",
+    parts = [
         "changed=0",
         "install -d -m 0750 -o root -g haproxy /etc/haproxy/kube-ha",
         *files,
-        # Validate the candidate before it can become live; a bad file never replaces a good one.
-        f"candidate=$(mktemp {quote(CFG + '.kube-ha.XXXXXX')})",
-        'trap \'rm -f "$candidate"\' EXIT',
-        heredoc('cat > "$candidate"', cfg),
-        'if ! haproxy -c -q -f "$candidate"; then',
-        '  log "rendered haproxy.cfg rejected by haproxy -c; the live config is untouched"',
-        "  exit 1",
-        "fi",
-        f'if cmp -s "$candidate" {CFG}; then',
-        f'  log "{CFG} unchanged"',
-        "else",
-        f'  chmod 0644 "$candidate"; mv -f "$candidate" {CFG}; changed=1',
-        f'  log "wrote {CFG}"',
-        "fi",
+        *_validated(CFG, cfg, 'haproxy -c -q -f "$candidate"', "changed"),
         "command -v restorecon >/dev/null 2>&1 && restorecon -R /etc/haproxy",
-        "systemctl enable --quiet haproxy",
-        "if ! systemctl is-active --quiet haproxy; then",
-        '  log "starting haproxy"',
-        "  systemctl start haproxy",
-        'elif [ "$changed" = 1 ]; then',
-        "  # Save server states first so servers DOWN now are still DOWN after the reload.",
-        f"  echo 'show servers state' | socat stdio {quote('UNIX-CONNECT:' + paths.admin_socket)}"
-        f" > {state}.tmp && mv -f {state}.tmp {state}",
-        '  log "reloading haproxy (seamless: listeners pass to the new worker)"',
-        "  systemctl reload haproxy",
-        "else",
-        '  log "haproxy running with this config already"',
-        "fi",
-    )
-
+        *_start_or_reload("haproxy", "changed", [
+            "# Save server states first so servers DOWN now are still DOWN after the reload;",
+            "# listeners pass to the new worker over the admin socket (seamless).",
+            f"echo 'show servers state' | socat stdio {quote('UNIX-CONNECT:' + paths.admin_socket)}"
+            f" > {state}.tmp && mv -f {state}.tmp {state}",
+        ]),
+    ]
+    if cluster.uses_vip:
+        assert host is not None, "a virtual-IP endpoint needs the host's keepalived.conf"
+        parts += [
+            "vrrp_changed=0",
+            f"install -d -m 0755 {quote(keepalived.CHECK_SCRIPT.rsplit('/', 1)[0])} /etc/keepalived",
+            write_file(keepalived.CHECK_SCRIPT, keepalived.check_script(cluster), "0755",
+                       track=False),
+            *_validated(keepalived.CONF, keepalived.render_keepalived_conf(cluster, host),
+                        'keepalived -t -f "$candidate"', "vrrp_changed"),
+            "command -v restorecon >/dev/null 2>&1 && restorecon -R /etc/keepalived "
+            + quote(keepalived.CHECK_SCRIPT),
+            *_start_or_reload("keepalived", "vrrp_changed"),
+        ]
+    return script("lb-configure", *parts)

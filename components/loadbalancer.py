@@ -2,17 +2,24 @@
 
 from __future__ import annotations
 
+import functools
+
 import pulumi
 
 from components.haproxy import render_haproxy_cfg
 from components.lb_scripts import configure_script, install_script
-from components.model import Cluster
+from components.model import Cluster, Host
 from components.remote import Ssh, run_script
+
+
+def _configure(cluster: Cluster, cfg: str, host: Host, pems: list[str]) -> str:
+    return configure_script(cluster, cfg, pems[0], pems[1], host)
 
 
 class LoadBalancer(pulumi.ComponentResource):
     """Per LB host: an install step (rarely changes) and a configure step that carries the CA,
-    the health-check client certificate and haproxy.cfg. Editing the membership list changes
+    the health-check client certificate, haproxy.cfg and, for a virtual-IP endpoint, that host's
+    keepalived.conf. Editing the membership list changes
     only the configure step's script, which re-runs in place and reloads haproxy seamlessly."""
 
     def __init__(
@@ -27,11 +34,10 @@ class LoadBalancer(pulumi.ComponentResource):
         super().__init__("kube-ha:lb:LoadBalancer", name, None, opts)
         self.haproxy_cfg = render_haproxy_cfg(cluster)
         cfg = self.haproxy_cfg
-        script = pulumi.Output.all(ca_cert_pem, health_client_pem).apply(
-            lambda v: configure_script(cluster, cfg, v[0], v[1])
-        )
         self.configured = []
         for host in cluster.load_balancers:
+            script = pulumi.Output.all(ca_cert_pem, health_client_pem).apply(
+                functools.partial(_configure, cluster, cfg, host))
             install = run_script(f"{name}-{host.name}-install", host, ssh, install_script(cluster),
                                  parent=self)
             self.configured.append(run_script(

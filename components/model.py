@@ -105,6 +105,11 @@ class LoadBalancerSettings:
     client_timeout_s: int = 600
     tunnel_timeout_s: int = 3600
     retries: int = 3
+    # With a virtual IP endpoint (an address no LB host owns), keepalived on every LB host
+    # moves it to a host whose haproxy answers (VRRP over unicast, so clouds without
+    # multicast work too).
+    vrrp_interface: str = "eth0"
+    virtual_router_id: int = 51
 
 
 @dataclass(frozen=True)
@@ -159,6 +164,11 @@ class Cluster:
     scheduler: Scheduler = field(default_factory=Scheduler)
     node_local_proxy: bool = False
     image_repository: str = "registry.k8s.io"
+
+    @property
+    def uses_vip(self) -> bool:
+        """The endpoint is a virtual IP (owned by no LB host): keepalived moves it between them."""
+        return self.endpoint.address not in {lb.address for lb in self.load_balancers}
 
     @property
     def bootstrap(self) -> Host:
@@ -409,6 +419,16 @@ def parse_cluster(raw: Mapping[str, Any]) -> Cluster:
         r.fail("endpoint.address", f"{ep_address} is a {node_addresses[ep_address]} node: the "
                "endpoint must survive that node. Fix: use the LB's address or a VIP.")
 
+    lb_addresses = {h.address for h in lbs}
+    lb_bind = raw.get("loadBalancer", {}).get("bindAddress", "*") if isinstance(
+        raw.get("loadBalancer"), Mapping) else "*"
+    if ep_address is not None and ep_address not in lb_addresses and lb_bind != "*":
+        r.fail("loadBalancer.bindAddress", "with a virtual IP endpoint haproxy must listen on "
+               "every address (a backup host does not own the VIP yet). Fix: leave it '*'.")
+    if ep_address is not None and len(lbs) > 1 and ep_address in lb_addresses:
+        r.fail("endpoint.address", f"{ep_address} belongs to one of {len(lbs)} load balancers, "
+               "so the others would never serve it. Fix: use a free address in their subnet "
+               "as a virtual IP; keepalived then moves it to a healthy LB.")
     service = r.cidr("serviceSubnet", scalar("serviceSubnet"))
     pod = r.cidr("podSubnet", scalar("podSubnet"))
     if service and pod and service.version == pod.version and service.overlaps(pod):  # type: ignore[arg-type]
@@ -511,7 +531,15 @@ def _load_balancer(r: _Reader, value: Any) -> LoadBalancerSettings:
         "tunnelTimeoutSeconds": ("tunnel_timeout_s", d.tunnel_timeout_s,
                                  lambda k, v, df: r.positive(k, v, df, 600)),
         "retries": ("retries", d.retries, r.positive),
+        "vrrpInterface": ("vrrp_interface", d.vrrp_interface, text),
+        "virtualRouterId": ("virtual_router_id", d.virtual_router_id, r.positive),
     }))
+    if not 1 <= lb.virtual_router_id <= 255:
+        r.fail("loadBalancer.virtualRouterId", f"{lb.virtual_router_id} is out of range. "
+               "Fix: 1-255, unique on the LBs' network.")
+    if not re.fullmatch(r"[A-Za-z0-9_.:-]{1,15}", lb.vrrp_interface):
+        r.fail("loadBalancer.vrrpInterface", f"{lb.vrrp_interface!r} is not an interface name. "
+               "Fix: e.g. eth0 or ens192.")
     if lb.stats_bind is not None:
         host, _, port = lb.stats_bind.rpartition(":")
         if not host or not port.isdigit() or not 1 <= int(port) <= 65535:

@@ -19,6 +19,7 @@ import yaml
 
 from components import kubeadm_scripts as ks
 from components.haproxy import render_haproxy_cfg
+from components.keepalived import render_keepalived_conf
 from components.lb_scripts import configure_script, install_script
 from components.manifests import all_manifests
 from components.model import PROJECT, SECRET_KEYS, Cluster, ConfigError, parse_cluster
@@ -51,8 +52,7 @@ def artifacts(cluster: Cluster) -> dict[str, str]:
     out = {
         "lb/haproxy.cfg": render_haproxy_cfg(cluster),
         "lb/install.sh": install_script(cluster),
-        "lb/configure.sh": configure_script(cluster, render_haproxy_cfg(cluster), PLACEHOLDER_CA,
-                                            PLACEHOLDER_CERT + PLACEHOLDER_KEY),
+
         "sans.json": json.dumps(all_sans(cluster), indent=2) + "\n",
         "kubeadm/kubeadm.yaml": ks.kubeadm_config(cluster),
         "kubeadm/read-ca.sh": ks.read_ca_script(),
@@ -60,6 +60,12 @@ def artifacts(cluster: Cluster) -> dict[str, str]:
         "kubeadm/join-credentials.sh": ks.join_credentials_script(control_plane=True),
         "kubeadm/reset.sh": ks.reset_script(),
     }
+    for lb in cluster.load_balancers:
+        out[f"lb/configure-{lb.name}.sh"] = configure_script(
+            cluster, render_haproxy_cfg(cluster), PLACEHOLDER_CA,
+            PLACEHOLDER_CERT + PLACEHOLDER_KEY, lb)
+        if cluster.uses_vip:
+            out[f"lb/keepalived-{lb.name}.conf"] = render_keepalived_conf(cluster, lb)
     for node in cluster.joining_control_plane:
         out[f"kubeadm/join-{node.name}.sh"] = ks.control_plane_join_script(
             cluster, node, PLACEHOLDER_CERT, PLACEHOLDER_KEY, PLACEHOLDER_CREDS)

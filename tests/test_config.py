@@ -62,6 +62,13 @@ def test_dev_stack_loads(raw: dict[str, Any]) -> None:
      "elasticApiserver.poolNodes[0]", "not a node"),
     (lambda r: r.update(controllerManager={"replicas": 2, "port": 10257}),
      "controllerManager.port", "static pod"),
+    (lambda r: r["loadBalancers"].append({"name": "haproxy-102", "address": "10.21.22.102"}),
+     "endpoint.address", "virtual IP"),
+    (lambda r: (r["endpoint"].update(address="10.21.22.100"),
+                r["loadBalancer"].update(bindAddress="10.21.22.100")),
+     "loadBalancer.bindAddress", "leave it '*'"),
+    (lambda r: r["loadBalancer"].update(virtualRouterId=300), "loadBalancer.virtualRouterId",
+     "out of range"),
 ])
 def test_bad_input_names_key_and_fix(raw: dict[str, Any], mutate: Any, key: str,
                                      words: str) -> None:

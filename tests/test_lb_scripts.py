@@ -73,7 +73,7 @@ def test_configure_runs_twice_rejects_bad_config_and_reloads_in_place(
     err = {n: (tmp_path / f"err{n}").read_text() for n in steps}
     for n in (0, "00"):
         assert out[f"RC{n}"] == "0", err[n]
-        assert "haproxy and socat already installed" in err[n]
+        assert "haproxy socat already installed" in err[n]
         assert "SELinux" not in err[n] and "firewalld" not in err[n]  # neither runs here
     assert out.get("RC1") == "0", err[1]
     assert "wrote /etc/haproxy/haproxy.cfg" in err[1] and "starting haproxy" in err[1]
@@ -85,7 +85,7 @@ def test_configure_runs_twice_rejects_bad_config_and_reloads_in_place(
     assert out["PID2"] == out["PID1"]
 
     assert out["RC3"] == "1"
-    assert "rejected by haproxy -c" in err[3]
+    assert "rendered /etc/haproxy/haproxy.cfg rejected" in err[3]
     assert (tmp_path / "live3.cfg").read_text() == cfg  # the live file never saw the bad one
     assert out["PID3"] == out["PID1"]
 
@@ -96,3 +96,55 @@ def test_configure_runs_twice_rejects_bad_config_and_reloads_in_place(
     assert out.get("SAVED_STATE") == "1"
     servers = (tmp_path / "state.txt").read_text()
     assert "ubuntu-76" in servers and "ubuntu-77" in servers, servers
+
+
+VIP_DRIVER = """
+set -u
+ip link add eth0 type veth peer name eth0p && ip link set eth0p up
+ip addr add 192.0.2.2/24 dev eth0 && ip link set eth0 up
+ip link set lo up
+mount -t tmpfs tmpfs /run
+mount --bind "$T/etc-haproxy" /etc/haproxy
+mount --bind "$T/etc-keepalived" /etc/keepalived
+mount -t tmpfs tmpfs /var/lib/haproxy
+mount -t tmpfs tmpfs /usr/libexec
+export PATH="$SHIM:$PATH"
+trap 'for p in /run/haproxy.pid /run/keepalived.pid; do [ -s $p ] && kill "$(cat $p)"; done' EXIT
+for step in 1 2; do
+  bash "$T/step$step.sh" 2> "$T/err$step"; echo "RC$step=$?"
+  echo "KPID$step=$(cat /run/keepalived.pid 2>/dev/null)"
+done
+for _ in $(seq 50); do ip -o addr show dev eth0 | grep -q 192.0.2.100 && break; sleep 0.1; done
+ip -o addr show dev eth0 | grep -q 192.0.2.100 && echo VIP=1
+cp /run/keepalived.log "$T/keepalived.log" 2>/dev/null
+"""
+
+
+def test_vip_configure_starts_keepalived_once_and_takes_the_vip(tmp_path: Path) -> None:
+    raw = {"sshPrivateKey": "t", "controlPlane": [{"name": "cp-1", "address": "192.0.2.11"}],
+           "loadBalancers": [{"name": "lb1", "address": "192.0.2.2"},
+                             {"name": "lb2", "address": "192.0.2.3"}],
+           "endpoint": {"address": "192.0.2.100"}, "loadBalancer": {"maxConn": 4000}}
+    cluster = parse_cluster(raw)
+    ca = pki.make_ca()
+    client = pki.issue(ca, "kube-ha:lb-health-check", client=True)
+    text = configure_script(cluster, render_haproxy_cfg(cluster), ca.cert_pem,
+                            client.cert_pem + client.key_pem, cluster.load_balancers[0])
+    for n in (1, 2):
+        (tmp_path / f"step{n}.sh").write_text(text)
+    (tmp_path / "etc-haproxy").mkdir()
+    (tmp_path / "etc-keepalived").mkdir()
+    result = subprocess.run(["unshare", "--mount", "--net", "--propagation", "private", "bash",
+                             "-c", VIP_DRIVER], env={"T": str(tmp_path), "SHIM": str(SHIM),
+                                                     "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"},
+                            capture_output=True, text=True, timeout=120)
+    out = dict(re.findall(r"^(\w+)=(.*)$", result.stdout, re.M))
+    err = {n: (tmp_path / f"err{n}").read_text() for n in (1, 2)}
+    assert out.get("RC1") == "0", err[1]
+    assert "wrote /etc/keepalived/keepalived.conf" in err[1] and "starting keepalived" in err[1]
+    assert out.get("RC2") == "0", err[2]
+    assert "/etc/keepalived/keepalived.conf unchanged" in err[2]
+    assert "keepalived running with this config already" in err[2]
+    assert out["KPID1"] and out["KPID1"] == out["KPID2"]
+    # Alone on its segment, the LB whose haproxy answers takes the VIP.
+    assert out.get("VIP") == "1", (result.stdout, result.stderr)

@@ -25,12 +25,12 @@ def test_render_writes_every_artifact_and_imports_no_pulumi(tmp_path: Path) -> N
                          capture_output=True, text=True, check=True).stdout
     assert "PULUMI_MODULES []" in out, out
     files = {str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*") if p.is_file()}
-    assert {"lb/haproxy.cfg", "lb/install.sh", "lb/configure.sh", "sans.json",
+    assert {"lb/haproxy.cfg", "lb/install.sh", "lb/configure-haproxy-101.sh", "sans.json",
             "kubeadm/bootstrap.sh", "kubeadm/join-ubuntu-70.sh", "kubeadm/remove-ubuntu-72.sh",
             "kubeadm/worker-ubuntu-74.sh", "kubeadm/kubeadm.yaml"} <= files
     sans = json.loads((tmp_path / "sans.json").read_text())
     assert "10.21.22.101" in sans["ubuntu-70"]["ipAddresses"]
-    assert "secure" not in (tmp_path / "lb/configure.sh").read_text()
+    assert "secure" not in (tmp_path / "lb/configure-haproxy-101.sh").read_text()
 
 
 def test_render_rejects_bad_stack_naming_the_key(tmp_path: Path) -> None:
@@ -54,3 +54,30 @@ def test_render_same_cfg_as_program() -> None:
     offline = render_haproxy_cfg(parse_cluster(stack_config(ROOT / "Pulumi.dev.yaml")))
     run = run_program(dev_stack())
     assert run.scope["ha"].load_balancer.haproxy_cfg == offline
+
+
+def test_render_vip_topology_writes_keepalived_per_lb(tmp_path: Path) -> None:
+    stack = (ROOT / "Pulumi.dev.yaml").read_text().replace(
+        "    address: 10.21.22.101\n    dnsName", "    address: 10.21.22.100\n    dnsName").replace(
+        "  kube-ha:loadBalancers:\n    - name: haproxy-101\n      address: 10.21.22.101\n",
+        "  kube-ha:loadBalancers:\n    - name: haproxy-101\n      address: 10.21.22.101\n"
+        "    - name: haproxy-102\n      address: 10.21.22.102\n")
+    (tmp_path / "Pulumi.vip.yaml").write_text(stack)
+    subprocess.run([sys.executable, "-m", "components.render", "--stack", "vip", "--dir",
+                    str(tmp_path), "--out", str(tmp_path / "out")], cwd=ROOT, check=True,
+                   capture_output=True)
+    out = tmp_path / "out" / "lb"
+    one, two = (out / "keepalived-haproxy-101.conf").read_text(), (
+        out / "keepalived-haproxy-102.conf").read_text()
+    assert "priority 150" in one and "priority 140" in two
+    assert "unicast_src_ip 10.21.22.101" in one and "10.21.22.102" in one
+    assert "10.21.22.100/32 dev eth0" in two
+    configure = (out / "configure-haproxy-102.sh").read_text()
+    assert 'keepalived -t -f "$candidate"' in configure
+    assert "keepalived" in (out / "install.sh").read_text()
+    for conf in (out / "keepalived-haproxy-101.conf", out / "keepalived-haproxy-102.conf"):
+        checked = subprocess.run(["keepalived", "-t", "-f", str(conf)], capture_output=True,
+                                 text=True)
+        # The check script lives on the LB host, not here; everything else must parse.
+        assert checked.stderr.strip() in ("", "Disabling track script kube_ha_haproxy since "
+                                          "not found/accessible"), checked.stderr

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import subprocess
 from pathlib import Path
@@ -11,6 +12,7 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
+from components import keepalived
 from components import kubeadm_scripts as ks
 from components.model import parse_cluster
 from components.render import artifacts
@@ -21,6 +23,12 @@ from tests.harness import pki
 def all_scripts(raw: dict[str, Any]) -> dict[str, str]:
     c = parse_cluster(raw)
     out = {k: v for k, v in artifacts(c).items() if k.endswith(".sh")}
+    vip = copy.deepcopy(raw)  # a virtual-IP endpoint adds keepalived to the LB scripts
+    vip["endpoint"]["address"] = "10.21.22.100"
+    vip["loadBalancers"].append({"name": "haproxy-102", "address": "10.21.22.102"})
+    out.update({f"vip-{k}": v for k, v in artifacts(parse_cluster(vip)).items()
+                if k.startswith("lb/") and k.endswith(".sh")})
+    out["vrrp-check.sh"] = keepalived.check_script(c)
     out["install-ca.sh"] = ks.install_ca_script("CERT", "KEY")
     out["membership.sh"] = ks.member_removal_script("n", "10.0.0.1")
     return out

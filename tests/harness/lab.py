@@ -96,6 +96,29 @@ class Report:
 ConfigRenderer = Callable[["Lab"], str]
 
 
+def https_get(address: str, port: int, server_name: str, ca_file: str, path: str = "/version",
+              timeout: float = 3.0, clock: Callable[[], float] = time.monotonic) -> Result:
+    """One HTTPS GET on a fresh connection, CA and hostname verified; never raises."""
+    start = clock()
+    ctx = ssl.create_default_context(cafile=ca_file)
+    try:
+        with socket.create_connection((address, port), timeout=timeout) as raw:
+            raw.settimeout(timeout)
+            with ctx.wrap_socket(raw, server_hostname=server_name) as tls:
+                tls.sendall(f"GET {path} HTTP/1.1\r\nHost: {server_name}\r\n"
+                            "Connection: close\r\n\r\n".encode())
+                data = b""
+                while chunk := tls.recv(65536):
+                    data += chunk
+        head = data.split(b"\r\n\r\n", 1)[0].decode(errors="replace")
+        ok = head.startswith("HTTP/1.1 200")
+        backend = next((ln.split(":", 1)[1].strip() for ln in head.split("\r\n")
+                        if ln.lower().startswith("x-backend:")), "")
+        return Result(start, clock(), ok, "" if ok else head.split("\r\n")[0], backend)
+    except (OSError, ssl.SSLError) as err:
+        return Result(start, clock(), False, type(err).__name__)
+
+
 def ours(lab: Lab) -> str:
     return render_haproxy_cfg(lab.cluster, lab.paths)
 
@@ -284,24 +307,7 @@ class Lab:
     # --- client ----------------------------------------------------------------------------
     def request(self, path: str = "/version", timeout: float = 3.0) -> Result:
         """One HTTPS GET through the LB on a fresh connection, CA and hostname verified."""
-        start = time.monotonic()
-        ctx = ssl.create_default_context(cafile=str(self.ca_file))
-        try:
-            with socket.create_connection((self.endpoint, self.port), timeout=timeout) as raw:
-                raw.settimeout(timeout)
-                with ctx.wrap_socket(raw, server_hostname=self.dns_name) as tls:
-                    tls.sendall(f"GET {path} HTTP/1.1\r\nHost: {self.dns_name}\r\n"
-                                "Connection: close\r\n\r\n".encode())
-                    data = b""
-                    while chunk := tls.recv(65536):
-                        data += chunk
-            head = data.split(b"\r\n\r\n", 1)[0].decode(errors="replace")
-            ok = head.startswith("HTTP/1.1 200")
-            backend = next((ln.split(":", 1)[1].strip() for ln in head.split("\r\n")
-                            if ln.lower().startswith("x-backend:")), "")
-            return Result(start, time.monotonic(), ok, "" if ok else head.split("\r\n")[0], backend)
-        except (OSError, ssl.SSLError) as err:
-            return Result(start, time.monotonic(), False, type(err).__name__)
+        return https_get(self.endpoint, self.port, self.dns_name, str(self.ca_file), path, timeout)
 
     def load(self, duration: float, rate: float, fault: Callable[[], None] | None = None,
              fault_after: float = 2.0, timeout: float = 3.0, watch: str | None = None,

@@ -1,0 +1,124 @@
+"""A virtual-IP endpoint for real: two LB hosts (network namespaces on one switch) run our
+haproxy.cfg and keepalived.conf; a client host dials the VIP while the master's haproxy dies."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from components.haproxy import HaproxyPaths, render_haproxy_cfg
+from components.keepalived import check_script, render_keepalived_conf
+from components.model import parse_cluster
+from tests.harness import pki
+from tests.harness.lab import ROOT
+from tests.harness.netns import Segment
+
+pytestmark = pytest.mark.slow
+VIP, CP, CLIENT = "192.0.2.100", "192.0.2.11", "192.0.2.50"
+LBS = {"lb1": "192.0.2.2", "lb2": "192.0.2.3"}
+# keepalived runs only scripts on secure paths (every directory root-owned, not writable by
+# others); /tmp is not, so each LB gets a private tmpfs on /etc/keepalived for script and conf.
+KEEPALIVED = """
+mount -t tmpfs tmpfs /etc/keepalived
+install -m 0755 "$1/check.sh" /etc/keepalived/check.sh
+install -m 0644 "$1/keepalived.conf" /etc/keepalived/keepalived.conf
+exec keepalived -n -l -D -P -f /etc/keepalived/keepalived.conf -p "$1/k.pid" -r "$1/v.pid"
+"""
+
+
+def cluster_config() -> dict[str, Any]:
+    return {
+        "sshPrivateKey": "test",
+        "controlPlane": [{"name": "cp-1", "address": CP}],
+        "loadBalancers": [{"name": n, "address": a} for n, a in LBS.items()],
+        "endpoint": {"address": VIP, "port": 6443},
+        "loadBalancer": {"maxConn": 4000},  # this sandbox's FD limit
+    }
+
+
+def vip_holder(seg: Segment) -> list[str]:
+    return [h for h in LBS if VIP in seg.addresses(h)]
+
+
+def wait_for(cond: Any, timeout: float, what: str) -> float:
+    start = time.monotonic()
+    while time.monotonic() - start < timeout:
+        if cond():
+            return time.monotonic() - start
+        time.sleep(0.1)
+    raise TimeoutError(what)
+
+
+def test_vip_moves_to_the_other_lb_when_haproxy_dies(tmp_path: Path) -> None:
+    cluster = parse_cluster(cluster_config())
+    assert cluster.uses_vip
+    ca = pki.make_ca()
+    (tmp_path / "ca.crt").write_text(ca.cert_pem)
+    client = pki.issue(ca, "kube-ha:lb-health-check", client=True)
+    (tmp_path / "client.pem").write_text(client.cert_pem + client.key_pem)
+    crt, key = pki.issue(ca, "cp-1", dns=["cp-1"], ips=[CP, VIP]).write(tmp_path, "cp-1")
+
+    with Segment() as seg:
+        for host, address in {"cp": CP, "client": CLIENT, **LBS}.items():
+            seg.add_host(host, address)
+        seg.start("cp", [sys.executable, "-m", "tests.harness.fake_apiserver", "--bind", CP,
+                         "--port", "6443", "--cert", str(crt), "--key", str(key), "--name", "cp-1"],
+                  tmp_path / "cp.log", cwd=ROOT)
+        haproxy: dict[str, subprocess.Popen[str]] = {}
+        for i, (name, _) in enumerate(LBS.items()):
+            d = tmp_path / name
+            d.mkdir()
+            paths = HaproxyPaths(ca_file=str(tmp_path / "ca.crt"),
+                                 client_cert=str(tmp_path / "client.pem"),
+                                 admin_socket=str(d / "admin.sock"), state_file=str(d / "state"),
+                                 chroot=None, user=None, log_target="stderr format raw local0 err")
+            (d / "haproxy.cfg").write_text(render_haproxy_cfg(cluster, paths))
+            haproxy[name] = seg.start(name, ["haproxy", "-W", "-db", "-f", str(d / "haproxy.cfg")],
+                                      d / "haproxy.log")
+            (d / "check.sh").write_text(check_script(cluster))
+            conf = render_keepalived_conf(cluster, cluster.load_balancers[i],
+                                          check_path="/etc/keepalived/check.sh")
+            (d / "keepalived.conf").write_text(conf)
+            (d / "check.sh").chmod(0o755)
+            (d / "validate.conf").write_text(render_keepalived_conf(
+                cluster, cluster.load_balancers[i], check_path=str(d / "check.sh")))
+            check = subprocess.run(["keepalived", "-t", "-f", str(d / "validate.conf")],
+                                   capture_output=True, text=True)
+            assert check.returncode == 0, check.stderr
+            seg.start(name, ["unshare", "--mount", "--propagation", "private", "bash", "-c",
+                             KEEPALIVED, "keepalived", str(d)], d / "keepalived.log")
+
+        wait_for(lambda: len(vip_holder(seg)) == 1, 15, "a VIP holder")
+        first = vip_holder(seg)[0]
+        other = next(h for h in LBS if h != first)
+
+        load = subprocess.Popen(seg.cmd("client", [
+            sys.executable, "-m", "tests.harness.load_client", "--address", VIP, "--port", "6443",
+            "--server-name", VIP, "--ca", str(tmp_path / "ca.crt"), "--duration", "12",
+            "--rate", "20", "--timeout", "2"]), cwd=ROOT, stdout=subprocess.PIPE, text=True)
+        seg.procs.append(load)  # type: ignore[arg-type]
+        time.sleep(3)
+        fault_at = time.time()
+        os.kill(haproxy[first].pid, signal.SIGKILL)  # the master's haproxy dies
+        moved = wait_for(lambda: vip_holder(seg) == [other], 10, f"the VIP to move to {other}")
+        out, _ = load.communicate(timeout=60)
+
+    results = [json.loads(line) for line in out.splitlines() if line.strip()]
+    failed = [r for r in results if not r["ok"]]
+    late = [r for r in failed if r["start"] - fault_at > 5]
+    assert len(results) >= 200
+    assert moved < 5, f"VIP moved after {moved:.1f}s"
+    assert late == [], f"{len(late)} requests failed more than 5 s after the fault"
+    # 12 s of load from 3 s before the fault: the last 4 s (80 requests) all after failover.
+    assert sum(r["ok"] for r in results if r["start"] > fault_at + 5) >= 70
+    window = max((r["start"] - fault_at for r in failed), default=0.0)
+    print(f"VIP moved in {moved:.2f}s; {len(failed)} of {len(results)} failed; "
+          f"window {window:.2f}s")
