@@ -13,6 +13,7 @@ Prints failed requests and the failover window (fault to the start of the last f
 from __future__ import annotations
 
 import argparse
+import signal
 import statistics
 import sys
 import tempfile
@@ -61,6 +62,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--slow-every", type=int, default=10,
                    help="every Nth request takes 1.5 s to answer (0: none), as lists do")
     args = p.parse_args(argv)
+    # Stopped from outside: unwind, so every lab ends the processes it started.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
 
     print(f"{'config':<26}{'fault':<8}{'requests':>9}{'failed':>8}{'after fault':>12}"
           f"{'window s':>10}{'marked DOWN s':>15}")

@@ -20,7 +20,11 @@ CLIENT_USES = ["digital_signature", "key_encipherment", "client_auth"]
 
 def split_pem_bundle(bundle: str) -> tuple[str, str]:
     """`cat ca.crt ca.key` output -> (certificate PEM, private key PEM)."""
-    cert_end = bundle.index("-----END CERTIFICATE-----") + len("-----END CERTIFICATE-----")
+    marker = "-----END CERTIFICATE-----"
+    if marker not in bundle or "PRIVATE KEY-----" not in bundle:
+        raise ValueError("reading the cluster CA from the bootstrap node gave no certificate "
+                         "and key; set certificates.caSource: generate for a new cluster")
+    cert_end = bundle.index(marker) + len(marker)
     return bundle[: cert_end].strip() + "\n", bundle[cert_end:].strip() + "\n"
 
 
