@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from components.model import Cluster
+from components.model import Cluster, HealthCheck
 from components.topology import lb_backends
 
 CHECK_PATH = "/readyz"
@@ -37,17 +37,51 @@ class HaproxyPaths:
     log_target: str = "/dev/log local0 info"
 
 
-def render_haproxy_cfg(cluster: Cluster, paths: HaproxyPaths | None = None) -> str:
+@dataclass(frozen=True)
+class Frontend:
+    """Where a proxy listens and how hard it checks: the LB, or a node-local proxy."""
+
+    purpose: str
+    bind: str
+    health: HealthCheck
+    max_conn: int
+    stats_bind: str | None = None
+
+
+# Node-local proxies (one per worker) check gently: N workers x every control-plane node adds up
+# (500 workers at 800 ms would be 625 TLS checks a second per apiserver). Failover stays fast
+# through redispatch and passive checks (`observe layer4`), which cost nothing.
+NODE_LOCAL_HEALTH = HealthCheck(inter_ms=5000, fast_inter_ms=1000, down_inter_ms=5000, rise=2,
+                                fall=2, timeout_ms=1000)
+
+
+def lb_frontend(cluster: Cluster) -> Frontend:
+    lb = cluster.load_balancer
+    port = cluster.endpoint.port
+    bind = f"*:{port}" if lb.bind_address == "*" else (
+        f"[{lb.bind_address}]:{port}" if ":" in lb.bind_address else f"{lb.bind_address}:{port}")
+    return Frontend(f"apiserver load balancer for cluster {cluster.name}", bind,
+                    cluster.health_check, lb.max_conn, lb.stats_bind)
+
+
+def node_local_frontend(cluster: Cluster) -> Frontend:
+    """127.0.0.1:<apiserver port> on a worker: the same URL reaches the local apiserver on a
+    control-plane node, so one kubeconfig (kube-proxy's) serves every node."""
+    return Frontend(f"node-local apiserver proxy for cluster {cluster.name}",
+                    f"127.0.0.1:{cluster.apiserver_port}", NODE_LOCAL_HEALTH, 2000)
+
+
+def render_haproxy_cfg(cluster: Cluster, paths: HaproxyPaths | None = None,
+                       frontend: Frontend | None = None) -> str:
     paths = paths or HaproxyPaths()
-    hc = cluster.health_check
+    fe = frontend or lb_frontend(cluster)
+    hc = fe.health
     lb = cluster.load_balancer
     ep = cluster.endpoint
-    bind = f"{lb.bind_address}:{ep.port}" if lb.bind_address == "*" else (
-        f"[{lb.bind_address}]:{ep.port}" if ":" in lb.bind_address else f"{lb.bind_address}:{ep.port}"
-    )
+    bind = fe.bind
     g = [
         f"    log {paths.log_target}",
-        f"    maxconn {lb.max_conn}",
+        f"    maxconn {fe.max_conn}",
         f"    stats socket {paths.admin_socket} mode 660 level admin expose-fd listeners",
         "    stats timeout 30s",
         f"    server-state-file {paths.state_file}",
@@ -73,7 +107,7 @@ def render_haproxy_cfg(cluster: Cluster, paths: HaproxyPaths | None = None) -> s
         default_server += " on-marked-down shutdown-sessions"
 
     lines = [
-        f"# kube-ha: apiserver load balancer for cluster {cluster.name}.",
+        f"# kube-ha: {fe.purpose}.",
         "# Rendered from stack config; `pulumi up` rewrites it. Do not edit by hand.",
         "global",
         *g,
@@ -109,12 +143,12 @@ def render_haproxy_cfg(cluster: Cluster, paths: HaproxyPaths | None = None) -> s
     for b in lb_backends(cluster):
         host = f"[{b.address}]" if ":" in b.address else b.address
         lines.append(f"    server {b.name} {host}:{b.port}")
-    if lb.stats_bind:
+    if fe.stats_bind:
         lines += [
             "",
             "frontend stats",
             "    mode http",
-            f"    bind {lb.stats_bind}",
+            f"    bind {fe.stats_bind}",
             *(["    http-request use-service prometheus-exporter if { path /metrics }"]
               if lb.prometheus_metrics else []),
             "    stats enable",

@@ -240,8 +240,9 @@ def bootstrap_script(cluster: Cluster, cert: str, key: str) -> str:
         'if [ "$changed" = 1 ]; then systemctl restart kubelet; log "kubelet restarted"; fi',
         _patch_configmap("kube-public", "cluster-info", "kubeconfig", _sed_server(ep.url),
                          f"server: {ep.url}$"),
-        _patch_configmap("kube-system", "kube-proxy", "kubeconfig.conf", _sed_server(ep.url),
-                         f"server: {ep.url}$", flag="restart_proxy"),
+        _patch_configmap("kube-system", "kube-proxy", "kubeconfig.conf",
+                         _sed_server(cluster.node_url), f"server: {cluster.node_url}$",
+                         flag="restart_proxy"),
         'if [ -n "${restart_proxy:-}" ]; then',
         f"  {KUBECTL} -n kube-system rollout restart daemonset/kube-proxy",
         "fi",
@@ -342,17 +343,19 @@ def control_plane_join_script(cluster: Cluster, node: Host, cert: str, key: str,
 
 
 def worker_join_script(cluster: Cluster, node: Host, creds: dict[str, str]) -> str:
-    """Join a new worker, or re-point an existing one's kubelet at the endpoint."""
+    """Join a new worker (discovery through the endpoint), then point its kubelet at what
+    workers dial: the endpoint, or its node-local proxy."""
     return script(
         f"worker {node.name}",
-        "changed=0",
         f"if [ -f {K8S}/kubelet.conf ]; then",
-        "  " + repoint_kubeconfig(f"{K8S}/kubelet.conf", cluster.endpoint.url).replace("\n", "\n  "),
-        '  if [ "$changed" = 1 ]; then systemctl restart kubelet; log "kubelet restarted"; fi',
+        f'  log "{node.name} already joined"',
         "else",
         *_kubeadm_join(cluster, node, creds, control_plane=False),
         f'  log "{node.name} joined"',
         "fi",
+        "changed=0",
+        repoint_kubeconfig(f"{K8S}/kubelet.conf", cluster.node_url),
+        'if [ "$changed" = 1 ]; then systemctl restart kubelet; log "kubelet restarted"; fi',
     )
 
 

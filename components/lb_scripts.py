@@ -29,17 +29,19 @@ def firewall_ports(cluster: Cluster) -> list[int]:
     return ports
 
 
-def packages(cluster: Cluster) -> list[str]:
-    return ["haproxy", "socat", *(["keepalived"] if cluster.uses_vip else [])]
+def packages(cluster: Cluster, node_local: bool = False) -> list[str]:
+    vip = cluster.uses_vip and not node_local
+    return ["haproxy", "socat", *(["keepalived"] if vip else [])]
 
 
-def install_script(cluster: Cluster) -> str:
+def install_script(cluster: Cluster, node_local: bool = False) -> str:
+    """For an LB host, or (`node_local`) for a worker's proxy on 127.0.0.1 (no port opened)."""
     open_ports = "\n".join(
-        f"  open_port {p}" for p in firewall_ports(cluster)
-    )
-    if cluster.uses_vip:  # VRRP adverts between the LB hosts (IP protocol 112)
+        f"  open_port {p}" for p in ([] if node_local else firewall_ports(cluster))
+    ) or "  :"
+    if cluster.uses_vip and not node_local:  # VRRP adverts between the LB hosts (IP proto 112)
         open_ports += "\n  allow_vrrp"
-    pkgs = " ".join(packages(cluster))
+    pkgs = " ".join(packages(cluster, node_local))
     return script(
         "lb-install",
         f"pkgs=({pkgs})",
@@ -146,10 +148,10 @@ def _start_or_reload(unit: str, flag: str, before_reload: Sequence[str] = ()) ->
 
 
 def configure_script(cluster: Cluster, cfg: str, ca_pem: str, client_pem: str | None,
-                     host: Host | None = None, paths: HaproxyPaths = DEFAULT_PATHS) -> str:
+                     vip_host: Host | None = None, paths: HaproxyPaths = DEFAULT_PATHS) -> str:
     """The CA, the health-check client cert+key (secret: this script then travels as one),
-    haproxy.cfg and, for a virtual-IP endpoint, keepalived for `host`; each validated by its
-    own daemon before it goes live, each service reloaded only when its files changed."""
+    haproxy.cfg and, with `vip_host`, that LB host's keepalived; each validated by its own
+    daemon before it goes live, each service reloaded only when its files changed."""
     files = [write_file(paths.ca_file, ca_pem, "0640", "root:haproxy")]
     if client_pem is not None and paths.client_cert:
         files.append(write_file(paths.client_cert, client_pem, "0640", "root:haproxy"))
@@ -167,14 +169,13 @@ def configure_script(cluster: Cluster, cfg: str, ca_pem: str, client_pem: str | 
             f" > {state}.tmp && mv -f {state}.tmp {state}",
         ]),
     ]
-    if cluster.uses_vip:
-        assert host is not None, "a virtual-IP endpoint needs the host's keepalived.conf"
+    if vip_host is not None:
         parts += [
             "vrrp_changed=0",
             f"install -d -m 0755 {quote(keepalived.CHECK_SCRIPT.rsplit('/', 1)[0])} /etc/keepalived",
             write_file(keepalived.CHECK_SCRIPT, keepalived.check_script(cluster), "0755",
                        track=False),
-            *_validated(keepalived.CONF, keepalived.render_keepalived_conf(cluster, host),
+            *_validated(keepalived.CONF, keepalived.render_keepalived_conf(cluster, vip_host),
                         'keepalived -t -f "$candidate"', "vrrp_changed"),
             "command -v restorecon >/dev/null 2>&1 && restorecon -R /etc/keepalived "
             + quote(keepalived.CHECK_SCRIPT),

@@ -13,7 +13,8 @@ from components.remote import Ssh, run_script
 
 
 def _configure(cluster: Cluster, cfg: str, host: Host, pems: list[str]) -> str:
-    return configure_script(cluster, cfg, pems[0], pems[1], host)
+    return configure_script(cluster, cfg, pems[0], pems[1],
+                            vip_host=host if cluster.uses_vip else None)
 
 
 class LoadBalancer(pulumi.ComponentResource):

@@ -166,6 +166,13 @@ class Cluster:
     image_repository: str = "registry.k8s.io"
 
     @property
+    def node_url(self) -> str:
+        """What kubelets and kube-proxy dial: their node-local proxy (workers) or local
+        apiserver (control plane) at 127.0.0.1 with `nodeLocalProxy`, else the endpoint."""
+        return f"https://127.0.0.1:{self.apiserver_port}" if self.node_local_proxy else (
+            self.endpoint.url)
+
+    @property
     def uses_vip(self) -> bool:
         """The endpoint is a virtual IP (owned by no LB host): keepalived moves it between them."""
         return self.endpoint.address not in {lb.address for lb in self.load_balancers}
@@ -206,7 +213,7 @@ SCALAR_KEYS: dict[str, tuple[type, Any, str]] = {
     "podSubnet": (str, "10.244.0.0/16", "Pod CIDR."),
     "clusterDomain": (str, "cluster.local", "Cluster DNS domain."),
     "allowEvenControlPlane": (bool, False, "Allow an even control-plane count (etcd quorum)."),
-    "nodeLocalProxy": (bool, False, "Nodes also dial 127.0.0.1 (adds 127.0.0.1/localhost SANs)."),
+    "nodeLocalProxy": (bool, False, "Workers run haproxy on 127.0.0.1; kubelets and kube-proxy dial it."),
     "imageRepository": (str, "registry.k8s.io", "Registry of the control-plane images."),
 }
 OBJECT_KEYS = {

@@ -18,7 +18,7 @@ from typing import Any
 import yaml
 
 from components import kubeadm_scripts as ks
-from components.haproxy import render_haproxy_cfg
+from components.haproxy import node_local_frontend, render_haproxy_cfg
 from components.keepalived import render_keepalived_conf
 from components.lb_scripts import configure_script, install_script
 from components.manifests import all_manifests
@@ -63,7 +63,7 @@ def artifacts(cluster: Cluster) -> dict[str, str]:
     for lb in cluster.load_balancers:
         out[f"lb/configure-{lb.name}.sh"] = configure_script(
             cluster, render_haproxy_cfg(cluster), PLACEHOLDER_CA,
-            PLACEHOLDER_CERT + PLACEHOLDER_KEY, lb)
+            PLACEHOLDER_CERT + PLACEHOLDER_KEY, vip_host=lb if cluster.uses_vip else None)
         if cluster.uses_vip:
             out[f"lb/keepalived-{lb.name}.conf"] = render_keepalived_conf(cluster, lb)
     for node in cluster.joining_control_plane:
@@ -73,6 +73,12 @@ def artifacts(cluster: Cluster) -> dict[str, str]:
     for node in cluster.workers:
         out[f"kubeadm/worker-{node.name}.sh"] = ks.worker_join_script(cluster, node,
                                                                       PLACEHOLDER_CREDS)
+    if cluster.node_local_proxy:
+        local = render_haproxy_cfg(cluster, frontend=node_local_frontend(cluster))
+        out["node-local/haproxy.cfg"] = local
+        out["node-local/install.sh"] = install_script(cluster, node_local=True)
+        out["node-local/configure.sh"] = configure_script(
+            cluster, local, PLACEHOLDER_CA, PLACEHOLDER_CERT + PLACEHOLDER_KEY)
     for name, manifest in all_manifests(cluster).items():
         out[f"manifests/{name}"] = yaml.safe_dump(manifest, sort_keys=False)
     return out

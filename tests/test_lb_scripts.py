@@ -129,7 +129,7 @@ def test_vip_configure_starts_keepalived_once_and_takes_the_vip(tmp_path: Path) 
     ca = pki.make_ca()
     client = pki.issue(ca, "kube-ha:lb-health-check", client=True)
     text = configure_script(cluster, render_haproxy_cfg(cluster), ca.cert_pem,
-                            client.cert_pem + client.key_pem, cluster.load_balancers[0])
+                            client.cert_pem + client.key_pem, vip_host=cluster.load_balancers[0])
     for n in (1, 2):
         (tmp_path / f"step{n}.sh").write_text(text)
     (tmp_path / "etc-haproxy").mkdir()

@@ -1,0 +1,111 @@
+"""Node-local proxies (RKE style): haproxy on every worker's 127.0.0.1, checked gently, kept
+in step with the membership list, and failing over through redispatch."""
+
+from __future__ import annotations
+
+import copy
+import subprocess
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from components import kubeadm_scripts as ks
+from components.haproxy import (
+    NODE_LOCAL_HEALTH,
+    HaproxyPaths,
+    node_local_frontend,
+    render_haproxy_cfg,
+)
+from components.model import parse_cluster
+from components.topology import apiserver_sans
+from tests.harness.lab import Lab
+from tests.mocks import plain
+from tests.program import dev_stack, run_program
+
+
+@pytest.fixture()
+def local_raw() -> dict[str, Any]:
+    raw = dev_stack()
+    raw["nodeLocalProxy"] = True
+    return raw
+
+
+def test_node_local_cfg_is_valid_and_gentle(local_raw: dict[str, Any], tmp_path: Path) -> None:
+    cluster = parse_cluster(local_raw)
+    lab = Lab(tmp_path / "lab")  # for a real CA and client cert on disk
+    paths = HaproxyPaths(ca_file=str(lab.ca_file), client_cert=str(lab.client_pem),
+                         admin_socket=str(tmp_path / "a.sock"), state_file=str(tmp_path / "s"),
+                         chroot=None, user=None)
+    cfg = render_haproxy_cfg(cluster, paths, node_local_frontend(cluster))
+    (tmp_path / "local.cfg").write_text(cfg)
+    check = subprocess.run(["haproxy", "-c", "-f", str(tmp_path / "local.cfg")],
+                           capture_output=True, text=True)
+    assert check.returncode == 0, check.stderr
+    assert "    bind 127.0.0.1:6443\n" in cfg
+    assert f"inter {NODE_LOCAL_HEALTH.inter_ms}ms" in cfg and "option redispatch 1" in cfg
+    assert "observe layer4" in cfg and "frontend stats" not in cfg
+    for node in cluster.control_plane:
+        assert f"server {node.name} {node.address}:6443" in cfg
+        assert "127.0.0.1" in apiserver_sans(cluster, node).ip_addresses
+
+
+def test_workers_get_a_local_proxy_before_they_join(local_raw: dict[str, Any]) -> None:
+    run = run_program(local_raw)
+    names = {r.name for r in run.mocks.resources}
+    deps = {run.monitor.by_urn(u).name
+            for u in run.reg("kubernetes-kubeadm-ubuntu-74-join").dependencies}
+    assert deps == {"kubernetes-kubeadm-worker-join-credentials",
+                    "kubernetes-kubeadm-ubuntu-74-local-proxy"}
+    assert {"kubernetes-kubeadm-ubuntu-75-local-proxy-install",
+            "kubernetes-kubeadm-ubuntu-75-local-proxy"} <= names
+    proxy = plain(run.inputs("kubernetes-kubeadm-ubuntu-74-local-proxy"))
+    assert proxy["connection"]["host"] == "10.21.22.74"
+    assert "bind 127.0.0.1:6443" in proxy["stdin"] and "keepalived" not in proxy["stdin"]
+    join = plain(run.inputs("kubernetes-kubeadm-ubuntu-74-join"))["stdin"]
+    assert 'grep -q "^ *server: https://127.0.0.1:6443$"' in join
+    boot = plain(run.inputs("kubernetes-kubeadm-ubuntu-73-control-plane"))["stdin"]
+    assert "server: https://127.0.0.1:6443$" in boot  # kube-proxy's kubeconfig
+
+
+def test_control_plane_change_rewrites_every_local_proxy_and_nothing_else_on_workers(
+        local_raw: dict[str, Any]) -> None:
+    before = run_program(local_raw)
+    grown = copy.deepcopy(local_raw)
+    grown["controlPlane"] += [{"name": "ubuntu-76", "address": "10.21.22.76"},
+                              {"name": "ubuntu-77", "address": "10.21.22.77"}]
+    after = run_program(grown)
+    a = {r.name: r.inputs for r in before.mocks.resources}
+    b = {r.name: r.inputs for r in after.mocks.resources}
+    changed = {n for n in a.keys() & b.keys() if a[n] != b[n]}
+    for w in ("ubuntu-74", "ubuntu-75"):
+        assert f"kubernetes-kubeadm-{w}-local-proxy" in changed  # never stale (kubespray #12102)
+        assert f"kubernetes-kubeadm-{w}-join" not in changed
+        assert f"kubernetes-kubeadm-{w}-local-proxy-install" not in changed
+
+
+def test_worker_script_points_kubelet_at_the_local_proxy(local_raw: dict[str, Any],
+                                                       tmp_path: Path) -> None:
+    cluster = parse_cluster(local_raw)
+    text = ks.worker_join_script(cluster, cluster.workers[0], {
+        "token": "t", "caCertHash": "sha256:00", "certificateKey": ""})
+    assert 'grep -q "^ *server: https://127.0.0.1:6443$"' in text
+
+
+def _local_renderer(lab: Lab) -> str:
+    """The node-local config, listening on the lab's loopback address instead of 127.0.0.1."""
+    fe = replace(node_local_frontend(lab.cluster), bind=f"{lab.endpoint}:{lab.port}")
+    return render_haproxy_cfg(lab.cluster, lab.paths, fe)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fault", ["crash", "drain"])
+def test_gentle_checks_still_fail_no_request(tmp_path: Path, fault: str) -> None:
+    with Lab(tmp_path, renderer=_local_renderer, drain_seconds=2) as lab:
+        lab.start()
+        lab.wait_states({s.name: "UP" for s in lab.servers}, 10)
+        action = {"crash": lambda: lab.crash("cp-2"), "drain": lambda: lab.drain("cp-2")}[fault]
+        report = lab.load(9, 40, action, fault_after=2)
+    assert report.failed_after_fault == [], report.summary()
+    assert len(report.failed) <= (1 if fault == "crash" else 0), report.summary()
