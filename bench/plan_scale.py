@@ -12,22 +12,10 @@ from __future__ import annotations
 
 import sys
 import time
-from typing import Any
 
-from tests.program import SSH_KEY, dev_stack, run_program
+from tests.program import run_program, scaled_stack
 
 TARGET_S = 10.0
-
-
-def cluster(cp: int, workers: int, node_local: bool = False) -> dict[str, Any]:
-    raw = dev_stack()
-    raw["sshPrivateKey"] = SSH_KEY
-    raw["controlPlane"] = [{"name": f"cp-{i}", "address": f"10.1.0.{10 + i}"} for i in range(cp)]
-    raw["workers"] = [{"name": f"w-{i}", "address": f"10.2.{i // 250}.{i % 250 + 1}"}
-                      for i in range(workers)]
-    raw["elasticApiserver"]["poolNodes"] = ["w-0", "w-1"]
-    raw["nodeLocalProxy"] = node_local
-    return raw
 
 
 def main() -> int:
@@ -37,7 +25,7 @@ def main() -> int:
     for cp in (3, 5, 7):
         for workers in (10, 100, 500):
             start = time.perf_counter()
-            run = run_program(cluster(cp, workers))
+            run = run_program(scaled_stack(cp, workers))
             seconds = time.perf_counter() - start
             chain = run.monitor.command_chain_depth()
             chains.setdefault(cp, set()).add(chain)
@@ -46,7 +34,7 @@ def main() -> int:
             if cp == 3 and workers == 500:
                 ok &= seconds < TARGET_S
     start = time.perf_counter()
-    run = run_program(cluster(3, 500, node_local=True))
+    run = run_program(scaled_stack(3, 500, node_local=True))
     seconds = time.perf_counter() - start
     chain = run.monitor.command_chain_depth()
     print(f"{'3 + proxies':>13}{500:>9}{seconds:>9.2f}{len(run.mocks.resources):>11}{chain:>7}"

@@ -24,6 +24,18 @@ def dev_stack() -> dict[str, Any]:
     return raw
 
 
+def scaled_stack(cp: int, workers: int, node_local: bool = False) -> dict[str, Any]:
+    """The dev stack with `cp` control-plane nodes and `workers` workers (two in the pool)."""
+    raw = dev_stack()
+    raw["controlPlane"] = [{"name": f"cp-{i}", "address": f"10.1.0.{10 + i}"} for i in range(cp)]
+    raw["workers"] = [{"name": f"w-{i}", "address": f"10.2.{i // 250}.{i % 250 + 1}"}
+                      for i in range(workers)]
+    raw["elasticApiserver"]["poolNodes"] = ["w-0", "w-1"]
+    raw["allowEvenControlPlane"] = True
+    raw["nodeLocalProxy"] = node_local
+    return raw
+
+
 class Run:
     def __init__(self, mocks: ClusterMocks, monitor: RecordingMonitor, scope: dict[str, Any]):
         self.mocks, self.monitor, self.scope = mocks, monitor, scope

@@ -39,6 +39,16 @@ echo "show servers state" | socat stdio UNIX-CONNECT:/run/haproxy/admin.sock > "
 """
 
 
+def in_private_namespaces(driver: str, workdir: Path
+                          ) -> tuple[dict[str, str], subprocess.CompletedProcess[str]]:
+    """Run a driver script in fresh mount and network namespaces; its KEY=value lines."""
+    result = subprocess.run(["unshare", "--mount", "--net", "--propagation", "private", "bash",
+                             "-c", driver], env={"T": str(workdir), "SHIM": str(SHIM),
+                                                 "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"},
+                            capture_output=True, text=True, timeout=120)
+    return dict(re.findall(r"^(\w+)=(.*)$", result.stdout, re.M)), result
+
+
 def test_configure_runs_twice_rejects_bad_config_and_reloads_in_place(
         raw: dict[str, Any], tmp_path: Path) -> None:
     ca = pki.make_ca()
@@ -65,11 +75,7 @@ def test_configure_runs_twice_rejects_bad_config_and_reloads_in_place(
     for n, text in steps.items():
         (tmp_path / f"step{n}.sh").write_text(text)
     (tmp_path / "etc-haproxy").mkdir()
-    result = subprocess.run(["unshare", "--mount", "--net", "--propagation", "private", "bash",
-                             "-c", DRIVER], env={"T": str(tmp_path), "SHIM": str(SHIM),
-                                                 "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"},
-                            capture_output=True, text=True, timeout=120)
-    out = dict(re.findall(r"^(\w+)=(.*)$", result.stdout, re.M))
+    out, _ = in_private_namespaces(DRIVER, tmp_path)
     err = {n: (tmp_path / f"err{n}").read_text() for n in steps}
     for n in (0, "00"):
         assert out[f"RC{n}"] == "0", err[n]
@@ -134,11 +140,7 @@ def test_vip_configure_starts_keepalived_once_and_takes_the_vip(tmp_path: Path) 
         (tmp_path / f"step{n}.sh").write_text(text)
     (tmp_path / "etc-haproxy").mkdir()
     (tmp_path / "etc-keepalived").mkdir()
-    result = subprocess.run(["unshare", "--mount", "--net", "--propagation", "private", "bash",
-                             "-c", VIP_DRIVER], env={"T": str(tmp_path), "SHIM": str(SHIM),
-                                                     "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"},
-                            capture_output=True, text=True, timeout=120)
-    out = dict(re.findall(r"^(\w+)=(.*)$", result.stdout, re.M))
+    out, result = in_private_namespaces(VIP_DRIVER, tmp_path)
     err = {n: (tmp_path / f"err{n}").read_text() for n in (1, 2)}
     assert out.get("RC1") == "0", err[1]
     assert "wrote /etc/keepalived/keepalived.conf" in err[1] and "starting keepalived" in err[1]

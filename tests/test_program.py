@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import copy
 import itertools
 from typing import Any
 
 import pytest
 
 from tests.mocks import is_secret, plain
-from tests.program import SSH_KEY, Run, dev_stack, run_program
+from tests.program import SSH_KEY, Run, dev_stack, run_program, scaled_stack
 
 COMMAND = "command:remote:Command"
 
@@ -135,18 +134,8 @@ def test_making_another_node_bootstrap_deletes_nothing_that_removes_or_resets() 
     assert member["connection"]["host"] == "10.21.22.70"  # removals now run via the new one
 
 
-def _scaled(cp: int, workers: int) -> dict[str, Any]:
-    raw = copy.deepcopy(dev_stack())
-    raw["controlPlane"] = [{"name": f"cp-{i}", "address": f"10.1.0.{10 + i}"} for i in range(cp)]
-    raw["workers"] = [{"name": f"w-{i}", "address": f"10.2.{i // 250}.{i % 250 + 1}"}
-                      for i in range(workers)]
-    raw["elasticApiserver"]["poolNodes"] = ["w-0", "w-1"]
-    raw["allowEvenControlPlane"] = True
-    return raw
-
-
 def test_chain_grows_with_control_plane_not_workers() -> None:
-    depth = {(cp, w): run_program(_scaled(cp, w)).monitor.command_chain_depth()
+    depth = {(cp, w): run_program(scaled_stack(cp, w)).monitor.command_chain_depth()
              for cp, w in ((1, 2), (1, 40), (3, 2), (3, 40), (5, 2))}
     assert depth[(1, 2)] == depth[(1, 40)]
     assert depth[(3, 2)] == depth[(3, 40)]
