@@ -23,19 +23,6 @@ from components.haproxy import node_local_frontend, render_haproxy_cfg
 from components.lb_scripts import configure_script, install_script
 from components.model import Cluster, Host
 from components.remote import Ssh, run_script
-from components.shell import script
-
-
-def membership_check_script(node: Host) -> str:
-    return script(
-        f"membership {node.name}",
-        ks.EtcdAccess().function(),
-        f"if etcdctl_ member list | grep -q ', {node.name}, '; then",
-        f'  log "{node.name} is an etcd member"',
-        "else",
-        f'  log "{node.name} is not an etcd member"; exit 1',
-        "fi",
-    )
 
 
 def _cp_join(cluster: Cluster, node: Host, values: list[str]) -> str:
@@ -84,7 +71,7 @@ class ControlPlane(pulumi.ComponentResource):
             if node.bootstrap:
                 self.bootstrap = step
             previous = run_script(
-                f"{name}-{node.name}-membership", boot, ssh, membership_check_script(node),
+                f"{name}-{node.name}-membership", boot, ssh, ks.membership_check_script(node),
                 parent=self, delete_script=ks.control_plane_removal_script(cluster, node),
                 depends_on=[step])
             self.steps[node.name] = previous

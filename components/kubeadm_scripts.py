@@ -359,6 +359,20 @@ def worker_join_script(cluster: Cluster, node: Host, creds: dict[str, str]) -> s
     )
 
 
+def membership_check_script(node: Host, etcd: EtcdAccess = EtcdAccess()) -> str:
+    """Create/update step of a membership: the node is an etcd member (its delete removes it)."""
+    return script(
+        f"membership {node.name}",
+        etcd.function(),
+        "members=$(etcdctl_ member list)",
+        f"if grep -q ', {node.name}, ' <<< \"$members\"; then",
+        f'  log "{node.name} is an etcd member"',
+        "else",
+        f'  log "{node.name} is not an etcd member"; exit 1',
+        "fi",
+    )
+
+
 def member_removal_script(node_name: str, node_address: str, etcd: EtcdAccess = EtcdAccess()
                           ) -> str:
     """Remove a node's etcd member through a healthy peer, refusing to break quorum.

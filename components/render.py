@@ -70,6 +70,8 @@ def artifacts(cluster: Cluster) -> dict[str, str]:
         out[f"kubeadm/join-{node.name}.sh"] = ks.control_plane_join_script(
             cluster, node, PLACEHOLDER_CERT, PLACEHOLDER_KEY, PLACEHOLDER_CREDS)
         out[f"kubeadm/remove-{node.name}.sh"] = ks.control_plane_removal_script(cluster, node)
+    for node in cluster.control_plane:
+        out[f"kubeadm/membership-{node.name}.sh"] = ks.membership_check_script(node)
     for node in cluster.workers:
         out[f"kubeadm/worker-{node.name}.sh"] = ks.worker_join_script(cluster, node,
                                                                       PLACEHOLDER_CREDS)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import signal
 import subprocess
@@ -12,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from components.kubeadm_scripts import EtcdAccess, member_removal_script
+from components.kubeadm_scripts import EtcdAccess, member_removal_script, membership_check_script
+from components.model import Host
 from tests.harness.lab import free_port, loopback_block
 
 pytestmark = pytest.mark.slow
@@ -106,6 +108,17 @@ def test_removes_member_keeps_quorum_and_second_run_is_a_noop(etcd: EtcdCluster)
     assert second.returncode == 0, second.stderr
     assert "nothing to remove" in second.stderr
     assert etcd.names() == ["m1", "m2"]
+
+
+def test_membership_check_passes_for_members_only(etcd: EtcdCluster) -> None:
+    def check(name: str) -> int:
+        host = Host(name, ipaddress.ip_address("192.0.2.1"), "root", 22)
+        text = membership_check_script(host, etcd.access)
+        return subprocess.run(["bash", "-s"], input=text, capture_output=True, text=True,
+                              timeout=60).returncode
+
+    assert check("m2") == 0
+    assert check("m9") == 1
 
 
 def test_refuses_removal_that_would_break_quorum(etcd: EtcdCluster) -> None:
