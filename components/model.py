@@ -426,16 +426,6 @@ def parse_cluster(raw: Mapping[str, Any]) -> Cluster:
         r.fail("endpoint.address", f"{ep_address} is a {node_addresses[ep_address]} node: the "
                "endpoint must survive that node. Fix: use the LB's address or a VIP.")
 
-    lb_addresses = {h.address for h in lbs}
-    lb_bind = raw.get("loadBalancer", {}).get("bindAddress", "*") if isinstance(
-        raw.get("loadBalancer"), Mapping) else "*"
-    if ep_address is not None and ep_address not in lb_addresses and lb_bind != "*":
-        r.fail("loadBalancer.bindAddress", "with a virtual IP endpoint haproxy must listen on "
-               "every address (a backup host does not own the VIP yet). Fix: leave it '*'.")
-    if ep_address is not None and len(lbs) > 1 and ep_address in lb_addresses:
-        r.fail("endpoint.address", f"{ep_address} belongs to one of {len(lbs)} load balancers, "
-               "so the others would never serve it. Fix: use a free address in their subnet "
-               "as a virtual IP; keepalived then moves it to a healthy LB.")
     service = r.cidr("serviceSubnet", scalar("serviceSubnet"))
     pod = r.cidr("podSubnet", scalar("podSubnet"))
     if service and pod and service.version == pod.version and service.overlaps(pod):  # type: ignore[arg-type]
@@ -446,6 +436,14 @@ def parse_cluster(raw: Mapping[str, Any]) -> Cluster:
 
     health = _health_check(r, raw.get("healthCheck"))
     lb = _load_balancer(r, raw.get("loadBalancer"))
+    lb_addresses = {h.address for h in lbs}
+    if ep_address is not None and len(lbs) > 1 and ep_address in lb_addresses:
+        r.fail("endpoint.address", f"{ep_address} belongs to one of {len(lbs)} load balancers, "
+               "so the others would never serve it. Fix: use a free address in their subnet "
+               "as a virtual IP; keepalived then moves it to a healthy LB.")
+    if ep_address is not None and ep_address not in lb_addresses and lb.bind_address != "*":
+        r.fail("loadBalancer.bindAddress", "with a virtual IP endpoint haproxy must listen on "
+               "every address (a backup host does not own the VIP yet). Fix: leave it '*'.")
     certs = _certificates(r, raw.get("certificates"))
     names = {h.name for h in cps + workers}
     elastic = _elastic(r, raw.get("elasticApiserver"), names, apiserver_port)
