@@ -19,9 +19,9 @@ def _configure(cluster: Cluster, cfg: str, host: Host, pems: list[str]) -> str:
 
 class LoadBalancer(pulumi.ComponentResource):
     """Per LB host: an install step (rarely changes) and a configure step that carries the CA,
-    the health-check client certificate, haproxy.cfg and, for a virtual-IP endpoint, that host's
-    keepalived.conf. Editing the membership list changes
-    only the configure step's script, which re-runs in place and reloads haproxy seamlessly."""
+    the health-check client certificate, haproxy.cfg and, for a virtual-IP endpoint, that
+    host's keepalived.conf. Editing the membership list changes only the configure step's
+    script, which re-runs in place and reloads haproxy seamlessly."""
 
     def __init__(
         self,
@@ -35,7 +35,7 @@ class LoadBalancer(pulumi.ComponentResource):
         super().__init__("kube-ha:lb:LoadBalancer", name, None, opts)
         self.haproxy_cfg = render_haproxy_cfg(cluster)
         cfg = self.haproxy_cfg
-        self.configured = []
+        self.configured: list[pulumi.Resource] = []
         for host in cluster.load_balancers:
             script = pulumi.Output.all(ca_cert_pem, health_client_pem).apply(
                 functools.partial(_configure, cluster, cfg, host))

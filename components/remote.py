@@ -34,14 +34,17 @@ class Ssh:
         )
 
 
+def _sudo(host: Host) -> str:
+    return "" if host.user == "root" else "sudo -n "
+
+
 def shell_for(host: Host) -> str:
-    return "bash -s" if host.user == "root" else "sudo -n bash -s"
+    return f"{_sudo(host)}bash -s"
 
 
 def inline(host: Host, script: str) -> str:
     """A script as a command string, for `delete` (which gets no stdin). Never put secrets here."""
-    prefix = "" if host.user == "root" else "sudo -n "
-    return f"{prefix}bash -c {quote(script)}"
+    return f"{_sudo(host)}bash -c {quote(script)}"
 
 
 def run_script(
@@ -55,7 +58,6 @@ def run_script(
     secret_stdout: bool = False,
     delete_script: str | None = None,
     depends_on: Sequence[pulumi.Resource] = (),
-    deleted_with: pulumi.Resource | None = None,
 ) -> command.remote.Command:
     """One idempotent script on one host. `secret` marks the script (it carries a key or
     token); `secret_stdout` hides what it prints (kubeconfigs, tokens) from state and logs."""
@@ -71,7 +73,6 @@ def run_script(
         opts=pulumi.ResourceOptions(
             parent=parent,
             depends_on=list(depends_on),
-            deleted_with=deleted_with,
             additional_secret_outputs=["stdout"] if secret_stdout else None,
         ),
     )
