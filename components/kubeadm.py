@@ -78,6 +78,10 @@ class ControlPlane(pulumi.ComponentResource):
         assert previous is not None
         self.last_control_plane_step = previous
 
+        # Runs before removed workers' join steps are deleted (deletes come last): drain first,
+        # `kubeadm reset` after.
+        run_script(f"{name}-workers", boot, ssh, ks.workers_reconcile_script(cluster),
+                   parent=self, depends_on=[self.bootstrap])
         self.workers: dict[str, pulumi.Resource] = {}
         if cluster.workers:
             creds = run_script(f"{name}-worker-join-credentials", boot, ssh,

@@ -359,6 +359,36 @@ def worker_join_script(cluster: Cluster, node: Host, creds: dict[str, str]) -> s
     )
 
 
+def workers_reconcile_script(cluster: Cluster) -> str:
+    """On the bootstrap node: drain and delete the Node of every worker this program managed
+    before and the config no longer lists (its `kubeadm reset` follows, as that worker's join
+    step is deleted), then record the current list. Nodes it never managed are left alone."""
+    desired = " ".join(w.name for w in cluster.workers)
+    listed = " ".join(n.name for n in cluster.nodes)  # a worker moved to controlPlane stays
+    return script(
+        "workers",
+        f"desired={quote(desired)}",
+        f"listed={quote(listed)}",
+        f"previous=$({KUBECTL} -n kube-system get configmap kube-ha-workers"
+        " -o jsonpath='{.data.workers}' 2>/dev/null || true)",
+        "for node in $previous; do",
+        '  case " $listed " in *" $node "*) continue ;; esac',
+        f'  if {KUBECTL} get node "$node" >/dev/null 2>&1; then',
+        '    log "worker $node left the config: draining it and deleting its Node"',
+        f'    {KUBECTL} drain "$node" --ignore-daemonsets --delete-emptydir-data --timeout=300s >&2',
+        f'    {KUBECTL} delete node "$node" --ignore-not-found >&2',
+        "  fi",
+        "done",
+        'if [ "$previous" != "$desired" ]; then',
+        f'  {KUBECTL} -n kube-system create configmap kube-ha-workers --from-literal=workers="$desired" \\',
+        f"    --dry-run=client -o yaml | {KUBECTL} apply --server-side --force-conflicts \\",
+        "    --field-manager=kube-ha -f - >&2",
+        'else',
+        '  log "workers unchanged"',
+        "fi",
+    )
+
+
 def membership_check_script(node: Host, etcd: EtcdAccess = EtcdAccess()) -> str:
     """Create/update step of a membership: the node is an etcd member (its delete removes it)."""
     return script(

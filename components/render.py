@@ -59,6 +59,7 @@ def artifacts(cluster: Cluster) -> dict[str, str]:
         "kubeadm/bootstrap.sh": ks.bootstrap_script(cluster, PLACEHOLDER_CERT, PLACEHOLDER_KEY),
         "kubeadm/join-credentials.sh": ks.join_credentials_script(control_plane=True),
         "kubeadm/reset.sh": ks.reset_script(),
+        "kubeadm/workers.sh": ks.workers_reconcile_script(cluster),
     }
     for lb in cluster.load_balancers:
         out[f"lb/configure-{lb.name}.sh"] = configure_script(

@@ -158,3 +158,20 @@ def test_removal_runs_on_bootstrap_and_reset_on_the_node(dev: Run) -> None:
 def test_exports(dev: Run) -> None:
     assert dev.scope["ha"].endpoint == "https://api.k8s.lab.internal:6443"
     assert "10.21.22.101" in dev.scope["ha"].sans["ubuntu-73"]["ipAddresses"]
+
+
+def test_removed_workers_are_drained_from_the_bootstrap_node_before_their_reset() -> None:
+    before = run_program(dev_stack())
+    raw = dev_stack()
+    raw["workers"] = [w for w in raw["workers"] if w["name"] != "ubuntu-75"]
+    raw["elasticApiserver"]["poolNodes"] = ["ubuntu-74"]
+    raw["elasticApiserver"]["maxReplicas"] = 1
+    after = run_program(raw)
+    step = plain(after.inputs("kubernetes-kubeadm-workers"))
+    assert step["connection"]["host"] == "10.21.22.73"
+    assert "desired=ubuntu-74\n" in step["stdin"] and "drain" in step["stdin"]
+    assert plain(before.inputs("kubernetes-kubeadm-workers"))["stdin"] != step["stdin"]
+    assert _deps(after, "kubernetes-kubeadm-workers") == {
+        "kubernetes-kubeadm-ubuntu-73-control-plane"}
+    # The worker's own step (kubeadm reset) is deleted; Pulumi runs deletes after updates.
+    assert "kubernetes-kubeadm-ubuntu-75-join" not in {r.name for r in after.mocks.resources}
