@@ -49,7 +49,9 @@ class ControlPlane(pulumi.ComponentResource):
                 parent=self, secret=True))
         # Every control-plane node has the same steps whatever its role, named by node: making
         # another node the bootstrap node only re-runs scripts; nothing is deleted (a delete
-        # here means removal from etcd and `kubeadm reset`).
+        # here means removal from etcd and `kubeadm reset`). It re-targets the membership steps'
+        # `connection`, an in-place update in pulumi-command 1.2.1 (only `triggers` replaces);
+        # a provider that replaced on it would run the old step's delete. Keep the pin.
         previous: pulumi.Resource | None = None
         self.steps: dict[str, pulumi.Resource] = {}
         for node in (boot, *cluster.joining_control_plane):
