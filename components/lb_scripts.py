@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from components import keepalived
 from components.haproxy import HaproxyPaths
 from components.model import Cluster, Host
-from components.shell import heredoc, quote, script, write_file
+from components.shell import quote, script, write_file
 
 CFG = "/etc/haproxy/haproxy.cfg"
 DEFAULT_PATHS = HaproxyPaths()
@@ -111,26 +111,6 @@ install -d -m 0750 -o root -g haproxy /etc/haproxy/kube-ha
     )
 
 
-def _validated(target: str, content: str, check: str, flag: str) -> list[str]:
-    """Write `content` to a candidate beside `target`, run `check` on it ($candidate), and only
-    then move it into place (setting `flag=1`). A rejected file never becomes live."""
-    return [
-        f"candidate=$(mktemp {quote(target + '.kube-ha.XXXXXX')})",
-        'trap \'rm -f "$candidate"\' EXIT',
-        heredoc('cat > "$candidate"', content),
-        f"if ! {check}; then",
-        f'  log "rendered {target} rejected; the live file is untouched"',
-        "  exit 1",
-        "fi",
-        f'if cmp -s "$candidate" {target}; then',
-        f'  log "{target} unchanged"',
-        "else",
-        f'  chmod 0644 "$candidate"; mv -f "$candidate" {target}; {flag}=1',
-        f'  log "wrote {target}"',
-        "fi",
-    ]
-
-
 def _start_or_reload(unit: str, flag: str, before_reload: Sequence[str] = ()) -> list[str]:
     return [
         f"systemctl enable --quiet {unit}",
@@ -160,7 +140,7 @@ def configure_script(cluster: Cluster, cfg: str, ca_pem: str, client_pem: str | 
         "changed=0",
         "install -d -m 0750 -o root -g haproxy /etc/haproxy/kube-ha",
         *files,
-        *_validated(CFG, cfg, 'haproxy -c -q -f "$candidate"', "changed"),
+        write_file(CFG, cfg, check='haproxy -c -q -f "$tmp"'),
         "command -v restorecon >/dev/null 2>&1 && restorecon -R /etc/haproxy",
         *_start_or_reload("haproxy", "changed", [
             "# Save server states first so servers DOWN now are still DOWN after the reload;",
@@ -174,9 +154,9 @@ def configure_script(cluster: Cluster, cfg: str, ca_pem: str, client_pem: str | 
             "vrrp_changed=0",
             f"install -d -m 0755 {quote(keepalived.CHECK_SCRIPT.rsplit('/', 1)[0])} /etc/keepalived",
             write_file(keepalived.CHECK_SCRIPT, keepalived.check_script(cluster), "0755",
-                       track=False),
-            *_validated(keepalived.CONF, keepalived.render_keepalived_conf(cluster, vip_host),
-                        'keepalived -t -f "$candidate"', "vrrp_changed"),
+                       flag=None),
+            write_file(keepalived.CONF, keepalived.render_keepalived_conf(cluster, vip_host),
+                       flag="vrrp_changed", check='keepalived -t -f "$tmp"'),
             "command -v restorecon >/dev/null 2>&1 && restorecon -R /etc/keepalived "
             + quote(keepalived.CHECK_SCRIPT),
             *_start_or_reload("keepalived", "vrrp_changed"),

@@ -36,17 +36,23 @@ def heredoc(command: str, content: str) -> str:
 
 
 def write_file(path: str, content: str, mode: str = "0644", owner: str = "root:root",
-               track: bool = True) -> str:
+               flag: str | None = "changed", check: str | None = None) -> str:
     """Write `path` atomically (temp file beside it, then mv). No-op when it already matches.
 
-    With `track`, sets `changed=1` when the file was replaced, so a caller can reload only then.
+    `check` (a command on "$tmp", e.g. `haproxy -c -f "$tmp"`) must pass before the file can go
+    live; a rejected file is removed and the script stops. With `flag`, sets `<flag>=1` when the
+    file was replaced, so a caller can reload only then.
     """
     q = quote(path)
-    mark = " changed=1;" if track else ""
-    return "\n".join([
+    mark = f" {flag}=1;" if flag else ""
+    lines = [
         f"tmp=$(mktemp {quote(path + '.kube-ha.XXXXXX')})",
         heredoc('cat > "$tmp"', content),
         f'chmod {mode} "$tmp"; chown {owner} "$tmp"',
-        f'if cmp -s "$tmp" {q}; then rm -f "$tmp"; log "{path} unchanged"; '
-        f'else mv -f "$tmp" {q};{mark} log "wrote {path}"; fi',
-    ])
+    ]
+    if check:
+        lines.append(f'if ! {check}; then rm -f "$tmp"; '
+                     f'log "rendered {path} rejected; the live file is untouched"; exit 1; fi')
+    lines.append(f'if cmp -s "$tmp" {q}; then rm -f "$tmp"; log "{path} unchanged"; '
+                 f'else mv -f "$tmp" {q};{mark} log "wrote {path}"; fi')
+    return "\n".join(lines)

@@ -102,6 +102,7 @@ def test_configure_runs_twice_rejects_bad_config_and_reloads_in_place(
     assert out.get("SAVED_STATE") == "1"
     servers = (tmp_path / "state.txt").read_text()
     assert "ubuntu-76" in servers and "ubuntu-77" in servers, servers
+    assert not list((tmp_path / "etc-haproxy").glob("*.kube-ha.*"))  # no candidate left over
 
 
 VIP_DRIVER = """
@@ -148,5 +149,7 @@ def test_vip_configure_starts_keepalived_once_and_takes_the_vip(tmp_path: Path) 
     assert "/etc/keepalived/keepalived.conf unchanged" in err[2]
     assert "keepalived running with this config already" in err[2]
     assert out["KPID1"] and out["KPID1"] == out["KPID2"]
+    for d in ("etc-haproxy", "etc-keepalived"):  # unchanged candidates are removed too
+        assert not list((tmp_path / d).glob("*.kube-ha.*")), d
     # Alone on its segment, the LB whose haproxy answers takes the VIP.
     assert out.get("VIP") == "1", (result.stdout, result.stderr)

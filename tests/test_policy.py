@@ -76,7 +76,7 @@ def _edited(resources: list[PolicyResource], name: str, edit: Any) -> list[Polic
     ("kubernetes-lb-haproxy-101-configure", lambda p: p.update(triggers=["x"]),
      "scripts-update-in-place"),
     ("kubernetes-lb-haproxy-101-configure",
-     lambda p: p.update(stdin=p["stdin"].replace('haproxy -c -q -f "$candidate"', "true")),
+     lambda p: p.update(stdin=p["stdin"].replace('haproxy -c -q -f "$tmp"', "true")),
      "haproxy-validated-before-live"),
     ("kubernetes-elastic-apiserver-deployment",
      lambda p: p["spec"]["template"]["spec"]["volumes"].append(

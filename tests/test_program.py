@@ -55,7 +55,7 @@ def test_lb_commands_target_lb_host_and_carry_the_rendered_cfg(dev: Run) -> None
     assert configure["create"] == configure["update"] == "bash -s"
     script = configure["stdin"]
     assert "server ubuntu-73 10.21.22.73:6443" in script
-    assert "haproxy -c -q -f \"$candidate\"" in script
+    assert "haproxy -c -q -f \"$tmp\"" in script
     # The cluster CA read from the bootstrap node is what haproxy verifies against.
     assert dev.mocks.ca.cert_pem.strip() in script
 

@@ -73,7 +73,7 @@ def test_render_vip_topology_writes_keepalived_per_lb(tmp_path: Path) -> None:
     assert "unicast_src_ip 10.21.22.101" in one and "10.21.22.102" in one
     assert "10.21.22.100/32 dev eth0" in two
     configure = (out / "configure-haproxy-102.sh").read_text()
-    assert 'keepalived -t -f "$candidate"' in configure
+    assert 'keepalived -t -f "$tmp"' in configure
     assert "keepalived" in (out / "install.sh").read_text()
     for conf in (out / "keepalived-haproxy-101.conf", out / "keepalived-haproxy-102.conf"):
         checked = subprocess.run(["keepalived", "-t", "-f", str(conf)], capture_output=True,
