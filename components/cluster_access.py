@@ -9,7 +9,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from components import kubeadm_scripts as ks
-from components.manifests import SecretSpec, kubeconfig_with_server
+from components.manifests import SecretSpec, kubeconfig_with_server, secret_manifest
 from components.model import Cluster
 from components.remote import Ssh, run_script
 
@@ -25,7 +25,7 @@ class ClusterAccess(pulumi.ComponentResource):
         read = run_script(f"{name}-read-admin-kubeconfig", boot, ssh,
                           ks.read_admin_kubeconfig_script(), parent=self, secret_stdout=True,
                           depends_on=[after])
-        url = cluster.endpoint.url
+        url = self.url = cluster.endpoint.url
         self.kubeconfig: pulumi.Output[str] = pulumi.Output.secret(  # type: ignore[arg-type]
             read.stdout.apply(lambda text: kubeconfig_with_server(text, url)))
         # A stable identifier: an unknown kubeconfig (first preview) must not show the provider,
@@ -45,8 +45,11 @@ class ClusterAccess(pulumi.ComponentResource):
             self.files = pulumi.Output.secret(read_files.stdout.apply(json.loads))  # type: ignore[arg-type]
         self.register_outputs({})
 
-    def secret_data(self, spec: SecretSpec, url: str) -> pulumi.Output[dict[str, str]]:
-        """Base64 `data` for one Secret; its kubeconfigs re-pointed at the endpoint."""
+    def secret(self, resource_name: str, spec: SecretSpec, opts: pulumi.ResourceOptions
+               ) -> k8s.core.v1.Secret:
+        """The Secret `spec` describes, filled from the bootstrap node's files; its kubeconfigs
+        re-pointed at the endpoint. Its data stays a Pulumi secret."""
+        url = self.url
 
         def pick(files: dict[str, str]) -> dict[str, str]:
             data = {key: files[key] for key in spec.files}
@@ -55,4 +58,8 @@ class ClusterAccess(pulumi.ComponentResource):
                 data[key] = base64.b64encode(kubeconfig_with_server(text, url).encode()).decode()
             return data
 
-        return pulumi.Output.secret(self.files.apply(pick))  # type: ignore[arg-type]
+        shape = secret_manifest(spec.name, [])
+        data: pulumi.Output[dict[str, str]] = pulumi.Output.secret(  # type: ignore[arg-type]
+            self.files.apply(pick))
+        return k8s.core.v1.Secret(resource_name, metadata=shape["metadata"], type=shape["type"],
+                                  data=data, opts=opts)

@@ -21,10 +21,7 @@ class LeaderElected(pulumi.ComponentResource):
                  opts: pulumi.ResourceOptions | None = None):
         super().__init__("kube-ha:k8s:LeaderElected", name, None, opts)
         k8s_opts = pulumi.ResourceOptions(parent=self, provider=access.provider)
-        shape = m.secret_manifest(secret.name, [])
-        stored = k8s.core.v1.Secret(f"{name}-secret", metadata=shape["metadata"], type=shape["type"],
-                                    data=access.secret_data(secret, cluster.endpoint.url),
-                                    opts=k8s_opts)
+        stored = access.secret(f"{name}-secret", secret, k8s_opts)
         k8s.apps.v1.Deployment(f"{name}-deployment", metadata=deployment["metadata"],
                                spec=deployment["spec"],
                                opts=pulumi.ResourceOptions.merge(

@@ -35,12 +35,12 @@ class ElasticApiserver(pulumi.ComponentResource):
         serving = IssuedCert(f"{name}-serving", "kube-apiserver", elastic_apiserver_sans(cluster),
                              SERVER_USES, certs.ca_cert_pem, certs.ca_key_pem, cluster,
                              opts=pulumi.ResourceOptions(parent=self))
-        serving_secret = _secret(m.secret_manifest(m.ELASTIC_SERVING, [], "kubernetes.io/tls"),
-                                 f"{name}-serving-secret", k8s_opts,
-                                 string_data=cast(Any, {"tls.crt": serving.cert_pem,
-                                                        "tls.key": serving.key_pem}))
-        pki_secret = _secret(m.secret_manifest(m.ELASTIC_PKI.name, []), f"{name}-pki-secret", k8s_opts,
-                             data=access.secret_data(m.ELASTIC_PKI, cluster.endpoint.url))
+        shape = m.secret_manifest(m.ELASTIC_SERVING, [], "kubernetes.io/tls")
+        serving_secret = k8s.core.v1.Secret(
+            f"{name}-serving-secret", metadata=shape["metadata"], type=shape["type"],
+            string_data=cast(Any, {"tls.crt": serving.cert_pem, "tls.key": serving.key_pem}),
+            opts=k8s_opts)
+        pki_secret = access.secret(f"{name}-pki-secret", m.ELASTIC_PKI, k8s_opts)
 
         dep = m.elastic_apiserver_deployment(cluster)
         self.deployment = k8s.apps.v1.Deployment(
@@ -59,8 +59,3 @@ class ElasticApiserver(pulumi.ComponentResource):
                                           spec=budget["spec"], opts=k8s_opts)
         self.register_outputs({})
 
-
-def _secret(manifest: m.Manifest, name: str, opts: pulumi.ResourceOptions,
-            **payload: pulumi.Input[dict[str, str]]) -> k8s.core.v1.Secret:
-    return k8s.core.v1.Secret(name, metadata=manifest["metadata"], type=manifest["type"],
-                              opts=opts, **payload)  # type: ignore[arg-type]
