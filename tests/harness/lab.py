@@ -83,9 +83,6 @@ class Report:
         late = [r.start - self.fault_at for r in self.failed]
         return max(0.0, max(late)) if late else 0.0
 
-    def served_by(self, name: str, after: float = 0.0) -> int:
-        return sum(1 for r in self.results if r.ok and r.backend == name and r.start >= after)
-
     def summary(self) -> str:
         errors = sorted({r.error for r in self.failed})[:3]
         return (f"{len(self.results)} requests, {len(self.failed)} failed "
@@ -252,12 +249,9 @@ class Lab:
 
     def reload(self) -> None:
         """What the LB's configure script does: save server state, then USR2 the master."""
-        self.paths_state().write_text(self.admin("show servers state"))
+        Path(self.paths.state_file).write_text(self.admin("show servers state"))
         assert self.haproxy is not None
         os.kill(self.haproxy.pid, signal.SIGUSR2)
-
-    def paths_state(self) -> Path:
-        return Path(self.paths.state_file)
 
     # --- observation -----------------------------------------------------------------------
     def admin(self, command: str) -> str:
