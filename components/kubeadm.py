@@ -89,28 +89,29 @@ class ControlPlane(pulumi.ComponentResource):
             creds = run_script(f"{name}-worker-join-credentials", boot, ssh,
                                ks.join_credentials_script(control_plane=False), parent=self,
                                secret_stdout=True, depends_on=[self.bootstrap])
-            local_script = None
+            # Rendered once: the scripts are the same on every worker.
+            reset = ks.reset_script()
+            local: tuple[str, pulumi.Output[str]] | None = None
             if cluster.node_local_proxy:
-                # One rendering for every worker's proxy: the config is the same on all of them.
                 local_cfg = render_haproxy_cfg(cluster, frontend=node_local_frontend(cluster))
-                local_script = pulumi.Output.all(certs.ca_cert_pem, certs.health_client_pem).apply(
-                    lambda pems: configure_script(cluster, local_cfg, pems[0], pems[1]))
+                local = (install_script(cluster, node_local=True),
+                         pulumi.Output.all(certs.ca_cert_pem, certs.health_client_pem).apply(
+                             lambda pems: configure_script(cluster, local_cfg, pems[0], pems[1])))
             for w in cluster.workers:
                 before: list[pulumi.Resource] = [creds]
-                if local_script is not None:
-                    before.append(self._local_proxy(name, cluster, ssh, local_script, w))
+                if local is not None:
+                    before.append(self._local_proxy(name, ssh, *local, w))
                 self.workers[w.name] = run_script(
                     f"{name}-{w.name}-join", w, ssh,
                     creds.stdout.apply(functools.partial(_worker_join, cluster, w)),
-                    parent=self, secret=True, delete_script=ks.reset_script(),
-                    depends_on=before)
+                    parent=self, secret=True, delete_script=reset, depends_on=before)
         self.register_outputs({})
 
-    def _local_proxy(self, name: str, cluster: Cluster, ssh: Ssh, script: pulumi.Output[str],
+    def _local_proxy(self, name: str, ssh: Ssh, install_text: str, script: pulumi.Output[str],
                      worker: Host) -> pulumi.Resource:
         """haproxy on the worker's 127.0.0.1, rendered from the same membership list as the LB:
         a control-plane change rewrites every worker's proxy in place (never stale)."""
         install = run_script(f"{name}-{worker.name}-local-proxy-install", worker, ssh,
-                             install_script(cluster, node_local=True), parent=self)
+                             install_text, parent=self)
         return run_script(f"{name}-{worker.name}-local-proxy", worker, ssh, script,
                           parent=self, secret=True, depends_on=[install])
