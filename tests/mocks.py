@@ -82,6 +82,19 @@ class RecordingMonitor(MockMonitor):
         super().__init__(mocks)
         self.registrations: dict[str, Registration] = {}
 
+    def make_urn(self, parent: str, type_: str, name: str) -> str:
+        """The engine's URN: every ancestor's type joined by `$`, the root Stack's left out
+        (pulumi/pulumi sdk/go/common/resource/urn.go `NewURN`: `parentType != RootStackType`;
+        the parent type is the parent URN's whole qualified type). MockMonitor keeps only the
+        parent's own type, which would let a re-parent two levels up go unseen."""
+        if not parent:
+            return super().make_urn(parent, type_, name)
+        qualified = parent.split("::")[2]
+        if qualified != "pulumi:pulumi:Stack":
+            type_ = f"{qualified}${type_}"
+        return "::".join(["urn:pulumi:" + parent.split("::")[0].removeprefix("urn:pulumi:"),
+                          parent.split("::")[1], type_, name])
+
     def RegisterResource(self, request):  # type: ignore[no-untyped-def]  # noqa: N802
         response = super().RegisterResource(request)
         trigger = None
