@@ -43,4 +43,11 @@ def load_cluster() -> tuple[Cluster, pulumi.Output[str]]:
     except ConfigError as err:
         raise InvalidConfig(str(err)) from err
     key = pulumi.Config(PROJECT).require_secret("sshPrivateKey")
+    unverified = [h.name for h in (*cluster.load_balancers, *cluster.nodes) if h.host_key is None]
+    if unverified:
+        pulumi.log.warn(
+            f"{PROJECT}:insecureSkipHostKeyCheck is on: the SSH host keys of {', '.join(unverified)} "
+            "are not verified. Whoever answers on those addresses receives root scripts with the "
+            "cluster's keys and join tokens. Give each host a hostKey before using this stack for "
+            "anything you care about.")
     return cluster, key

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from components.model import Cluster, HealthCheck
+from components.model import Cluster, HealthCheck, host_port
 from components.topology import lb_backends
 
 CHECK_PATH = "/readyz"
@@ -58,8 +58,7 @@ NODE_LOCAL_HEALTH = HealthCheck(inter_ms=5000, fast_inter_ms=1000, down_inter_ms
 def lb_frontend(cluster: Cluster) -> Frontend:
     lb = cluster.load_balancer
     port = cluster.endpoint.port
-    bind = f"*:{port}" if lb.bind_address == "*" else (
-        f"[{lb.bind_address}]:{port}" if ":" in lb.bind_address else f"{lb.bind_address}:{port}")
+    bind = host_port(lb.bind_address, port)
     return Frontend(f"apiserver load balancer for cluster {cluster.name}", bind,
                     cluster.health_check, lb.max_conn, lb.stats_bind)
 
@@ -68,7 +67,7 @@ def node_local_frontend(cluster: Cluster) -> Frontend:
     """127.0.0.1:<apiserver port> on a worker: the same URL reaches the local apiserver on a
     control-plane node, so one kubeconfig (kube-proxy's) serves every node."""
     return Frontend(f"node-local apiserver proxy for cluster {cluster.name}",
-                    f"127.0.0.1:{cluster.apiserver_port}", NODE_LOCAL_HEALTH, 2000)
+                    host_port("127.0.0.1", cluster.apiserver_port), NODE_LOCAL_HEALTH, 2000)
 
 
 def render_haproxy_cfg(cluster: Cluster, paths: HaproxyPaths | None = None,
@@ -141,8 +140,7 @@ def render_haproxy_cfg(cluster: Cluster, paths: HaproxyPaths | None = None,
         default_server,
     ]
     for b in lb_backends(cluster):
-        host = f"[{b.address}]" if ":" in b.address else b.address
-        lines.append(f"    server {b.name} {host}:{b.port}")
+        lines.append(f"    server {b.name} {host_port(b.address, b.port)}")
     if fe.stats_bind:
         lines += [
             "",

@@ -2,8 +2,11 @@
 
 Every host starts BACKUP with `nopreempt` (a recovered host does not pull the VIP back: one move
 per failure, not two); priorities follow the `loadBalancers` order. VRRP adverts go unicast to
-the listed peers, which works where multicast does not (most clouds) and ignores strangers. A
-host whose check fails two seconds running enters FAULT and gives the VIP up at once.
+the listed peers, which works where multicast does not (most clouds); `check_unicast_src` makes
+keepalived drop adverts whose source is not a listed peer (without it, any host that can reach
+the LBs with IP protocol 112 takes the VIP: unicast alone does not filter senders), and
+firewalld admits VRRP from the peers only. A host whose check fails two seconds running enters
+FAULT and gives the VIP up at once.
 """
 
 from __future__ import annotations
@@ -53,6 +56,7 @@ vrrp_instance kube_ha_apiserver {{
     priority {max(1, 150 - 10 * index)}
     advert_int 1
     unicast_src_ip {host.address}
+    check_unicast_src
     unicast_peer {{
 {peers}
     }}

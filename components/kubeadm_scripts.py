@@ -10,14 +10,18 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-from components.model import Cluster, Host
+from components.model import Cluster, Host, host_port
 from components.shell import quote, script, write_file
-from components.topology import apiserver_sans
+from components.topology import shared_sans
 
 K8S = "/etc/kubernetes"
 PKI = f"{K8S}/pki"
 ADMIN = f"{K8S}/admin.conf"
-KUBECTL = f"kubectl --kubeconfig={ADMIN}"
+# Every kubectl call is bounded: kubectl's default --request-timeout is 0 (none), so an
+# apiserver that accepts and never answers would hang the step. `wait` and `drain` carry their
+# own --timeout and use KUBECTL_LONG (a watch must outlive one request timeout).
+KUBECTL_LONG = f"kubectl --kubeconfig={ADMIN}"
+KUBECTL = f"{KUBECTL_LONG} --request-timeout=30s"
 KUBEADM_CONFIG = f"{K8S}/kube-ha/kubeadm.yaml"
 
 
@@ -59,8 +63,12 @@ def _api_version(cluster: Cluster) -> str:
 def kubeadm_config(cluster: Cluster) -> str:
     """InitConfiguration + ClusterConfiguration for `kubeadm init` of a new cluster."""
     node = cluster.bootstrap
-    sans = apiserver_sans(cluster, node)
-    cert_sans = "\n".join(f"  - {json.dumps(s)}" for s in (*sans.dns_names, *sans.ip_addresses))
+    # The names every apiserver shares, not the bootstrap node's own: kubeadm checks each
+    # joining node's pre-placed apiserver.crt against certSANs plus that node's own name and
+    # address (pkiutil.GetAPIServerAltNames), so the bootstrap node's name here would fail
+    # every other join.
+    dns, ips = shared_sans(cluster)
+    cert_sans = "\n".join(f"  - {json.dumps(s)}" for s in dict.fromkeys((*dns, *ips)))
     api = _api_version(cluster)
     return f"""\
 apiVersion: {api}
@@ -75,6 +83,7 @@ apiVersion: {api}
 kind: ClusterConfiguration
 clusterName: {cluster.name}
 kubernetesVersion: {cluster.kubernetes_version}
+imageRepository: {cluster.image_repository}
 controlPlaneEndpoint: {cluster.endpoint.host_port}
 networking:
   serviceSubnet: {cluster.networking.service_subnet}
@@ -86,6 +95,14 @@ apiServer:
 """
 
 
+def _print_secret_last(fmt: str, *variables: str) -> str:
+    """The last line of a script whose stdout is a secret. pulumi-command puts stdout and stderr
+    into the error message of a failed step whatever its logging settings, so such a script
+    checks and reads everything into variables first and prints once, at the end: a failure
+    anywhere before leaves stdout empty."""
+    return f"printf {quote(fmt)}" + "".join(f' "${v}"' for v in variables)
+
+
 def read_ca_script() -> str:
     """Print the cluster CA certificate then its key (stdout is a secret output)."""
     return script(
@@ -93,7 +110,9 @@ def read_ca_script() -> str:
         f'for f in {PKI}/ca.crt {PKI}/ca.key; do',
         '  [ -s "$f" ] || { log "$f missing: is this the bootstrap control-plane node?"; exit 1; }',
         "done",
-        f"cat {PKI}/ca.crt {PKI}/ca.key",
+        f"cert=$(cat {PKI}/ca.crt)",
+        f"key=$(cat {PKI}/ca.key)",
+        _print_secret_last("%s\\n%s\\n", "cert", "key"),
     )
 
 
@@ -102,22 +121,23 @@ def read_admin_kubeconfig_script() -> str:
     return script(
         "read-admin-kubeconfig",
         f'[ -s {ADMIN} ] || {{ log "{ADMIN} missing: is the cluster initialised?"; exit 1; }}',
-        f"cat {ADMIN}",
+        f"conf=$(cat {ADMIN})",
+        _print_secret_last("%s\\n", "conf"),
     )
 
 
 def read_files_script(files: dict[str, str], generation: int = 0) -> str:
     """Print {key: base64(file)} as JSON for control-plane files the in-cluster Deployments
     mount from Secrets. `generation` (certificates.rotation) re-reads them when bumped."""
-    lines = [f"# generation {generation}", 'sep=""', "printf '{'"]
+    lines = [f"# generation {generation}", "missing=0"]
+    for path in files.values():
+        lines.append(f'[ -s {quote(path)} ] || {{ log "{path} missing"; missing=1; }}')
+    lines += ['[ "$missing" = 0 ] || exit 1', "out='{'", 'sep=""']
     for key, path in files.items():
-        lines += [
-            f'[ -s {quote(path)} ] || {{ log "{path} missing"; exit 1; }}',
-            f"printf '%s\"%s\":\"%s\"' \"$sep\" {quote(key)} \"$(base64 -w0 < {quote(path)})\"",
-            'sep=","',
-        ]
-    lines.append("printf '}\\n'")
-    return script("read-control-plane-files", *lines)
+        lines += [f"b64=$(base64 -w0 < {quote(path)})",
+                  f'out+="$sep\\"{key}\\":\\"$b64\\""', 'sep=","']
+    lines.append("out+='}'")
+    return script("read-control-plane-files", *lines, _print_secret_last("%s\\n", "out"))
 
 
 def install_ca_script(ca_cert: str, ca_key: str) -> str:
@@ -138,13 +158,14 @@ def install_ca_script(ca_cert: str, ca_key: str) -> str:
 
 
 def _wait_readyz(node: Host, port: int) -> str:
-    url = f"https://{node.address}:{port}"
+    url = f"https://{host_port(node.address, port)}"
     return f"""\
 for _ in $(seq 180); do
-  if {KUBECTL} --server={url} get --raw=/readyz >/dev/null 2>&1; then break; fi
+  if {KUBECTL} --server={quote(url)} get --raw=/readyz >/dev/null 2>&1; then break; fi
   sleep 1
 done
-{KUBECTL} --server={url} get --raw=/readyz >/dev/null || {{ log "apiserver on {node.name} not ready"; exit 1; }}
+{KUBECTL} --server={quote(url)} get --raw=/readyz >/dev/null || {{
+  log "apiserver on {node.name} not ready"; exit 1; }}
 log "apiserver on {node.name} is ready\""""
 
 
@@ -174,25 +195,40 @@ def _sed_server(endpoint_url: str) -> str:
     return f"s#^\\( *server: \\)https://.*#\\1{endpoint_url}#"
 
 
+def has_line(line: str, source: str) -> str:
+    """A test: some line of `source` (shell words) is `line` once leading blanks are dropped.
+    A string compare, not a regex: an IPv6 URL's `[...]` would be a bracket expression.
+    (`awk -v` reads backslash escapes; no line given here has a backslash.)"""
+    assert "\\" not in line, line
+    return ("awk -v want=" + quote(line)
+            + " '{ sub(/^[ \\t]+/, \"\") } $0 == want { found = 1 } END { exit !found }' "
+            + source)
+
+
 def repoint_kubeconfig(path: str, endpoint_url: str) -> str:
     """Point a kubeadm kubeconfig (one cluster) at the endpoint; no-op when it already is."""
     q = quote(path)
     return "\n".join([
         f"if [ -f {q} ]; then",
-        f'  if grep -q "^ *server: {endpoint_url}$" {q}; then log "{path} already uses the endpoint"',
+        f'  if {has_line(f"server: {endpoint_url}", q)}; then log "{path} already uses the endpoint"',
         f"  else sed -i {quote(_sed_server(endpoint_url))} {q}; changed=1; log \"{path} -> {endpoint_url}\"; fi",
         "fi",
     ])
 
 
 def _patch_configmap(namespace: str, name: str, key: str, sed_expr: str, check: str,
-                     flag: str | None = None) -> str:
-    """Edit one text key of a ConfigMap with sed, applied server-side (other keys untouched)."""
+                     flag: str | None = None, optional: bool = False) -> str:
+    """Edit one text key of a ConfigMap with sed, applied server-side (other keys untouched).
+
+    `optional`: the ConfigMap belongs to an add-on a cluster may run without (kube-proxy is
+    skipped with `--skip-phases=addon/kube-proxy`, e.g. under Cilium's replacement); when it
+    is absent (`--ignore-not-found` prints nothing and exits 0) the step says so and goes on."""
     jsonpath = "{.data." + key.replace(".", "\\.") + "}"
     mark = f"\n  {flag}=1" if flag else ""
-    return f"""\
-current=$({KUBECTL} -n {namespace} get configmap {name} -o jsonpath={quote(jsonpath)})
-if grep -q {quote(check)} <<< "$current"; then
+    get = f"{KUBECTL} -n {namespace} get configmap {name}"
+    patch = f"""\
+current=$({get} -o jsonpath={quote(jsonpath)})
+if {has_line(check, '<<< "$current"')}; then
   log "configmap {namespace}/{name} already up to date"
 else
   work=$(mktemp -d)
@@ -203,13 +239,22 @@ else
   rm -rf "$work"
   log "patched configmap {namespace}/{name}"{mark}
 fi"""
+    if not optional:
+        return patch
+    return "\n".join([
+        f'if [ -z "$({get} --ignore-not-found -o name)" ]; then',
+        f'  log "configmap {namespace}/{name} absent (add-on not installed): nothing to re-point"',
+        "else",
+        patch,
+        "fi",
+    ])
 
 
 def control_plane_endpoint_edit(cluster: Cluster) -> tuple[str, str]:
     """(sed expression, grep pattern of the result) for ClusterConfiguration's top-level
     controlPlaneEndpoint: replaced if present, added if not."""
     hp = cluster.endpoint.host_port
-    return f"/^controlPlaneEndpoint:/d; 1i controlPlaneEndpoint: {hp}", f"^controlPlaneEndpoint: {hp}$"
+    return f"/^controlPlaneEndpoint:/d; 1i controlPlaneEndpoint: {hp}", f"controlPlaneEndpoint: {hp}"
 
 
 def bootstrap_script(cluster: Cluster, cert: str, key: str) -> str:
@@ -227,7 +272,10 @@ def bootstrap_script(cluster: Cluster, cert: str, key: str) -> str:
         f"  install -d -m 0755 {PKI}",
         write_file(f"{PKI}/apiserver.key", key, "0600", flag=None),
         write_file(f"{PKI}/apiserver.crt", cert, "0644", flag=None),
-        f"  kubeadm init --config={KUBEADM_CONFIG} --upload-certs >&2",
+        # It prints a join command with a token and the certificate key unless told not to
+        # (kubeadm init reference: --skip-token-print, --skip-certificate-key-print).
+        f"  kubeadm init --config={KUBEADM_CONFIG} --upload-certs --skip-token-print"
+        " --skip-certificate-key-print >&2",
         "else",
         '  log "cluster already initialised"',
         "fi",
@@ -239,10 +287,10 @@ def bootstrap_script(cluster: Cluster, cert: str, key: str) -> str:
         repoint_kubeconfig(f"{K8S}/kubelet.conf", ep.url),
         'if [ "$changed" = 1 ]; then systemctl restart kubelet; log "kubelet restarted"; fi',
         _patch_configmap("kube-public", "cluster-info", "kubeconfig", _sed_server(ep.url),
-                         f"server: {ep.url}$"),
+                         f"server: {ep.url}"),
         _patch_configmap("kube-system", "kube-proxy", "kubeconfig.conf",
-                         _sed_server(cluster.node_url), f"server: {cluster.node_url}$",
-                         flag="restart_proxy"),
+                         _sed_server(cluster.node_url), f"server: {cluster.node_url}",
+                         flag="restart_proxy", optional=True),
         'if [ -n "${restart_proxy:-}" ]; then',
         f"  {KUBECTL} -n kube-system rollout restart daemonset/kube-proxy",
         "fi",
@@ -336,7 +384,7 @@ def control_plane_join_script(cluster: Cluster, node: Host, cert: str, key: str,
         write_file(f"{PKI}/apiserver.crt", cert, "0644", flag=None),
         *_kubeadm_join(cluster, node, creds, control_plane=True),
         "fi",
-        f"{KUBECTL} wait --for=condition=Ready node/{node.name} --timeout=600s >&2",
+        f"{KUBECTL_LONG} wait --for=condition=Ready {quote('node/' + node.name)} --timeout=600s >&2",
         f'etcdctl_ endpoint health >&2 || {{ log "etcd on {node.name} unhealthy"; exit 1; }}',
         f'log "{node.name} is a Ready control-plane node with a healthy etcd member"',
     )
@@ -371,12 +419,15 @@ def workers_reconcile_script(cluster: Cluster) -> str:
         f"listed={quote(listed)}",
         f"previous=$({KUBECTL} -n kube-system get configmap kube-ha-workers"
         " -o jsonpath='{.data.workers}' 2>/dev/null || true)",
+        "set -f  # the list is split on blanks, never globbed",
         "for node in $previous; do",
         '  case " $listed " in *" $node "*) continue ;; esac',
         f'  if {KUBECTL} get node "$node" >/dev/null 2>&1; then',
         '    log "worker $node left the config: draining it and deleting its Node"',
-        f'    {KUBECTL} drain "$node" --ignore-daemonsets --delete-emptydir-data --timeout=300s >&2',
-        f'    {KUBECTL} delete node "$node" --ignore-not-found >&2',
+        f'    {KUBECTL_LONG} drain "$node" --ignore-daemonsets --delete-emptydir-data --timeout=300s >&2',
+        # kubectl delete waits until the object is gone, by default up to 168 h (kubectl
+        # delete.go): a finalizer would hang the step. The request is enough.
+        f'    {KUBECTL} delete node "$node" --ignore-not-found --wait=false >&2',
         "  fi",
         "done",
         'if [ "$previous" != "$desired" ]; then',
@@ -395,7 +446,7 @@ def membership_check_script(node: Host, etcd: EtcdAccess = EtcdAccess()) -> str:
         f"membership {node.name}",
         etcd.function(),
         "members=$(etcdctl_ member list)",
-        f"if grep -q ', {node.name}, ' <<< \"$members\"; then",
+        f"if grep -qF -- {quote(f', {node.name}, ')} <<< \"$members\"; then",
         f'  log "{node.name} is an etcd member"',
         "else",
         f'  log "{node.name} is not an etcd member"; exit 1',
@@ -461,15 +512,15 @@ def control_plane_removal_script(cluster: Cluster, node: Host) -> str:
     body = etcd_part.split("set -euo pipefail\n", 1)[1]
     return script(
         f"remove-control-plane {node.name}",
-        f"if {KUBECTL} get node {node.name} >/dev/null 2>&1; then",
-        f"  {KUBECTL} drain {node.name} --ignore-daemonsets --delete-emptydir-data"
+        f"if {KUBECTL} get node {quote(node.name)} >/dev/null 2>&1; then",
+        f"  {KUBECTL_LONG} drain {quote(node.name)} --ignore-daemonsets --delete-emptydir-data"
         " --timeout=300s >&2",
         "fi",
         # The etcd part exits 1 on a refusal, before the Node object is touched.
         "(",
         body.rstrip("\n"),
         ")",
-        f"{KUBECTL} delete node {node.name} --ignore-not-found >&2",
+        f"{KUBECTL} delete node {quote(node.name)} --ignore-not-found --wait=false >&2",
         f'log "{node.name} removed from the control plane"',
     )
 

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 
 from components import keepalived
 from components.haproxy import HaproxyPaths
-from components.model import Cluster, Host
+from components.model import Cluster, Host, parse_ip
 from components.shell import quote, script, write_file
 
 CFG = "/etc/haproxy/haproxy.cfg"
@@ -23,9 +23,15 @@ DEFAULT_PATHS = HaproxyPaths()
 
 
 def firewall_ports(cluster: Cluster) -> list[int]:
+    """What clients dial on an LB host: the endpoint port, and the stats port only when it
+    listens beyond loopback (a loopback listener needs no hole in the firewall)."""
     ports = [cluster.endpoint.port]
-    if cluster.load_balancer.stats_bind:
-        ports.append(int(cluster.load_balancer.stats_bind.rpartition(":")[2]))
+    stats = cluster.load_balancer.stats_bind
+    if stats:
+        host, _, port = stats.rpartition(":")
+        address = parse_ip(host.strip("[]"))
+        if address is None or not address.is_loopback:  # `*` or a routable address
+            ports.append(int(port))
     return ports
 
 
@@ -40,7 +46,10 @@ def install_script(cluster: Cluster, node_local: bool = False) -> str:
         f"  open_port {p}" for p in ([] if node_local else firewall_ports(cluster))
     ) or "  :"
     if cluster.uses_vip and not node_local:  # VRRP adverts between the LB hosts (IP proto 112)
-        open_ports += "\n  allow_vrrp"
+        open_ports += "".join(
+            f"\n  allow_vrrp_from {'ipv6' if lb.address.version == 6 else 'ipv4'} {lb.address}"
+            for lb in cluster.load_balancers)
+        open_ports += "\n  drop_open_vrrp"
     pkgs = " ".join(packages(cluster, node_local))
     return script(
         "lb-install",
@@ -91,13 +100,21 @@ open_port() {
     firewall-cmd --reload >/dev/null
   fi
 }
-allow_vrrp() {
+allow_vrrp_from() {  # family, peer address
+  local rule="rule family=\\"$1\\" source address=\\"$2\\" protocol value=\\"vrrp\\" accept"
+  if firewall-cmd --permanent --query-rich-rule="$rule" >/dev/null 2>&1; then
+    log "firewalld already allows VRRP from $2"
+  else
+    log "allowing VRRP from $2 in firewalld"
+    firewall-cmd --permanent --add-rich-rule="$rule" >/dev/null
+    firewall-cmd --reload >/dev/null
+  fi
+}
+drop_open_vrrp() {  # the rule earlier versions added: VRRP from anywhere
   local rule='rule protocol value="vrrp" accept'
   if firewall-cmd --permanent --query-rich-rule="$rule" >/dev/null 2>&1; then
-    log "firewalld already allows VRRP"
-  else
-    log "allowing VRRP in firewalld"
-    firewall-cmd --permanent --add-rich-rule="$rule" >/dev/null
+    log "removing the rule that allowed VRRP from any host"
+    firewall-cmd --permanent --remove-rich-rule="$rule" >/dev/null
     firewall-cmd --reload >/dev/null
   fi
 }

@@ -17,7 +17,13 @@ from components.model import Cluster
 from components.topology import etcd_endpoints
 
 NAMESPACE = "kube-system"
-POOL_LABEL = "kube-ha.io/elastic-apiserver"
+# Pods that hold the cluster's keys are placed only by what a kubelet cannot set on its own
+# Node under NodeRestriction: labels under node-restriction.kubernetes.io/ and node-role.
+# kubernetes.io/, and the node's name (matchFields). `kubernetes.io/hostname` or a label of our
+# own would let a compromised worker relabel itself and receive them (KEP-279; kubernetes
+# plugin/pkg/admission/noderestriction).
+POOL_LABEL = "node-restriction.kubernetes.io/kube-ha-elastic-apiserver"
+CONTROL_PLANE_LABEL = "node-role.kubernetes.io/control-plane"
 ELASTIC = "kube-ha-elastic-apiserver"
 CONTROLLER_MANAGER = "kube-ha-controller-manager"
 SCHEDULER = "kube-ha-scheduler"
@@ -81,12 +87,22 @@ def _selector(app: str) -> dict[str, str]:
     return {"app.kubernetes.io/name": app}
 
 
-def _probe(path: str, port: int, period: int, failures: int, delay: int = 0) -> Manifest:
-    probe: Manifest = {"httpGet": {"path": path, "port": port, "scheme": "HTTPS"},
+def _probe(path: str, port: int, period: int, failures: int, delay: int = 0,
+           host: str | None = None) -> Manifest:
+    get: Manifest = {"path": path, "port": port, "scheme": "HTTPS"}
+    if host:
+        get["host"] = host
+    probe: Manifest = {"httpGet": get,
                        "periodSeconds": period, "timeoutSeconds": 5, "failureThreshold": failures}
     if delay:
         probe["initialDelaySeconds"] = delay
     return probe
+
+
+def _on_named_nodes(names: list[str]) -> Manifest:
+    """Required node affinity on the Node's name: a field the kubelet cannot change."""
+    return {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [{
+        "matchFields": [{"key": "metadata.name", "operator": "In", "values": names}]}]}}
 
 
 def _one_per_node(app: str) -> Manifest:
@@ -193,10 +209,7 @@ def elastic_apiserver_deployment(cluster: Cluster) -> Manifest:
                     "terminationGracePeriodSeconds": TERMINATION_GRACE_S,
                     "nodeSelector": {POOL_LABEL: "true"},
                     "affinity": {
-                        "nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {
-                            "nodeSelectorTerms": [{"matchExpressions": [{
-                                "key": "kubernetes.io/hostname", "operator": "In",
-                                "values": list(e.pool_nodes)}]}]}},
+                        "nodeAffinity": _on_named_nodes(list(e.pool_nodes)),
                         **_one_per_node(ELASTIC),
                     },
                     "tolerations": _TOLERATIONS,
@@ -266,7 +279,13 @@ def _leader_elected(cluster: Cluster, name: str, component: str, port: int, repl
                     "priorityClassName": "system-cluster-critical",
                     "automountServiceAccountToken": False,
                     "enableServiceLinks": False,
-                    "affinity": _one_per_node(name),
+                    # They hold the CA key (controller-manager) or a privileged kubeconfig:
+                    # control-plane nodes only, as the static pods.
+                    "nodeSelector": {CONTROL_PLANE_LABEL: ""},
+                    "affinity": {
+                        "nodeAffinity": _on_named_nodes([h.name for h in cluster.control_plane]),
+                        **_one_per_node(name),
+                    },
                     "tolerations": _TOLERATIONS,
                     "securityContext": _POD_SECURITY,
                     "containers": [{
@@ -274,8 +293,9 @@ def _leader_elected(cluster: Cluster, name: str, component: str, port: int, repl
                         "image": image(cluster, component),
                         "command": [component, *flags],
                         "resources": {"requests": {"cpu": cpu, "memory": "128Mi"}},
-                        "startupProbe": _probe("/healthz", port, 10, 24, delay=10),
-                        "livenessProbe": _probe("/healthz", port, 10, 8),
+                        "startupProbe": _probe("/healthz", port, 10, 24, delay=10,
+                                               host="127.0.0.1"),
+                        "livenessProbe": _probe("/healthz", port, 10, 8, host="127.0.0.1"),
                         "securityContext": _CONTAINER_SECURITY,
                         "volumeMounts": [{"name": "config", "mountPath": "/etc/kubernetes/kube-ha",
                                           "readOnly": True}],
@@ -296,7 +316,7 @@ def controller_manager_deployment(cluster: Cluster) -> Manifest:
         f"--kubeconfig={conf}/controller-manager.conf",
         f"--authentication-kubeconfig={conf}/controller-manager.conf",
         f"--authorization-kubeconfig={conf}/controller-manager.conf",
-        "--bind-address=0.0.0.0",
+        "--bind-address=127.0.0.1",  # as kubeadm's static pod: health only, on loopback
         f"--secure-port={cm.port}",
         f"--client-ca-file={conf}/ca.crt",
         f"--cluster-name={cluster.name}",
@@ -324,7 +344,7 @@ def scheduler_deployment(cluster: Cluster) -> Manifest:
         f"--kubeconfig={conf}",
         f"--authentication-kubeconfig={conf}",
         f"--authorization-kubeconfig={conf}",
-        "--bind-address=0.0.0.0",
+        "--bind-address=127.0.0.1",
         f"--secure-port={s.port}",
         "--leader-elect=true",
     ]

@@ -8,21 +8,63 @@ the model: only whether they are set.
 
 from __future__ import annotations
 
+import base64
+import contextlib
 import dataclasses
 import ipaddress
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, TypeGuard, TypeVar
 
 PROJECT = "kube-ha"
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
-# DNS-1123 subdomain, the rule Kubernetes applies to Node names.
-_DNS1123 = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
-_VERSION = re.compile(r"^v?(\d+)\.(\d+)\.(\d+)$")
+# Every pattern here is used with `fullmatch` and spells its classes in ASCII: `re.match(...$)`
+# lets a trailing newline through (a command split in two), and `\d` matches non-ASCII digits.
+# What passes these grammars is inert in a shell word and in a config-file line.
+# DNS-1123 label, the rule Kubernetes applies to each dot-separated part of a Node name.
+_DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
+_VERSION = re.compile(r"v?([0-9]+)\.([0-9]+)\.([0-9]+)")
+# POSIX portable user names as useradd accepts them by default (NAME_REGEX), no trailing `$`.
+_USER = re.compile(r"[a-z_][a-z0-9_-]{0,31}")
+# An OpenSSH public key line (`ssh_host_*_key.pub`): type, base64 blob, optional comment. The
+# pinned pulumi-command parses it with ssh.ParseAuthorizedKey and negotiates only that key type.
+_HOST_KEY = re.compile(r"(ssh-ed25519|ecdsa-sha2-nistp(?:256|384|521)|ssh-rsa) "
+                       r"([A-Za-z0-9+/]+={0,2})( [\x21-\x7e][\x20-\x7e]*)?")
+_DIGITS = re.compile(r"-?[0-9]+")
+_QUANTITY = re.compile(r"[0-9]+(\.[0-9]+)?(m|Ki|Mi|Gi)?")
+_IMAGE_REPOSITORY = re.compile(r"[a-z0-9]([-a-z0-9.:]*[a-z0-9])?(/[a-z0-9._-]+)*")
+
+
+def is_dns_name(value: object) -> TypeGuard[str]:
+    """A DNS-1123 subdomain: lower-case labels of at most 63, at most 253 in all, ASCII only."""
+    return (isinstance(value, str) and 0 < len(value) <= 253
+            and all(_DNS_LABEL.fullmatch(label) for label in value.split(".")))
+
+
+def parse_ip(value: object) -> IPAddress | None:
+    """An IPv4 or IPv6 address, exactly as written (ASCII, no spaces), or None. IPv6 zone ids
+    (`fe80::1%eth0`) are refused: Python accepts any text after `%` and renders it back."""
+    if not (isinstance(value, str) and value.isascii() and value == value.strip()):
+        return None
+    try:
+        address = ipaddress.ip_address(value)
+    except ValueError:
+        return None
+    return None if getattr(address, "scope_id", None) is not None else address
+
+
+def url_host(address: IPAddress | str) -> str:
+    """An address or name as it stands in a URL or `host:port`: IPv6 in brackets (RFC 3986)."""
+    text = str(address)
+    return f"[{text}]" if ":" in text else text
+
+
+def host_port(address: IPAddress | str, port: int) -> str:
+    return f"{url_host(address)}:{port}"
 
 
 class ConfigError(ValueError):
@@ -44,6 +86,9 @@ class Host:
     user: str
     port: int
     bootstrap: bool = False
+    # The host's SSH public key, `type base64` (OpenSSH authorized_keys form, comment dropped).
+    # None only with insecureSkipHostKeyCheck: the SSH client then trusts whoever answers.
+    host_key: str | None = None
 
 
 @dataclass(frozen=True)
@@ -57,15 +102,15 @@ class Endpoint:
     @property
     def host(self) -> str:
         """What goes into kubeconfigs and controlPlaneEndpoint: the name if there is one."""
-        return self.dns_name or _url_host(self.address)
+        return self.dns_name or url_host(self.address)
 
     @property
     def url(self) -> str:
-        return f"https://{self.host}:{self.port}"
+        return f"https://{self.host_port}"
 
     @property
     def host_port(self) -> str:
-        return f"{self.host}:{self.port}"
+        return host_port(self.host, self.port)
 
 
 @dataclass(frozen=True)
@@ -164,12 +209,13 @@ class Cluster:
     scheduler: Scheduler = field(default_factory=Scheduler)
     node_local_proxy: bool = False
     image_repository: str = "registry.k8s.io"
+    insecure_skip_host_key_check: bool = False
 
     @property
     def node_url(self) -> str:
         """What kubelets and kube-proxy dial: their node-local proxy (workers) or local
         apiserver (control plane) at 127.0.0.1 with `nodeLocalProxy`, else the endpoint."""
-        return f"https://127.0.0.1:{self.apiserver_port}" if self.node_local_proxy else (
+        return f"https://{host_port('127.0.0.1', self.apiserver_port)}" if self.node_local_proxy else (
             self.endpoint.url)
 
     @property
@@ -195,7 +241,7 @@ class Cluster:
 
     @property
     def minor_version(self) -> tuple[int, int]:
-        m = _VERSION.match(self.kubernetes_version)
+        m = _VERSION.fullmatch(self.kubernetes_version)
         assert m, "validated by parse_cluster"
         return int(m.group(1)), int(m.group(2))
 
@@ -215,6 +261,8 @@ SCALAR_KEYS: dict[str, tuple[type, Any, str]] = {
     "allowEvenControlPlane": (bool, False, "Allow an even control-plane count (etcd quorum)."),
     "nodeLocalProxy": (bool, False, "Workers run haproxy on 127.0.0.1; kubelets and kube-proxy dial it."),
     "imageRepository": (str, "registry.k8s.io", "Registry of the control-plane images."),
+    "insecureSkipHostKeyCheck": (bool, False, "Throwaway labs only: hosts without hostKey are "
+                                 "trusted on first answer (no SSH host key verification)."),
 }
 OBJECT_KEYS = {
     "endpoint",
@@ -248,7 +296,7 @@ class _Reader:
         # YAML/JSON config may carry numbers and booleans as strings ("6443", "true").
         if kind is bool and isinstance(value, str) and value.lower() in ("true", "false"):
             return value.lower() == "true"  # type: ignore[return-value]
-        if kind is int and isinstance(value, str) and re.fullmatch(r"-?\d+", value):
+        if kind is int and isinstance(value, str) and _DIGITS.fullmatch(value):
             return int(value)  # type: ignore[return-value]
         if (kind is int and isinstance(value, bool)) or not isinstance(value, kind):
             self.fail(key, f"{value!r} is not a {kind.__name__}. Fix: give a {kind.__name__}.")
@@ -268,18 +316,29 @@ class _Reader:
         return number
 
     def ip(self, key: str, value: Any) -> IPAddress | None:
-        try:
-            return ipaddress.ip_address(str(value).strip())
-        except ValueError:
-            self.fail(key, f"{value!r} is not an IP address. Fix: give an IPv4 or IPv6 address.")
-            return None
+        address = parse_ip(value)
+        if address is None:
+            self.fail(key, f"{value!r} is not an IP address. Fix: give an IPv4 or IPv6 address, "
+                      "without a zone id or spaces.")
+        return address
 
     def cidr(self, key: str, value: Any) -> IPNetwork | None:
         try:
-            return ipaddress.ip_network(str(value).strip(), strict=True)
+            if not (isinstance(value, str) and value.isascii() and value == value.strip()):
+                raise ValueError("not a plain ASCII string")
+            if "%" in value:  # Python takes `fe80::/64%anything` as a zone id, as for addresses
+                raise ValueError("zone ids are not allowed")
+            return ipaddress.ip_network(value, strict=True)
         except ValueError as err:
             self.fail(key, f"{value!r} is not a network CIDR ({err}). Fix: e.g. 10.96.0.0/12.")
             return None
+
+    def user(self, key: str, value: Any, default: str) -> str:
+        name = self.typed(key, value, str, default)
+        if not _USER.fullmatch(name):
+            self.fail(key, f"{name!r} is not a user name. Fix: lower-case letters, digits, '_' "
+                      "or '-', starting with a letter, e.g. root or kube-admin.")
+        return name
 
     def obj(self, key: str, value: Any, allowed: set[str]) -> Mapping[str, Any]:
         if value is None:
@@ -304,14 +363,35 @@ def _closest(word: str, choices: set[str]) -> str | None:
     return match[0] if match else None
 
 
-def _url_host(address: IPAddress) -> str:
-    return f"[{address}]" if address.version == 6 else str(address)
+_HOST_KEYS = {"name", "address", "user", "port", "bootstrap", "hostKey"}
 
 
-_HOST_KEYS = {"name", "address", "user", "port", "bootstrap"}
+def _host_key(r: _Reader, key: str, value: Any, required: bool) -> str | None:
+    if value is None:
+        if required:
+            r.fail(key, "is not set: without it the SSH client trusts whoever answers on the "
+                   "address with root scripts, the CA key and join tokens. Fix: give the host's "
+                   "/etc/ssh/ssh_host_ed25519_key.pub line, collected out of band (see README, "
+                   "'SSH host keys'), or set insecureSkipHostKeyCheck: true for a throwaway lab.")
+        return None
+    m = _HOST_KEY.fullmatch(value) if isinstance(value, str) else None
+    blob = b""
+    if m:
+        with contextlib.suppress(ValueError):
+            blob = base64.b64decode(m.group(2), validate=True)
+    # The blob starts with its own key type (RFC 4253 6.6): a pasted key of another type or a
+    # truncated line is caught here, not at the first dial.
+    kind = m.group(1).encode() if m else b""
+    if not m or blob[4:4 + len(kind)] != kind or int.from_bytes(blob[:4], "big") != len(kind):
+        r.fail(key, f"{value!r} is not an SSH public key. Fix: paste one line of "
+               "/etc/ssh/ssh_host_ed25519_key.pub, e.g. 'ssh-ed25519 AAAAC3Nza... root@node'.")
+        return None
+    return f"{m.group(1)} {m.group(2)}"
 
 
-def _hosts(r: _Reader, key: str, value: Any, user: str, port: int, cp: bool) -> list[Host]:
+
+def _hosts(r: _Reader, key: str, value: Any, user: str, port: int, cp: bool,
+           need_host_key: bool) -> list[Host]:
     if value is None:
         return []
     if not isinstance(value, list):
@@ -321,13 +401,16 @@ def _hosts(r: _Reader, key: str, value: Any, user: str, port: int, cp: bool) -> 
     allowed = _HOST_KEYS if cp else _HOST_KEYS - {"bootstrap"}
     for i, entry in enumerate(value):
         k = f"{key}[{i}]"
+        if entry is None:
+            r.fail(k, "is empty (null). Fix: give name and address, or remove the line.")
+            continue
         item = r.obj(k, entry, allowed)
         if not item:
-            if entry is not None and isinstance(entry, Mapping):
+            if isinstance(entry, Mapping):
                 r.fail(k, "is empty. Fix: give name and address.")
             continue
         name = item.get("name")
-        if not isinstance(name, str) or not _DNS1123.match(name) or len(name) > 253:
+        if not is_dns_name(name):
             r.fail(f"{k}.name", f"{name!r} is not a valid node name. Fix: lower-case DNS name.")
             name = f"invalid-{i}"
         address = r.ip(f"{k}.address", item.get("address"))
@@ -335,9 +418,10 @@ def _hosts(r: _Reader, key: str, value: Any, user: str, port: int, cp: bool) -> 
             Host(
                 name=name,
                 address=address or ipaddress.ip_address("0.0.0.0"),
-                user=r.typed(f"{k}.user", item.get("user"), str, user),
+                user=r.user(f"{k}.user", item.get("user"), user),
                 port=r.port(f"{k}.port", item.get("port"), port),
                 bootstrap=r.typed(f"{k}.bootstrap", item.get("bootstrap"), bool, False),
+                host_key=_host_key(r, f"{k}.hostKey", item.get("hostKey"), need_host_key),
             )
         )
     return hosts
@@ -372,23 +456,24 @@ def parse_cluster(raw: Mapping[str, Any]) -> Cluster:
         return r.typed(key, raw.get(key), kind, default)
 
     name = scalar("clusterName")
-    if not _DNS1123.match(name):
+    if not is_dns_name(name):
         r.fail("clusterName", f"{name!r} is not a DNS-1123 name. Fix: lower-case, digits, '-'.")
     version = scalar("kubernetesVersion")
-    if not _VERSION.match(version):
+    if not _VERSION.fullmatch(version):
         r.fail("kubernetesVersion", f"{version!r} is not a version. Fix: e.g. v1.32.3.")
     elif not version.startswith("v"):
         version = "v" + version
-    ssh_user = scalar("sshUser")
+    ssh_user = r.user("sshUser", raw.get("sshUser"), SCALAR_KEYS["sshUser"][1])
     ssh_port = r.port("sshPort", raw.get("sshPort"), 22)
     apiserver_port = r.port("apiserverPort", raw.get("apiserverPort"), 6443)
     if raw.get("sshPrivateKey") in (None, ""):
         r.fail("sshPrivateKey", "is not set. Fix: pulumi config set --secret sshPrivateKey "
                "< ~/.ssh/id_ed25519")
 
-    cps = _hosts(r, "controlPlane", raw.get("controlPlane"), ssh_user, ssh_port, cp=True)
-    workers = _hosts(r, "workers", raw.get("workers"), ssh_user, ssh_port, cp=False)
-    lbs = _hosts(r, "loadBalancers", raw.get("loadBalancers"), ssh_user, ssh_port, cp=False)
+    need_key = not scalar("insecureSkipHostKeyCheck")
+    cps = _hosts(r, "controlPlane", raw.get("controlPlane"), ssh_user, ssh_port, True, need_key)
+    workers = _hosts(r, "workers", raw.get("workers"), ssh_user, ssh_port, False, need_key)
+    lbs = _hosts(r, "loadBalancers", raw.get("loadBalancers"), ssh_user, ssh_port, False, need_key)
     _check_unique(r, [("controlPlane", cps), ("workers", workers)])
     _check_unique(r, [("loadBalancers", lbs)])
 
@@ -412,7 +497,7 @@ def parse_cluster(raw: Mapping[str, Any]) -> Cluster:
     if not ep_raw:
         r.fail("endpoint", "is not set. Fix: give endpoint.address (the LB or VIP address).")
     dns_name = ep_raw.get("dnsName")
-    if dns_name is not None and (not isinstance(dns_name, str) or not _DNS1123.match(dns_name)):
+    if dns_name is not None and not is_dns_name(dns_name):
         r.fail("endpoint.dnsName", f"{dns_name!r} is not a DNS name. Fix: e.g. api.k8s.example.")
         dns_name = None
     endpoint = Endpoint(
@@ -431,7 +516,7 @@ def parse_cluster(raw: Mapping[str, Any]) -> Cluster:
     if service and pod and service.version == pod.version and service.overlaps(pod):  # type: ignore[arg-type]
         r.fail("podSubnet", f"{pod} overlaps serviceSubnet {service}. Fix: use disjoint CIDRs.")
     domain = scalar("clusterDomain")
-    if not _DNS1123.match(domain):
+    if not is_dns_name(domain):
         r.fail("clusterDomain", f"{domain!r} is not a DNS domain. Fix: e.g. cluster.local.")
 
     health = _health_check(r, raw.get("healthCheck"))
@@ -464,7 +549,7 @@ def parse_cluster(raw: Mapping[str, Any]) -> Cluster:
         r.fail("kubeScheduler.port", "10259 is the static pod's port. Fix: e.g. 10359.")
 
     image_repository = scalar("imageRepository").rstrip("/")
-    if not re.fullmatch(r"[a-z0-9]([-a-z0-9.:]*[a-z0-9])?(/[a-z0-9._-]+)*", image_repository):
+    if not _IMAGE_REPOSITORY.fullmatch(image_repository):
         r.fail("imageRepository", f"{image_repository!r} is not a registry path. "
                "Fix: e.g. registry.k8s.io or registry.example.com/k8s.")
 
@@ -488,6 +573,7 @@ def parse_cluster(raw: Mapping[str, Any]) -> Cluster:
         scheduler=scheduler,
         node_local_proxy=scalar("nodeLocalProxy"),
         image_repository=image_repository,
+        insecure_skip_host_key_check=not need_key,
     )
 
 
@@ -546,14 +632,17 @@ def _load_balancer(r: _Reader, value: Any) -> LoadBalancerSettings:
         r.fail("loadBalancer.vrrpInterface", f"{lb.vrrp_interface!r} is not an interface name. "
                "Fix: e.g. eth0 or ens192.")
     if lb.stats_bind is not None:
-        host, _, port = lb.stats_bind.rpartition(":")
-        if not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+        # `*`, an IPv4 address or a bracketed IPv6 one, then the port: ASCII, nothing else.
+        m = re.fullmatch(r"(\*|[0-9.]+|\[[0-9a-fA-F:.]+\]):([0-9]{1,5})", lb.stats_bind)
+        if not m or not 1 <= int(m.group(2)) <= 65535:
             r.fail("loadBalancer.statsBind", f"{lb.stats_bind!r} is not ADDRESS:PORT. "
-                   "Fix: e.g. 127.0.0.1:8404.")
-        elif host != "*":
-            r.ip("loadBalancer.statsBind", host.strip("[]"))
+                   "Fix: e.g. 127.0.0.1:8404 or [::1]:8404.")
+        elif m.group(1) != "*":
+            r.ip("loadBalancer.statsBind", m.group(1).strip("[]"))
     if lb.bind_address != "*":
-        r.ip("loadBalancer.bindAddress", lb.bind_address)
+        address = r.ip("loadBalancer.bindAddress", lb.bind_address)
+        if address is not None:  # rendered in canonical form, never as typed
+            lb = dataclasses.replace(lb, bind_address=str(address))
     return lb
 
 
@@ -563,16 +652,23 @@ def _certificates(r: _Reader, value: Any) -> CertificateSettings:
     def sans(k: str, v: Any, df: Any) -> tuple[str, ...]:
         if v is None:
             return df
-        if not isinstance(v, list) or not all(isinstance(s, str) and s for s in v):
+        if not isinstance(v, list):
             r.fail(k, "must be a list of DNS names or IP addresses. Fix: e.g. [api.example.com].")
             return df
-        for s in v:
-            try:
-                ipaddress.ip_address(s)
-            except ValueError:
-                if not _DNS1123.match(s.lower()):
-                    r.fail(k, f"{s!r} is neither an IP address nor a DNS name. Fix: correct it.")
-        return tuple(v)
+        out = []
+        for i, s in enumerate(v):
+            if not isinstance(s, str):
+                r.fail(f"{k}[{i}]", f"{s!r} is not a string. Fix: a DNS name or an IP address.")
+                continue
+            address = parse_ip(s)
+            if address is not None:
+                out.append(str(address))
+            elif s.isascii() and is_dns_name(s.lower()):
+                out.append(s.lower())
+            else:
+                r.fail(f"{k}[{i}]", f"{s!r} is neither an IP address (no zone id) nor a DNS name. "
+                       "Fix: correct it.")
+        return tuple(out)
 
     certs = CertificateSettings(**_fields(r, "certificates", value, {
         "caSource": ("ca_source", d.ca_source, lambda k, v, df: r.typed(k, v, str, df)),
@@ -606,7 +702,7 @@ def _elastic(r: _Reader, value: Any, node_names: set[str], apiserver_port: int) 
 
     def quantity(k: str, v: Any, df: Any) -> str:
         q = df if v is None else r.typed(k, v, str, df)
-        if not re.fullmatch(r"\d+(\.\d+)?(m|Ki|Mi|Gi)?", q):
+        if not _QUANTITY.fullmatch(q):
             r.fail(k, f"{q!r} is not a Kubernetes quantity. Fix: e.g. 250m or 512Mi.")
         return q
 

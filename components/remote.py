@@ -28,6 +28,9 @@ class Ssh:
             user=host.user,
             port=host.port,
             private_key=self.private_key,
+            # The provider pins this key (ssh.FixedHostKey) and negotiates only its type; without
+            # it, it accepts any host key (pulumi-command 1.2.1 remote/connection.go).
+            host_key=host.host_key,
             # Hosts may still be booting; the provider retries dials without delay (#1238).
             dial_error_limit=30,
             per_dial_timeout=10,
@@ -38,13 +41,29 @@ def _sudo(host: Host) -> str:
     return "" if host.user == "root" else "sudo -n "
 
 
+# pulumi-command has no timeout of its own (its session.Run takes no context): a hung script
+# would hang `pulumi up` for good. Every step is bounded here; the longest legitimate one (a
+# control-plane join: kubeadm, then up to 600 s for Ready) stays well inside.
+STEP_TIMEOUT_S = 1800
+
+
+def bounded(host: Host, command: str, seconds: int = STEP_TIMEOUT_S) -> str:
+    """`command` under `timeout` (SIGTERM, then SIGKILL 30 s later), saying so when it fires.
+    The part after `||` runs in the login shell (sh or bash), without sudo."""
+    return (f"{_sudo(host)}timeout -k 30 {seconds} {command} || {{ rc=$?; "
+            f'[ "$rc" != 124 ] || echo "kube-ha: this step timed out after {seconds} s and '
+            "was stopped; the host is as the script left it and every step is idempotent: fix "
+            'what it was waiting for (see the log above), then run pulumi up again" >&2; '
+            'exit "$rc"; }')
+
+
 def shell_for(host: Host) -> str:
-    return f"{_sudo(host)}bash -s"
+    return bounded(host, "bash -s")
 
 
 def inline(host: Host, script: str) -> str:
     """A script as a command string, for `delete` (which gets no stdin). Never put secrets here."""
-    return f"{_sudo(host)}bash -c {quote(script)}"
+    return bounded(host, f"bash -c {quote(script)}")
 
 
 def run_script(
@@ -70,6 +89,9 @@ def run_script(
         stdin=pulumi.Output.secret(script) if secret else script,
         delete=inline(host, delete_script) if delete_script else None,
         logging=command.remote.Logging.NONE if secret_stdout else command.remote.Logging.STDERR,
+        # The provider otherwise hands the previous stdout to the next run as the SSH
+        # environment variable PULUMI_COMMAND_STDOUT (sshd may accept it): not for secrets.
+        add_previous_output_in_env=False if secret_stdout else None,
         opts=pulumi.ResourceOptions(
             parent=parent,
             depends_on=list(depends_on),

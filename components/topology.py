@@ -5,7 +5,7 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass
 
-from components.model import Cluster, Host
+from components.model import Cluster, Host, host_port
 
 
 @dataclass(frozen=True)
@@ -99,11 +99,7 @@ def lb_backends(cluster: Cluster) -> list[Backend]:
 
 
 def etcd_endpoints(cluster: Cluster) -> list[str]:
-    return [f"https://{_host(h)}:2379" for h in cluster.control_plane]
-
-
-def _host(h: Host) -> str:
-    return f"[{h.address}]" if h.address.version == 6 else str(h.address)
+    return [f"https://{host_port(h.address, 2379)}" for h in cluster.control_plane]
 
 
 def _unique(items: list[str]) -> tuple[str, ...]:

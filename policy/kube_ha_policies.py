@@ -35,6 +35,17 @@ def _no_secret_on_command_line(args: ResourceValidationArgs, report: ReportViola
                    "them in errors. Pass secrets on stdin (a secret input) instead.", None)
 
 
+def _ssh_host_key_verified(args: ResourceValidationArgs, report: ReportViolation) -> None:
+    if args.resource_type != COMMAND:
+        return
+    connection = args.props.get("connection") or {}
+    if not connection.get("hostKey"):
+        report(f"connects to {connection.get('host')} without a hostKey: the SSH client then "
+               "accepts any host key, and whoever answers on that address receives root scripts "
+               "carrying the cluster's keys and join tokens. Give the host a hostKey in the stack "
+               "config.", None)
+
+
 def _scripts_update_in_place(args: ResourceValidationArgs, report: ReportViolation) -> None:
     if args.resource_type != COMMAND:
         return
@@ -66,6 +77,39 @@ def _no_host_pki(args: ResourceValidationArgs, report: ReportViolation) -> None:
         if path.startswith("/etc/kubernetes"):
             report(f"volume {volume.get('name')!r} mounts {path} from the host: control-plane "
                    "keys belong in Secrets, not on whichever node the pod lands.", None)
+
+
+# Labels a kubelet cannot set on its own Node under NodeRestriction (KEP-279).
+_PROTECTED_LABEL_PREFIXES = ("node-restriction.kubernetes.io/", "node-role.kubernetes.io/")
+
+
+def _key_holding_pods_pinned(args: ResourceValidationArgs, report: ReportViolation) -> None:
+    """A Deployment mounting one of our key Secrets (`kube-ha-*-pki`) is placed only by labels
+    a compromised kubelet cannot give its own Node, and by the node's name."""
+    if args.resource_type != DEPLOYMENT:
+        return
+    pod = (args.props.get("spec") or {}).get("template", {}).get("spec", {})
+    secrets = [s for v in pod.get("volumes") or [] for s in _secret_names(v)]
+    if not any(name.startswith("kube-ha-") and name.endswith("-pki") for name in secrets):
+        return
+    selector = pod.get("nodeSelector") or {}
+    if not selector or not all(k.startswith(_PROTECTED_LABEL_PREFIXES) for k in selector):
+        report(f"mounts {secrets} but is placed by {sorted(selector)}: a kubelet can set these "
+               "labels on its own Node. Select with node-restriction.kubernetes.io/ or "
+               "node-role.kubernetes.io/ labels.", None)
+    required = (((pod.get("affinity") or {}).get("nodeAffinity") or {})
+                .get("requiredDuringSchedulingIgnoredDuringExecution") or {})
+    terms = required.get("nodeSelectorTerms") or []
+    if not terms or any(t.get("matchExpressions") or not t.get("matchFields") for t in terms):
+        report("node affinity must name the nodes with matchFields on metadata.name, not with "
+               "labels such as kubernetes.io/hostname that the kubelet sets itself.", None)
+
+
+def _secret_names(volume: dict[str, Any]) -> list[str]:
+    if "secret" in volume:
+        return [volume["secret"].get("secretName", "")]
+    sources = (volume.get("projected") or {}).get("sources") or []
+    return [src["secret"].get("name", "") for src in sources if "secret" in src]
 
 
 def _leader_election(args: ResourceValidationArgs, report: ReportViolation) -> None:
@@ -105,6 +149,10 @@ POLICIES = [
         description="Remote commands carry keys and tokens on stdin, never in command strings.",
         validate=_no_secret_on_command_line),
     ResourceValidationPolicy(
+        name="ssh-host-key-verified", enforcement_level=EnforcementLevel.MANDATORY,
+        description="Every remote command pins its host's SSH host key.",
+        validate=_ssh_host_key_verified),
+    ResourceValidationPolicy(
         name="scripts-update-in-place", enforcement_level=EnforcementLevel.MANDATORY,
         description="Script changes update commands in place (no triggers, update == create).",
         validate=_scripts_update_in_place),
@@ -116,6 +164,11 @@ POLICIES = [
         name="no-host-pki", enforcement_level=EnforcementLevel.MANDATORY,
         description="Control-plane Deployments take certificates from Secrets, not hostPath.",
         validate=_no_host_pki),
+    ResourceValidationPolicy(
+        name="key-holding-pods-pinned", enforcement_level=EnforcementLevel.MANDATORY,
+        description="Pods mounting the cluster's keys run only on nodes chosen by name and by "
+                    "labels a kubelet cannot set.",
+        validate=_key_holding_pods_pinned),
     ResourceValidationPolicy(
         name="leader-election", enforcement_level=EnforcementLevel.MANDATORY,
         description="Extra controller-managers and schedulers join the static pods' election.",

@@ -214,7 +214,7 @@ class ClusterMocks(pulumi.runtime.Mocks):
         if "kube-ha: read-admin-kubeconfig" in script:
             return ADMIN_KUBECONFIG
         if "kube-ha: read-control-plane-files" in script:
-            keys = re.findall(r'"\$sep" (\S+) "\$\(base64', script)
+            keys = re.findall(r'out\+="\$sep\\"([^\\]+)\\"', script)
             return json.dumps({k.strip("'"): base64.b64encode(
                 (ADMIN_KUBECONFIG if k.endswith(".conf") else f"content of {k}\n").encode()
             ).decode() for k in keys})

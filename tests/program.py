@@ -10,6 +10,7 @@ from typing import Any
 import pulumi
 import yaml
 
+from tests.harness.hosts import host
 from tests.mocks import ClusterMocks, RecordingMonitor
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -27,8 +28,8 @@ def dev_stack() -> dict[str, Any]:
 def scaled_stack(cp: int, workers: int, node_local: bool = False) -> dict[str, Any]:
     """The dev stack with `cp` control-plane nodes and `workers` workers (two in the pool)."""
     raw = dev_stack()
-    raw["controlPlane"] = [{"name": f"cp-{i}", "address": f"10.1.0.{10 + i}"} for i in range(cp)]
-    raw["workers"] = [{"name": f"w-{i}", "address": f"10.2.{i // 250}.{i % 250 + 1}"}
+    raw["controlPlane"] = [host(f"cp-{i}", f"10.1.0.{10 + i}") for i in range(cp)]
+    raw["workers"] = [host(f"w-{i}", f"10.2.{i // 250}.{i % 250 + 1}")
                       for i in range(workers)]
     raw["elasticApiserver"]["poolNodes"] = ["w-0", "w-1"]
     raw["allowEvenControlPlane"] = True

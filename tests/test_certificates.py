@@ -11,6 +11,7 @@ import pytest
 from components.model import parse_cluster
 from components.topology import apiserver_sans
 from tests.harness import pki
+from tests.harness.hosts import host
 from tests.harness.lab import Lab
 from tests.mocks import ClusterMocks
 from tests.program import SSH_KEY, dev_stack, run_program
@@ -133,8 +134,8 @@ def test_a_san_change_touches_exactly_the_certs_and_their_install_steps() -> Non
 def test_adding_a_control_plane_node_leaves_the_others_certs_alone() -> None:
     base = run_program(dev_stack())
     raw = dev_stack()
-    raw["controlPlane"] += [{"name": "ubuntu-76", "address": "10.21.22.76"},
-                            {"name": "ubuntu-77", "address": "10.21.22.77"}]
+    raw["controlPlane"] += [host("ubuntu-76", "10.21.22.76"),
+                            host("ubuntu-77", "10.21.22.77")]
     changed = _changed(base, run_program(raw))
     existing = tuple(f"kubernetes-pki-apiserver-{n}-" for n in ("ubuntu-73", "ubuntu-70",
                                                                  "ubuntu-72"))
@@ -154,3 +155,48 @@ def test_rotation_counter_rekeys_every_issued_certificate() -> None:
     assert len(keys) >= 5
     for reg in keys:
         assert reg.replacement_trigger == 3, (reg.name, reg.replacement_trigger)
+
+
+def kubeadm_checked_names(kubeadm_yaml: str, node_name: str, advertise: str
+                          ) -> tuple[set[str], set[str]]:
+    """The names kubeadm requires in a pre-placed apiserver.crt of one node: its own rule,
+    kubernetes/kubernetes cmd/kubeadm/app/util/pkiutil/pki_helpers.go GetAPIServerAltNames
+    (node name, kubernetes[.default[.svc[.<dnsDomain>]]], the service subnet's first IP, the
+    advertise address, controlPlaneEndpoint's host, then ClusterConfiguration.apiServer.certSANs);
+    a pre-placed certificate missing one fails validation (kubernetes#84644)."""
+    import ipaddress
+
+    import yaml
+
+    cc = next(d for d in yaml.safe_load_all(kubeadm_yaml) if d["kind"] == "ClusterConfiguration")
+    dns = {node_name, "kubernetes", "kubernetes.default", "kubernetes.default.svc",
+           f"kubernetes.default.svc.{cc['networking']['dnsDomain']}"}
+    ips = {str(next(ipaddress.ip_network(cc["networking"]["serviceSubnet"]).hosts())), advertise}
+    host = cc["controlPlaneEndpoint"].rsplit(":", 1)[0].strip("[]")
+    for name in [host, *cc["apiServer"]["certSANs"]]:
+        try:
+            ips.add(str(ipaddress.ip_address(name)))
+        except ValueError:
+            dns.add(name)
+    return dns, ips
+
+
+@pytest.mark.parametrize("extra", [{}, {"certificates": {"caSource": "generate", "rotation": 0,
+                                                         "extraSans": ["api.example.org"]}},
+                                   {"nodeLocalProxy": True}])
+def test_every_control_plane_cert_passes_kubeadms_own_san_check(extra: dict[str, Any]) -> None:
+    """Each node's certificate (the real one the program issues) holds every name kubeadm checks
+    when that node joins with it pre-placed, for the ClusterConfiguration the program writes."""
+    from components.kubeadm_scripts import kubeadm_config
+
+    raw = {**dev_stack(), **extra}
+    mocks = ClusterMocks()
+    run_program(raw, mocks=mocks)
+    cluster = parse_cluster(raw)
+    config = kubeadm_config(cluster)
+    for node in cluster.control_plane:
+        have_dns, have_ips = map(set, pki.sans_of(
+            issued(mocks, f"kubernetes-pki-apiserver-{node.name}").cert_pem))
+        want_dns, want_ips = kubeadm_checked_names(config, node.name, str(node.address))
+        assert want_dns <= have_dns, (node.name, want_dns - have_dns)
+        assert want_ips <= have_ips, (node.name, want_ips - have_ips)

@@ -9,6 +9,7 @@ import pytest
 import yaml
 
 from components.model import SCALAR_KEYS, ConfigError, parse_cluster
+from tests.harness.hosts import host
 from tests.mocks import ClusterMocks
 from tests.program import ROOT, run_program
 
@@ -62,7 +63,7 @@ def test_dev_stack_loads(raw: dict[str, Any]) -> None:
      "elasticApiserver.poolNodes[0]", "not a node"),
     (lambda r: r.update(controllerManager={"replicas": 2, "port": 10257}),
      "controllerManager.port", "static pod"),
-    (lambda r: r["loadBalancers"].append({"name": "haproxy-102", "address": "10.21.22.102"}),
+    (lambda r: r["loadBalancers"].append(host("haproxy-102", "10.21.22.102")),
      "endpoint.address", "virtual IP"),
     (lambda r: (r["endpoint"].update(address="10.21.22.100"),
                 r["loadBalancer"].update(bindAddress="10.21.22.100")),
@@ -124,3 +125,15 @@ def test_pulumi_yaml_declares_every_scalar_with_model_defaults() -> None:
         assert declared[key].get("default") == default, key
         assert declared[key]["description"]
     assert declared["sshPrivateKey"]["secret"] is True
+
+
+def test_readme_error_example_is_the_real_output(raw: dict[str, Any]) -> None:
+    """The README shows what `pulumi up` prints for a stack with three mistakes: keep it true."""
+    readme = (ROOT / "README.md").read_text()
+    shown = readme.split("```\ninvalid stack config:\n", 1)[1].split("```", 1)[0]
+    raw["controlPlane"][1]["address"] = "10.21.22.300"
+    raw["controlPlane"].pop()
+    raw["healthCheck"]["intervalMs"] = 800
+    with pytest.raises(ConfigError) as err:
+        parse_cluster(raw)
+    assert str(err.value) == "invalid stack config:\n" + shown.rstrip("\n")

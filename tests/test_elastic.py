@@ -14,6 +14,7 @@ import pytest
 
 from components import manifests as m
 from components.model import parse_cluster
+from tests.harness.hosts import host
 from tests.harness.lab import Lab
 from tests.mocks import is_secret, plain
 from tests.program import Run, dev_stack, run_program
@@ -104,6 +105,44 @@ def test_probe_ports_match_flags_and_nothing_from_host_pki(dev: Run) -> None:
     assert "--leader-elect=true" in command and _flag(command, "secure-port") == "10357"
 
 
+def test_key_holding_pods_are_placed_only_by_what_a_kubelet_cannot_set(dev: Run) -> None:
+    """NodeRestriction lets a kubelet set its own Node's labels except node-restriction.
+    kubernetes.io/* and node-role.kubernetes.io/* (KEP-279; kubernetes plugin/pkg/admission/
+    noderestriction): a worker that relabels itself `kubernetes.io/hostname` or any label of
+    ours must not receive the pods holding sa.key, the etcd client key or the CA key."""
+    deployments = _k8s(dev, "apps/v1:Deployment")
+    cluster = parse_cluster(dev_stack())
+    expect = {
+        "kubernetes-elastic-apiserver-deployment": (
+            {"node-restriction.kubernetes.io/kube-ha-elastic-apiserver": "true"},
+            list(cluster.elastic_apiserver.pool_nodes)),
+        "kubernetes-controller-manager-deployment": (
+            {"node-role.kubernetes.io/control-plane": ""}, [h.name for h in cluster.control_plane]),
+    }
+    for name, (selector, nodes) in expect.items():
+        pod = deployments[name]["spec"]["template"]["spec"]
+        assert pod["nodeSelector"] == selector, name
+        terms = pod["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"][
+            "nodeSelectorTerms"]
+        assert terms == [{"matchFields": [{"key": "metadata.name", "operator": "In",
+                                           "values": nodes}]}], name
+    patched = {plain(r.inputs)["metadata"]["name"]: plain(r.inputs)["metadata"]["labels"]
+               for r in dev.mocks.by_type("kubernetes:core/v1:NodePatch")}
+    assert patched == {n: {m.POOL_LABEL: "true"} for n in cluster.elastic_apiserver.pool_nodes}
+
+
+def test_controller_manager_and_scheduler_listen_on_loopback_only(dev: Run) -> None:
+    """As kubeadm's static pods: with hostNetwork, 0.0.0.0 would expose them on the node."""
+    cm = _k8s(dev, "apps/v1:Deployment")["kubernetes-controller-manager-deployment"]
+    container = cm["spec"]["template"]["spec"]["containers"][0]
+    assert _flag(container["command"], "bind-address") == "127.0.0.1"
+    for probe in ("startupProbe", "livenessProbe"):
+        assert container[probe]["httpGet"]["host"] == "127.0.0.1"
+    sched = m.scheduler_deployment(parse_cluster({**dev_stack(), "kubeScheduler": {"replicas": 2}}))
+    assert _flag(sched["spec"]["template"]["spec"]["containers"][0]["command"],
+                 "bind-address") == "127.0.0.1"
+
+
 def test_graceful_shutdown_is_shorter_than_grace_period(dev: Run) -> None:
     dep = _k8s(dev, "apps/v1:Deployment")["kubernetes-elastic-apiserver-deployment"]
     pod = dep["spec"]["template"]["spec"]
@@ -159,7 +198,7 @@ def test_changing_min_max_touches_only_the_hpa(dev: Run) -> None:
 
 def test_changing_the_pool_touches_affinity_labels_lb_and_the_pool_cert(dev: Run) -> None:
     raw = copy.deepcopy(dev_stack())
-    raw["workers"].append({"name": "ubuntu-81", "address": "10.21.22.81"})
+    raw["workers"].append(host("ubuntu-81", "10.21.22.81"))
     base = run_program(copy.deepcopy(raw))
     raw["elasticApiserver"]["poolNodes"].append("ubuntu-81")
     changed = _changed(base, run_program(raw))

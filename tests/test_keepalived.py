@@ -3,12 +3,14 @@ haproxy.cfg and keepalived.conf; a client host dials the VIP while the master's 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +20,7 @@ from components.haproxy import HaproxyPaths, render_haproxy_cfg
 from components.keepalived import check_script, render_keepalived_conf
 from components.model import parse_cluster
 from tests.harness import pki
+from tests.harness.hosts import host
 from tests.harness.lab import ROOT
 from tests.harness.netns import Segment
 
@@ -37,8 +40,8 @@ exec keepalived -n -l -D -P -f /etc/keepalived/keepalived.conf -p "$1/k.pid" -r 
 def cluster_config() -> dict[str, Any]:
     return {
         "sshPrivateKey": "test",
-        "controlPlane": [{"name": "cp-1", "address": CP}],
-        "loadBalancers": [{"name": n, "address": a} for n, a in LBS.items()],
+        "controlPlane": [host("cp-1", CP)],
+        "loadBalancers": [host(n, a) for n, a in LBS.items()],
         "endpoint": {"address": VIP, "port": 6443},
         "loadBalancer": {"maxConn": 4000},  # this sandbox's FD limit
     }
@@ -57,7 +60,11 @@ def wait_for(cond: Any, timeout: float, what: str) -> float:
     raise TimeoutError(what)
 
 
-def test_vip_moves_to_the_other_lb_when_haproxy_dies(tmp_path: Path) -> None:
+@contextlib.contextmanager
+def vip_pair(tmp_path: Path, extra_hosts: dict[str, str] | None = None
+             ) -> Iterator[tuple[Segment, dict[str, subprocess.Popen[str]]]]:
+    """Two LB hosts running our haproxy.cfg and keepalived.conf in front of one fake apiserver,
+    a client host, and `extra_hosts` on the same switch; yields once a host holds the VIP."""
     cluster = parse_cluster(cluster_config())
     assert cluster.uses_vip
     ca = pki.make_ca()
@@ -67,8 +74,8 @@ def test_vip_moves_to_the_other_lb_when_haproxy_dies(tmp_path: Path) -> None:
     crt, key = pki.issue(ca, "cp-1", dns=["cp-1"], ips=[CP, VIP]).write(tmp_path, "cp-1")
 
     with Segment() as seg:
-        for host, address in {"cp": CP, "client": CLIENT, **LBS}.items():
-            seg.add_host(host, address)
+        for name, address in {"cp": CP, "client": CLIENT, **LBS, **(extra_hosts or {})}.items():
+            seg.add_host(name, address)
         seg.start("cp", [sys.executable, "-m", "tests.harness.fake_apiserver", "--bind", CP,
                          "--port", "6443", "--cert", str(crt), "--key", str(key), "--name", "cp-1"],
                   tmp_path / "cp.log", cwd=ROOT)
@@ -97,6 +104,11 @@ def test_vip_moves_to_the_other_lb_when_haproxy_dies(tmp_path: Path) -> None:
                              KEEPALIVED, "keepalived", str(d)], d / "keepalived.log")
 
         wait_for(lambda: len(vip_holder(seg)) == 1, 15, "a VIP holder")
+        yield seg, haproxy
+
+
+def test_vip_moves_to_the_other_lb_when_haproxy_dies(tmp_path: Path) -> None:
+    with vip_pair(tmp_path) as (seg, haproxy):
         first = vip_holder(seg)[0]
         other = next(h for h in LBS if h != first)
 
@@ -122,3 +134,43 @@ def test_vip_moves_to_the_other_lb_when_haproxy_dies(tmp_path: Path) -> None:
     window = max((r["start"] - fault_at for r in failed), default=0.0)
     print(f"VIP moved in {moved:.2f}s; {len(failed)} of {len(results)} failed; "
           f"window {window:.2f}s")
+
+
+ROGUE = "192.0.2.66"
+ROGUE_CONF = f"""
+vrrp_instance rogue {{
+    state MASTER
+    interface eth0
+    virtual_router_id 51
+    priority 254
+    advert_int 1
+    unicast_src_ip {ROGUE}
+    unicast_peer {{
+        {LBS["lb1"]}
+        {LBS["lb2"]}
+    }}
+    virtual_ipaddress {{
+        {VIP}/32 dev eth0
+    }}
+}}
+"""
+
+
+def test_a_host_that_is_not_a_peer_cannot_take_the_vip(tmp_path: Path) -> None:
+    """A stranger on the LBs' network sends higher-priority unicast adverts for our router id.
+    keepalived accepts them unless `check_unicast_src` is set (keepalived.conf(5); without it the
+    security review saw the master drop to BACKUP); with it the LBs log the stranger and keep
+    the VIP among themselves."""
+    (tmp_path / "rogue").mkdir()
+    (tmp_path / "rogue" / "keepalived.conf").write_text(ROGUE_CONF)
+    with vip_pair(tmp_path, {"rogue": ROGUE}) as (seg, _):
+        holder = vip_holder(seg)
+        seg.start("rogue", ["unshare", "--mount", "--propagation", "private", "bash", "-c",
+                            "mount -t tmpfs tmpfs /etc/keepalived && exec keepalived -n -l -D -P "
+                            f"-f {tmp_path}/rogue/keepalived.conf -p {tmp_path}/rogue/k.pid "
+                            f"-r {tmp_path}/rogue/v.pid"], tmp_path / "rogue" / "keepalived.log")
+        wait_for(lambda: VIP in seg.addresses("rogue"), 10, "the rogue to claim the VIP")
+        time.sleep(5)  # five of its adverts at priority 254
+        assert vip_holder(seg) == holder, "a non-peer's adverts moved the VIP"
+    logs = "".join((tmp_path / lb / "keepalived.log").read_text() for lb in LBS)
+    assert "not a unicast peer" in logs, logs[-2000:]

@@ -5,6 +5,7 @@ stand-in for systemd that drives haproxy the way its unit file does."""
 from __future__ import annotations
 
 import copy
+import json
 import re
 import subprocess
 from pathlib import Path
@@ -16,6 +17,7 @@ from components.haproxy import render_haproxy_cfg
 from components.lb_scripts import configure_script, install_script
 from components.model import parse_cluster
 from tests.harness import pki
+from tests.harness.hosts import host
 
 SHIM = Path(__file__).parent / "harness" / "bin"
 pytestmark = pytest.mark.slow
@@ -59,8 +61,8 @@ def test_configure_runs_twice_rejects_bad_config_and_reloads_in_place(
     raw["loadBalancer"]["maxConn"] = 4000
     cluster = parse_cluster(raw)
     grown = copy.deepcopy(raw)
-    grown["controlPlane"] += [{"name": "ubuntu-76", "address": "10.21.22.76"},
-                              {"name": "ubuntu-77", "address": "10.21.22.77"}]
+    grown["controlPlane"] += [host("ubuntu-76", "10.21.22.76"),
+                              host("ubuntu-77", "10.21.22.77")]
     bigger = parse_cluster(grown)
     cfg = render_haproxy_cfg(cluster)
     steps: dict[object, str] = {
@@ -128,9 +130,9 @@ cp /run/keepalived.log "$T/keepalived.log" 2>/dev/null
 
 
 def test_vip_configure_starts_keepalived_once_and_takes_the_vip(tmp_path: Path) -> None:
-    raw = {"sshPrivateKey": "t", "controlPlane": [{"name": "cp-1", "address": "192.0.2.11"}],
-           "loadBalancers": [{"name": "lb1", "address": "192.0.2.2"},
-                             {"name": "lb2", "address": "192.0.2.3"}],
+    raw = {"sshPrivateKey": "t", "controlPlane": [host("cp-1", "192.0.2.11")],
+           "loadBalancers": [host("lb1", "192.0.2.2"),
+                             host("lb2", "192.0.2.3")],
            "endpoint": {"address": "192.0.2.100"}, "loadBalancer": {"maxConn": 4000}}
     cluster = parse_cluster(raw)
     ca = pki.make_ca()
@@ -153,3 +155,54 @@ def test_vip_configure_starts_keepalived_once_and_takes_the_vip(tmp_path: Path) 
         assert not list((tmp_path / d).glob("*.kube-ha.*")), d
     # Alone on its segment, the LB whose haproxy answers takes the VIP.
     assert out.get("VIP") == "1", (result.stdout, result.stderr)
+
+
+FIREWALLD = Path(__file__).parent / "harness" / "firewalld"
+FIREWALL_DRIVER = """
+set -u
+mount --bind "$T/etc-haproxy" /etc/haproxy
+export PATH="$FW:$SHIM:$PATH" FIREWALLD_STATE="$T/firewalld.json"
+bash "$T/install.sh" 2> "$T/err1"; echo "RC1=$?"
+bash "$T/install.sh" 2> "$T/err2"; echo "RC2=$?"
+"""
+
+
+def _firewalld_after_install(cluster_raw: dict[str, Any], tmp_path: Path,
+                             before: dict[str, list[str]] | None = None
+                             ) -> tuple[dict[str, list[str]], list[list[str]]]:
+    """Run the LB install script twice on a host where firewalld runs (stand-in firewall-cmd);
+    the permanent ports and rich rules it leaves, and every firewall-cmd call."""
+    (tmp_path / "etc-haproxy").mkdir()
+    (tmp_path / "install.sh").write_text(install_script(parse_cluster(cluster_raw)))
+    if before is not None:
+        (tmp_path / "firewalld.json").write_text(json.dumps(before))
+    result = subprocess.run(["unshare", "--mount", "--propagation", "private", "bash", "-c",
+                             FIREWALL_DRIVER],
+                            env={"T": str(tmp_path), "SHIM": str(SHIM), "FW": str(FIREWALLD),
+                                 "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"},
+                            capture_output=True, text=True, timeout=120)
+    assert "RC1=0" in result.stdout and "RC2=0" in result.stdout, (
+        result, (tmp_path / "err1").read_text())
+    calls = [json.loads(line) for line in (tmp_path / "firewalld.json.calls").read_text().splitlines()]
+    return json.loads((tmp_path / "firewalld.json").read_text()), calls
+
+
+def test_firewalld_opens_the_endpoint_but_not_a_loopback_stats_port(
+        raw: dict[str, Any], tmp_path: Path) -> None:
+    assert raw["loadBalancer"]["statsBind"] == "127.0.0.1:8404"
+    state, calls = _firewalld_after_install(raw, tmp_path)
+    assert state == {"ports": ["6443/tcp"], "rich_rules": []}
+    adds = [c for c in calls if any(a.startswith("--add-") for a in c)]
+    assert len(adds) == 1  # the second run finds the port open and adds nothing
+
+
+def test_firewalld_admits_vrrp_from_the_peer_lbs_only(raw: dict[str, Any], tmp_path: Path) -> None:
+    raw["endpoint"]["address"] = "10.21.22.100"
+    raw["loadBalancers"].append(host("haproxy-102", "10.21.22.102"))
+    raw["loadBalancer"]["statsBind"] = "*:8404"  # beyond loopback: opened
+    old_open_rule = 'rule protocol value="vrrp" accept'
+    state, _ = _firewalld_after_install(raw, tmp_path, {"ports": [], "rich_rules": [old_open_rule]})
+    assert sorted(state["ports"]) == ["6443/tcp", "8404/tcp"]
+    assert sorted(state["rich_rules"]) == [
+        f'rule family="ipv4" source address="{a}" protocol value="vrrp" accept'
+        for a in ("10.21.22.101", "10.21.22.102")]  # and the open rule of older versions is gone

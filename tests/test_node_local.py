@@ -20,6 +20,7 @@ from components.haproxy import (
 )
 from components.model import parse_cluster
 from components.topology import apiserver_sans
+from tests.harness.hosts import host
 from tests.harness.lab import Lab
 from tests.mocks import plain
 from tests.program import dev_stack, run_program
@@ -64,17 +65,17 @@ def test_workers_get_a_local_proxy_before_they_join(local_raw: dict[str, Any]) -
     assert proxy["connection"]["host"] == "10.21.22.74"
     assert "bind 127.0.0.1:6443" in proxy["stdin"] and "keepalived" not in proxy["stdin"]
     join = plain(run.inputs("kubernetes-kubeadm-ubuntu-74-join"))["stdin"]
-    assert 'grep -q "^ *server: https://127.0.0.1:6443$"' in join
+    assert ks.repoint_kubeconfig("/etc/kubernetes/kubelet.conf", "https://127.0.0.1:6443") in join
     boot = plain(run.inputs("kubernetes-kubeadm-ubuntu-73-control-plane"))["stdin"]
-    assert "server: https://127.0.0.1:6443$" in boot  # kube-proxy's kubeconfig
+    assert ks.has_line("server: https://127.0.0.1:6443", "") in boot  # kube-proxy's kubeconfig
 
 
 def test_control_plane_change_rewrites_every_local_proxy_and_nothing_else_on_workers(
         local_raw: dict[str, Any]) -> None:
     before = run_program(local_raw)
     grown = copy.deepcopy(local_raw)
-    grown["controlPlane"] += [{"name": "ubuntu-76", "address": "10.21.22.76"},
-                              {"name": "ubuntu-77", "address": "10.21.22.77"}]
+    grown["controlPlane"] += [host("ubuntu-76", "10.21.22.76"),
+                              host("ubuntu-77", "10.21.22.77")]
     after = run_program(grown)
     a = {r.name: r.inputs for r in before.mocks.resources}
     b = {r.name: r.inputs for r in after.mocks.resources}
@@ -85,12 +86,11 @@ def test_control_plane_change_rewrites_every_local_proxy_and_nothing_else_on_wor
         assert f"kubernetes-kubeadm-{w}-local-proxy-install" not in changed
 
 
-def test_worker_script_points_kubelet_at_the_local_proxy(local_raw: dict[str, Any],
-                                                       tmp_path: Path) -> None:
+def test_worker_script_points_kubelet_at_the_local_proxy(local_raw: dict[str, Any]) -> None:
     cluster = parse_cluster(local_raw)
     text = ks.worker_join_script(cluster, cluster.workers[0], {
         "token": "t", "caCertHash": "sha256:00", "certificateKey": ""})
-    assert 'grep -q "^ *server: https://127.0.0.1:6443$"' in text
+    assert ks.repoint_kubeconfig("/etc/kubernetes/kubelet.conf", "https://127.0.0.1:6443") in text
 
 
 def _local_renderer(lab: Lab) -> str:

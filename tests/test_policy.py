@@ -75,6 +75,8 @@ def _edited(resources: list[PolicyResource], name: str, edit: Any) -> list[Polic
      "no-secret-on-command-line"),
     ("kubernetes-lb-haproxy-101-configure", lambda p: p.update(triggers=["x"]),
      "scripts-update-in-place"),
+    ("kubernetes-kubeadm-ubuntu-74-join", lambda p: p["connection"].pop("hostKey"),
+     "ssh-host-key-verified"),
     ("kubernetes-lb-haproxy-101-configure",
      lambda p: p.update(stdin=p["stdin"].replace('haproxy -c -q -f "$tmp"', "true")),
      "haproxy-validated-before-live"),
@@ -86,6 +88,15 @@ def _edited(resources: list[PolicyResource], name: str, edit: Any) -> list[Polic
          "--leader-elect=true"), "leader-election"),
     ("kubernetes-elastic-apiserver-deployment", lambda p: p["spec"].update(replicas=3),
      "hpa-owns-replicas"),
+    ("kubernetes-elastic-apiserver-deployment",
+     lambda p: p["spec"]["template"]["spec"].update(nodeSelector={"kube-ha.io/pool": "true"}),
+     "key-holding-pods-pinned"),
+    ("kubernetes-controller-manager-deployment",
+     lambda p: p["spec"]["template"]["spec"]["affinity"]["nodeAffinity"][
+         "requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"][0].update(
+         matchFields=[], matchExpressions=[{"key": "kubernetes.io/hostname", "operator": "In",
+                                            "values": ["ubuntu-74"]}]),
+     "key-holding-pods-pinned"),
 ])
 def test_each_policy_catches_its_violation(dev_resources: list[PolicyResource], resource: str,
                                            edit: Any, policy: str) -> None:
@@ -99,3 +110,14 @@ def test_even_control_plane_is_advised_against() -> None:
     raw["allowEvenControlPlane"] = True
     found = violations(_resources(run_program(raw)))
     assert list(found) == ["odd-control-plane"]
+
+
+def test_a_lab_stack_without_host_keys_is_refused_by_the_pack() -> None:
+    raw = dev_stack()
+    for group in ("controlPlane", "workers", "loadBalancers"):
+        for entry in raw[group]:
+            entry.pop("hostKey")
+    raw["insecureSkipHostKeyCheck"] = True
+    found = violations(_resources(run_program(raw)))
+    assert list(found) == ["ssh-host-key-verified"]
+    assert len(found["ssh-host-key-verified"]) == 17  # every remote step of the dev stack

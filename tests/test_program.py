@@ -52,7 +52,8 @@ def test_parents(dev: Run) -> None:
 def test_lb_commands_target_lb_host_and_carry_the_rendered_cfg(dev: Run) -> None:
     configure = plain(dev.inputs("kubernetes-lb-haproxy-101-configure"))
     assert configure["connection"]["host"] == "10.21.22.101"
-    assert configure["create"] == configure["update"] == "bash -s"
+    assert configure["create"] == configure["update"]
+    assert "timeout -k 30 1800 bash -s" in configure["create"]
     script = configure["stdin"]
     assert "server ubuntu-73 10.21.22.73:6443" in script
     assert "haproxy -c -q -f \"$tmp\"" in script
@@ -88,6 +89,9 @@ def test_scripts_carrying_keys_or_tokens_are_secret(dev: Run) -> None:
                  "kubernetes-kubeadm-worker-join-credentials"):
         assert "stdout" in dev.reg(name).secret_outputs, f"{name}: stdout not secret"
         assert plain(cmds[name].inputs["logging"]) == "none"
+        # pulumi-command sends the previous stdout to update/delete runs as PULUMI_COMMAND_STDOUT
+        # unless this is false (sdk remote/command.py: "Defaults to true").
+        assert plain(cmds[name].inputs.get("addPreviousOutputInEnv")) is False, name
 
 
 def test_no_command_uses_triggers_or_copy_to_remote(dev: Run) -> None:

@@ -7,6 +7,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import yaml
+
+from tests.harness.hosts import host
 from tests.program import ROOT
 
 
@@ -57,12 +60,10 @@ def test_render_same_cfg_as_program() -> None:
 
 
 def test_render_vip_topology_writes_keepalived_per_lb(tmp_path: Path) -> None:
-    stack = (ROOT / "Pulumi.dev.yaml").read_text().replace(
-        "    address: 10.21.22.101\n    dnsName", "    address: 10.21.22.100\n    dnsName").replace(
-        "  kube-ha:loadBalancers:\n    - name: haproxy-101\n      address: 10.21.22.101\n",
-        "  kube-ha:loadBalancers:\n    - name: haproxy-101\n      address: 10.21.22.101\n"
-        "    - name: haproxy-102\n      address: 10.21.22.102\n")
-    (tmp_path / "Pulumi.vip.yaml").write_text(stack)
+    stack = yaml.safe_load((ROOT / "Pulumi.dev.yaml").read_text())
+    stack["config"]["kube-ha:endpoint"]["address"] = "10.21.22.100"
+    stack["config"]["kube-ha:loadBalancers"].append(host("haproxy-102", "10.21.22.102"))
+    (tmp_path / "Pulumi.vip.yaml").write_text(yaml.safe_dump(stack))
     subprocess.run([sys.executable, "-m", "components.render", "--stack", "vip", "--dir",
                     str(tmp_path), "--out", str(tmp_path / "out")], cwd=ROOT, check=True,
                    capture_output=True)

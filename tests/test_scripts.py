@@ -18,6 +18,7 @@ from components.model import parse_cluster
 from components.render import artifacts
 from components.shell import script, write_file
 from tests.harness import pki
+from tests.harness.hosts import host
 
 
 def all_scripts(raw: dict[str, Any]) -> dict[str, str]:
@@ -25,7 +26,7 @@ def all_scripts(raw: dict[str, Any]) -> dict[str, str]:
     out = {k: v for k, v in artifacts(c).items() if k.endswith(".sh")}
     vip = copy.deepcopy(raw)  # a virtual-IP endpoint adds keepalived to the LB scripts
     vip["endpoint"]["address"] = "10.21.22.100"
-    vip["loadBalancers"].append({"name": "haproxy-102", "address": "10.21.22.102"})
+    vip["loadBalancers"].append(host("haproxy-102", "10.21.22.102"))
     out.update({f"vip-{k}": v for k, v in artifacts(parse_cluster(vip)).items()
                 if k.startswith("lb/") and k.endswith(".sh")})
     out["vrrp-check.sh"] = keepalived.check_script(c)
@@ -72,11 +73,13 @@ def test_write_file_is_atomic_and_idempotent(tmp_path: Path) -> None:
     assert [p.name for p in target.parent.iterdir()] == ["thing.conf"]  # no temp files left
 
 
-def test_repoint_kubeconfig_runs_twice(tmp_path: Path) -> None:
+@pytest.mark.parametrize("url", ["https://api.k8s.lab.internal:6443", "https://[fd00::101]:6443"])
+def test_repoint_kubeconfig_runs_twice(tmp_path: Path, url: str) -> None:
+    """The second run changes nothing, also for an IPv6 URL (whose brackets a regex match
+    would read as a bracket expression, re-pointing and restarting kubelet on every run)."""
     conf = tmp_path / "kubelet.conf"
     conf.write_text("apiVersion: v1\nclusters:\n- cluster:\n    certificate-authority-data: X\n"
                     "    server: https://10.21.22.73:6443\n  name: kubernetes\n")
-    url = "https://api.k8s.lab.internal:6443"
     text = script("t", "changed=0", ks.repoint_kubeconfig(str(conf), url), 'echo "changed=$changed"')
     first, second = run(text), run(text)
     assert f"    server: {url}\n" in conf.read_text()
@@ -178,3 +181,14 @@ def test_control_plane_endpoint_edit_with_real_sed(raw: dict[str, Any], existing
     assert doc["networking"]["serviceSubnet"] == "10.96.0.0/12"  # the rest is untouched
     after = subprocess.run(["grep", "-q", check], input=edited, text=True)
     assert after.returncode == 0  # a second run finds it done
+
+
+def test_kubeadm_config_carries_the_image_repository(raw: dict[str, Any]) -> None:
+    """Air-gapped registries: kubeadm pulls the control-plane images from
+    ClusterConfiguration.imageRepository (default registry.k8s.io), so the stack key must reach it."""
+    import yaml
+
+    raw["imageRepository"] = "registry.example.com/k8s"
+    docs = list(yaml.safe_load_all(ks.kubeadm_config(parse_cluster(raw))))
+    cc = next(d for d in docs if d["kind"] == "ClusterConfiguration")
+    assert cc["imageRepository"] == "registry.example.com/k8s"

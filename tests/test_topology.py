@@ -9,6 +9,7 @@ import pytest
 
 from components.model import parse_cluster
 from components.topology import apiserver_sans, kubernetes_service_ip, lb_backends
+from tests.harness.hosts import host
 
 SERVICE_NAMES = ["kubernetes", "kubernetes.default", "kubernetes.default.svc",
                  "kubernetes.default.svc.cluster.local"]
@@ -20,8 +21,8 @@ SERVICE_NAMES = ["kubernetes", "kubernetes.default", "kubernetes.default.svc",
      ["10.21.22.101", "10.21.22.70", "10.96.0.1"], ["127.0.0.1", "10.21.22.73"]),
     # keepalived VIP in front of two LB hosts: the VIP and both LB addresses.
     ({"endpoint": {"address": "10.21.22.100"},
-      "loadBalancers": [{"name": "lb-a", "address": "10.21.22.101"},
-                        {"name": "lb-b", "address": "10.21.22.102"}]},
+      "loadBalancers": [host("lb-a", "10.21.22.101"),
+                        host("lb-b", "10.21.22.102")]},
      "ubuntu-73", ["ubuntu-73", *SERVICE_NAMES],
      ["10.21.22.100", "10.21.22.101", "10.21.22.102", "10.21.22.73"], ["127.0.0.1"]),
     # Node-local proxies (RKE style): clients dial 127.0.0.1.
@@ -34,7 +35,7 @@ SERVICE_NAMES = ["kubernetes", "kubernetes.default", "kubernetes.default.svc",
      ["172.20.0.1", "192.0.2.10"], ["10.96.0.1"]),
     # IPv6 endpoint.
     ({"endpoint": {"address": "fd00::100", "port": 6443},
-      "loadBalancers": [{"name": "lb6", "address": "fd00::100"}]},
+      "loadBalancers": [host("lb6", "fd00::100")]},
      "ubuntu-70", [], ["fd00::100"], []),
 ])
 def test_san_table(raw: dict[str, Any], change: dict[str, Any], node: str, want_dns: list[str],
@@ -54,8 +55,8 @@ def test_service_ip_is_first_address(raw: dict[str, Any]) -> None:
 
 
 def test_backends_follow_membership(raw: dict[str, Any]) -> None:
-    raw["controlPlane"].append({"name": "ubuntu-76", "address": "10.21.22.76"})
-    raw["controlPlane"].append({"name": "ubuntu-77", "address": "10.21.22.77"})
+    raw["controlPlane"].append(host("ubuntu-76", "10.21.22.76"))
+    raw["controlPlane"].append(host("ubuntu-77", "10.21.22.77"))
     names = [b.name for b in lb_backends(parse_cluster(raw)) if not b.elastic]
     assert names == ["ubuntu-73", "ubuntu-70", "ubuntu-72", "ubuntu-76", "ubuntu-77"]
 

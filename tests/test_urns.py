@@ -24,6 +24,7 @@ from typing import Any
 
 import pytest
 
+from tests.harness.hosts import host
 from tests.program import dev_stack, run_program
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -36,7 +37,7 @@ ALIASED: dict[str, str] = {}
 def _vip() -> dict[str, Any]:
     raw = dev_stack()
     raw["endpoint"]["address"] = "10.21.22.100"
-    raw["loadBalancers"].append({"name": "haproxy-102", "address": "10.21.22.102"})
+    raw["loadBalancers"].append(host("haproxy-102", "10.21.22.102"))
     return raw
 
 
@@ -49,8 +50,8 @@ def _node_local() -> dict[str, Any]:
 def _five_control_plane() -> dict[str, Any]:
     raw = dev_stack()
     raw["controlPlane"] = [*copy.deepcopy(raw["controlPlane"]),
-                           {"name": "ubuntu-76", "address": "10.21.22.76"},
-                           {"name": "ubuntu-77", "address": "10.21.22.77"}]
+                           host("ubuntu-76", "10.21.22.76"),
+                           host("ubuntu-77", "10.21.22.77")]
     raw["kubeScheduler"] = {"replicas": 2}
     return raw
 

@@ -25,6 +25,7 @@ from pathlib import Path
 from components.haproxy import HaproxyPaths, render_haproxy_cfg
 from components.model import parse_cluster
 from tests.harness import pki
+from tests.harness.hosts import host
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -165,11 +166,11 @@ class Lab:
         raw: dict[str, object] = {
             "sshPrivateKey": "lab",
             "apiserverPort": self.apiserver_port,
-            "controlPlane": [{"name": f"cp-{i + 1}", "address": f"{self.prefix}{11 + i}"}
+            "controlPlane": [host(f"cp-{i + 1}", f"{self.prefix}{11 + i}")
                              for i in range(self.backends_n)],
-            "workers": [{"name": f"pool-{i + 1}", "address": f"{self.prefix}{21 + i}"}
+            "workers": [host(f"pool-{i + 1}", f"{self.prefix}{21 + i}")
                         for i in range(self.pool_n)],
-            "loadBalancers": [{"name": "lb", "address": self.endpoint}],
+            "loadBalancers": [host("lb", self.endpoint)],
             "endpoint": {"address": self.endpoint, "dnsName": self.dns_name, "port": self.port},
             # The sandbox's hard FD limit is below what haproxy wants for 20000 connections.
             "loadBalancer": {"bindAddress": self.endpoint, "maxConn": 4000},
