@@ -11,5 +11,6 @@ ha = HaCluster(cluster.name, cluster, ssh_private_key)
 pulumi.export("endpoint", ha.endpoint)
 pulumi.export("apiserverSans", ha.sans)
 pulumi.export("haproxyCfg", ha.load_balancer.haproxy_cfg)
+pulumi.export("certificateExpiry", ha.certificate_expiry)
 # A working kubeconfig that dials the HA endpoint: pulumi stack output kubeconfig --show-secrets
 pulumi.export("kubeconfig", ha.kubeconfig)

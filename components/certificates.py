@@ -6,13 +6,22 @@ replacement of exactly the certificates it touches. `certificates.rotation` re-k
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import pulumi
 import pulumi_tls as tls
 
+from components import renewal
 from components.kubeadm_scripts import read_ca_script
 from components.model import Cluster, Host
 from components.remote import Ssh, run_script
 from components.topology import SanSet, apiserver_sans
+
+
+def now() -> datetime:
+    """The clock renewal is judged by (tests set it)."""
+    return datetime.now(UTC)
+
 
 SERVER_USES = ["digital_signature", "key_encipherment", "server_auth"]
 CLIENT_USES = ["digital_signature", "key_encipherment", "client_auth"]
@@ -36,10 +45,14 @@ class IssuedCert(pulumi.ComponentResource):
                  organization: str | None = None, opts: pulumi.ResourceOptions | None = None):
         super().__init__("kube-ha:tls:IssuedCert", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
+        settings = cluster.certificates
+        # Re-keyed (and so re-issued) on a rotation bump and once per renewal period: see
+        # components/renewal.py for why early_renewal_hours alone renews nothing.
         key = tls.PrivateKey(
             f"{name}-key", algorithm="ECDSA", ecdsa_curve="P256",
             opts=pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(
-                replacement_trigger=cluster.certificates.rotation)),
+                replacement_trigger=renewal.replacement_trigger(
+                    settings.rotation, now(), settings.validity_hours))),
         )
         request = tls.CertRequest(
             f"{name}-csr",
@@ -55,10 +68,14 @@ class IssuedCert(pulumi.ComponentResource):
             ca_cert_pem=ca_cert_pem,
             ca_private_key_pem=ca_key_pem,
             allowed_uses=uses,
-            validity_period_hours=cluster.certificates.validity_hours,
+            validity_period_hours=settings.validity_hours,
+            # Marks the state ready_for_renewal on refresh; the re-issue itself is driven above.
+            early_renewal_hours=int(renewal.renewal_period(settings.validity_hours)
+                                    .total_seconds() // 3600),
             opts=child,
         )
         self.cert_pem: pulumi.Output[str] = cert.cert_pem
+        self.expires: pulumi.Output[str] = cert.validity_end_time
         self.key_pem: pulumi.Output[str] = pulumi.Output.secret(key.private_key_pem)
         self.register_outputs({"certPem": self.cert_pem})
 
@@ -74,7 +91,7 @@ class ClusterCertificates(pulumi.ComponentResource):
         self.apiserver: dict[str, IssuedCert] = {
             node.name: self.apiserver_cert(name, cluster, node) for node in cluster.control_plane
         }
-        health = IssuedCert(f"{name}-lb-health-check", "kube-ha:lb-health-check", None,
+        self.health = health = IssuedCert(f"{name}-lb-health-check", "kube-ha:lb-health-check", None,
                             CLIENT_USES, self.ca_cert_pem, self.ca_key_pem, cluster,
                             opts=pulumi.ResourceOptions(parent=self))
         # haproxy wants certificate and key in one file.

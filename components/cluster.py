@@ -33,9 +33,16 @@ class HaCluster(pulumi.ComponentResource):
             f"{name}-access", cluster, ssh, after=self.control_plane.last_control_plane_step,
             secrets=_secrets_needed(cluster), opts=child)
         self.kubeconfig = self.access.kubeconfig
+        issued = {f"apiserver-{n}": c for n, c in self.certificates.apiserver.items()}
+        issued["lb-health-check"] = self.certificates.health
         if cluster.elastic_apiserver.enabled:
-            ElasticApiserver(f"{name}-elastic-apiserver", cluster, self.access, self.certificates,
-                             opts=child)
+            elastic = ElasticApiserver(f"{name}-elastic-apiserver", cluster, self.access,
+                                       self.certificates, opts=child)
+            issued["elastic-apiserver"] = elastic.serving
+        # When each certificate this program issued expires (RFC 3339), for dashboards and the
+        # policy pack's certificate-expiry check.
+        self.certificate_expiry: pulumi.Output[dict[str, str]] = pulumi.Output.all(
+            **{k: c.expires for k, c in issued.items()})  # type: ignore[arg-type]
         if cluster.controller_manager.replicas:
             controller_manager(f"{name}-controller-manager", cluster, self.access, child)
         if cluster.scheduler.replicas:

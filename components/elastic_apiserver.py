@@ -32,7 +32,7 @@ class ElasticApiserver(pulumi.ComponentResource):
                 opts=k8s_opts)
             for node in e.pool_nodes
         ]
-        serving = IssuedCert(f"{name}-serving", "kube-apiserver", elastic_apiserver_sans(cluster),
+        self.serving = serving = IssuedCert(f"{name}-serving", "kube-apiserver", elastic_apiserver_sans(cluster),
                              SERVER_USES, certs.ca_cert_pem, certs.ca_key_pem, cluster,
                              opts=pulumi.ResourceOptions(parent=self))
         shape = m.secret_manifest(m.ELASTIC_SERVING, [], "kubernetes.io/tls")

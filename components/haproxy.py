@@ -6,8 +6,18 @@ Why each choice (measured by tests/test_lb_failover.py and bench/lb_failover.py)
 - HTTPS `GET /readyz` checks verified against the cluster CA: a draining apiserver (readyz 500
   during --shutdown-delay-duration) leaves rotation before it stops accepting; a hung one (TCP
   accepted, no answer) fails its check after `timeout check`. TCP-only checks miss both.
-- Sessions on a server marked DOWN are kept by default: cutting them would fail requests still
-  in flight on a draining apiserver; clients (client-go's HTTP/2 pings) abandon a hung one.
+- Fail open: every server is listed twice, checked, and again as an unchecked `backup`
+  (`option allbackups`). A single bad server leaves rotation as fast as its checks say; when
+  every checked server fails at once (etcd slow, all apiservers overloaded: /readyz slow
+  everywhere while requests are still served), traffic goes on to all of them instead of the
+  LB refusing everything (Envoy's panic threshold is the same idea).
+- Long-lived clients (kubelets, controllers) hold one connection for hours and only give up on
+  a silent one after client-go's 30 s + 15 s HTTP/2 health check. The session guard (Lua, in
+  haproxy) cuts the sessions of a server that is DOWN because it stopped answering (check timed
+  out or refused), while another server is UP, so they reconnect elsewhere within the detection
+  time. It cuts nothing on a draining server (it answers /readyz 500 and still serves what is in
+  flight) and nothing when every server is DOWN at once (a brownout: cutting them all would be a
+  reconnect storm on overloaded apiservers).
 - Long client/server/tunnel timeouts: watches are long-lived, mostly idle connections.
 - `expose-fd listeners` on the admin socket: reloads hand listening sockets to the new worker,
   so no connection is refused during a reload; the server-state file keeps DOWN servers DOWN
@@ -22,6 +32,95 @@ from components.model import Cluster, HealthCheck, host_port
 from components.topology import lb_backends
 
 CHECK_PATH = "/readyz"
+# `_` never occurs in a node name (DNS-1123), so a twin's name cannot clash with a real server.
+FAIL_OPEN_SUFFIX = "_failopen"
+
+# Check results that mean the server stopped answering, as haproxy reports them (stats field
+# check_status). Dead: no connection or no TLS handshake (refused, or the process is stuck: the
+# kernel accepts, nobody answers). Slow: TLS done, /readyz not answered in time; that is also
+# what a brownout looks like on every server at once, so the guard waits a little before
+# believing a slow server is alone. L7STS (it answered, e.g. 500 while draining) is neither.
+DEAD_CHECKS = ("L4TOUT", "L4CON", "L6TOUT", "L6RSP", "SOCKERR")
+SLOW_CHECKS = ("L7TOUT",)
+
+
+def session_guard_lua(poll_ms: int = 50, slow_grace_ms: int = 1000) -> str:
+    """The session guard haproxy runs (lua-load). Every `poll_ms`, in each backend, while at
+    least one checked server is fully UP: cut the sessions of each checked server that is DOWN
+    with a dead check, or with a slow check that has lasted `slow_grace_ms` with another server
+    still fully UP (a lone slow server, not a brownout), and of its fail-open twin. Never when
+    no server is fully UP (fail open, no reconnect storm)."""
+    dead = ", ".join(f"{c} = true" for c in DEAD_CHECKS)
+    slow = ", ".join(f"{c} = true" for c in SLOW_CHECKS)
+    return f"""\
+-- kube-ha session guard: rendered from stack config; `pulumi up` rewrites it.
+-- Cuts the sessions of an apiserver that stopped answering while another one serves, so
+-- long-lived clients reconnect at once instead of waiting out client-go's 45 s.
+local DEAD = {{ {dead} }}
+local SLOW = {{ {slow} }}
+local SUFFIX = "{FAIL_OPEN_SUFFIX}"
+local GRACE = {slow_grace_ms / 1000}
+local slow_since = {{}}
+
+local function now()
+  local t = core.now()
+  return t.sec + t.usec / 1000000
+end
+
+local function cut(backend, name)
+  for _, victim in ipairs({{ name, name .. SUFFIX }}) do
+    local server = backend.servers[victim]
+    if server ~= nil and (server:get_stats().scur or 0) > 0 then
+      core.Warning("kube-ha: " .. victim .. " stopped answering: cutting its sessions")
+      server:shut_sess()
+    end
+  end
+end
+
+local function guard()
+  while true do
+    local t = now()
+    for bname, backend in pairs(core.backends) do
+      local up, dead, slow = 0, {{}}, {{}}
+      for name, server in pairs(backend.servers) do
+        local stats = server:get_stats()
+        if stats.bck == 0 then
+          local status, check = tostring(stats.status), tostring(stats.check_status)
+          -- Fully UP: its last checks passed. A server already failing checks ("UP 1/2")
+          -- does not count: in a brownout the others are failing too.
+          if status == "UP" then
+            up = up + 1
+          elseif status:sub(1, 4) == "DOWN" and DEAD[check] then
+            dead[#dead + 1] = name
+          elseif status:sub(1, 4) == "DOWN" and SLOW[check] then
+            slow[#slow + 1] = name
+          end
+        end
+      end
+      local seen = {{}}
+      for _, name in ipairs(slow) do
+        local key = bname .. "/" .. name
+        seen[key] = true
+        if up == 0 then
+          slow_since[key] = nil
+        else
+          slow_since[key] = slow_since[key] or t
+          if t - slow_since[key] >= GRACE then dead[#dead + 1] = name end
+        end
+      end
+      for key in pairs(slow_since) do
+        if key:sub(1, #bname + 1) == bname .. "/" and not seen[key] then slow_since[key] = nil end
+      end
+      if up > 0 then
+        for _, name in ipairs(dead) do cut(backend, name) end
+      end
+    end
+    core.msleep({poll_ms})
+  end
+end
+
+core.register_task(guard)
+"""
 
 
 @dataclass(frozen=True)
@@ -33,6 +132,7 @@ class HaproxyPaths:
     admin_socket: str = "/run/haproxy/admin.sock"
     state_file: str = "/var/lib/haproxy/server-state"
     chroot: str | None = "/var/lib/haproxy"
+    session_guard: str | None = "/etc/haproxy/kube-ha/session-guard.lua"
     user: str | None = "haproxy"
     log_target: str = "/dev/log local0 info"
 
@@ -90,6 +190,8 @@ def render_haproxy_cfg(cluster: Cluster, paths: HaproxyPaths | None = None,
     ]
     if paths.chroot:
         g.insert(1, f"    chroot {paths.chroot}")
+    if paths.session_guard:  # loaded before chroot; needs haproxy built with Lua (Debian, RHEL)
+        g.append(f"    lua-load {paths.session_guard}")
     if paths.user:
         g.insert(1, f"    user {paths.user}\n    group {paths.user}")
 
@@ -134,13 +236,20 @@ def render_haproxy_cfg(cluster: Cluster, paths: HaproxyPaths | None = None,
         "backend kube-apiserver",
         # Watches are long-lived: spread connections, not requests.
         "    balance leastconn",
+        "    option allbackups",
         "    option httpchk",
         f"    http-check send meth GET uri {CHECK_PATH} ver HTTP/1.1 hdr Host {ep.host}",
         "    http-check expect status 200",
         default_server,
     ]
-    for b in lb_backends(cluster):
+    backends = lb_backends(cluster)
+    for b in backends:
         lines.append(f"    server {b.name} {host_port(b.address, b.port)}")
+    # The fail-open twins: used only while no checked server is UP. The static apiservers only:
+    # they are the floor that always exists (a pool node without an elastic pod refuses).
+    for b in (b for b in backends if not b.elastic):
+        lines.append(f"    server {b.name}{FAIL_OPEN_SUFFIX} {host_port(b.address, b.port)}"
+                     " backup no-check")
     if fe.stats_bind:
         lines += [
             "",

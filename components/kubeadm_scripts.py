@@ -49,7 +49,9 @@ etcdctl_() {{
     local id
     id=$(crictl ps -q --name '^etcd$' | head -n 1)
     [ -n "$id" ] || {{ log "no etcdctl and no etcd container on this host"; return 1; }}
-    crictl exec "$id" env ETCDCTL_API=3 etcdctl --endpoints={quote(self.endpoints)} {tls} \\
+    # The etcd image is distroless (sh and the etcd binaries, no `env`); etcdctl speaks the
+    # v3 API by default since etcd 3.4, and kubeadm's etcd images are 3.5+.
+    crictl exec "$id" etcdctl --endpoints={quote(self.endpoints)} {tls} \\
       --command-timeout=10s "$@"
   fi
 }}"""
@@ -170,8 +172,16 @@ log "apiserver on {node.name} is ready\""""
 
 
 def install_serving_cert(cluster: Cluster, node: Host, cert: str, key: str) -> str:
-    """Put this node's apiserver cert in place (old pair backed up), restart only this node's
-    apiserver, and wait for its /readyz. No-op when the cert is already installed."""
+    """Put this node's apiserver cert in place (old pair backed up) and wait until the running
+    apiserver serves it. No-op when the cert is already installed.
+
+    kube-apiserver reloads its serving certificate from disk by itself (dynamic serving
+    certificates, k8s.io/apiserver dynamiccertificates, since 1.17; the files are re-read on
+    change and at least once a minute), so nothing is restarted: a restart is a full outage on
+    a single control plane (`crictl stop` defaults to --timeout 0, SIGKILL). Only if the new
+    serial is not served after 180 s is the container stopped, gracefully (60 s)."""
+    served = (f"timeout 5 openssl s_client -connect {quote(host_port(node.address, cluster.apiserver_port))}"
+              " </dev/null 2>/dev/null | openssl x509 -noout -serial 2>/dev/null || true")
     return "\n".join([
         f'if [ -s {PKI}/apiserver.crt ] && [ "$(cat {PKI}/apiserver.crt)" = {quote(cert.strip())} ]; then',
         '  log "apiserver serving certificate already current"',
@@ -182,9 +192,21 @@ def install_serving_cert(cluster: Cluster, node: Host, cert: str, key: str) -> s
         "  done",
         write_file(f"{PKI}/apiserver.key", key, "0600", flag=None),
         write_file(f"{PKI}/apiserver.crt", cert, "0644", flag=None),
-        "  if [ -f /etc/kubernetes/manifests/kube-apiserver.yaml ]; then",
+        f"  if [ -f {K8S}/manifests/kube-apiserver.yaml ]; then",
+        f"    want=$(openssl x509 -noout -serial -in {PKI}/apiserver.crt)",
         "    id=$(crictl ps -q --name '^kube-apiserver$' | head -n 1)",
-        '    if [ -n "$id" ]; then log "restarting kube-apiserver"; crictl stop "$id" >/dev/null; fi',
+        '    if [ -n "$id" ]; then',
+        "      for _ in $(seq 90); do",
+        f'        [ "$({served})" = "$want" ] && break',
+        "        sleep 2",
+        "      done",
+        f'      if [ "$({served})" = "$want" ]; then',
+        '        log "kube-apiserver serves the new certificate ($want), no restart"',
+        "      else",
+        '        log "kube-apiserver did not load the new certificate in 180 s: stopping it gracefully"',
+        '        crictl stop --timeout 60 "$id" >/dev/null',
+        "      fi",
+        "    fi",
         "  " + _wait_readyz(node, cluster.apiserver_port).replace("\n", "\n  "),
         "  fi",
         "fi",
@@ -454,6 +476,60 @@ def membership_check_script(node: Host, etcd: EtcdAccess = EtcdAccess()) -> str:
     )
 
 
+def _member_removal_guard(node_name: str, node_address: str) -> list[str]:
+    """Find the node's etcd member (`target`, empty when it is not one) and refuse (exit 1,
+    nothing changed) when removing it would leave no member, or fewer healthy members than a
+    majority of the new count. Needs `etcdctl_`."""
+    return [
+        "members=$(etcdctl_ member list)",
+        f"target=$(awk -F', ' -v n={quote(node_name)} "
+        f"-v a={quote(node_address)} '$3 == n || index($4, \"//\" a \":\") {{ print $1 }}' <<< \"$members\")",
+        'if [ -n "$target" ]; then',
+        "  total=$(grep -c . <<< \"$members\")",
+        "  after=$((total - 1))",
+        '  if [ "$after" -lt 1 ]; then',
+        f'    log "refusing: {node_name} is the last etcd member"',
+        "    exit 1",
+        "  fi",
+        # Health of every member; the target's own health does not count towards what remains.
+        "  health=$(etcdctl_ endpoint health --cluster 2>&1 || true)",
+        "  healthy_after=0",
+        '  while IFS=", " read -r id _ _ _ client _; do',
+        '    [ "$id" = "$target" ] && continue',
+        '    client=${client%%,*}',
+        '    if grep -q -- "^$client is healthy" <<< "$health"; then',
+        "      healthy_after=$((healthy_after + 1))",
+        "    fi",
+        '  done <<< "$members"',
+        "  need=$((after / 2 + 1))",
+        '  if [ "$healthy_after" -lt "$need" ]; then',
+        f'    log "refusing to remove {node_name}: $healthy_after healthy members would remain, '
+        f'$need of $after needed for quorum"',
+        "    exit 1",
+        "  fi",
+        "fi",
+    ]
+
+
+def _member_remove(node_name: str) -> list[str]:
+    """Remove member `target` (found by the guard). etcd refuses ("unhealthy cluster") until
+    every peer has been connected for ~5 s, as right after a member restarts: its own check, so
+    wait it out rather than fail."""
+    return [
+        'if [ -z "$target" ]; then',
+        f'  log "{node_name} is not an etcd member: nothing to remove"',
+        "else",
+        "  for attempt in $(seq 15); do",
+        '    if out=$(etcdctl_ member remove "$target" 2>&1); then break; fi',
+        '    case "$out" in *"unhealthy cluster"*) ;; *) log "$out"; exit 1 ;; esac',
+        '    [ "$attempt" = 15 ] && { log "$out"; exit 1; }',
+        '    log "etcd not ready to reconfigure (attempt $attempt): retrying in 2 s"; sleep 2',
+        "  done",
+        f'  log "removed etcd member {node_name} ($target); $after members remain"',
+        "fi",
+    ]
+
+
 def member_removal_script(node_name: str, node_address: str, etcd: EtcdAccess = EtcdAccess()
                           ) -> str:
     """Remove a node's etcd member through a healthy peer, refusing to break quorum.
@@ -461,65 +537,24 @@ def member_removal_script(node_name: str, node_address: str, etcd: EtcdAccess = 
     Refuses (exit 1, nothing changed) when it would remove the last member, or when the members
     left healthy would not be a majority of the new member count. No-op when already gone.
     """
-    return script(
-        f"remove-etcd-member {node_name}",
-        etcd.function(),
-        "members=$(etcdctl_ member list)",
-        f"target=$(awk -F', ' -v n={quote(node_name)} "
-        f"-v a={quote(node_address)} '$3 == n || index($4, \"//\" a \":\") {{ print $1 }}' <<< \"$members\")",
-        'if [ -z "$target" ]; then',
-        f'  log "{node_name} is not an etcd member: nothing to remove"',
-        "  exit 0",
-        "fi",
-        "total=$(grep -c . <<< \"$members\")",
-        "after=$((total - 1))",
-        'if [ "$after" -lt 1 ]; then',
-        f'  log "refusing: {node_name} is the last etcd member"',
-        "  exit 1",
-        "fi",
-        # Health of every member; the target's own health does not count towards what remains.
-        "health=$(etcdctl_ endpoint health --cluster 2>&1 || true)",
-        "healthy_after=0",
-        'while IFS=", " read -r id _ _ _ client _; do',
-        '  [ "$id" = "$target" ] && continue',
-        '  client=${client%%,*}',
-        '  if grep -q -- "^$client is healthy" <<< "$health"; then',
-        "    healthy_after=$((healthy_after + 1))",
-        "  fi",
-        'done <<< "$members"',
-        "need=$((after / 2 + 1))",
-        'if [ "$healthy_after" -lt "$need" ]; then',
-        f'  log "refusing to remove {node_name}: $healthy_after healthy members would remain, '
-        f'$need of $after needed for quorum"',
-        "  exit 1",
-        "fi",
-        # etcd refuses ("unhealthy cluster") until every peer has been connected for ~5 s, as
-        # right after a member restarts; its own check, so wait it out rather than fail.
-        "for attempt in $(seq 15); do",
-        '  if out=$(etcdctl_ member remove "$target" 2>&1); then break; fi',
-        '  case "$out" in *"unhealthy cluster"*) ;; *) log "$out"; exit 1 ;; esac',
-        '  [ "$attempt" = 15 ] && { log "$out"; exit 1; }',
-        '  log "etcd not ready to reconfigure (attempt $attempt): retrying in 2 s"; sleep 2',
-        "done",
-        f'log "removed etcd member {node_name} ($target); $after members remain"',
-    )
+    return script(f"remove-etcd-member {node_name}", etcd.function(),
+                  *_member_removal_guard(node_name, node_address), *_member_remove(node_name))
 
 
-def control_plane_removal_script(cluster: Cluster, node: Host) -> str:
-    """Runs on the bootstrap node when `node` leaves the config: drain, etcd member first,
-    then the Node object. (kubeadm reset on the node itself is the join step's delete.)"""
-    etcd_part = member_removal_script(node.name, str(node.address))
-    body = etcd_part.split("set -euo pipefail\n", 1)[1]
+def control_plane_removal_script(cluster: Cluster, node: Host, etcd: EtcdAccess = EtcdAccess()
+                                 ) -> str:
+    """Runs on the bootstrap node when `node` leaves the config: the quorum guard first (a
+    refused removal touches nothing: the node stays schedulable), then drain, the etcd member,
+    the Node object. (kubeadm reset on the node itself is the join step's delete.)"""
     return script(
         f"remove-control-plane {node.name}",
+        etcd.function(),
+        *_member_removal_guard(node.name, str(node.address)),
         f"if {KUBECTL} get node {quote(node.name)} >/dev/null 2>&1; then",
         f"  {KUBECTL_LONG} drain {quote(node.name)} --ignore-daemonsets --delete-emptydir-data"
         " --timeout=300s >&2",
         "fi",
-        # The etcd part exits 1 on a refusal, before the Node object is touched.
-        "(",
-        body.rstrip("\n"),
-        ")",
+        *_member_remove(node.name),
         f"{KUBECTL} delete node {quote(node.name)} --ignore-not-found --wait=false >&2",
         f'log "{node.name} removed from the control plane"',
     )

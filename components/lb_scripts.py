@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from components import keepalived
-from components.haproxy import HaproxyPaths
+from components.haproxy import HaproxyPaths, session_guard_lua
 from components.model import Cluster, Host, parse_ip
 from components.shell import quote, script, write_file
 
@@ -157,6 +157,9 @@ def configure_script(cluster: Cluster, cfg: str, ca_pem: str, client_pem: str | 
         "changed=0",
         "install -d -m 0750 -o root -g haproxy /etc/haproxy/kube-ha",
         *files,
+        # Before haproxy.cfg: `haproxy -c` loads the Lua it names.
+        *([write_file(paths.session_guard, session_guard_lua(), "0644", "root:haproxy")]
+          if paths.session_guard else []),
         write_file(CFG, cfg, check='haproxy -c -q -f "$tmp"'),
         "command -v restorecon >/dev/null 2>&1 && restorecon -R /etc/haproxy",
         *_start_or_reload("haproxy", "changed", [

@@ -7,6 +7,7 @@ resources the real program registers.
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pulumi_policy import (
@@ -135,6 +136,25 @@ def _hpa_owns_replicas(args: StackValidationArgs, report: ReportViolation) -> No
                    "every update would reset the HPA's count.", dep.urn)
 
 
+CERTIFICATES = ("tls:index/locallySignedCert:LocallySignedCert",
+                "tls:index/selfSignedCert:SelfSignedCert")
+EXPIRY_WARNING = timedelta(days=30)
+
+
+def _certificate_expiry(args: StackValidationArgs, report: ReportViolation) -> None:
+    """Nothing expires silently: any certificate within 30 days of its end (the provider's
+    validityEndTime, RFC 3339) is reported with the way to renew it."""
+    soon = datetime.now(UTC) + EXPIRY_WARNING
+    for r in args.resources:
+        end = (r.props or {}).get("validityEndTime") if r.resource_type in CERTIFICATES else None
+        if not end:
+            continue
+        when = datetime.fromisoformat(str(end).replace("Z", "+00:00"))
+        if when <= soon:
+            report(f"{r.name} expires {end}: run `pulumi up` (it re-issues certificates once per "
+                   "renewal period) or bump certificates.rotation.", r.urn)
+
+
 def _odd_control_plane(args: StackValidationArgs, report: ReportViolation) -> None:
     members = [r for r in args.resources
                if r.resource_type == COMMAND and r.name.endswith("-membership")]
@@ -177,6 +197,10 @@ POLICIES = [
         name="hpa-owns-replicas", enforcement_level=EnforcementLevel.MANDATORY,
         description="A Deployment scaled by an HPA does not set spec.replicas.",
         validate=_hpa_owns_replicas),
+    StackValidationPolicy(
+        name="certificate-expiry", enforcement_level=EnforcementLevel.ADVISORY,
+        description="No certificate this stack issues is within 30 days of expiry.",
+        validate=_certificate_expiry),
     StackValidationPolicy(
         name="odd-control-plane", enforcement_level=EnforcementLevel.ADVISORY,
         description="An odd number of control-plane (etcd) members.",

@@ -163,6 +163,10 @@ class ClusterMocks(pulumi.runtime.Mocks):
             if digest not in _DERIVED:
                 _DERIVED[digest] = self._sign(inputs)
             state["certPem"] = _DERIVED[digest]
+            # The provider records the validity window in RFC 3339 (terraform-provider-tls
+            # validity_end_time); the policy pack and the certificateExpiry output read it.
+            end = x509.load_pem_x509_certificate(state["certPem"].encode()).not_valid_after_utc
+            state["validityEndTime"] = end.strftime("%Y-%m-%dT%H:%M:%SZ")
         elif args.typ == "tls:index/selfSignedCert:SelfSignedCert":
             key = inputs["privateKeyPem"]
             state["certPem"] = _DERIVED.setdefault(digest, pki.build_cert(
@@ -190,7 +194,8 @@ class ClusterMocks(pulumi.runtime.Mocks):
         subject_key = self._key_for(csr)
         return pki.build_cert(subject_key_pem=subject_key, common_name=str(cn), issuer=issuer,
                               dns=dns, ips=ips, uses=inputs.get("allowedUses") or [],
-                              org=str(orgs[0].value) if orgs else None)
+                              org=str(orgs[0].value) if orgs else None,
+                              hours=int(inputs.get("validityPeriodHours") or 24))
 
     def _key_for(self, csr: x509.CertificateSigningRequest) -> str:
         want = csr.public_key().public_bytes(serialization.Encoding.DER,

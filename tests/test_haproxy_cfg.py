@@ -30,7 +30,8 @@ def test_rendered_dev_config_is_valid_for_haproxy(raw: dict[str, Any], tmp_path:
     (tmp_path / "state").write_text("1\n")
     paths = HaproxyPaths(ca_file=str(tmp_path / "ca.crt"), client_cert=str(client),
                          admin_socket=str(tmp_path / "admin.sock"),
-                         state_file=str(tmp_path / "state"), chroot=None, user=None)
+                         state_file=str(tmp_path / "state"), chroot=None, user=None,
+                         session_guard=lab.paths.session_guard)
     result = haproxy_check(render_haproxy_cfg(cluster, paths), tmp_path)
     assert result.returncode == 0, result.stderr
     assert "WARNING" not in result.stderr, result.stderr
@@ -57,7 +58,8 @@ def _check_status(lab: Lab) -> dict[str, str]:
     import io
 
     rows = csv.DictReader(io.StringIO(lab.admin("show stat").lstrip("# ")))
-    return {r["svname"]: r["check_status"] for r in rows if r["svname"] not in ("FRONTEND", "BACKEND")}
+    return {r["svname"]: r["check_status"] for r in rows
+            if r["svname"] not in ("FRONTEND", "BACKEND") and r["bck"] != "1"}  # not the twins
 
 
 def _wait_check_status(lab: Lab, want: str, timeout: float = 8) -> dict[str, str]:

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from components.haproxy import HaproxyPaths, render_haproxy_cfg
+from components.haproxy import HaproxyPaths, render_haproxy_cfg, session_guard_lua
 from components.keepalived import check_script, render_keepalived_conf
 from components.model import parse_cluster
 from tests.harness import pki
@@ -83,7 +83,8 @@ def vip_pair(tmp_path: Path, extra_hosts: dict[str, str] | None = None
         for i, (name, _) in enumerate(LBS.items()):
             d = tmp_path / name
             d.mkdir()
-            paths = HaproxyPaths(ca_file=str(tmp_path / "ca.crt"),
+            (d / "guard.lua").write_text(session_guard_lua())
+            paths = HaproxyPaths(ca_file=str(tmp_path / "ca.crt"), session_guard=str(d / "guard.lua"),
                                  client_cert=str(tmp_path / "client.pem"),
                                  admin_socket=str(d / "admin.sock"), state_file=str(d / "state"),
                                  chroot=None, user=None, log_target="stderr format raw local0 err")

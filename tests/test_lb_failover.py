@@ -8,12 +8,14 @@ benchmark (bench/lb_failover.py) prints both figures.
 
 from __future__ import annotations
 
+import threading
+import time
 from pathlib import Path
 
 import pytest
 
 from tests.harness import reference_configs
-from tests.harness.lab import Lab
+from tests.harness.lab import Lab, keep_alive_clients
 
 pytestmark = pytest.mark.slow
 RATE = 40.0
@@ -74,3 +76,65 @@ def test_seed_config_loses_requests_when_a_backend_dies(tmp_path: Path) -> None:
     with _started(tmp_path, renderer=reference_configs.seed) as lab:
         report = lab.load(6, RATE, lambda: lab.crash("cp-2"), fault_after=1)
     assert len(report.failed_after_fault) > 10, report.summary()
+
+
+def test_a_long_lived_client_on_a_hung_backend_is_cut_and_reconnects_elsewhere(
+        tmp_path: Path) -> None:
+    """Kubelets and controllers keep one connection; on a hung apiserver client-go only gives
+    up after its HTTP/2 health check (30 s + 15 s). The session guard cuts the sessions of a
+    server that is DOWN with a dead check while another is UP: they reconnect to a live one.
+    (A behaviour test with a generous bound; the figures are bench/lb_failover.py's.)"""
+    with _started(tmp_path) as lab:
+        report = keep_alive_clients(lab, 9, 12, fault=lambda: lab.hang("cp-2"), fault_after=3)
+        states = lab.states()
+    assert states["cp-2"].startswith("DOWN")
+    on_hung = [c for c in report.successes if any(b == "cp-2" for t, b in c if t < report.fault_at)]
+    assert on_hung, "no client was on the hung backend: nothing was tested"
+    assert report.reconnects >= len(on_hung)
+    for client in report.successes:
+        after = [b for t, b in client if t > report.fault_at]
+        assert after and "cp-2" not in after, client[-3:]
+    assert report.worst_stall_s < 5.0, report.stalls()
+
+
+def test_brownout_every_readyz_slow_the_lb_still_serves_and_cuts_nobody(tmp_path: Path) -> None:
+    """etcd stalls: /readyz takes 1 s on every apiserver (past the 450 ms check timeout) while
+    requests are still answered. Every checked server goes DOWN; the unchecked fail-open twins
+    carry the traffic and the session guard cuts no session (a reconnect storm on overloaded
+    apiservers is what must not happen)."""
+    all_down: list[bool] = []
+
+    def watch(lab: Lab) -> None:
+        deadline = time.monotonic() + 9
+        while time.monotonic() < deadline and not all_down:
+            states = lab._try_states()
+            if states and all(v.startswith("DOWN") for v in states.values()):
+                all_down.append(True)
+            time.sleep(0.05)
+
+    with _started(tmp_path, brownout_delay=1.0, brownout_seconds=6.0) as lab:
+        watcher = threading.Thread(target=watch, args=(lab,), daemon=True)
+        watcher.start()
+        held = keep_alive_clients(lab, 6, 9, fault=lab.brownout, fault_after=1)
+        watcher.join(5)
+    assert all_down, "the brownout never took every checked server DOWN: nothing was tested"
+    assert held.reconnects == 0, "the brownout cut sessions"
+    assert held.worst_stall_s < 1.5, held.stalls()
+
+
+def test_brownout_one_shot_requests_all_succeed(tmp_path: Path) -> None:
+    with _started(tmp_path, brownout_delay=1.0, brownout_seconds=6.0) as lab:
+        report = lab.load(9, RATE, lab.brownout, fault_after=1)
+    assert report.failed == [], report.summary()
+
+
+def test_a_loaded_but_healthy_readyz_is_never_marked_down(tmp_path: Path) -> None:
+    """A /readyz that takes 300 ms stays inside the check timeout: nothing flaps."""
+    with _started(tmp_path, readyz_latency=0.3) as lab:
+        seen: set[str] = set()
+        deadline = time.monotonic() + 6
+        while time.monotonic() < deadline:
+            seen |= set(lab.states().values())
+            time.sleep(0.1)
+        assert lab.request().ok
+    assert seen == {"UP"}, seen

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import copy
 import subprocess
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +20,7 @@ from components.haproxy import (
 from components.model import parse_cluster
 from components.topology import apiserver_sans
 from tests.harness.hosts import host
-from tests.harness.lab import Lab
+from tests.harness.lab import Lab, node_local
 from tests.mocks import plain
 from tests.program import dev_stack, run_program
 
@@ -38,7 +37,7 @@ def test_node_local_cfg_is_valid_and_gentle(local_raw: dict[str, Any], tmp_path:
     lab = Lab(tmp_path / "lab")  # for a real CA and client cert on disk
     paths = HaproxyPaths(ca_file=str(lab.ca_file), client_cert=str(lab.client_pem),
                          admin_socket=str(tmp_path / "a.sock"), state_file=str(tmp_path / "s"),
-                         chroot=None, user=None)
+                         chroot=None, user=None, session_guard=lab.paths.session_guard)
     cfg = render_haproxy_cfg(cluster, paths, node_local_frontend(cluster))
     (tmp_path / "local.cfg").write_text(cfg)
     check = subprocess.run(["haproxy", "-c", "-f", str(tmp_path / "local.cfg")],
@@ -93,16 +92,10 @@ def test_worker_script_points_kubelet_at_the_local_proxy(local_raw: dict[str, An
     assert ks.repoint_kubeconfig("/etc/kubernetes/kubelet.conf", "https://127.0.0.1:6443") in text
 
 
-def _local_renderer(lab: Lab) -> str:
-    """The node-local config, listening on the lab's loopback address instead of 127.0.0.1."""
-    fe = replace(node_local_frontend(lab.cluster), bind=f"{lab.endpoint}:{lab.port}")
-    return render_haproxy_cfg(lab.cluster, lab.paths, fe)
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("fault", ["crash", "drain"])
 def test_gentle_checks_still_fail_no_request(tmp_path: Path, fault: str) -> None:
-    with Lab(tmp_path, renderer=_local_renderer, drain_seconds=2) as lab:
+    with Lab(tmp_path, renderer=node_local, drain_seconds=2) as lab:
         lab.start()
         lab.wait_states({s.name: "UP" for s in lab.servers}, 10)
         action = {"crash": lambda: lab.crash("cp-2"), "drain": lambda: lab.drain("cp-2")}[fault]

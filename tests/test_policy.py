@@ -121,3 +121,16 @@ def test_a_lab_stack_without_host_keys_is_refused_by_the_pack() -> None:
     found = violations(_resources(run_program(raw)))
     assert list(found) == ["ssh-host-key-verified"]
     assert len(found["ssh-host-key-verified"]) == 17  # every remote step of the dev stack
+
+
+def test_a_certificate_near_expiry_is_reported(dev_resources: list[PolicyResource]) -> None:
+    """Advisory: within 30 days of the provider's validityEndTime."""
+    from datetime import UTC, datetime, timedelta
+
+    cert = "kubernetes-pki-lb-health-check-cert"
+    soon = (datetime.now(UTC) + timedelta(days=20)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    found = violations(_edited(dev_resources, cert, lambda p: p.update(validityEndTime=soon)))
+    assert list(found) == ["certificate-expiry"]
+    assert cert in found["certificate-expiry"][0]
+    later = (datetime.now(UTC) + timedelta(days=40)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    assert violations(_edited(dev_resources, cert, lambda p: p.update(validityEndTime=later))) == {}

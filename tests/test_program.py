@@ -152,8 +152,11 @@ def test_removal_runs_on_bootstrap_and_reset_on_the_node(dev: Run) -> None:
     member = plain(dev.inputs("kubernetes-kubeadm-ubuntu-70-membership"))
     assert member["connection"]["host"] == "10.21.22.73"
     assert "member remove" in member["delete"] and "refusing" in member["delete"]
-    assert member["delete"].index("drain") < member["delete"].index("member remove") < \
-        member["delete"].index("delete node")
+    # The quorum guard refuses before anything is touched (a refused removal leaves the node
+    # schedulable), then drain, member removal, Node deletion.
+    delete = member["delete"]
+    assert delete.index("refusing") < delete.index("drain") < delete.index("member remove") < \
+        delete.index("delete node")
     join = plain(dev.inputs("kubernetes-kubeadm-ubuntu-70-control-plane"))
     assert join["connection"]["host"] == "10.21.22.70"
     assert "kubeadm reset --force" in join["delete"]

@@ -7,7 +7,12 @@ real process states, driven by signals from the test:
 - hang: SIGSTOP (the kernel still completes TCP handshakes, nothing answers);
 - drain: SIGUSR1 — /readyz turns 500 for --drain-seconds while requests are still served, then
   the listener closes and the process exits, as kube-apiserver does with
-  --shutdown-delay-duration.
+  --shutdown-delay-duration;
+- brownout: SIGUSR2 — /readyz answers only after --brownout-delay seconds, for
+  --brownout-seconds, while every other request is answered at once (etcd slow, the watch cache
+  still serving).
+--readyz-latency makes every /readyz take that long (a healthy but loaded apiserver). A client
+that asks for keep-alive keeps its connection (kubelets and controllers hold one for hours).
 With --require-client-cert, health endpoints answer 401 to anonymous callers
 (--anonymous-auth=false).
 """
@@ -30,6 +35,9 @@ HEALTH = {"/readyz", "/livez", "/healthz"}
 
 class State:
     draining = False
+    readyz_latency = 0.0
+    brownout_until = 0.0
+    brownout_delay = 0.0
     name = "apiserver"
     require_client_cert = False
 
@@ -50,6 +58,9 @@ class Handler(BaseHTTPRequestHandler):
             elif path == "/readyz" and State.draining:
                 status, body = 500, {"readyz": "shutting down"}
             else:
+                if path == "/readyz":
+                    slow = State.brownout_delay if time.monotonic() < State.brownout_until else 0
+                    time.sleep(max(State.readyz_latency, slow))
                 body = {"status": "ok", "server": State.name}
         elif path == "/slow":  # a long list or watch-like request still in flight
             time.sleep(1.5)
@@ -60,10 +71,11 @@ class Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(data)))
         self.send_header("X-Backend", State.name)
-        self.send_header("Connection", "close")
+        keep = self.headers.get("Connection", "").lower() == "keep-alive"
+        self.send_header("Connection", "keep-alive" if keep else "close")
         self.end_headers()
         self.wfile.write(data)
-        self.close_connection = True
+        self.close_connection = not keep
 
 
 class TLSServer(ThreadingHTTPServer):
@@ -102,7 +114,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--require-client-cert", action="store_true")
     p.add_argument("--name", default="apiserver")
     p.add_argument("--drain-seconds", type=float, default=3.0)
+    p.add_argument("--readyz-latency", type=float, default=0.0)
+    p.add_argument("--brownout-delay", type=float, default=1.0)
+    p.add_argument("--brownout-seconds", type=float, default=8.0)
     args = p.parse_args(argv)
+    State.readyz_latency = args.readyz_latency
 
     State.name = args.name
     State.require_client_cert = args.require_client_cert
@@ -121,7 +137,12 @@ def main(argv: list[str] | None = None) -> int:
 
         threading.Thread(target=run, daemon=True).start()
 
+    def brownout(*_: object) -> None:
+        State.brownout_delay = args.brownout_delay
+        State.brownout_until = time.monotonic() + args.brownout_seconds
+
     signal.signal(signal.SIGUSR1, drain)
+    signal.signal(signal.SIGUSR2, brownout)
     signal.signal(signal.SIGTERM, drain)
     print("ready", flush=True)
     server.serve_forever(poll_interval=0.05)

@@ -7,8 +7,10 @@ Used by the failover tests and by bench/lb_failover.py, so both measure the same
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
+import itertools
 import os
 import random
 import signal
@@ -19,10 +21,15 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from components.haproxy import HaproxyPaths, render_haproxy_cfg
+from components.haproxy import (
+    HaproxyPaths,
+    node_local_frontend,
+    render_haproxy_cfg,
+    session_guard_lua,
+)
 from components.model import parse_cluster
 from tests.harness import pki
 from tests.harness.hosts import host
@@ -121,6 +128,12 @@ def ours(lab: Lab) -> str:
     return render_haproxy_cfg(lab.cluster, lab.paths)
 
 
+def node_local(lab: Lab) -> str:
+    """Our node-local proxy's config, listening on the lab's address instead of 127.0.0.1."""
+    fe = replace(node_local_frontend(lab.cluster), bind=f"{lab.endpoint}:{lab.port}")
+    return render_haproxy_cfg(lab.cluster, lab.paths, fe)
+
+
 @dataclass
 class Lab:
     workdir: Path
@@ -128,6 +141,9 @@ class Lab:
     pool_n: int = 0
     require_client_cert: bool = False
     drain_seconds: float = 3.0
+    readyz_latency: float = 0.0  # every /readyz takes this long (healthy, loaded)
+    brownout_delay: float = 1.0  # during a brownout, /readyz takes this long on every backend
+    brownout_seconds: float = 8.0
     renderer: ConfigRenderer = ours
     config_overrides: dict[str, object] = field(default_factory=dict)
     prefix: str = field(default_factory=loopback_block)
@@ -150,8 +166,10 @@ class Lab:
         self.client = client
         self.client_pem = self.workdir / "health-client.pem"
         self.client_pem.write_text(client.cert_pem + client.key_pem)
+        guard = self.workdir / "session-guard.lua"
+        guard.write_text(session_guard_lua())
         self.paths = HaproxyPaths(
-            ca_file=str(self.ca_file), client_cert=str(self.client_pem),
+            ca_file=str(self.ca_file), client_cert=str(self.client_pem), session_guard=str(guard),
             admin_socket=str(self.workdir / "admin.sock"),
             state_file=str(self.workdir / "server-state"), chroot=None, user=None,
             log_target="stderr format raw local0 notice",
@@ -194,7 +212,10 @@ class Lab:
         cmd = [sys.executable, "-m", "tests.harness.fake_apiserver", "--bind", server.address,
                "--port", str(server.port), "--cert", str(crt), "--key", str(key),
                "--client-ca", str(self.ca_file), "--name", server.name,
-               "--drain-seconds", str(self.drain_seconds)]
+               "--drain-seconds", str(self.drain_seconds),
+               "--readyz-latency", str(self.readyz_latency),
+               "--brownout-delay", str(self.brownout_delay),
+               "--brownout-seconds", str(self.brownout_seconds)]
         if self.require_client_cert:
             cmd.append("--require-client-cert")
         server.proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, text=True)
@@ -248,6 +269,13 @@ class Lab:
         assert p is not None
         os.kill(p.pid, signal.SIGUSR1)
 
+    def brownout(self) -> None:
+        """Every backend's /readyz slow at once (etcd stalls); other requests still answered."""
+        for s in self.servers:
+            if s.running:
+                assert s.proc is not None
+                os.kill(s.proc.pid, signal.SIGUSR2)
+
     def reload(self) -> None:
         """What the LB's configure script does: save server state, then USR2 the master."""
         Path(self.paths.state_file).write_text(self.admin("show servers state"))
@@ -266,10 +294,12 @@ class Lab:
         return b"".join(chunks).decode()
 
     def states(self) -> dict[str, str]:
-        """Server name -> haproxy status (UP, DOWN, 'UP 1/2', ...)."""
+        """Checked server name -> haproxy status (UP, DOWN, 'UP 1/2', ...); the unchecked
+        fail-open twins (backup servers, 'no check') are left out."""
         text = self.admin("show stat").lstrip("# ")
         rows = csv.DictReader(io.StringIO(text))
-        return {r["svname"]: r["status"] for r in rows if r["svname"] not in ("FRONTEND", "BACKEND")}
+        return {r["svname"]: r["status"] for r in rows
+                if r["svname"] not in ("FRONTEND", "BACKEND") and r["bck"] != "1"}
 
     def wait_states(self, want: dict[str, str], timeout: float) -> float:
         start = time.monotonic()
@@ -348,3 +378,105 @@ class Lab:
             t.join(timeout + 5)
         return Report(fault_at, sorted(results, key=lambda r: r.start),
                       marked[0] if marked else None)
+
+
+@dataclass
+class LongLivedReport:
+    """Per client: when each request on its kept connection succeeded, and which backend
+    answered. A stall is the longest gap between two successes of one client."""
+
+    fault_at: float
+    successes: list[list[tuple[float, str]]]
+    end: float
+    reconnects: int = 0
+
+    def stalls(self) -> list[float]:
+        out = []
+        for times in self.successes:
+            marks = [t for t, _ in times] + [self.end]
+            out.append(max((b - a for a, b in itertools.pairwise(marks)), default=0.0))
+        return out
+
+    @property
+    def worst_stall_s(self) -> float:
+        return max(self.stalls(), default=0.0)
+
+    def stalled_over(self, seconds: float) -> int:
+        return sum(1 for s in self.stalls() if s > seconds)
+
+
+def keep_alive_clients(lab: Lab, clients: int, duration: float, interval: float = 0.5,
+                       give_up: float = 45.0, fault: Callable[[], None] | None = None,
+                       fault_after: float = 5.0) -> LongLivedReport:
+    """`clients` kubelet-like clients, each with one kept TLS connection through the LB and a
+    request every `interval`; a client abandons a connection that stays silent for `give_up`
+    (client-go: HTTP/2 ReadIdleTimeout 30 s + PingTimeout 15 s) or that the LB closes, and
+    reconnects at once. Bounded by `duration`."""
+    t0 = time.monotonic()
+    successes: list[list[tuple[float, str]]] = [[] for _ in range(clients)]
+    reconnects = [0]
+    lock = threading.Lock()
+    ctx = ssl.create_default_context(cafile=str(lab.ca_file))
+
+    def client(i: int) -> None:
+        tls: ssl.SSLSocket | None = None
+        while (now := time.monotonic()) - t0 < duration:
+            try:
+                if tls is None:
+                    raw = socket.create_connection((lab.endpoint, lab.port), timeout=5)
+                    tls = ctx.wrap_socket(raw, server_hostname=lab.dns_name)
+                left = duration - (now - t0)
+                tls.settimeout(max(0.1, min(give_up, left)))
+                tls.sendall(f"GET /version HTTP/1.1\r\nHost: {lab.dns_name}\r\n"
+                            "Connection: keep-alive\r\n\r\n".encode())
+                backend = _read_response(tls)
+                with lock:
+                    successes[i].append((time.monotonic(), backend))
+                time.sleep(interval)
+            except (OSError, ssl.SSLError, ValueError):
+                if tls is not None:
+                    with contextlib.suppress(OSError):
+                        tls.close()
+                tls = None
+                with lock:
+                    reconnects[0] += 1
+                time.sleep(0.05)
+        if tls is not None:
+            with contextlib.suppress(OSError):
+                tls.close()
+
+    threads = [threading.Thread(target=client, args=(i,), daemon=True) for i in range(clients)]
+    for t in threads:
+        t.start()
+    fault_at = float("inf")
+    if fault is not None:
+        time.sleep(fault_after)
+        fault_at = time.monotonic()
+        fault()
+    for t in threads:
+        t.join(duration + 10)
+    return LongLivedReport(fault_at, successes, t0 + duration, reconnects[0])
+
+
+def _read_response(tls: ssl.SSLSocket) -> str:
+    """One HTTP/1.1 response with Content-Length; its X-Backend. ValueError if not a 200."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = tls.recv(65536)
+        if not chunk:
+            raise ValueError("closed")
+        data += chunk
+    head, body = data.split(b"\r\n\r\n", 1)
+    lines = head.decode(errors="replace").split("\r\n")
+    fields = {k.strip().lower(): v.strip() for k, _, v in (ln.partition(":") for ln in lines[1:])}
+    length = int(fields.get("content-length", "0"))
+    while len(body) < length:
+        chunk = tls.recv(65536)
+        if not chunk:
+            raise ValueError("closed")
+        body += chunk
+    if not lines[0].startswith("HTTP/1.1 200"):
+        raise ValueError(lines[0])
+    if fields.get("connection", "").lower() == "close":
+        raise ValueError("server closed")
+    return fields.get("x-backend", "")
