@@ -1,8 +1,9 @@
 """The kubeadm control-plane lifecycle over SSH, driven by the membership list.
 
 Order: bootstrap (after the LB serves the endpoint) -> control-plane joins one at a time, each
-waiting for its node Ready and etcd healthy -> workers in parallel, depending only on the
-bootstrap. The chain grows with control-plane count, never with workers.
+waiting for its node Ready and etcd healthy; workers in parallel after the bootstrap, two steps
+each (credentials on the bootstrap node, one script on the worker) -> kube-proxy's kubeconfig
+last. The chain grows with control-plane count, never with workers.
 
 Removal: a node deleted from `controlPlane` deletes its `membership` step (on the bootstrap
 node: drain, etcd member remove with a quorum guard, delete the Node) and then its
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import functools
 import json
+from typing import Any
 
 import pulumi
 
@@ -30,8 +32,10 @@ def _cp_join(cluster: Cluster, node: Host, values: list[str]) -> str:
     return ks.control_plane_join_script(cluster, node, cert, key, json.loads(creds))
 
 
-def _worker_join(cluster: Cluster, node: Host, creds: str) -> str:
-    return ks.worker_join_script(cluster, node, json.loads(creds))
+def _worker_join(cluster: Cluster, node: Host, values: list[Any]) -> str:
+    creds, local = values
+    return ks.worker_join_script(cluster, node, json.loads(creds),
+                                 tuple(local) if local else None)
 
 
 class ControlPlane(pulumi.ComponentResource):
@@ -84,34 +88,30 @@ class ControlPlane(pulumi.ComponentResource):
         # `kubeadm reset` after.
         run_script(f"{name}-workers", boot, ssh, ks.workers_reconcile_script(cluster),
                    parent=self, depends_on=[self.bootstrap])
+        # Two steps per worker, whatever the topology: its own join credentials on the bootstrap
+        # node, created in the same `up` that joins it (a token made when the first workers
+        # joined has expired by the time one is added), and one script on the worker (its
+        # node-local proxy first, when there is one, then the join and the kubelet re-point).
+        # Workers that already joined keep their credentials step, so adding one re-runs none.
         self.workers: dict[str, pulumi.Resource] = {}
-        if cluster.workers:
-            creds = run_script(f"{name}-worker-join-credentials", boot, ssh,
+        reset = ks.reset_script()  # rendered once: the same on every worker
+        local: pulumi.Output[tuple[str, str]] | None = None
+        if cluster.node_local_proxy:
+            local_cfg = render_haproxy_cfg(cluster, frontend=node_local_frontend(cluster))
+            install = install_script(cluster, node_local=True)
+            local = pulumi.Output.all(certs.ca_cert_pem, certs.health_client_pem).apply(
+                lambda pems: (install, configure_script(cluster, local_cfg, pems[0], pems[1])))
+        for w in cluster.workers:
+            creds = run_script(f"{name}-{w.name}-join-credentials", boot, ssh,
                                ks.join_credentials_script(control_plane=False), parent=self,
                                secret_stdout=True, depends_on=[self.bootstrap])
-            # Rendered once: the scripts are the same on every worker.
-            reset = ks.reset_script()
-            local: tuple[str, pulumi.Output[str]] | None = None
-            if cluster.node_local_proxy:
-                local_cfg = render_haproxy_cfg(cluster, frontend=node_local_frontend(cluster))
-                local = (install_script(cluster, node_local=True),
-                         pulumi.Output.all(certs.ca_cert_pem, certs.health_client_pem).apply(
-                             lambda pems: configure_script(cluster, local_cfg, pems[0], pems[1])))
-            for w in cluster.workers:
-                before: list[pulumi.Resource] = [creds]
-                if local is not None:
-                    before.append(self._local_proxy(name, ssh, *local, w))
-                self.workers[w.name] = run_script(
-                    f"{name}-{w.name}-join", w, ssh,
-                    creds.stdout.apply(functools.partial(_worker_join, cluster, w)),
-                    parent=self, secret=True, delete_script=reset, depends_on=before)
+            script = pulumi.Output.all(creds.stdout, local).apply(
+                functools.partial(_worker_join, cluster, w))
+            self.workers[w.name] = run_script(
+                f"{name}-{w.name}-join", w, ssh, script, parent=self, secret=True,
+                delete_script=reset, depends_on=[creds])
+        # kube-proxy's kubeconfig serves every node: re-pointed once every node can dial what
+        # it names (with node-local proxies, 127.0.0.1 answers on a worker only after its step).
+        run_script(f"{name}-kube-proxy", boot, ssh, ks.kube_proxy_script(cluster), parent=self,
+                   depends_on=[self.last_control_plane_step, *self.workers.values()])
         self.register_outputs({})
-
-    def _local_proxy(self, name: str, ssh: Ssh, install_text: str, script: pulumi.Output[str],
-                     worker: Host) -> pulumi.Resource:
-        """haproxy on the worker's 127.0.0.1, rendered from the same membership list as the LB:
-        a control-plane change rewrites every worker's proxy in place (never stale)."""
-        install = run_script(f"{name}-{worker.name}-local-proxy-install", worker, ssh,
-                             install_text, parent=self)
-        return run_script(f"{name}-{worker.name}-local-proxy", worker, ssh, script,
-                          parent=self, secret=True, depends_on=[install])

@@ -11,7 +11,7 @@ import json
 from dataclasses import dataclass
 
 from components.model import Cluster, Host, host_port
-from components.shell import quote, script, write_file
+from components.shell import heredoc, quote, script, write_file
 from components.topology import shared_sans
 
 K8S = "/etc/kubernetes"
@@ -282,7 +282,8 @@ def control_plane_endpoint_edit(cluster: Cluster) -> tuple[str, str]:
 def bootstrap_script(cluster: Cluster, cert: str, key: str) -> str:
     """The bootstrap node: `kubeadm init` a new cluster, or move a running one behind the
     endpoint — serving cert with the new SANs first, then controlPlaneEndpoint, kubeconfigs,
-    cluster-info (what joining nodes discover) and kube-proxy."""
+    cluster-info (what joining nodes discover). kube-proxy follows after the workers
+    (kube_proxy_script)."""
     node = cluster.bootstrap
     ep = cluster.endpoint
     return script(
@@ -310,12 +311,6 @@ def bootstrap_script(cluster: Cluster, cert: str, key: str) -> str:
         'if [ "$changed" = 1 ]; then systemctl restart kubelet; log "kubelet restarted"; fi',
         _patch_configmap("kube-public", "cluster-info", "kubeconfig", _sed_server(ep.url),
                          f"server: {ep.url}"),
-        _patch_configmap("kube-system", "kube-proxy", "kubeconfig.conf",
-                         _sed_server(cluster.node_url), f"server: {cluster.node_url}",
-                         flag="restart_proxy", optional=True),
-        'if [ -n "${restart_proxy:-}" ]; then',
-        f"  {KUBECTL} -n kube-system rollout restart daemonset/kube-proxy",
-        "fi",
     )
 
 
@@ -412,11 +407,22 @@ def control_plane_join_script(cluster: Cluster, node: Host, cert: str, key: str,
     )
 
 
-def worker_join_script(cluster: Cluster, node: Host, creds: dict[str, str]) -> str:
+def worker_join_script(cluster: Cluster, node: Host, creds: dict[str, str],
+                       local_proxy: tuple[str, str] | None = None) -> str:
     """Join a new worker (discovery through the endpoint), then point its kubelet at what
-    workers dial: the endpoint, or its node-local proxy."""
+    workers dial: the endpoint, or its node-local proxy.
+
+    With `local_proxy` (the node-local haproxy's install and configure scripts, each run whole
+    by its own bash) the proxy is installed and answering on 127.0.0.1 before anything on the
+    node is pointed at it: one step per worker, not three."""
+    proxy: list[str] = []
+    if local_proxy is not None:
+        install, configure = local_proxy
+        proxy = [heredoc("bash", install), heredoc("bash", configure),
+                 _wait_local_proxy(cluster.apiserver_port)]
     return script(
         f"worker {node.name}",
+        *proxy,
         f"if [ -f {K8S}/kubelet.conf ]; then",
         f'  log "{node.name} already joined"',
         "else",
@@ -426,6 +432,33 @@ def worker_join_script(cluster: Cluster, node: Host, creds: dict[str, str]) -> s
         "changed=0",
         repoint_kubeconfig(f"{K8S}/kubelet.conf", cluster.node_url),
         'if [ "$changed" = 1 ]; then systemctl restart kubelet; log "kubelet restarted"; fi',
+    )
+
+
+def _wait_local_proxy(port: int) -> str:
+    """The node-local proxy accepts on 127.0.0.1 (haproxy listens once started or reloaded)."""
+    return f"""\
+for _ in $(seq 30); do
+  if timeout 1 bash -c '</dev/tcp/127.0.0.1/{port}' 2>/dev/null; then break; fi
+  sleep 1
+done
+timeout 1 bash -c '</dev/tcp/127.0.0.1/{port}' 2>/dev/null || {{
+  log "the node-local proxy does not answer on 127.0.0.1:{port}"; exit 1; }}"""
+
+
+def kube_proxy_script(cluster: Cluster) -> str:
+    """On the bootstrap node, after every worker's step: point kube-proxy's kubeconfig (one
+    ConfigMap for every node) at what nodes dial, and restart it only when that changed. It
+    runs last because with node-local proxies that is 127.0.0.1, which answers on a worker only
+    once its proxy is up. kube-proxy is an optional add-on (absent under e.g. Cilium)."""
+    return script(
+        "kube-proxy",
+        _patch_configmap("kube-system", "kube-proxy", "kubeconfig.conf",
+                         _sed_server(cluster.node_url), f"server: {cluster.node_url}",
+                         flag="restart_proxy", optional=True),
+        'if [ -n "${restart_proxy:-}" ]; then',
+        f"  {KUBECTL} -n kube-system rollout restart daemonset/kube-proxy",
+        "fi",
     )
 
 

@@ -73,15 +73,17 @@ def artifacts(cluster: Cluster) -> dict[str, str]:
         out[f"kubeadm/remove-{node.name}.sh"] = ks.control_plane_removal_script(cluster, node)
     for node in cluster.control_plane:
         out[f"kubeadm/membership-{node.name}.sh"] = ks.membership_check_script(node)
-    for node in cluster.workers:
-        out[f"kubeadm/worker-{node.name}.sh"] = ks.worker_join_script(cluster, node,
-                                                                      PLACEHOLDER_CREDS)
+    local_proxy: tuple[str, str] | None = None
     if cluster.node_local_proxy:
         local = render_haproxy_cfg(cluster, frontend=node_local_frontend(cluster))
+        local_proxy = (install_script(cluster, node_local=True), configure_script(
+            cluster, local, PLACEHOLDER_CA, PLACEHOLDER_CERT + PLACEHOLDER_KEY))
         out["node-local/haproxy.cfg"] = local
-        out["node-local/install.sh"] = install_script(cluster, node_local=True)
-        out["node-local/configure.sh"] = configure_script(
-            cluster, local, PLACEHOLDER_CA, PLACEHOLDER_CERT + PLACEHOLDER_KEY)
+        out["node-local/install.sh"], out["node-local/configure.sh"] = local_proxy
+    for node in cluster.workers:
+        out[f"kubeadm/worker-{node.name}.sh"] = ks.worker_join_script(
+            cluster, node, PLACEHOLDER_CREDS, local_proxy)
+    out["kubeadm/kube-proxy.sh"] = ks.kube_proxy_script(cluster)
     for name, manifest in all_manifests(cluster).items():
         out[f"manifests/{name}"] = yaml.safe_dump(manifest, sort_keys=False)
     return out

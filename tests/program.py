@@ -10,7 +10,7 @@ from typing import Any
 import pulumi
 import yaml
 
-from tests.harness.hosts import host
+from tests.harness.hosts import host, host_key
 from tests.mocks import ClusterMocks, RecordingMonitor
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -78,3 +78,29 @@ def run_program(config: dict[str, Any], preview: bool = False,
 
     program()
     return Run(mocks, monitor, scope)
+
+
+def run_bare_commands(count: int) -> float:
+    """Seconds the SDK takes, under the same mocks, to register `count` bare remote Commands
+    (one connection, one script each): the floor any program of that size pays."""
+    import time
+
+    import pulumi_command as command
+
+    mocks = ClusterMocks()
+    pulumi.runtime.set_mocks(mocks, project="kube-ha", stack="dev", preview=False,
+                             monitor=RecordingMonitor(mocks))
+    key = host_key("bare")  # made outside the timed part, as the program's stack config is
+
+    @pulumi.runtime.test
+    def program() -> None:
+        for i in range(count):
+            command.remote.Command(
+                f"bare-{i}", connection=command.remote.ConnectionArgs(
+                    host=f"10.2.{i // 250}.{i % 250 + 1}", user="root",
+                    private_key=pulumi.Output.secret("k"), host_key=key),
+                create="bash -s", update="bash -s", stdin="true\n")
+
+    start = time.perf_counter()
+    program()
+    return time.perf_counter() - start

@@ -52,37 +52,48 @@ def test_node_local_cfg_is_valid_and_gentle(local_raw: dict[str, Any], tmp_path:
 
 
 def test_workers_get_a_local_proxy_before_they_join(local_raw: dict[str, Any]) -> None:
+    """One step per worker (plus its credentials): the proxy is installed and answering before
+    the join and before kubelet is pointed at it; kube-proxy's shared kubeconfig is switched to
+    127.0.0.1 only after every worker's step (issue 11, item 13)."""
     run = run_program(local_raw)
     names = {r.name for r in run.mocks.resources}
+    assert not {n for n in names if "local-proxy" in n}
     deps = {run.monitor.by_urn(u).name
             for u in run.reg("kubernetes-kubeadm-ubuntu-74-join").dependencies}
-    assert deps == {"kubernetes-kubeadm-worker-join-credentials",
-                    "kubernetes-kubeadm-ubuntu-74-local-proxy"}
-    assert {"kubernetes-kubeadm-ubuntu-75-local-proxy-install",
-            "kubernetes-kubeadm-ubuntu-75-local-proxy"} <= names
-    proxy = plain(run.inputs("kubernetes-kubeadm-ubuntu-74-local-proxy"))
-    assert proxy["connection"]["host"] == "10.21.22.74"
-    assert "bind 127.0.0.1:6443" in proxy["stdin"] and "keepalived" not in proxy["stdin"]
-    join = plain(run.inputs("kubernetes-kubeadm-ubuntu-74-join"))["stdin"]
-    assert ks.repoint_kubeconfig("/etc/kubernetes/kubelet.conf", "https://127.0.0.1:6443") in join
+    # Its credentials, and what its proxy config is made of (the CA read, the client cert).
+    assert deps == {"kubernetes-kubeadm-ubuntu-74-join-credentials", "kubernetes-pki-read-ca",
+                    "kubernetes-pki-lb-health-check-cert", "kubernetes-pki-lb-health-check-key"}
+    join = plain(run.inputs("kubernetes-kubeadm-ubuntu-74-join"))
+    assert join["connection"]["host"] == "10.21.22.74"
+    text = join["stdin"]
+    repoint = ks.repoint_kubeconfig("/etc/kubernetes/kubelet.conf", "https://127.0.0.1:6443")
+    assert text.index("bind 127.0.0.1:6443") < text.index("does not answer on 127.0.0.1:6443") \
+        < text.index("kubeadm join") < text.index(repoint)
+    assert "keepalived" not in text
     boot = plain(run.inputs("kubernetes-kubeadm-ubuntu-73-control-plane"))["stdin"]
-    assert ks.has_line("server: https://127.0.0.1:6443", "") in boot  # kube-proxy's kubeconfig
+    kube_proxy = plain(run.inputs("kubernetes-kubeadm-kube-proxy"))["stdin"]
+    assert "configmap kube-proxy" not in boot
+    assert ks.has_line("server: https://127.0.0.1:6443", "") in kube_proxy
+    kp_deps = {run.monitor.by_urn(u).name for u in run.reg("kubernetes-kubeadm-kube-proxy").dependencies}
+    assert {"kubernetes-kubeadm-ubuntu-74-join", "kubernetes-kubeadm-ubuntu-75-join"} <= kp_deps
 
 
-def test_control_plane_change_rewrites_every_local_proxy_and_nothing_else_on_workers(
+def test_control_plane_change_rewrites_every_local_proxy_and_nothing_else(
         local_raw: dict[str, Any]) -> None:
     before = run_program(local_raw)
     grown = copy.deepcopy(local_raw)
     grown["controlPlane"] += [host("ubuntu-76", "10.21.22.76"),
                               host("ubuntu-77", "10.21.22.77")]
     after = run_program(grown)
-    a = {r.name: r.inputs for r in before.mocks.resources}
-    b = {r.name: r.inputs for r in after.mocks.resources}
-    changed = {n for n in a.keys() & b.keys() if a[n] != b[n]}
+    a = {r.name: plain(r.inputs) for r in before.mocks.resources}
+    b = {r.name: plain(r.inputs) for r in after.mocks.resources}
     for w in ("ubuntu-74", "ubuntu-75"):
-        assert f"kubernetes-kubeadm-{w}-local-proxy" in changed  # never stale (kubespray #12102)
-        assert f"kubernetes-kubeadm-{w}-join" not in changed
-        assert f"kubernetes-kubeadm-{w}-local-proxy-install" not in changed
+        step = f"kubernetes-kubeadm-{w}-join"
+        # The worker's one step carries its proxy config: rewritten in place, never stale
+        # (kubespray #12102); its join part is skipped on a joined node.
+        assert "server ubuntu-77 10.21.22.77:6443" in b[step]["stdin"]
+        assert "ubuntu-77" not in a[step]["stdin"]
+        assert a[f"{step}-credentials"] == b[f"{step}-credentials"]
 
 
 def test_worker_script_points_kubelet_at_the_local_proxy(local_raw: dict[str, Any]) -> None:

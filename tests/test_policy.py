@@ -120,7 +120,7 @@ def test_a_lab_stack_without_host_keys_is_refused_by_the_pack() -> None:
     raw["insecureSkipHostKeyCheck"] = True
     found = violations(_resources(run_program(raw)))
     assert list(found) == ["ssh-host-key-verified"]
-    assert len(found["ssh-host-key-verified"]) == 17  # every remote step of the dev stack
+    assert len(found["ssh-host-key-verified"]) == 19  # every remote step of the dev stack
 
 
 def test_a_certificate_near_expiry_is_reported(dev_resources: list[PolicyResource]) -> None:

@@ -86,7 +86,7 @@ def test_scripts_carrying_keys_or_tokens_are_secret(dev: Run) -> None:
             assert "PRIVATE KEY-----\n" not in str(rec.inputs.get("stdin")), name
             assert "abcdef.0123456789abcdef" not in str(rec.inputs.get("stdin")), name
     for name in ("kubernetes-pki-read-ca", "kubernetes-kubeadm-ubuntu-70-join-credentials",
-                 "kubernetes-kubeadm-worker-join-credentials"):
+                 "kubernetes-kubeadm-ubuntu-74-join-credentials"):
         assert "stdout" in dev.reg(name).secret_outputs, f"{name}: stdout not secret"
         assert plain(cmds[name].inputs["logging"]) == "none"
         # pulumi-command sends the previous stdout to update/delete runs as PULUMI_COMMAND_STDOUT
@@ -105,7 +105,8 @@ def _deps(run: Run, name: str) -> set[str]:
     return {run.monitor.by_urn(u).name for u in run.reg(name).dependencies}
 
 
-def test_control_plane_joins_form_a_chain_and_workers_depend_on_bootstrap_only(dev: Run) -> None:
+def test_control_plane_joins_form_a_chain_and_workers_depend_on_their_own_credentials(
+        dev: Run) -> None:
     assert "kubernetes-lb-haproxy-101-configure" in _deps(
         dev, "kubernetes-kubeadm-ubuntu-73-control-plane")
     chain = ["kubernetes-kubeadm-ubuntu-73-control-plane", "kubernetes-kubeadm-ubuntu-73-membership",
@@ -115,11 +116,35 @@ def test_control_plane_joins_form_a_chain_and_workers_depend_on_bootstrap_only(d
              "kubernetes-kubeadm-ubuntu-72-control-plane", "kubernetes-kubeadm-ubuntu-72-membership"]
     for before, after in itertools.pairwise(chain):
         assert before in _deps(dev, after), (before, after)
-    assert _deps(dev, "kubernetes-kubeadm-worker-join-credentials") == {
-        "kubernetes-kubeadm-ubuntu-73-control-plane"}
     for w in ("ubuntu-74", "ubuntu-75"):
+        assert _deps(dev, f"kubernetes-kubeadm-{w}-join-credentials") == {
+            "kubernetes-kubeadm-ubuntu-73-control-plane"}
         assert _deps(dev, f"kubernetes-kubeadm-{w}-join") == {
-            "kubernetes-kubeadm-worker-join-credentials"}
+            f"kubernetes-kubeadm-{w}-join-credentials"}
+    # kube-proxy's shared kubeconfig is re-pointed last, once every node's step has run.
+    assert _deps(dev, "kubernetes-kubeadm-kube-proxy") == {
+        "kubernetes-kubeadm-ubuntu-72-membership", "kubernetes-kubeadm-ubuntu-74-join",
+        "kubernetes-kubeadm-ubuntu-75-join"}
+
+
+def test_a_worker_added_later_gets_fresh_credentials_and_no_other_worker_re_runs() -> None:
+    """kubeadm's bootstrap tokens expire (1 h here): a worker added on day 2 must join with a
+    token created in the same `up`. Its own credentials step is new, so it runs in that `up`;
+    every existing worker's steps keep their inputs, so none re-runs."""
+    from tests.harness.hosts import host
+
+    before = run_program(dev_stack())
+    raw = dev_stack()
+    raw["workers"].append(host("ubuntu-76", "10.21.22.76"))
+    after = run_program(raw)
+    old = {r.name: r.inputs for r in before.mocks.resources}
+    new = {r.name: r.inputs for r in after.mocks.resources}
+    assert {"kubernetes-kubeadm-ubuntu-76-join-credentials",
+            "kubernetes-kubeadm-ubuntu-76-join"} <= set(new) - set(old)
+    changed = {n for n in old.keys() & new.keys() if old[n] != new[n]}
+    assert not {n for n in changed if "ubuntu-74" in n or "ubuntu-75" in n}, changed
+    assert _deps(after, "kubernetes-kubeadm-ubuntu-76-join") == {
+        "kubernetes-kubeadm-ubuntu-76-join-credentials"}
 
 
 def test_making_another_node_bootstrap_deletes_nothing_that_removes_or_resets() -> None:
