@@ -98,7 +98,17 @@ def test_workflow_least_privilege_and_pinned_actions() -> None:
                 assert step["with"]["persist-credentials"] is False
             secrets = re.findall(r"secrets\.(\w+)", yaml.safe_dump(step))
             if set(secrets) - {"GITHUB_TOKEN"}:
-                assert str(uses).startswith("pulumi/actions"), (name, step)
+                assert str(uses).startswith("pulumi/actions") or step.get("name") == (
+                    "Destructive-change gate"), (name, step)
+
+
+def test_pull_requests_pass_the_destructive_change_gate() -> None:
+    workflow = yaml.safe_load((ROOT / ".github" / "workflows" / "preview.yml").read_text())
+    steps = workflow["jobs"]["preview"]["steps"]
+    gate = next(s for s in steps if s.get("name") == "Destructive-change gate")
+    assert "pulumi preview --stack dev --json > preview.json" in gate["run"]
+    assert "python -m tools.destructive_gate preview.json" in gate["run"]
+    assert "approve-destructive" in gate["env"]["APPROVED"]
 
 
 def _fake_release(root: Path, version: str, tamper: bool) -> None:
