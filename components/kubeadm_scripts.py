@@ -279,6 +279,30 @@ def control_plane_endpoint_edit(cluster: Cluster) -> tuple[str, str]:
     return f"/^controlPlaneEndpoint:/d; 1i controlPlaneEndpoint: {hp}", f"controlPlaneEndpoint: {hp}"
 
 
+def _init_state() -> str:
+    """Set `init` to none (no kubeadm here), finished, or unfinished. kubeadm init writes admin.conf
+    in its kubeconfig phase, long before upload-config, so an admin.conf alone is not a
+    cluster: finished means the kubeadm-config ConfigMap exists. When the apiserver cannot be asked
+    (not NotFound: unreachable), nothing is decided and nothing is touched."""
+    return f"""\
+init=none
+if [ -f {ADMIN} ]; then
+  init=unknown
+  for _ in $(seq 30); do
+    if found=$({KUBECTL} -n kube-system get configmap kubeadm-config --ignore-not-found -o name); then
+      if [ -n "$found" ]; then init=finished; else init=unfinished; fi
+      break
+    fi
+    sleep 2
+  done
+  if [ "$init" = unknown ]; then
+    log "{ADMIN} exists but the apiserver does not answer: cannot tell whether kubeadm init" \
+      "finished; nothing changed"
+    exit 1
+  fi
+fi"""
+
+
 def bootstrap_script(cluster: Cluster, cert: str, key: str) -> str:
     """The bootstrap node: `kubeadm init` a new cluster, or move a running one behind the
     endpoint — serving cert with the new SANs first, then controlPlaneEndpoint, kubeconfigs,
@@ -290,8 +314,21 @@ def bootstrap_script(cluster: Cluster, cert: str, key: str) -> str:
         "bootstrap",
         f"install -d -m 0700 {K8S}/kube-ha",
         write_file(KUBEADM_CONFIG, kubeadm_config(cluster), "0600", flag=None),
-        f"if [ ! -f {ADMIN} ]; then",
-        '  log "no cluster here yet: kubeadm init"',
+        _init_state(),
+        'if [ "$init" = unfinished ]; then',
+        '  log "kubeadm init did not finish here (no kubeadm-config was uploaded): resetting this'
+        ' node and running it again, keeping its cluster CA"',
+        f'  keep=$(mktemp -d {K8S}/kube-ha/ca.XXXXXX)',
+        f'  for f in ca.crt ca.key; do if [ -f {PKI}/"$f" ]; then cp -p {PKI}/"$f" "$keep"/; fi; done',
+        "  kubeadm reset --force >&2",
+        f"  install -d -m 0755 {PKI}",
+        f'  for f in ca.crt ca.key; do if [ -f "$keep/$f" ]; then cp -p "$keep/$f" {PKI}/; fi; done',
+        '  rm -rf "$keep"',
+        "fi",
+        'if [ "$init" = finished ]; then',
+        '  log "cluster already initialised"',
+        "else",
+        '  log "kubeadm init"',
         f"  install -d -m 0755 {PKI}",
         write_file(f"{PKI}/apiserver.key", key, "0600", flag=None),
         write_file(f"{PKI}/apiserver.crt", cert, "0644", flag=None),
@@ -299,8 +336,6 @@ def bootstrap_script(cluster: Cluster, cert: str, key: str) -> str:
         # (kubeadm init reference: --skip-token-print, --skip-certificate-key-print).
         f"  kubeadm init --config={KUBEADM_CONFIG} --upload-certs --skip-token-print"
         " --skip-certificate-key-print >&2",
-        "else",
-        '  log "cluster already initialised"',
         "fi",
         install_serving_cert(cluster, node, cert, key),
         _patch_configmap("kube-system", "kubeadm-config", "ClusterConfiguration",
@@ -496,15 +531,19 @@ def workers_reconcile_script(cluster: Cluster) -> str:
 
 
 def membership_check_script(node: Host, etcd: EtcdAccess = EtcdAccess()) -> str:
-    """Create/update step of a membership: the node is an etcd member (its delete removes it)."""
+    """Create/update step of a membership: the node is a started, voting etcd member (its
+    delete removes it). `member list` also shows learners (kubeadm adds a member as a learner
+    and promotes it, EtcdLearnerMode) and unstarted members: neither counts. Its simple output
+    is `ID, STATUS, NAME, PEER ADDRS, CLIENT ADDRS, IS LEARNER`."""
     return script(
         f"membership {node.name}",
         etcd.function(),
         "members=$(etcdctl_ member list)",
-        f"if grep -qF -- {quote(f', {node.name}, ')} <<< \"$members\"; then",
-        f'  log "{node.name} is an etcd member"',
+        f"if awk -F', ' -v n={quote(node.name)} '$3 == n && $2 == \"started\" && $6 == \"false\""
+        " { found = 1 } END { exit !found }' <<< \"$members\"; then",
+        f'  log "{node.name} is a started, voting etcd member"',
         "else",
-        f'  log "{node.name} is not an etcd member"; exit 1',
+        f'  log "{node.name} is not a started, voting etcd member"; exit 1',
         "fi",
     )
 
@@ -597,7 +636,9 @@ def reset_script() -> str:
     """Delete step of a join: wipe kubeadm state from a node that left the cluster."""
     return script(
         "reset",
-        f"if [ -f {K8S}/kubelet.conf ] || [ -d {K8S}/manifests ]; then",
+        # kubeadm reset empties the manifests directory but keeps it (cleanupnode.go
+        # CleanDir): an empty one means reset already ran.
+        f'if [ -f {K8S}/kubelet.conf ] || [ -n "$(ls -A {K8S}/manifests 2>/dev/null)" ]; then',
         "  kubeadm reset --force >&2",
         "else",
         '  log "nothing to reset"',

@@ -145,3 +145,29 @@ def test_refuses_to_remove_the_last_member(tmp_path: Path) -> None:
         assert single.names() == ["m1"]
     finally:
         single.close()
+
+
+def test_a_learner_or_unstarted_member_is_not_a_membership(tmp_path: Path) -> None:
+    """kubeadm adds a joining member as a learner and promotes it later (EtcdLearnerMode, on by
+    default in 1.31/1.32); until then, or while unstarted, it is no voting member. etcdctl's
+    simple `member list` rows are `ID, STATUS, NAME, PEER ADDRS, CLIENT ADDRS, IS LEARNER`
+    (etcd etcdctl/ctlv3/command/printer.go makeMemberListTable; printer_simple.go joins them
+    with ", "): a host etcdctl printing exactly that stands in for the cluster here."""
+    rows = {
+        "voter": "8e9e05c52164694d, started, voter, https://10.0.0.1:2380, https://10.0.0.1:2379, false",
+        "learner": "91bc3c398fb3c146, started, learner, https://10.0.0.2:2380, https://10.0.0.2:2379, true",
+        "": "fd422379fda50e48, unstarted, , https://10.0.0.3:2380, , false",
+    }
+    fake = tmp_path / "etcdctl"
+    fake.write_text("#!/bin/sh\ncat <<'EOF'\n" + "\n".join(rows.values()) + "\nEOF\n")
+    fake.chmod(0o755)
+
+    def check(name: str) -> int:
+        host = Host(name, ipaddress.ip_address("192.0.2.1"), "root", 22)
+        return subprocess.run(["bash", "-s"], input=membership_check_script(host),
+                              capture_output=True, text=True, timeout=30,
+                              env={"PATH": f"{tmp_path}:/usr/bin:/bin"}).returncode
+
+    assert check("voter") == 0
+    assert check("learner") == 1
+    assert check("fd422379fda50e48") == 1

@@ -1,0 +1,269 @@
+"""kubectl stand-in for the verbs our scripts send to a live apiserver.
+
+What it reproduces, from kubernetes/kubernetes staging/src/k8s.io/kubectl (v1.32):
+- The kubeconfig is read first: a missing --kubeconfig file fails before anything else with
+  "error: stat <path>: no such file or directory", exit 1 (observed with the real kubectl
+  v1.32). The server is --server, else the kubeconfig's current cluster.
+- Connection errors: "The connection to the server <host:port> was refused - did you specify
+  the right host or port?" and "Unable to connect to the server: ..." (pkg/cmd/util/helpers.go
+  StandardErrorMessage); API errors: "Error from server (NotFound): <resource> "<name>" not
+  found", exit 1 (same function; apimachinery errors.NewNotFound's text).
+- get -o jsonpath='{.data.key}' prints the value with no newline added, an absent key prints
+  nothing and succeeds (checked against the real kubectl's printer); -o name prints
+  "<type>/<name>"; --ignore-not-found turns a missing object into no output and exit 0
+  (kubectl get --help: "If the requested object does not exist the command will return exit
+  code 0"). get --raw=/readyz prints the body, "ok".
+- create ... --dry-run=client -o yaml is client-side: the real kubectl runs it.
+- apply --server-side --force-conflicts -f - reads stdin and prints
+  "<kind>/<name> serverside-applied" (pkg/cmd/apply/apply.go); our ConfigMaps' data keys are
+  merged into the live object, other keys kept (server-side apply with its own field manager).
+- rollout restart prints "daemonset.apps/<name> restarted" (pkg/cmd/rollout/rollout_restart.go).
+- wait --for=condition=Ready node/<n>: a named object that does not exist fails at once with
+  NotFound (pkg/cmd/wait/wait.go RunWait); success prints "node/<n> condition met"; else
+  "error: timed out waiting for the condition on nodes/<n>" (pkg/cmd/wait/condition.go) after
+  the timeout, which KUBE_HA_WAIT_CAP shortens for tests.
+- drain cordons then evicts: "node/<n> cordoned" ("already cordoned"), "node/<n> drained"
+  (pkg/cmd/drain/drain.go RunDrain). delete prints 'node "<n>" deleted'; --ignore-not-found
+  makes a missing object a silent success; --wait=false returns without waiting for
+  finalizers (nothing to wait for here either way).
+- --request-timeout bounds each request; an answering fake never reaches it.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from tests.harness.standins import common
+from tests.harness.standins.common import Invocation, State, ToolError, UnsupportedError
+
+GLOBAL = {"--kubeconfig": True, "-n": True, "--namespace": True, "--server": True,
+          "--request-timeout": True}
+TYPES = {"configmap": "configmaps", "configmaps": "configmaps", "cm": "configmaps",
+         "node": "nodes", "nodes": "nodes", "no": "nodes"}
+
+
+def main(argv: list[str]) -> int:
+    return common.run("kubectl", argv, _dispatch)
+
+
+def _split(argv: list[str]) -> tuple[list[str], dict[str, str]]:
+    """Global flags out (kubectl takes them anywhere), the command's own arguments left."""
+    rest: list[str] = []
+    flags: dict[str, str] = {}
+    i = 0
+    while i < len(argv):
+        name, eq, value = argv[i].partition("=")
+        if name in GLOBAL:
+            if not eq:
+                i += 1
+                value = argv[i]
+            flags["namespace" if name in ("-n", "--namespace") else name[2:]] = value
+        else:
+            rest.append(argv[i])
+        i += 1
+    return rest, flags
+
+
+def _dispatch(inv: Invocation) -> int:
+    rest, g = _split(inv.argv)
+    if not rest:
+        raise UnsupportedError("no command")
+    cmd = rest[0]
+    sub = rest[1] if len(rest) > 1 and not rest[1].startswith("-") else ""
+    inv.set_verb(f"kubectl {cmd} {sub}".strip() if cmd in ("get", "create", "delete", "rollout")
+                 else f"kubectl {cmd}", reads_stdin=cmd == "apply" and "-" in rest)
+    kubeconfig = g.get("kubeconfig")
+    if kubeconfig is None:
+        raise UnsupportedError("without --kubeconfig")
+    if not Path(kubeconfig).exists():
+        raise ToolError(f"error: stat {kubeconfig}: no such file or directory")
+    if cmd == "create":
+        return _create(inv, rest)
+    server = g.get("server") or str(common.current_cluster(Path(kubeconfig).read_text())["server"])
+    st = common.load()
+    problem = common.dial(st, server)
+    host = server.removeprefix("https://").rstrip("/")
+    if problem == "refused":
+        raise ToolError(f"The connection to the server {host} was refused - did you specify the "
+                        "right host or port?")
+    if problem:
+        raise ToolError(f"Unable to connect to the server: dial tcp: lookup {host.rsplit(':', 1)[0]}:"
+                        " no such host")
+    ns = g.get("namespace", "default")
+    handlers = {"get": _get, "apply": _apply, "rollout": _rollout, "wait": _wait,
+                "drain": _drain, "delete": _delete}
+    if cmd not in handlers:
+        raise UnsupportedError(f"command {cmd}")
+    return handlers[cmd](inv, rest[1:], ns)
+
+
+def _create(inv: Invocation, rest: list[str]) -> int:
+    """Client-side only (`--dry-run=client -o yaml`): the real kubectl does it, offline."""
+    if "--dry-run=client" not in rest:
+        raise UnsupportedError("create against the server")
+    real = common.env(common.REAL_KUBECTL)
+    return subprocess.run([real, *inv.argv], stdin=subprocess.DEVNULL, check=False).returncode
+
+
+def _not_found(resource: str, name: str) -> ToolError:
+    return ToolError(f'Error from server (NotFound): {resource} "{name}" not found')
+
+
+def _jsonpath(obj: dict[str, Any], expr: str) -> str:
+    """Only the `{.a.b}` paths our scripts use, with `\\.` inside a key."""
+    found = re.fullmatch(r"\{\.(.+)\}", expr)
+    if not found:
+        raise UnsupportedError(f"jsonpath {expr}")
+    value: Any = obj
+    for part in re.split(r"(?<!\\)\.", found.group(1)):
+        if not isinstance(value, dict) or part.replace("\\.", ".") not in value:
+            return ""
+        value = value[part.replace("\\.", ".")]
+    return value if isinstance(value, str) else yaml.safe_dump(value)
+
+
+def _get(inv: Invocation, args: list[str], ns: str) -> int:
+    pos, f = common.parse_flags(args, {"-o": True, "--output": True, "--raw": True,
+                                       "--ignore-not-found": False})
+    if "raw" in f:
+        if f["raw"] not in ("/readyz", "/livez", "/healthz"):
+            raise UnsupportedError(f"--raw={f['raw']}")
+        sys.stdout.write("ok")
+        return 0
+    if len(pos) != 2 or pos[0] not in TYPES:
+        raise UnsupportedError("get needs a configmap or node and its name")
+    resource, name = TYPES[pos[0]], pos[1]
+    st = common.load()
+    obj = _object(st, resource, ns, name)
+    if obj is None:
+        if "ignore-not-found" in f:
+            return 0
+        raise _not_found(resource, name)
+    output = f.get("o") or f.get("output") or ""
+    if output == "name":
+        print(f"{resource.removesuffix('s')}/{name}")
+    elif output.startswith("jsonpath="):
+        sys.stdout.write(_jsonpath(obj, output.removeprefix("jsonpath=")))
+    elif output:
+        raise UnsupportedError(f"-o {output}")
+    elif resource == "nodes":
+        status = "Ready" if obj["status"]["ready"] else "NotReady"
+        if obj["spec"]["unschedulable"]:
+            status += ",SchedulingDisabled"
+        print(f"NAME\tSTATUS\tROLES\tAGE\tVERSION\n{name}\t{status}\t<none>\t1d\tv1.32.3")
+    else:
+        print(f"NAME\tDATA\tAGE\n{name}\t{len(obj['data'])}\t1d")
+    return 0
+
+
+def _object(st: State, resource: str, ns: str, name: str) -> dict[str, Any] | None:
+    """The API object as kubectl would see it (only the fields our scripts read)."""
+    if resource == "configmaps":
+        data = st["configmaps"].get(f"{ns}/{name}")
+        return None if data is None else {"metadata": {"name": name, "namespace": ns},
+                                          "data": data}
+    node = st["nodes"].get(name)
+    return None if node is None else {"metadata": {"name": name},
+                                      "spec": {"unschedulable": node["unschedulable"]},
+                                      "status": {"ready": node["ready"]}}
+
+
+def _apply(inv: Invocation, args: list[str], ns: str) -> int:
+    _, f = common.parse_flags(args, {"--server-side": False, "--force-conflicts": False,
+                                     "--field-manager": True, "-f": True, "--filename": True})
+    if f.get("f", f.get("filename")) != "-" or "server-side" not in f:
+        raise UnsupportedError("only apply --server-side -f -")
+    docs = [d for d in yaml.safe_load_all(inv.read_stdin()) if d]
+    inv.extra["field-manager"] = f.get("field-manager", "kubectl")
+    for doc in docs:
+        if doc.get("kind") != "ConfigMap":
+            raise UnsupportedError(f"apply of {doc.get('kind')}")
+        meta = doc["metadata"]
+        key = f"{meta.get('namespace', ns)}/{meta['name']}"
+        with common.mutate() as st:
+            st["configmaps"].setdefault(key, {}).update(doc.get("data") or {})
+        print(f"configmap/{meta['name']} serverside-applied")
+    return 0
+
+
+def _rollout(inv: Invocation, args: list[str], ns: str) -> int:
+    pos, _ = common.parse_flags(args, {})
+    if len(pos) != 2 or pos[0] != "restart" or not pos[1].startswith("daemonset/"):
+        raise UnsupportedError("only rollout restart daemonset/<name>")
+    name = pos[1].split("/", 1)[1]
+    with common.mutate() as st:
+        ds = st["daemonsets"].get(f"{ns}/{name}")
+        if ds is None:
+            raise _not_found("daemonsets.apps", name)
+        ds["restarts"] += 1
+    print(f"daemonset.apps/{name} restarted")
+    return 0
+
+
+def _seconds(text: str) -> float:
+    found = re.fullmatch(r"(\d+)(s|m)", text)
+    if not found:
+        raise UnsupportedError(f"duration {text}")
+    return float(found.group(1)) * (60 if found.group(2) == "m" else 1)
+
+
+def _wait(inv: Invocation, args: list[str], ns: str) -> int:
+    pos, f = common.parse_flags(args, {"--for": True, "--timeout": True})
+    if f.get("for") != "condition=Ready" or len(pos) != 1 or not pos[0].startswith("node/"):
+        raise UnsupportedError("only wait --for=condition=Ready node/<name>")
+    name = pos[0].split("/", 1)[1]
+    timeout = _seconds(f.get("timeout", "30s"))
+    deadline = time.monotonic() + min(timeout, float(os.environ.get(common.WAIT_CAP, "2")))
+    while True:
+        node = common.load()["nodes"].get(name)
+        if node is None:
+            raise _not_found("nodes", name)
+        if node["ready"]:
+            print(f"node/{name} condition met")
+            return 0
+        if time.monotonic() > deadline:
+            raise ToolError(f"error: timed out waiting for the condition on nodes/{name}")
+        time.sleep(0.1)
+
+
+def _drain(inv: Invocation, args: list[str], ns: str) -> int:
+    pos, _ = common.parse_flags(args, {"--ignore-daemonsets": False,
+                                       "--delete-emptydir-data": False, "--timeout": True})
+    if len(pos) != 1:
+        raise UnsupportedError("drain of more than one node")
+    name = pos[0]
+    with common.mutate() as st:
+        node = st["nodes"].get(name)
+        if node is None:
+            raise _not_found("nodes", name)
+        already = node["unschedulable"]
+        node["unschedulable"] = True
+    print(f"node/{name} {'already cordoned' if already else 'cordoned'}\nnode/{name} drained")
+    return 0
+
+
+def _delete(inv: Invocation, args: list[str], ns: str) -> int:
+    pos, f = common.parse_flags(args, {"--ignore-not-found": False, "--wait": False})
+    if len(pos) != 2 or TYPES.get(pos[0]) != "nodes":
+        raise UnsupportedError("only delete node <name>")
+    name = pos[1]
+    with common.mutate() as st:
+        gone = st["nodes"].pop(name, None) is None
+    if gone:
+        if "ignore-not-found" in f:
+            return 0
+        raise _not_found("nodes", name)
+    print(f'node "{name}" deleted')
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
