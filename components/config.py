@@ -15,10 +15,12 @@ class InvalidConfig(pulumi.RunError):
     """Raised before any resource exists: the CLI prints the message, no traceback."""
 
 
-def stack_values() -> dict[str, Any]:
-    """Every `kube-ha:` key the stack sets, objects decoded; secrets only marked as present."""
+def stack_values() -> tuple[dict[str, Any], dict[str, str]]:
+    """Every `kube-ha:` key the stack sets, objects decoded; secrets only marked as present.
+    Keys that do not decode are returned apart, with why, to be reported with the rest."""
     merged = {**runtime_config.get_config_env(), **runtime_config.CONFIG.get()}
     raw: dict[str, Any] = {}
+    unreadable: dict[str, str] = {}
     prefix = PROJECT + ":"
     for full_key, value in merged.items():
         if not full_key.startswith(prefix):
@@ -30,16 +32,16 @@ def stack_values() -> dict[str, Any]:
             try:
                 raw[key] = json.loads(value)
             except json.JSONDecodeError as err:
-                raise InvalidConfig(f"{full_key}: not valid YAML/JSON ({err}).") from err
+                unreadable[key] = f"is not valid YAML/JSON ({err}). Fix: correct its syntax."
         else:
             raw[key] = value
-    return raw
+    return raw, unreadable
 
 
 def load_cluster() -> tuple[Cluster, pulumi.Output[str]]:
     """The validated cluster and the SSH private key (always a secret Output)."""
     try:
-        cluster = parse_cluster(stack_values())
+        cluster = parse_cluster(*stack_values())
     except ConfigError as err:
         raise InvalidConfig(str(err)) from err
     key = pulumi.Config(PROJECT).require_secret("sshPrivateKey")

@@ -44,12 +44,20 @@ DEAD_CHECKS = ("L4TOUT", "L4CON", "L6TOUT", "L6RSP", "SOCKERR")
 SLOW_CHECKS = ("L7TOUT",)
 
 
-def session_guard_lua(poll_ms: int = 50, slow_grace_ms: int = 1000) -> str:
+def detection_ms(hc: HealthCheck) -> int:
+    """The longest a server can take to be marked DOWN once it fails: the wait for its next
+    check, then `fall` checks each up to the timeout, fastinter apart."""
+    return hc.inter_ms + hc.fall * hc.timeout_ms + (hc.fall - 1) * hc.fast_inter_ms
+
+
+def session_guard_lua(health: HealthCheck, poll_ms: int = 50) -> str:
     """The session guard haproxy runs (lua-load). Every `poll_ms`, in each backend, while at
     least one checked server is fully UP: cut the sessions of each checked server that is DOWN
-    with a dead check, or with a slow check that has lasted `slow_grace_ms` with another server
-    still fully UP (a lone slow server, not a brownout), and of its fail-open twin. Never when
-    no server is fully UP (fail open, no reconnect storm)."""
+    with a dead check, or with a slow check that has lasted one detection time of `health`
+    with another server still fully UP (a lone slow server: in a brownout the others' checks
+    fail within that time too, their checks being up to an interval apart), and of its
+    fail-open twin. Never when no server is fully UP (fail open, no reconnect storm)."""
+    slow_grace_ms = detection_ms(health)
     dead = ", ".join(f"{c} = true" for c in DEAD_CHECKS)
     slow = ", ".join(f"{c} = true" for c in SLOW_CHECKS)
     return f"""\

@@ -21,7 +21,7 @@ import pulumi
 
 from components import kubeadm_scripts as ks
 from components.certificates import ClusterCertificates
-from components.haproxy import node_local_frontend, render_haproxy_cfg
+from components.haproxy import NODE_LOCAL_HEALTH, node_local_frontend, render_haproxy_cfg
 from components.lb_scripts import configure_script, install_script
 from components.model import Cluster, Host
 from components.remote import Ssh, run_script
@@ -100,7 +100,8 @@ class ControlPlane(pulumi.ComponentResource):
             local_cfg = render_haproxy_cfg(cluster, frontend=node_local_frontend(cluster))
             install = install_script(cluster, node_local=True)
             local = pulumi.Output.all(certs.ca_cert_pem, certs.health_client_pem).apply(
-                lambda pems: (install, configure_script(cluster, local_cfg, pems[0], pems[1])))
+                lambda pems: (install, configure_script(cluster, local_cfg, pems[0], pems[1],
+                                                        health=NODE_LOCAL_HEALTH)))
         for w in cluster.workers:
             creds = run_script(f"{name}-{w.name}-join-credentials", boot, ssh,
                                ks.join_credentials_script(control_plane=False), parent=self,

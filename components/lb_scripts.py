@@ -15,7 +15,7 @@ from collections.abc import Sequence
 
 from components import keepalived
 from components.haproxy import HaproxyPaths, session_guard_lua
-from components.model import Cluster, Host, parse_ip
+from components.model import Cluster, HealthCheck, Host, parse_ip
 from components.shell import quote, script, write_file
 
 CFG = "/etc/haproxy/haproxy.cfg"
@@ -145,7 +145,8 @@ def _start_or_reload(unit: str, flag: str, before_reload: Sequence[str] = ()) ->
 
 
 def configure_script(cluster: Cluster, cfg: str, ca_pem: str, client_pem: str | None,
-                     vip_host: Host | None = None, paths: HaproxyPaths = DEFAULT_PATHS) -> str:
+                     vip_host: Host | None = None, paths: HaproxyPaths = DEFAULT_PATHS,
+                     health: HealthCheck | None = None) -> str:
     """The CA, the health-check client cert+key (secret: this script then travels as one),
     haproxy.cfg and, with `vip_host`, that LB host's keepalived; each validated by its own
     daemon before it goes live, each service reloaded only when its files changed."""
@@ -158,7 +159,8 @@ def configure_script(cluster: Cluster, cfg: str, ca_pem: str, client_pem: str | 
         "install -d -m 0750 -o root -g haproxy /etc/haproxy/kube-ha",
         *files,
         # Before haproxy.cfg: `haproxy -c` loads the Lua it names.
-        *([write_file(paths.session_guard, session_guard_lua(), "0644", "root:haproxy")]
+        *([write_file(paths.session_guard, session_guard_lua(health or cluster.health_check),
+                      "0644", "root:haproxy")]
           if paths.session_guard else []),
         write_file(CFG, cfg, check='haproxy -c -q -f "$tmp"'),
         "command -v restorecon >/dev/null 2>&1 && restorecon -R /etc/haproxy",

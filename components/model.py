@@ -310,11 +310,18 @@ class _Reader:
             self.fail(key, f"port {port} is out of range. Fix: use 1-65535.")
         return port
 
-    def positive(self, key: str, value: Any, default: int, minimum: int = 1) -> int:
+    def positive(self, key: str, value: Any, default: int, minimum: int = 1,
+                 maximum: int | None = None) -> int:
         number = self.typed(key, value, int, default)
         if number < minimum:
             self.fail(key, f"{number} is too small. Fix: use at least {minimum}.")
+        elif maximum is not None and number > maximum:
+            self.fail(key, f"{number} is too large. Fix: use at most {maximum}.")
         return number
+
+    def within(self, minimum: int, maximum: int) -> Callable[[str, Any, int], int]:
+        """A field reader for an integer in [minimum, maximum]."""
+        return lambda k, v, df: self.positive(k, v, df, minimum, maximum)
 
     def ip(self, key: str, value: Any) -> IPAddress | None:
         address = parse_ip(value)
@@ -415,6 +422,10 @@ def _hosts(r: _Reader, key: str, value: Any, user: str, port: int, cp: bool,
             r.fail(f"{k}.name", f"{name!r} is not a valid node name. Fix: lower-case DNS name.")
             name = f"invalid-{i}"
         address = r.ip(f"{k}.address", item.get("address"))
+        if address is not None and (address.is_unspecified or address.is_multicast or (
+                address.version == 4 and address == ipaddress.ip_address("255.255.255.255"))):
+            r.fail(f"{k}.address", f"{address} is not a host address. Fix: give the address "
+                   "the host is reached at.")
         hosts.append(
             Host(
                 name=name,
@@ -444,8 +455,12 @@ def _check_unique(r: _Reader, groups: list[tuple[str, list[Host]]]) -> None:
             seen_addresses.setdefault(host.address, where)
 
 
-def parse_cluster(raw: Mapping[str, Any]) -> Cluster:
-    """Validate stack config and build the model. Raises ConfigError naming every bad key."""
+def parse_cluster(raw: Mapping[str, Any],
+                  unreadable: Mapping[str, str] | None = None) -> Cluster:
+    """Validate stack config and build the model. Raises ConfigError naming every bad key.
+
+    `unreadable`: keys whose value could not even be decoded (key -> why); they are reported
+    with every other problem, and nothing else is said about them."""
     r = _Reader()
     for unknown in sorted(set(raw) - set(SCALAR_KEYS) - OBJECT_KEYS):
         hint = _closest(unknown, set(SCALAR_KEYS) | OBJECT_KEYS)
@@ -478,9 +493,10 @@ def parse_cluster(raw: Mapping[str, Any]) -> Cluster:
     _check_unique(r, [("controlPlane", cps), ("workers", workers)])
     _check_unique(r, [("loadBalancers", lbs)])
 
+    allow_even = scalar("allowEvenControlPlane")  # read always: a bad value is reported
     if not cps:
         r.fail("controlPlane", "no control-plane nodes. Fix: list at least one (1, 3 or 5).")
-    elif len(cps) % 2 == 0 and not scalar("allowEvenControlPlane"):
+    elif len(cps) % 2 == 0 and not allow_even:
         r.fail("controlPlane", f"{len(cps)} nodes is an even etcd member count: it tolerates no "
                "more failures than one fewer. Fix: use an odd count, or set "
                "allowEvenControlPlane: true while growing.")
@@ -538,22 +554,23 @@ def parse_cluster(raw: Mapping[str, Any]) -> Cluster:
         replicas=r.positive("controllerManager.replicas", cm_raw.get("replicas"), 0, minimum=0),
         port=r.port("controllerManager.port", cm_raw.get("port"), 10357),
     )
-    if cm.port == 10257:
-        r.fail("controllerManager.port", "10257 is the static pod's port; both run with "
-               "hostNetwork on control-plane nodes. Fix: use another port, e.g. 10357.")
     sc_raw = r.obj("kubeScheduler", raw.get("kubeScheduler"), {"replicas", "port"})
     scheduler = Scheduler(
         replicas=r.positive("kubeScheduler.replicas", sc_raw.get("replicas"), 0, minimum=0),
         port=r.port("kubeScheduler.port", sc_raw.get("port"), 10359),
     )
-    if scheduler.port == 10259:
-        r.fail("kubeScheduler.port", "10259 is the static pod's port. Fix: e.g. 10359.")
+    _check_ports(r, apiserver_port, elastic, cm, scheduler, len(cps))
+    node_local = scalar("nodeLocalProxy")
+    _check_hosts(r, cps, workers, lbs, endpoint, apiserver_port, lb, node_local)
 
     image_repository = scalar("imageRepository").rstrip("/")
     if not _IMAGE_REPOSITORY.fullmatch(image_repository):
         r.fail("imageRepository", f"{image_repository!r} is not a registry path. "
                "Fix: e.g. registry.k8s.io or registry.example.com/k8s.")
 
+    if unreadable:
+        r.problems = [*unreadable.items(), *((k, m) for k, m in r.problems if not any(
+            k == bad or k.startswith((f"{bad}.", f"{bad}[")) for bad in unreadable))]
     if r.problems:
         raise ConfigError(r.problems)
     assert service is not None and pod is not None
@@ -572,10 +589,74 @@ def parse_cluster(raw: Mapping[str, Any]) -> Cluster:
         elastic_apiserver=elastic,
         controller_manager=cm,
         scheduler=scheduler,
-        node_local_proxy=scalar("nodeLocalProxy"),
+        node_local_proxy=node_local,
         image_repository=image_repository,
         insecure_skip_host_key_check=not need_key,
     )
+
+
+# Ports kubeadm's nodes already use (kubernetes.io "Ports and Protocols"), each with its owner.
+KUBEADM_PORTS = {2379: "etcd's client port", 2380: "etcd's peer port", 10250: "the kubelet",
+                 10256: "kube-proxy's health check", 10257: "the static kube-controller-manager",
+                 10259: "the static kube-scheduler"}
+
+
+def _check_ports(r: _Reader, apiserver_port: int, elastic: ElasticApiserver,
+                 cm: ControllerManager, scheduler: Scheduler, control_plane: int) -> None:
+    """hostNetwork listeners on the same nodes: none on a kubeadm port or on another's port."""
+    taken = {apiserver_port: "apiserverPort"}
+    wanted = []
+    if elastic.enabled:  # pool nodes may be control-plane nodes
+        wanted.append(("elasticApiserver.port", elastic.port))
+    if cm.replicas:
+        wanted.append(("controllerManager.port", cm.port))
+    if scheduler.replicas:
+        wanted.append(("kubeScheduler.port", scheduler.port))
+    if apiserver_port in KUBEADM_PORTS:
+        r.fail("apiserverPort", f"{apiserver_port} is {KUBEADM_PORTS[apiserver_port]}'s port. "
+               "Fix: use 6443.")
+    for key, port in wanted:
+        if port in KUBEADM_PORTS:
+            r.fail(key, f"{port} is {KUBEADM_PORTS[port]}'s port on every node (hostNetwork). "
+                   "Fix: use a free port, e.g. 7443, 10357 or 10359.")
+        elif port in taken:
+            r.fail(key, f"{port} is also {taken[port]}: both listen on the same nodes "
+                   "(hostNetwork). Fix: give each its own port.")
+        taken.setdefault(port, key)
+    for key, replicas in (("controllerManager.replicas", cm.replicas),
+                          ("kubeScheduler.replicas", scheduler.replicas)):
+        if replicas > control_plane:
+            r.fail(key, f"{replicas} replicas, one per control-plane node, but there are "
+                   f"{control_plane}. Fix: at most {control_plane}.")
+
+
+def _check_hosts(r: _Reader, cps: list[Host], workers: list[Host], lbs: list[Host],
+                 endpoint: Endpoint, apiserver_port: int, lb: LoadBalancerSettings,
+                 node_local: bool) -> None:
+    """Addresses a host can be reached at, and listeners that would collide on one host."""
+    nodes = {h.address: (f"controlPlane[{i}]", True) for i, h in enumerate(cps)}
+    nodes.update({h.address: (f"workers[{i}]", False) for i, h in enumerate(workers)})
+    for i, h in enumerate(lbs):
+        where, control_plane = nodes.get(h.address, ("", False))
+        clash = (control_plane and endpoint.port == apiserver_port) or (
+            where and not control_plane and node_local and endpoint.port == apiserver_port)
+        if clash:
+            r.fail(f"loadBalancers[{i}].address", f"{h.address} is also {where}: haproxy's "
+                   f"*:{endpoint.port} would collide with the "
+                   f"{'apiserver' if control_plane else 'node-local proxy'} on port "
+                   f"{apiserver_port}. Fix: a separate LB host, or an endpoint.port other "
+                   "than apiserverPort.")
+    if lb.stats_bind and lb.stats_bind.rpartition(":")[2] == str(endpoint.port):
+        r.fail("loadBalancer.statsBind", f"port {endpoint.port} is the endpoint's. Fix: e.g. "
+               "127.0.0.1:8404.")
+    lb_addresses = {h.address for h in lbs}
+    if lbs and endpoint.address not in lb_addresses and not endpoint.address.is_unspecified:
+        if {a.version for a in lb_addresses} != {endpoint.address.version}:
+            r.fail("endpoint.address", f"virtual IP {endpoint.address} is not of the load "
+                   "balancers' address family. Fix: a free address in their subnet.")
+        elif endpoint.address.is_loopback:
+            r.fail("endpoint.address", f"{endpoint.address} is a loopback address: no client "
+                   "on another host can reach it. Fix: a free address in the LBs' subnet.")
 
 
 def _fields(r: _Reader, key: str, value: Any, spec: dict[str, tuple[str, Any, Callable[..., Any]]]
@@ -588,14 +669,13 @@ def _fields(r: _Reader, key: str, value: Any, spec: dict[str, tuple[str, Any, Ca
 
 def _health_check(r: _Reader, value: Any) -> HealthCheck:
     d = HealthCheck()
-    ms = r.positive
     hc = HealthCheck(**_fields(r, "healthCheck", value, {
-        "interMs": ("inter_ms", d.inter_ms, lambda k, v, df: ms(k, v, df, 100)),
-        "fastInterMs": ("fast_inter_ms", d.fast_inter_ms, lambda k, v, df: ms(k, v, df, 50)),
-        "downInterMs": ("down_inter_ms", d.down_inter_ms, lambda k, v, df: ms(k, v, df, 100)),
-        "rise": ("rise", d.rise, ms),
-        "fall": ("fall", d.fall, ms),
-        "timeoutMs": ("timeout_ms", d.timeout_ms, lambda k, v, df: ms(k, v, df, 50)),
+        "interMs": ("inter_ms", d.inter_ms, r.within(100, 60_000)),
+        "fastInterMs": ("fast_inter_ms", d.fast_inter_ms, r.within(50, 60_000)),
+        "downInterMs": ("down_inter_ms", d.down_inter_ms, r.within(100, 60_000)),
+        "rise": ("rise", d.rise, r.within(1, 100)),
+        "fall": ("fall", d.fall, r.within(1, 100)),
+        "timeoutMs": ("timeout_ms", d.timeout_ms, r.within(50, 60_000)),
         "shutdownSessionsOnDown": ("shutdown_sessions_on_down", d.shutdown_sessions_on_down,
                                    lambda k, v, df: r.typed(k, v, bool, df)),
     }))
@@ -616,13 +696,13 @@ def _load_balancer(r: _Reader, value: Any) -> LoadBalancerSettings:
         "statsBind": ("stats_bind", d.stats_bind, text),
         "prometheusMetrics": ("prometheus_metrics", d.prometheus_metrics,
                               lambda k, v, df: r.typed(k, v, bool, df)),
-        "maxConn": ("max_conn", d.max_conn, r.positive),
-        "connectTimeoutMs": ("connect_timeout_ms", d.connect_timeout_ms, r.positive),
+        "maxConn": ("max_conn", d.max_conn, r.within(100, 1_000_000)),
+        "connectTimeoutMs": ("connect_timeout_ms", d.connect_timeout_ms, r.within(50, 60_000)),
         "clientTimeoutSeconds": ("client_timeout_s", d.client_timeout_s,
-                                 lambda k, v, df: r.positive(k, v, df, 600)),
+                                 r.within(600, 7 * 86_400)),
         "tunnelTimeoutSeconds": ("tunnel_timeout_s", d.tunnel_timeout_s,
-                                 lambda k, v, df: r.positive(k, v, df, 600)),
-        "retries": ("retries", d.retries, r.positive),
+                                 r.within(600, 7 * 86_400)),
+        "retries": ("retries", d.retries, r.within(1, 10)),
         "vrrpInterface": ("vrrp_interface", d.vrrp_interface, text),
         "virtualRouterId": ("virtual_router_id", d.virtual_router_id, r.positive),
     }))
@@ -675,8 +755,8 @@ def _certificates(r: _Reader, value: Any) -> CertificateSettings:
         "caSource": ("ca_source", d.ca_source, lambda k, v, df: r.typed(k, v, str, df)),
         "rotation": ("rotation", d.rotation, lambda k, v, df: r.positive(k, v, df, 0)),
         "extraSans": ("extra_sans", d.extra_sans, sans),
-        "validityHours": ("validity_hours", d.validity_hours,
-                          lambda k, v, df: r.positive(k, v, df, 24)),
+        # At most 10 years: no issued certificate outlives a generated cluster CA.
+        "validityHours": ("validity_hours", d.validity_hours, r.within(24, 87_600)),
     }))
     if certs.ca_source not in ("import", "generate"):
         r.fail("certificates.caSource", f"{certs.ca_source!r} is not a CA source. Fix: 'import' "
@@ -711,13 +791,14 @@ def _elastic(r: _Reader, value: Any, node_names: set[str], apiserver_port: int) 
         "enabled": ("enabled", d.enabled, lambda k, v, df: r.typed(k, v, bool, df)),
         "poolNodes": ("pool_nodes", d.pool_nodes, pool),
         "port": ("port", d.port, r.port),
-        "minReplicas": ("min_replicas", d.min_replicas, r.positive),
-        "maxReplicas": ("max_replicas", d.max_replicas, r.positive),
-        "cpuTargetPercent": ("cpu_target_percent", d.cpu_target_percent, r.positive),
-        "memoryTargetPercent": ("memory_target_percent", d.memory_target_percent, r.positive),
+        "minReplicas": ("min_replicas", d.min_replicas, r.within(1, 1000)),
+        "maxReplicas": ("max_replicas", d.max_replicas, r.within(1, 1000)),
+        "cpuTargetPercent": ("cpu_target_percent", d.cpu_target_percent, r.within(1, 1000)),
+        "memoryTargetPercent": ("memory_target_percent", d.memory_target_percent,
+                                r.within(1, 1000)),
+        # The HPA API refuses a stabilization window over one hour (autoscaling/v2 validation).
         "scaleDownStabilizationSeconds": ("scale_down_stabilization_s",
-                                          d.scale_down_stabilization_s,
-                                          lambda k, v, df: r.positive(k, v, df, 0)),
+                                          d.scale_down_stabilization_s, r.within(0, 3600)),
         "cpuRequest": ("cpu_request", d.cpu_request, quantity),
         "memoryRequest": ("memory_request", d.memory_request, quantity),
     }))

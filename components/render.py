@@ -18,7 +18,7 @@ from typing import Any
 import yaml
 
 from components import kubeadm_scripts as ks
-from components.haproxy import node_local_frontend, render_haproxy_cfg
+from components.haproxy import NODE_LOCAL_HEALTH, node_local_frontend, render_haproxy_cfg
 from components.keepalived import render_keepalived_conf
 from components.lb_scripts import configure_script, install_script
 from components.manifests import all_manifests
@@ -77,7 +77,8 @@ def artifacts(cluster: Cluster) -> dict[str, str]:
     if cluster.node_local_proxy:
         local = render_haproxy_cfg(cluster, frontend=node_local_frontend(cluster))
         local_proxy = (install_script(cluster, node_local=True), configure_script(
-            cluster, local, PLACEHOLDER_CA, PLACEHOLDER_CERT + PLACEHOLDER_KEY))
+            cluster, local, PLACEHOLDER_CA, PLACEHOLDER_CERT + PLACEHOLDER_KEY,
+            health=NODE_LOCAL_HEALTH))
         out["node-local/haproxy.cfg"] = local
         out["node-local/install.sh"], out["node-local/configure.sh"] = local_proxy
     for node in cluster.workers:

@@ -33,6 +33,7 @@ def scaled_stack(cp: int, workers: int, node_local: bool = False) -> dict[str, A
                       for i in range(workers)]
     raw["elasticApiserver"]["poolNodes"] = ["w-0", "w-1"]
     raw["allowEvenControlPlane"] = True
+    raw["controllerManager"]["replicas"] = min(cp, raw["controllerManager"]["replicas"])
     raw["nodeLocalProxy"] = node_local
     return raw
 

@@ -62,7 +62,7 @@ def test_dev_stack_loads(raw: dict[str, Any]) -> None:
     (lambda r: r.update(elasticApiserver={"enabled": True, "poolNodes": ["nope"]}),
      "elasticApiserver.poolNodes[0]", "not a node"),
     (lambda r: r.update(controllerManager={"replicas": 2, "port": 10257}),
-     "controllerManager.port", "static pod"),
+     "controllerManager.port", "static kube-controller-manager"),
     (lambda r: r["loadBalancers"].append(host("haproxy-102", "10.21.22.102")),
      "endpoint.address", "virtual IP"),
     (lambda r: (r["endpoint"].update(address="10.21.22.100"),
@@ -137,3 +137,16 @@ def test_readme_error_example_is_the_real_output(raw: dict[str, Any]) -> None:
     with pytest.raises(ConfigError) as err:
         parse_cluster(raw)
     assert str(err.value) == "invalid stack config:\n" + shown.rstrip("\n")
+
+
+def test_an_undecodable_key_is_reported_with_every_other_problem(raw: dict[str, Any]) -> None:
+    """A YAML/JSON syntax error in one structured key does not hide the others' problems."""
+    raw["endpoint"] = "{address: [}"
+    raw["sshPort"] = 0
+    mocks = ClusterMocks()
+    with pytest.raises(pulumi.RunError) as err:
+        run_program(raw, mocks=mocks)
+    text = str(err.value)
+    assert "kube-ha:endpoint: is not valid YAML/JSON" in text and "kube-ha:sshPort:" in text
+    assert "kube-ha:endpoint: is not set" not in text
+    assert mocks.resources == []

@@ -83,6 +83,7 @@ def test_removing_a_node_is_stopped_until_approved(tmp_path: Path) -> None:
     after = copy.deepcopy(raw)
     after["controlPlane"] = after["controlPlane"][:1]
     after["allowEvenControlPlane"] = True
+    after["controllerManager"]["replicas"] = 1  # one per control-plane node
     doc = plan(raw, after)
     code, text = _gate(tmp_path, doc)
     assert code == 1

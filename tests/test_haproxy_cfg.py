@@ -132,3 +132,19 @@ def test_tuning_reaches_the_config(raw: dict[str, Any], tuning: dict[str, Any]) 
         assert "inter 800ms" in cfg and "fall 3" in cfg
     else:
         assert "on-marked-down shutdown-sessions" in cfg
+
+
+def test_the_session_guard_waits_one_detection_time_before_believing_a_slow_server_alone(
+) -> None:
+    """A brownout fails every server's checks, but up to one check interval apart (checks are
+    not synchronised): the guard's grace for a slow (L7 timeout) server is the whole detection
+    time of the proxy's own health settings, so in a brownout the others are already failing
+    when it would cut. Dead checks (no connection, no TLS handshake) are cut at once."""
+    from components.haproxy import NODE_LOCAL_HEALTH, detection_ms, session_guard_lua
+    from components.model import HealthCheck
+
+    lb = session_guard_lua(HealthCheck())
+    local = session_guard_lua(NODE_LOCAL_HEALTH)
+    assert detection_ms(HealthCheck()) == 1500 and "local GRACE = 1.5\n" in lb
+    assert detection_ms(NODE_LOCAL_HEALTH) == 8000 and "local GRACE = 8.0\n" in local
+    assert 'L6TOUT = true' in lb.split("local SLOW")[0] and "L7TOUT = true" in lb.split("local SLOW")[1]

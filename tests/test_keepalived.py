@@ -83,7 +83,7 @@ def vip_pair(tmp_path: Path, extra_hosts: dict[str, str] | None = None
         for i, (name, _) in enumerate(LBS.items()):
             d = tmp_path / name
             d.mkdir()
-            (d / "guard.lua").write_text(session_guard_lua())
+            (d / "guard.lua").write_text(session_guard_lua(cluster.health_check))
             paths = HaproxyPaths(ca_file=str(tmp_path / "ca.crt"), session_guard=str(d / "guard.lua"),
                                  client_cert=str(tmp_path / "client.pem"),
                                  admin_socket=str(d / "admin.sock"), state_file=str(d / "state"),

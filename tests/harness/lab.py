@@ -131,6 +131,8 @@ def ours(lab: Lab) -> str:
 def node_local(lab: Lab) -> str:
     """Our node-local proxy's config, listening on the lab's address instead of 127.0.0.1."""
     fe = replace(node_local_frontend(lab.cluster), bind=f"{lab.endpoint}:{lab.port}")
+    assert lab.paths.session_guard is not None
+    Path(lab.paths.session_guard).write_text(session_guard_lua(fe.health))  # its own timings
     return render_haproxy_cfg(lab.cluster, lab.paths, fe)
 
 
@@ -167,7 +169,7 @@ class Lab:
         self.client_pem = self.workdir / "health-client.pem"
         self.client_pem.write_text(client.cert_pem + client.key_pem)
         guard = self.workdir / "session-guard.lua"
-        guard.write_text(session_guard_lua())
+        guard.write_text(session_guard_lua(self.cluster.health_check))
         self.paths = HaproxyPaths(
             ca_file=str(self.ca_file), client_cert=str(self.client_pem), session_guard=str(guard),
             admin_socket=str(self.workdir / "admin.sock"),
