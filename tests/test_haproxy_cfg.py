@@ -145,6 +145,6 @@ def test_the_session_guard_waits_one_detection_time_before_believing_a_slow_serv
 
     lb = session_guard_lua(HealthCheck())
     local = session_guard_lua(NODE_LOCAL_HEALTH)
-    assert detection_ms(HealthCheck()) == 1500 and "local GRACE = 1.5\n" in lb
+    assert detection_ms(HealthCheck()) == 1450 and "local GRACE = 1.45\n" in lb
     assert detection_ms(NODE_LOCAL_HEALTH) == 8000 and "local GRACE = 8.0\n" in local
     assert 'L6TOUT = true' in lb.split("local SLOW")[0] and "L7TOUT = true" in lb.split("local SLOW")[1]
