@@ -125,8 +125,9 @@ class HealthCheck:
     """haproxy active checks. A hung node (TLS handshake never completes) fails each check after
     min(connect timeout, inter); one that completes TLS but never answers, after `timeout_ms`. It
     leaves rotation within inter + fall x that + (fall-1) x fastinter: 500 + 2x350 + 50 =
-    1.25 s by default (target 1.5 s; long-lived clients then reconnect within 2 s). A /readyz that answers in 300 ms (loaded but healthy)
-    stays inside timeout_ms. A node that turns ready joins within rise x downinter."""
+    1.25 s by default (target 1.5 s; long-lived clients then reconnect within 2 s). A /readyz
+    that answers in 300 ms (loaded but healthy) stays inside timeout_ms. A node that turns
+    ready joins within rise x downinter."""
 
     inter_ms: int = 500
     fast_inter_ms: int = 50
