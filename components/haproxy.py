@@ -93,7 +93,10 @@ local function guard()
       for name, server in pairs(backend.servers) do
         local stats = server:get_stats()
         if stats.bck == 0 then
-          local status, check = tostring(stats.status), tostring(stats.check_status)
+          -- While a check runs haproxy shows its last result as "* L7TOUT" (stats.c prefixes
+          -- "* " for CHK_ST_INPROGRESS): strip it, or every other poll forgets the state.
+          local status = tostring(stats.status)
+          local check = tostring(stats.check_status):gsub("^%* ", "")
           -- Fully UP: its last checks passed. A server already failing checks ("UP 1/2")
           -- does not count: in a brownout the others are failing too.
           if status == "UP" then

@@ -57,6 +57,12 @@ etcdctl_() {{
 }}"""
 
 
+def yaml_str(text: str) -> str:
+    """A value for a YAML line: as is, or JSON-quoted when YAML would read it as something else
+    (`[fd00::10]:6443` is a flow sequence). Plain when it can be, as kubeadm writes it."""
+    return json.dumps(text) if text[:1] in "[{&*!|>'\"%@`#" or ": " in text else text
+
+
 def _api_version(cluster: Cluster) -> str:
     # v1beta4 arrived with kubeadm 1.31; v1beta3 still works before that.
     return "kubeadm.k8s.io/v1beta4" if cluster.minor_version >= (1, 31) else "kubeadm.k8s.io/v1beta3"
@@ -86,7 +92,7 @@ kind: ClusterConfiguration
 clusterName: {cluster.name}
 kubernetesVersion: {cluster.kubernetes_version}
 imageRepository: {cluster.image_repository}
-controlPlaneEndpoint: {cluster.endpoint.host_port}
+controlPlaneEndpoint: {yaml_str(cluster.endpoint.host_port)}
 networking:
   serviceSubnet: {cluster.networking.service_subnet}
   podSubnet: {cluster.networking.pod_subnet}
@@ -276,28 +282,45 @@ def control_plane_endpoint_edit(cluster: Cluster) -> tuple[str, str]:
     """(sed expression, grep pattern of the result) for ClusterConfiguration's top-level
     controlPlaneEndpoint: replaced if present, added if not."""
     hp = cluster.endpoint.host_port
-    return f"/^controlPlaneEndpoint:/d; 1i controlPlaneEndpoint: {hp}", f"controlPlaneEndpoint: {hp}"
+    line = f"controlPlaneEndpoint: {yaml_str(hp)}"
+    return f"/^controlPlaneEndpoint:/d; 1i {line}", line
+
+
+INIT_MARKER = f"{K8S}/kube-ha/init-started"
 
 
 def _init_state() -> str:
     """Set `init` to none (no kubeadm here), finished, or unfinished. kubeadm init writes admin.conf
     in its kubeconfig phase, long before upload-config, so an admin.conf alone is not a
-    cluster: finished means the kubeadm-config ConfigMap exists. When the apiserver cannot be asked
-    (not NotFound: unreachable), nothing is decided and nothing is touched."""
+    cluster: finished means the kubeadm-config ConfigMap exists. Unfinished needs positive
+    evidence that this program started that init (its marker, removed once init succeeds):
+    a running cluster whose ConfigMap was deleted is refused, never reset. Asked with
+    super-admin.conf where it exists (kubeadm >= 1.29: admin.conf is authorised only through a
+    ClusterRoleBinding that upload-config creates); when the apiserver does not answer, nothing
+    is decided and nothing is touched."""
     return f"""\
 init=none
 if [ -f {ADMIN} ]; then
+  kc={ADMIN}
+  if [ -f {K8S}/super-admin.conf ]; then kc={K8S}/super-admin.conf; fi
   init=unknown
   for _ in $(seq 30); do
-    if found=$({KUBECTL} -n kube-system get configmap kubeadm-config --ignore-not-found -o name); then
+    if found=$(kubectl --kubeconfig="$kc" --request-timeout=30s -n kube-system get configmap \\
+        kubeadm-config --ignore-not-found -o name); then
       if [ -n "$found" ]; then init=finished; else init=unfinished; fi
       break
     fi
     sleep 2
   done
   if [ "$init" = unknown ]; then
-    log "{ADMIN} exists but the apiserver does not answer: cannot tell whether kubeadm init" \
+    log "{ADMIN} exists but the apiserver does not answer: cannot tell whether kubeadm init" \\
       "finished; nothing changed"
+    exit 1
+  fi
+  if [ "$init" = unfinished ] && [ ! -f {INIT_MARKER} ]; then
+    log "kube-system/kubeadm-config is missing, but kube-ha did not start a kubeadm init here:" \\
+      "refusing to reset this node. Restore it (kubeadm init phase upload-config kubeadm)" \\
+      "or reset the node yourself; nothing changed"
     exit 1
   fi
 fi"""
@@ -334,8 +357,10 @@ def bootstrap_script(cluster: Cluster, cert: str, key: str) -> str:
         write_file(f"{PKI}/apiserver.crt", cert, "0644", flag=None),
         # It prints a join command with a token and the certificate key unless told not to
         # (kubeadm init reference: --skip-token-print, --skip-certificate-key-print).
+        f"  touch {INIT_MARKER}",
         f"  kubeadm init --config={KUBEADM_CONFIG} --upload-certs --skip-token-print"
         " --skip-certificate-key-print >&2",
+        f"  rm -f {INIT_MARKER}",
         "fi",
         install_serving_cert(cluster, node, cert, key),
         _patch_configmap("kube-system", "kubeadm-config", "ClusterConfiguration",
@@ -381,7 +406,7 @@ apiVersion: {api}
 kind: JoinConfiguration
 discovery:
   bootstrapToken:
-    apiServerEndpoint: {cluster.endpoint.host_port}
+    apiServerEndpoint: {yaml_str(cluster.endpoint.host_port)}
     token: {creds['token']}
     caCertHashes:
     - {creds['caCertHash']}
@@ -539,7 +564,8 @@ def membership_check_script(node: Host, etcd: EtcdAccess = EtcdAccess()) -> str:
         f"membership {node.name}",
         etcd.function(),
         "members=$(etcdctl_ member list)",
-        f"if awk -F', ' -v n={quote(node.name)} '$3 == n && $2 == \"started\" && $6 == \"false\""
+        # etcdctl before 3.4 prints no IS LEARNER column (and knows no learners): empty counts.
+        f"if awk -F', ' -v n={quote(node.name)} '$3 == n && $2 == \"started\" && $6 != \"true\""
         " { found = 1 } END { exit !found }' <<< \"$members\"; then",
         f'  log "{node.name} is a started, voting etcd member"',
         "else",

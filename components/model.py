@@ -110,7 +110,7 @@ class Endpoint:
 
     @property
     def host_port(self) -> str:
-        return host_port(self.host, self.port)
+        return f"{self.host}:{self.port}"  # `host` is already bracketed for IPv6
 
 
 @dataclass(frozen=True)
@@ -423,10 +423,7 @@ def _hosts(r: _Reader, key: str, value: Any, user: str, port: int, cp: bool,
             r.fail(f"{k}.name", f"{name!r} is not a valid node name. Fix: lower-case DNS name.")
             name = f"invalid-{i}"
         address = r.ip(f"{k}.address", item.get("address"))
-        if address is not None and (address.is_unspecified or address.is_multicast or (
-                address.version == 4 and address == ipaddress.ip_address("255.255.255.255"))):
-            r.fail(f"{k}.address", f"{address} is not a host address. Fix: give the address "
-                   "the host is reached at.")
+        _usable(r, f"{k}.address", address)
         hosts.append(
             Host(
                 name=name,
@@ -438,6 +435,14 @@ def _hosts(r: _Reader, key: str, value: Any, user: str, port: int, cp: bool,
             )
         )
     return hosts
+
+
+def _usable(r: _Reader, key: str, address: IPAddress | None) -> None:
+    """An address a client can dial: not unspecified (0.0.0.0 dials localhost on Linux),
+    multicast or broadcast."""
+    if address is not None and (address.is_unspecified or address.is_multicast or (
+            address.version == 4 and address == ipaddress.ip_address("255.255.255.255"))):
+        r.fail(key, f"{address} is not a host address. Fix: give the address it is reached at.")
 
 
 def _check_unique(r: _Reader, groups: list[tuple[str, list[Host]]]) -> None:
@@ -512,6 +517,7 @@ def parse_cluster(raw: Mapping[str, Any],
 
     ep_raw = r.obj("endpoint", raw.get("endpoint"), {"address", "dnsName", "port"})
     ep_address = r.ip("endpoint.address", ep_raw.get("address")) if ep_raw else None
+    _usable(r, "endpoint.address", ep_address)
     if not ep_raw:
         r.fail("endpoint", "is not set. Fix: give endpoint.address (the LB or VIP address).")
     dns_name = ep_raw.get("dnsName")
@@ -562,7 +568,11 @@ def parse_cluster(raw: Mapping[str, Any],
     )
     _check_ports(r, apiserver_port, elastic, cm, scheduler, len(cps))
     node_local = scalar("nodeLocalProxy")
-    _check_hosts(r, cps, workers, lbs, endpoint, apiserver_port, lb, node_local)
+    node_ports = [(p, f"{key}") for key, p, on in (
+        ("elasticApiserver.port", elastic.port, elastic.enabled),
+        ("controllerManager.port", cm.port, cm.replicas > 0),
+        ("kubeScheduler.port", scheduler.port, scheduler.replicas > 0)) if on]
+    _check_hosts(r, cps, workers, lbs, endpoint, apiserver_port, lb, node_local, node_ports)
 
     image_repository = scalar("imageRepository").rstrip("/")
     if not _IMAGE_REPOSITORY.fullmatch(image_repository):
@@ -633,20 +643,27 @@ def _check_ports(r: _Reader, apiserver_port: int, elastic: ElasticApiserver,
 
 def _check_hosts(r: _Reader, cps: list[Host], workers: list[Host], lbs: list[Host],
                  endpoint: Endpoint, apiserver_port: int, lb: LoadBalancerSettings,
-                 node_local: bool) -> None:
+                 node_local: bool, node_ports: list[tuple[int, str]]) -> None:
     """Addresses a host can be reached at, and listeners that would collide on one host."""
     nodes = {h.address: (f"controlPlane[{i}]", True) for i, h in enumerate(cps)}
     nodes.update({h.address: (f"workers[{i}]", False) for i, h in enumerate(workers)})
+    stats = re.fullmatch(r".*:([0-9]{1,5})", lb.stats_bind or "")  # malformed: reported above
+    stats_port = int(stats.group(1)) if stats else None
     for i, h in enumerate(lbs):
         where, control_plane = nodes.get(h.address, ("", False))
-        clash = (control_plane and endpoint.port == apiserver_port) or (
-            where and not control_plane and node_local and endpoint.port == apiserver_port)
-        if clash:
-            r.fail(f"loadBalancers[{i}].address", f"{h.address} is also {where}: haproxy's "
-                   f"*:{endpoint.port} would collide with the "
-                   f"{'apiserver' if control_plane else 'node-local proxy'} on port "
-                   f"{apiserver_port}. Fix: a separate LB host, or an endpoint.port other "
-                   "than apiserverPort.")
+        if not where:
+            continue
+        key = f"loadBalancers[{i}].address"
+        if not control_plane and node_local:
+            r.fail(key, f"{h.address} is also {where}, whose node-local proxy is haproxy with "
+                   "its own haproxy.cfg: one would overwrite the other. Fix: a separate LB host.")
+            continue
+        taken = {**{p: f"{owner}'s port" for p, owner in KUBEADM_PORTS.items()},
+                 **dict(node_ports), apiserver_port: "the apiserver's port"}
+        for what, port in (("endpoint.port", endpoint.port), ("loadBalancer.statsBind", stats_port)):
+            if port is not None and port in taken:
+                r.fail(key, f"{h.address} is also {where}, where {what} {port} is "
+                       f"{taken[port]}. Fix: a separate LB host, or another {what}.")
     if lb.stats_bind and lb.stats_bind.rpartition(":")[2] == str(endpoint.port):
         r.fail("loadBalancer.statsBind", f"port {endpoint.port} is the endpoint's. Fix: e.g. "
                "127.0.0.1:8404.")

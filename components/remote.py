@@ -49,12 +49,14 @@ STEP_TIMEOUT_S = 1800
 
 def bounded(host: Host, command: str, seconds: int = STEP_TIMEOUT_S) -> str:
     """`command` under `timeout` (SIGTERM, then SIGKILL 30 s later), saying so when it fires.
-    The part after `||` runs in the login shell (sh or bash), without sudo."""
-    return (f"{_sudo(host)}timeout -k 30 {seconds} {command} || {{ rc=$?; "
-            f'[ "$rc" != 124 ] || echo "kube-ha: this step timed out after {seconds} s and '
-            "was stopped; the host is as the script left it and every step is idempotent: fix "
-            'what it was waiting for (see the log above), then run pulumi up again" >&2; '
-            'exit "$rc"; }')
+    The whole line runs under `sh -c`, so the user's login shell (fish, tcsh...) never parses
+    it; the message part runs without sudo."""
+    return "sh -c " + quote(
+        f"{_sudo(host)}timeout -k 30 {seconds} {command} || {{ rc=$?; "
+        f'[ "$rc" != 124 ] || echo "kube-ha: this step timed out after {seconds} s and '
+        "was stopped; the host is as the script left it and every step is idempotent: fix "
+        'what it was waiting for (see the log above), then run pulumi up again" >&2; '
+        'exit "$rc"; }')
 
 
 def shell_for(host: Host) -> str:

@@ -109,6 +109,14 @@ CASES: list[tuple[str, Edit, str]] = [
     ("LB on a control-plane node, same port",
      lambda r: r["loadBalancers"].append(host("cp-lb", "10.21.22.73")) or r.update(
          endpoint={**r["endpoint"], "address": "10.21.22.100"}), "loadBalancers[1].address"),
+    ("LB on a control-plane node, endpoint on etcd's port",
+     lambda r: r["loadBalancers"].append(host("cp-lb", "10.21.22.73")) or r.update(
+         endpoint={"address": "10.21.22.100", "port": 2379}), "loadBalancers[1].address"),
+    ("LB on a worker that runs a node-local proxy",
+     lambda r: r["loadBalancers"].append(host("w-lb", "10.21.22.74")) or r.update(
+         endpoint={"address": "10.21.22.100", "port": 8443}, nodeLocalProxy=True),
+     "loadBalancers[1].address"),
+    ("endpoint address 0.0.0.0", _set("endpoint.address", "0.0.0.0"), "endpoint.address"),
     ("two LBs with the same name",
      _both(_vip("10.21.22.100"), _set("loadBalancers[1].name", "haproxy-101")),
      "loadBalancers[1].name"),

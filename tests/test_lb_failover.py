@@ -8,6 +8,8 @@ benchmark (bench/lb_failover.py) prints both figures.
 
 from __future__ import annotations
 
+import os
+import signal
 import threading
 import time
 from pathlib import Path
@@ -138,3 +140,22 @@ def test_a_loaded_but_healthy_readyz_is_never_marked_down(tmp_path: Path) -> Non
             time.sleep(0.1)
         assert lab.request().ok
     assert seen == {"UP"}, seen
+
+
+def test_a_lone_server_whose_readyz_stops_answering_has_its_sessions_cut(tmp_path: Path) -> None:
+    """Its TLS still completes but /readyz never answers (check L7TOUT) while the others are
+    healthy: after one detection time the guard cuts its sessions and they move. haproxy shows
+    a running check's last result as "* L7TOUT" (stats.c, CHK_ST_INPROGRESS): the guard must
+    read through that prefix, or it never cuts a slow server."""
+    with _started(tmp_path, brownout_delay=60.0, brownout_seconds=60.0) as lab:
+        proc = lab.server("cp-2").proc
+        assert proc is not None
+
+        def fault() -> None:
+            os.kill(proc.pid, signal.SIGUSR2)  # /readyz on cp-2 alone stops answering
+
+        report = keep_alive_clients(lab, 9, 12, fault=fault, fault_after=2)
+    on_slow = [c for c in report.successes if any(b == "cp-2" for t, b in c if t < report.fault_at)]
+    assert on_slow, "no client was on cp-2: nothing was tested"
+    moved = [c for c in on_slow if c and c[-1][1] != "cp-2"]
+    assert len(moved) == len(on_slow), [c[-1] for c in on_slow]

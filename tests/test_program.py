@@ -53,7 +53,7 @@ def test_lb_commands_target_lb_host_and_carry_the_rendered_cfg(dev: Run) -> None
     configure = plain(dev.inputs("kubernetes-lb-haproxy-101-configure"))
     assert configure["connection"]["host"] == "10.21.22.101"
     assert configure["create"] == configure["update"]
-    assert "timeout -k 30 1800 bash -s" in configure["create"]
+    assert "timeout -k 30 1800 bash -s" in configure["create"] and configure["create"].startswith("sh -c ")
     script = configure["stdin"]
     assert "server ubuntu-73 10.21.22.73:6443" in script
     assert "haproxy -c -q -f \"$tmp\"" in script

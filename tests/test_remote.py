@@ -10,6 +10,7 @@ from __future__ import annotations
 import ipaddress
 import subprocess
 import time
+from typing import Any
 
 from components.model import Host
 from components.remote import bounded, inline, shell_for
@@ -38,9 +39,21 @@ def test_a_failing_script_keeps_its_status_and_no_timeout_message() -> None:
 def test_success_passes_through_and_delete_scripts_are_bounded_too() -> None:
     assert _run(shell_for(ROOT_HOST), "true\n")[0] == 0
     assert _run(inline(ROOT_HOST, "echo it ran with 'quotes' and $HOME-free text"))[0] == 0
-    assert inline(ROOT_HOST, "true").startswith("timeout -k 30 1800 bash -c ")
+    assert inline(ROOT_HOST, "true").startswith("sh -c 'timeout -k 30 1800 bash -c ")
 
 
 def test_a_non_root_user_runs_the_script_through_sudo() -> None:
     user = Host("n1", ipaddress.ip_address("192.0.2.1"), "kube", 22)
-    assert shell_for(user).startswith("sudo -n timeout -k 30 1800 bash -s ||")
+    assert shell_for(user).startswith("sh -c 'sudo -n timeout -k 30 1800 bash -s ||")
+
+
+def test_the_login_shell_never_parses_the_command(tmp_path: Any) -> None:
+    """sshd runs the command with the user's login shell; a fish or tcsh user would not parse
+    `|| { ...; }`. Run it through a shell that understands nothing but `sh -c <word>`."""
+    fake = tmp_path / "loginsh"
+    fake.write_text('#!/bin/sh\n[ "$1" = -c ] || exit 99\n'
+                    'case "$2" in "sh -c "*) exec /bin/sh -c "$2" ;; esac\nexit 98\n')
+    fake.chmod(0o755)
+    done = subprocess.run([str(fake), "-c", shell_for(ROOT_HOST)], input="exit 7\n",
+                          capture_output=True, text=True, timeout=30)
+    assert done.returncode == 7

@@ -671,4 +671,27 @@ def test_membership_check_uses_a_host_etcdctl_when_there_is_one(tmp_path: Path) 
     assert member.rc == 0, member.explain()
     assert [c.verb for c in member.calls] == ["etcdctl member list"]
     assert "--endpoints=https://127.0.0.1:2379" in member.calls[0].argv
-    assert stranger.rc == 1 and "ubuntu-70 is not an etcd member" in stranger.stderr
+    assert stranger.rc == 1 and "ubuntu-70 is not a started, voting etcd member" in stranger.stderr
+
+
+def test_a_running_cluster_missing_its_kubeadm_config_is_never_reset(tmp_path: Path) -> None:
+    """A cluster kube-ha did not initialise (no init marker) whose kube-system/kubeadm-config was
+    deleted by hand looks, by that ConfigMap alone, like a half-finished init. Resetting it
+    would wipe /var/lib/etcd and start a new cluster: the bootstrap refuses and touches
+    nothing."""
+    import json as _json
+
+    cluster = dev()
+    boot = cluster.bootstrap
+    with ScriptHost(tmp_path, cluster, real_etcd=False) as host:
+        seed_cluster(host, control_plane=[boot])
+        state_file = tmp_path / "state" / "cluster.json"
+        state = _json.loads(state_file.read_text())
+        del state["configmaps"]["kube-system/kubeadm-config"]
+        state_file.write_text(_json.dumps(state))
+        mine = serving(read_ca(host, boot.name), cluster, boot)
+        res = host.run(boot.name, ks.bootstrap_script(cluster, mine.cert_pem, mine.key_pem))
+        assert host.file(boot.name, "/etc/kubernetes/admin.conf").exists()
+    assert res.rc != 0, res.explain()
+    assert "refusing to reset" in res.stderr
+    assert not res.of("kubeadm reset") and not res.of("kubeadm init")

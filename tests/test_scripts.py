@@ -192,3 +192,23 @@ def test_kubeadm_config_carries_the_image_repository(raw: dict[str, Any]) -> Non
     docs = list(yaml.safe_load_all(ks.kubeadm_config(parse_cluster(raw))))
     cc = next(d for d in docs if d["kind"] == "ClusterConfiguration")
     assert cc["imageRepository"] == "registry.example.com/k8s"
+
+
+def test_an_ipv6_endpoint_is_bracketed_once_and_quoted_in_yaml(raw: dict[str, Any]) -> None:
+    """`[fd00::10]:6443` in a URL and host:port (RFC 3986), bracketed once; in YAML it must be
+    quoted, or it reads as a flow sequence and kubeadm refuses the file."""
+    import yaml
+
+    from tests.harness.hosts import host
+
+    raw["endpoint"] = {"address": "fd00::10", "port": 6443}
+    raw["loadBalancers"] = [host("lb-a", "fd00::20"), host("lb-b", "fd00::21")]
+    c = parse_cluster(raw)
+    assert c.endpoint.url == "https://[fd00::10]:6443" == c.node_url
+    cc = list(yaml.safe_load_all(ks.kubeadm_config(c)))[1]
+    assert cc["controlPlaneEndpoint"] == "[fd00::10]:6443"
+    join = yaml.safe_load(ks.join_configuration(c, c.workers[0], {
+        "token": "t", "caCertHash": "h", "certificateKey": "k"}, False))
+    assert join["discovery"]["bootstrapToken"]["apiServerEndpoint"] == "[fd00::10]:6443"
+    _, line = ks.control_plane_endpoint_edit(c)
+    assert yaml.safe_load(line) == {"controlPlaneEndpoint": "[fd00::10]:6443"}
