@@ -207,6 +207,11 @@ def render_haproxy_cfg(cluster: Cluster, paths: HaproxyPaths | None = None,
         g.insert(1, f"    user {paths.user}\n    group {paths.user}")
 
     check_tls = f"check-ssl verify required ca-file {paths.ca_file}"
+    if ep.dns_name:
+        # Clients dial the name: a backend still on a certificate without it (before its
+        # re-issue rolled out) stays out of rotation. haproxy verifies DNS names only, not IP
+        # SANs, so an IP-only endpoint relies on the rollout order instead.
+        check_tls += f" check-sni {ep.dns_name} verifyhost {ep.dns_name}"
     if paths.client_cert:
         # Checks authenticate, so they pass on clusters with --anonymous-auth=false.
         check_tls += f" crt {paths.client_cert}"

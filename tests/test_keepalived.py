@@ -165,13 +165,15 @@ def test_a_host_that_is_not_a_peer_cannot_take_the_vip(tmp_path: Path) -> None:
     (tmp_path / "rogue").mkdir()
     (tmp_path / "rogue" / "keepalived.conf").write_text(ROGUE_CONF)
     with vip_pair(tmp_path, {"rogue": ROGUE}) as (seg, _):
-        holder = vip_holder(seg)
         seg.start("rogue", ["unshare", "--mount", "--propagation", "private", "bash", "-c",
                             "mount -t tmpfs tmpfs /etc/keepalived && exec keepalived -n -l -D -P "
                             f"-f {tmp_path}/rogue/keepalived.conf -p {tmp_path}/rogue/k.pid "
                             f"-r {tmp_path}/rogue/v.pid"], tmp_path / "rogue" / "keepalived.log")
         wait_for(lambda: VIP in seg.addresses("rogue"), 10, "the rogue to claim the VIP")
         time.sleep(5)  # five of its adverts at priority 254
-        assert vip_holder(seg) == holder, "a non-peer's adverts moved the VIP"
+        # Without check_unicast_src both LBs drop to BACKUP and neither holds it; with it, one
+        # LB keeps it (which one may change if a loaded machine makes a check fail: that is the
+        # LBs' own failover, not the stranger's doing).
+        assert len(vip_holder(seg)) == 1, "a non-peer's adverts took the VIP from the LBs"
     logs = "".join((tmp_path / lb / "keepalived.log").read_text() for lb in LBS)
     assert "not a unicast peer" in logs, logs[-2000:]

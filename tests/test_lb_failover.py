@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.harness import reference_configs
+from tests.harness import pki, reference_configs
 from tests.harness.lab import Lab, keep_alive_clients
 
 pytestmark = pytest.mark.slow
@@ -159,3 +159,22 @@ def test_a_lone_server_whose_readyz_stops_answering_has_its_sessions_cut(tmp_pat
     assert on_slow, "no client was on cp-2: nothing was tested"
     moved = [c for c in on_slow if c and c[-1][1] != "cp-2"]
     assert len(moved) == len(on_slow), [c[-1] for c in on_slow]
+
+
+def test_a_backend_whose_certificate_lacks_the_endpoint_name_stays_out(tmp_path: Path) -> None:
+    """Clients dial endpoint.dnsName; a backend still serving a certificate without it (its
+    re-issued one not rolled out yet) would give them an x509 error. The checks send that name
+    as SNI and verify it (haproxy `check-sni` + `verifyhost`), so it stays DOWN while the others
+    serve, and every request through the LB verifies."""
+    probe = Lab(tmp_path / "probe")  # for the lab's CA, addresses and names
+    assert probe.ca is not None
+    old = pki.issue(probe.ca, "cp-2", dns=["cp-2"], ips=[probe.servers[1].address, probe.endpoint])
+    with Lab(tmp_path / "lab", ca=probe.ca, prefix=probe.prefix, certs={"cp-2": old}) as lab:
+        lab.start()
+        lab.wait_states({"cp-1": "UP", "cp-3": "UP"}, 10)
+        time.sleep(2)
+        states = lab.states()
+        report = lab.load(4, RATE)
+    assert states["cp-2"].startswith("DOWN"), states
+    assert report.failed == [], report.summary()
+    assert {r.backend for r in report.results} == {"cp-1", "cp-3"}
