@@ -9,7 +9,12 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from components import kubeadm_scripts as ks
-from components.manifests import SecretSpec, kubeconfig_with_server, secret_manifest
+from components.manifests import (
+    SecretSpec,
+    content_sha256,
+    kubeconfig_with_server,
+    secret_manifest,
+)
 from components.model import Cluster
 from components.remote import Ssh, run_script
 
@@ -45,10 +50,9 @@ class ClusterAccess(pulumi.ComponentResource):
             self.files = pulumi.Output.secret(read_files.stdout.apply(json.loads))  # type: ignore[arg-type]
         self.register_outputs({})
 
-    def secret(self, resource_name: str, spec: SecretSpec, opts: pulumi.ResourceOptions
-               ) -> k8s.core.v1.Secret:
-        """The Secret `spec` describes, filled from the bootstrap node's files; its kubeconfigs
-        re-pointed at the endpoint. Its data stays a Pulumi secret."""
+    def _data(self, spec: SecretSpec) -> pulumi.Output[dict[str, str]]:
+        """The Secret's data from the bootstrap node's files, kubeconfigs re-pointed at the
+        endpoint. A Pulumi secret."""
         url = self.url
 
         def pick(files: dict[str, str]) -> dict[str, str]:
@@ -58,8 +62,18 @@ class ClusterAccess(pulumi.ComponentResource):
                 data[key] = base64.b64encode(kubeconfig_with_server(text, url).encode()).decode()
             return data
 
+        return pulumi.Output.secret(self.files.apply(pick))  # type: ignore[arg-type]
+
+    def secret(self, resource_name: str, spec: SecretSpec, opts: pulumi.ResourceOptions
+               ) -> k8s.core.v1.Secret:
+        """The Secret `spec` describes, filled from the bootstrap node's files."""
         shape = secret_manifest(spec.name, [])
-        data: pulumi.Output[dict[str, str]] = pulumi.Output.secret(  # type: ignore[arg-type]
-            self.files.apply(pick))
         return k8s.core.v1.Secret(resource_name, metadata=shape["metadata"], type=shape["type"],
-                                  data=data, opts=opts)
+                                  data=self._data(spec), opts=opts)
+
+    def checksum(self, spec: SecretSpec, *more: pulumi.Input[str]) -> pulumi.Output[str]:
+        """SHA-256 of what the Secret holds (and of `more`): as a pod-template annotation it
+        restarts the pods that mount it when the content changes (a Secret volume's files
+        change in place, but the processes read them only at start). Not secret: a digest."""
+        return pulumi.Output.unsecret(pulumi.Output.all(self._data(spec), *more).apply(
+            lambda v: content_sha256(v)))  # type: ignore[arg-type]

@@ -7,6 +7,8 @@ while the only controller-manager is down (the seed's own caveat).
 
 from __future__ import annotations
 
+from typing import Any
+
 import pulumi
 import pulumi_kubernetes as k8s
 
@@ -22,8 +24,10 @@ class LeaderElected(pulumi.ComponentResource):
         super().__init__("kube-ha:k8s:LeaderElected", name, None, opts)
         k8s_opts = pulumi.ResourceOptions(parent=self, provider=access.provider)
         stored = access.secret(f"{name}-secret", secret, k8s_opts)
+        spec: Any = m.with_pod_annotations(deployment["spec"], {
+            m.CHECKSUM_ANNOTATION: access.checksum(secret)})
         k8s.apps.v1.Deployment(f"{name}-deployment", metadata=deployment["metadata"],
-                               spec=deployment["spec"],
+                               spec=spec,
                                opts=pulumi.ResourceOptions.merge(
                                    k8s_opts, pulumi.ResourceOptions(depends_on=[stored])))
         budget = m.pdb(app)

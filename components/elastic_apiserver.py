@@ -43,8 +43,10 @@ class ElasticApiserver(pulumi.ComponentResource):
         pki_secret = access.secret(f"{name}-pki-secret", m.ELASTIC_PKI, k8s_opts)
 
         dep = m.elastic_apiserver_deployment(cluster)
+        spec: Any = m.with_pod_annotations(dep["spec"], {
+            m.CHECKSUM_ANNOTATION: access.checksum(m.ELASTIC_PKI, serving.cert_pem)})
         self.deployment = k8s.apps.v1.Deployment(
-            f"{name}-deployment", metadata=dep["metadata"], spec=dep["spec"],
+            f"{name}-deployment", metadata=dep["metadata"], spec=spec,
             opts=pulumi.ResourceOptions.merge(k8s_opts, pulumi.ResourceOptions(
                 depends_on=[serving_secret, pki_secret, *labels])))
         hpa = m.elastic_apiserver_hpa(cluster)

@@ -387,6 +387,26 @@ def all_manifests(cluster: Cluster) -> dict[str, Manifest]:
     return out
 
 
+CHECKSUM_ANNOTATION = "kube-ha.io/mounted-content-sha256"
+
+
+def content_sha256(value: Any) -> str:
+    """A stable digest of JSON-able content (keys sorted)."""
+    import hashlib
+    import json
+
+    return hashlib.sha256(json.dumps(value, sort_keys=True).encode()).hexdigest()
+
+
+def with_pod_annotations(spec: Manifest, annotations: dict[str, Any]) -> Manifest:
+    """A Deployment spec whose pod template carries `annotations` too (values may be Pulumi
+    Outputs); a change rolls the pods."""
+    template = spec["template"]
+    metadata = {**template["metadata"],
+                "annotations": {**template["metadata"].get("annotations", {}), **annotations}}
+    return {**spec, "template": {**template, "metadata": metadata}}
+
+
 def kubeconfig_with_server(text: str, url: str) -> str:
     """Point every cluster of a kubeconfig at `url` (the HA endpoint)."""
     import yaml

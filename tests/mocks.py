@@ -139,6 +139,7 @@ class ClusterMocks(pulumi.runtime.Mocks):
         self.lock = threading.Lock()
         self.ca = _CA
         self.outputs: dict[str, dict[str, Any]] = {}
+        self.files_suffix = ""  # what the node's copied files hold differs when set
 
     def by_type(self, typ: str) -> list[Recorded]:
         return [r for r in self.resources if r.typ == typ]
@@ -221,7 +222,8 @@ class ClusterMocks(pulumi.runtime.Mocks):
         if "kube-ha: read-control-plane-files" in script:
             keys = re.findall(r'out\+="\$sep\\"([^\\]+)\\"', script)
             return json.dumps({k.strip("'"): base64.b64encode(
-                (ADMIN_KUBECONFIG if k.endswith(".conf") else f"content of {k}\n").encode()
+                (ADMIN_KUBECONFIG if k.endswith(".conf") else f"content of {k}{self.files_suffix}\n"
+                 ).encode()
             ).decode() for k in keys})
         return ""
 

@@ -16,7 +16,7 @@ from components import manifests as m
 from components.model import parse_cluster
 from tests.harness.hosts import host
 from tests.harness.lab import Lab
-from tests.mocks import is_secret, plain
+from tests.mocks import ClusterMocks, is_secret, plain
 from tests.program import Run, dev_stack, run_program
 
 K8S_PREFIX = "kubernetes:"
@@ -72,7 +72,11 @@ def test_program_creates_exactly_the_rendered_manifests(dev: Run) -> None:
     deployments = _k8s(dev, "apps/v1:Deployment")
     elastic = deployments["kubernetes-elastic-apiserver-deployment"]
     want = rendered["elastic-apiserver-deployment.yaml"]
-    assert elastic["spec"] == want["spec"] and elastic["metadata"] == want["metadata"]
+    # The program adds one thing the offline render cannot know: the digest of what the pods
+    # mount (deploy-time content), which rolls them when it changes.
+    spec = copy.deepcopy(elastic["spec"])
+    assert len(spec["template"]["metadata"].pop("annotations")[m.CHECKSUM_ANNOTATION]) == 64
+    assert spec == want["spec"] and elastic["metadata"] == want["metadata"]
 
 
 def test_hpa_targets_the_deployment_and_deployment_leaves_replicas_to_it(dev: Run) -> None:
@@ -240,3 +244,23 @@ def test_hpa_added_apiserver_takes_traffic_within_3s_and_leaves_without_errors(t
                             watch="elastic-pool-1")
         assert scale_in.failed == [], scale_in.summary()
         assert pool[0].proc is not None and pool[0].proc.poll() is not None
+
+
+def test_pods_restart_when_the_files_they_mount_change_and_only_then() -> None:
+    """A Secret volume's files change in place, but kube-apiserver and kube-controller-manager
+    read them only at start: a digest of the mounted content in the pod template rolls the pods
+    when it changes (and not on an `up` that changes nothing)."""
+    def annotations(suffix: str) -> dict[str, str]:
+        mocks = ClusterMocks()
+        mocks.files_suffix = suffix
+        run = run_program(dev_stack(), mocks=mocks)
+        return {r.name: plain(r.inputs)["spec"]["template"]["metadata"]["annotations"][
+                    m.CHECKSUM_ANNOTATION]
+                for r in run.mocks.by_type("kubernetes:apps/v1:Deployment")}
+
+    first, same, rotated = annotations(""), annotations(""), annotations(" (renewed)")
+    assert set(first) == {"kubernetes-elastic-apiserver-deployment",
+                          "kubernetes-controller-manager-deployment"}
+    assert first == same
+    assert all(first[k] != rotated[k] for k in first), (first, rotated)
+    assert all(len(v) == 64 for v in first.values())
