@@ -71,9 +71,8 @@ class ClusterAccess(pulumi.ComponentResource):
         return k8s.core.v1.Secret(resource_name, metadata=shape["metadata"], type=shape["type"],
                                   data=self._data(spec), opts=opts)
 
-    def checksum(self, spec: SecretSpec, *more: pulumi.Input[str]) -> pulumi.Output[str]:
-        """SHA-256 of what the Secret holds (and of `more`): as a pod-template annotation it
-        restarts the pods that mount it when the content changes (a Secret volume's files
-        change in place, but the processes read them only at start). Not secret: a digest."""
-        return pulumi.Output.unsecret(pulumi.Output.all(self._data(spec), *more).apply(
-            lambda v: content_sha256(v)))  # type: ignore[arg-type]
+    def checksum(self, spec: SecretSpec) -> pulumi.Output[str]:
+        """SHA-256 of what the Secret holds: as a pod-template annotation it restarts the pods
+        that mount it when the content changes (a Secret volume's files change in place, but
+        these processes read them only at start). Not secret: a digest."""
+        return pulumi.Output.unsecret(self._data(spec).apply(content_sha256))  # type: ignore[arg-type]

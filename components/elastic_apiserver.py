@@ -44,7 +44,9 @@ class ElasticApiserver(pulumi.ComponentResource):
 
         dep = m.elastic_apiserver_deployment(cluster)
         spec: Any = m.with_pod_annotations(dep["spec"], {
-            m.CHECKSUM_ANNOTATION: access.checksum(m.ELASTIC_PKI, serving.cert_pem)})
+            # Not the serving pair: kube-apiserver reloads that from disk by itself, so a SAN
+            # change rolls no pod.
+            m.CHECKSUM_ANNOTATION: access.checksum(m.ELASTIC_PKI)})
         self.deployment = k8s.apps.v1.Deployment(
             f"{name}-deployment", metadata=dep["metadata"], spec=spec,
             opts=pulumi.ResourceOptions.merge(k8s_opts, pulumi.ResourceOptions(
