@@ -24,9 +24,15 @@ RATE = 40.0
 
 
 def _started(tmp_path: Path, **kwargs: object) -> Lab:
+    """A started lab with every server UP; on failure its processes are ended at once (the
+    caller's `with` has not begun yet, so nothing else would end them)."""
     lab = Lab(tmp_path, **kwargs)  # type: ignore[arg-type]
-    lab.start()
-    lab.wait_states({s.name: "UP" for s in lab.servers}, 10)
+    try:
+        lab.start()
+        lab.wait_states({s.name: "UP" for s in lab.servers}, 10)
+    except BaseException:
+        lab.close()
+        raise
     return lab
 
 
