@@ -26,12 +26,11 @@ def firewall_ports(cluster: Cluster) -> list[int]:
     """What clients dial on an LB host: the endpoint port, and the stats port only when it
     listens beyond loopback (a loopback listener needs no hole in the firewall)."""
     ports = [cluster.endpoint.port]
-    stats = cluster.load_balancer.stats_bind
-    if stats:
-        host, _, port = stats.rpartition(":")
-        address = parse_ip(host.strip("[]"))
+    lb = cluster.load_balancer
+    if lb.stats_bind and lb.stats_port is not None:
+        address = parse_ip(lb.stats_bind.rpartition(":")[0].strip("[]"))
         if address is None or not address.is_loopback:  # `*` or a routable address
-            ports.append(int(port))
+            ports.append(lb.stats_port)
     return ports
 
 

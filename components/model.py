@@ -158,6 +158,12 @@ class LoadBalancerSettings:
     vrrp_interface: str = "eth0"
     virtual_router_id: int = 51
 
+    @property
+    def stats_port(self) -> int | None:
+        """The port of `stats_bind` (None when unset or malformed: the reader reports that)."""
+        m = re.fullmatch(r".*:([0-9]{1,5})", self.stats_bind or "")
+        return int(m.group(1)) if m else None
+
 
 @dataclass(frozen=True)
 class CertificateSettings:
@@ -647,8 +653,6 @@ def _check_hosts(r: _Reader, cps: list[Host], workers: list[Host], lbs: list[Hos
     """Addresses a host can be reached at, and listeners that would collide on one host."""
     nodes = {h.address: (f"controlPlane[{i}]", True) for i, h in enumerate(cps)}
     nodes.update({h.address: (f"workers[{i}]", False) for i, h in enumerate(workers)})
-    stats = re.fullmatch(r".*:([0-9]{1,5})", lb.stats_bind or "")  # malformed: reported above
-    stats_port = int(stats.group(1)) if stats else None
     for i, h in enumerate(lbs):
         where, control_plane = nodes.get(h.address, ("", False))
         if not where:
@@ -660,11 +664,12 @@ def _check_hosts(r: _Reader, cps: list[Host], workers: list[Host], lbs: list[Hos
             continue
         taken = {**{p: f"{owner}'s port" for p, owner in KUBEADM_PORTS.items()},
                  **dict(node_ports), apiserver_port: "the apiserver's port"}
-        for what, port in (("endpoint.port", endpoint.port), ("loadBalancer.statsBind", stats_port)):
+        for what, port in (("endpoint.port", endpoint.port),
+                           ("loadBalancer.statsBind", lb.stats_port)):
             if port is not None and port in taken:
                 r.fail(key, f"{h.address} is also {where}, where {what} {port} is "
                        f"{taken[port]}. Fix: a separate LB host, or another {what}.")
-    if lb.stats_bind and lb.stats_bind.rpartition(":")[2] == str(endpoint.port):
+    if lb.stats_port == endpoint.port:
         r.fail("loadBalancer.statsBind", f"port {endpoint.port} is the endpoint's. Fix: e.g. "
                "127.0.0.1:8404.")
     lb_addresses = {h.address for h in lbs}
