@@ -71,7 +71,11 @@ SCHEDULER_PKI = SecretSpec(f"{SCHEDULER}-pki", {
 
 
 def image(cluster: Cluster, component: str) -> str:
-    return f"{cluster.image_repository}/{component}:{cluster.kubernetes_version}"
+    """`repository/component:version`, and `@sha256:...` when its digest is configured: the
+    runtime then pulls exactly that content, whatever the tag points at."""
+    digest = cluster.image_digests.get(component)
+    ref = f"{cluster.image_repository}/{component}:{cluster.kubernetes_version}"
+    return f"{ref}@{digest}" if digest else ref
 
 
 def _meta(name: str, labels: dict[str, str]) -> Manifest:

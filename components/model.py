@@ -36,6 +36,7 @@ _HOST_KEY = re.compile(r"(ssh-ed25519|ecdsa-sha2-nistp(?:256|384|521)|ssh-rsa) "
                        r"([A-Za-z0-9+/]+={0,2})( [\x21-\x7e][\x20-\x7e]*)?")
 _DIGITS = re.compile(r"-?[0-9]+")
 _QUANTITY = re.compile(r"[0-9]+(\.[0-9]+)?(m|Ki|Mi|Gi)?")
+_DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
 _IMAGE_REPOSITORY = re.compile(r"[a-z0-9]([-a-z0-9.:]*[a-z0-9])?(/[a-z0-9._-]+)*")
 
 
@@ -217,6 +218,9 @@ class Cluster:
     scheduler: Scheduler = field(default_factory=Scheduler)
     node_local_proxy: bool = False
     image_repository: str = "registry.k8s.io"
+    # component -> "sha256:<hex>": its image is pulled by digest (`tag@digest`), so a registry
+    # or mirror cannot swap what runs with the cluster's keys.
+    image_digests: Mapping[str, str] = field(default_factory=dict)
     insecure_skip_host_key_check: bool = False
 
     @property
@@ -283,7 +287,10 @@ OBJECT_KEYS = {
     "elasticApiserver",
     "controllerManager",
     "kubeScheduler",
+    "imageDigests",
 }
+# The images this program deploys itself (kubeadm pulls the static pods' own images).
+DEPLOYED_IMAGES = ("kube-apiserver", "kube-controller-manager", "kube-scheduler")
 SECRET_KEYS = {"sshPrivateKey"}
 
 T = TypeVar("T")
@@ -584,6 +591,7 @@ def parse_cluster(raw: Mapping[str, Any],
     if not _IMAGE_REPOSITORY.fullmatch(image_repository):
         r.fail("imageRepository", f"{image_repository!r} is not a registry path. "
                "Fix: e.g. registry.k8s.io or registry.example.com/k8s.")
+    image_digests = _image_digests(r, raw.get("imageDigests"))
 
     if unreadable:
         r.problems = [*unreadable.items(), *((k, m) for k, m in r.problems if not any(
@@ -608,8 +616,21 @@ def parse_cluster(raw: Mapping[str, Any],
         scheduler=scheduler,
         node_local_proxy=node_local,
         image_repository=image_repository,
+        image_digests=image_digests,
         insecure_skip_host_key_check=not need_key,
     )
+
+
+def _image_digests(r: _Reader, value: Any) -> dict[str, str]:
+    digests = {}
+    for component, digest in r.obj("imageDigests", value, set(DEPLOYED_IMAGES)).items():
+        if isinstance(digest, str) and _DIGEST.fullmatch(digest):
+            digests[component] = digest
+        else:
+            r.fail(f"imageDigests.{component}", f"{digest!r} is not an image digest. Fix: give "
+                   "the sha256 digest of the image at kubernetesVersion, e.g. 'sha256:<64 hex>' "
+                   "(crane digest or skopeo inspect prints it).")
+    return digests
 
 
 # Ports kubeadm's nodes already use (kubernetes.io "Ports and Protocols"), each with its owner.

@@ -84,15 +84,25 @@ def _no_host_pki(args: ResourceValidationArgs, report: ReportViolation) -> None:
 _PROTECTED_LABEL_PREFIXES = ("node-restriction.kubernetes.io/", "node-role.kubernetes.io/")
 
 
-def _key_holding_pods_pinned(args: ResourceValidationArgs, report: ReportViolation) -> None:
-    """A Deployment mounting one of our key Secrets (`kube-ha-*-pki`) is placed only by labels
-    a compromised kubelet cannot give its own Node, and by the node's name."""
+def _key_holding_pod(args: ResourceValidationArgs) -> tuple[dict[str, Any], list[str]] | None:
+    """The pod spec and Secret names of a Deployment that mounts one of our key Secrets
+    (`kube-ha-*-pki`), else None."""
     if args.resource_type != DEPLOYMENT:
-        return
+        return None
     pod = (args.props.get("spec") or {}).get("template", {}).get("spec", {})
     secrets = [s for v in pod.get("volumes") or [] for s in _secret_names(v)]
     if not any(name.startswith("kube-ha-") and name.endswith("-pki") for name in secrets):
+        return None
+    return pod, secrets
+
+
+def _key_holding_pods_pinned(args: ResourceValidationArgs, report: ReportViolation) -> None:
+    """A Deployment mounting one of our key Secrets is placed only by labels a compromised
+    kubelet cannot give its own Node, and by the node's name."""
+    found = _key_holding_pod(args)
+    if found is None:
         return
+    pod, secrets = found
     selector = pod.get("nodeSelector") or {}
     if not selector or not all(k.startswith(_PROTECTED_LABEL_PREFIXES) for k in selector):
         report(f"mounts {secrets} but is placed by {sorted(selector)}: a kubelet can set these "
@@ -104,6 +114,16 @@ def _key_holding_pods_pinned(args: ResourceValidationArgs, report: ReportViolati
     if not terms or any(t.get("matchExpressions") or not t.get("matchFields") for t in terms):
         report("node affinity must name the nodes with matchFields on metadata.name, not with "
                "labels such as kubernetes.io/hostname that the kubelet sets itself.", None)
+
+
+def _key_holding_images_by_digest(args: ResourceValidationArgs, report: ReportViolation
+                                  ) -> None:
+    """A tag is whatever the registry (or a mirror's operator) says today; a digest is content."""
+    found = _key_holding_pod(args)
+    for c in (found[0].get("containers") or []) if found else []:
+        if "@sha256:" not in str(c.get("image", "")):
+            report(f"{c.get('name')} runs {c.get('image')} by tag with the cluster's keys mounted. "
+                   "Pin it: imageDigests.<component> in the stack config.", None)
 
 
 def _secret_names(volume: dict[str, Any]) -> list[str]:
@@ -189,6 +209,10 @@ POLICIES = [
         description="Pods mounting the cluster's keys run only on nodes chosen by name and by "
                     "labels a kubelet cannot set.",
         validate=_key_holding_pods_pinned),
+    ResourceValidationPolicy(
+        name="key-holding-images-by-digest", enforcement_level=EnforcementLevel.ADVISORY,
+        description="Pods mounting the cluster's keys run images pinned by digest.",
+        validate=_key_holding_images_by_digest),
     ResourceValidationPolicy(
         name="leader-election", enforcement_level=EnforcementLevel.MANDATORY,
         description="Extra controller-managers and schedulers join the static pods' election.",

@@ -147,6 +147,25 @@ def test_controller_manager_and_scheduler_listen_on_loopback_only(dev: Run) -> N
                  "bind-address") == "127.0.0.1"
 
 
+def test_configured_digests_pin_the_deployed_images(dev: Run) -> None:
+    """`imageDigests`: the runtime pulls `tag@digest` by the digest alone (the tag is kept for
+    readers), so a registry cannot swap what runs with the cluster's keys; without it, tags."""
+    digests = {"kube-apiserver": "sha256:" + "a" * 64,
+               "kube-controller-manager": "sha256:" + "b" * 64}
+    pinned = run_program({**dev_stack(), "imageDigests": digests})
+    for run, expect in ((pinned, digests), (dev, {})):
+        images = {c["name"]: c["image"] for d in _k8s(run, "apps/v1:Deployment").values()
+                  for c in d["spec"]["template"]["spec"]["containers"]}
+        assert images == {name: f"registry.k8s.io/{name}:v1.32.3"
+                          + (f"@{expect[name]}" if name in expect else "")
+                          for name in ("kube-apiserver", "kube-controller-manager")}
+    sched = m.scheduler_deployment(parse_cluster(
+        {**dev_stack(), "kubeScheduler": {"replicas": 2},
+         "imageDigests": {"kube-scheduler": "sha256:" + "c" * 64}}))
+    assert sched["spec"]["template"]["spec"]["containers"][0]["image"].endswith(
+        ":v1.32.3@sha256:" + "c" * 64)
+
+
 def test_graceful_shutdown_is_shorter_than_grace_period(dev: Run) -> None:
     dep = _k8s(dev, "apps/v1:Deployment")["kubernetes-elastic-apiserver-deployment"]
     pod = dep["spec"]["template"]["spec"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import hashlib
 import sys
 from typing import Any
 
@@ -52,13 +53,32 @@ def violations(resources: list[PolicyResource]) -> dict[str, list[str]]:
     return found
 
 
+# Stand-in digests: the policy reads the reference, not the registry.
+DIGESTS = {c: "sha256:" + hashlib.sha256(c.encode()).hexdigest()
+           for c in ("kube-apiserver", "kube-controller-manager", "kube-scheduler")}
+
+
+def pinned_dev_stack() -> dict[str, Any]:
+    """The dev stack with its deployed images pinned by digest (`imageDigests`)."""
+    return {**dev_stack(), "imageDigests": DIGESTS}
+
+
 @pytest.fixture(scope="module")
 def dev_resources() -> list[PolicyResource]:
-    return _resources(run_program(dev_stack()))
+    return _resources(run_program(pinned_dev_stack()))
 
 
 def test_dev_stack_passes_every_policy(dev_resources: list[PolicyResource]) -> None:
     assert violations(dev_resources) == {}
+
+
+def test_key_holding_images_by_tag_are_advised_against() -> None:
+    """The committed dev stack pins no digest (only its operator can know them): each of its
+    key-holding Deployments (elastic apiserver, controller-manager) is reported, nothing else."""
+    found = violations(_resources(run_program(dev_stack())))
+    assert list(found) == ["key-holding-images-by-digest"]
+    assert sorted(m.split()[0] for m in found["key-holding-images-by-digest"]) == [
+        "kube-apiserver", "kube-controller-manager"]
 
 
 def _edited(resources: list[PolicyResource], name: str, edit: Any) -> list[PolicyResource]:
@@ -88,6 +108,10 @@ def _edited(resources: list[PolicyResource], name: str, edit: Any) -> list[Polic
          "--leader-elect=true"), "leader-election"),
     ("kubernetes-elastic-apiserver-deployment", lambda p: p["spec"].update(replicas=3),
      "hpa-owns-replicas"),
+    ("kubernetes-controller-manager-deployment",
+     lambda p: p["spec"]["template"]["spec"]["containers"][0].update(
+         image="registry.k8s.io/kube-controller-manager:v1.32.3"),
+     "key-holding-images-by-digest"),
     ("kubernetes-elastic-apiserver-deployment",
      lambda p: p["spec"]["template"]["spec"].update(nodeSelector={"kube-ha.io/pool": "true"}),
      "key-holding-pods-pinned"),
@@ -105,7 +129,7 @@ def test_each_policy_catches_its_violation(dev_resources: list[PolicyResource], 
 
 
 def test_even_control_plane_is_advised_against() -> None:
-    raw = dev_stack()
+    raw = pinned_dev_stack()
     raw["controlPlane"].pop()
     raw["allowEvenControlPlane"] = True
     found = violations(_resources(run_program(raw)))
@@ -113,7 +137,7 @@ def test_even_control_plane_is_advised_against() -> None:
 
 
 def test_a_lab_stack_without_host_keys_is_refused_by_the_pack() -> None:
-    raw = dev_stack()
+    raw = pinned_dev_stack()
     for group in ("controlPlane", "workers", "loadBalancers"):
         for entry in raw[group]:
             entry.pop("hostKey")
