@@ -3,7 +3,8 @@
 Order: bootstrap (after the LB serves the endpoint) -> control-plane joins one at a time, each
 waiting for its node Ready and etcd healthy; workers in parallel after the bootstrap, two steps
 each (credentials on the bootstrap node, one script on the worker) -> kube-proxy's kubeconfig
-last. The chain grows with control-plane count, never with workers.
+and the revocation of every join token and uploaded certificate, last. The chain grows with
+control-plane count, never with workers.
 
 Removal: a node deleted from `controlPlane` deletes its `membership` step (on the bootstrap
 node: drain, etcd member remove with a quorum guard, delete the Node) and then its
@@ -66,7 +67,7 @@ class ControlPlane(pulumi.ComponentResource):
                 deps = before_init
             else:
                 creds = run_script(f"{name}-{node.name}-join-credentials", boot, ssh,
-                                   ks.join_credentials_script(control_plane=True), parent=self,
+                                   ks.join_credentials_script(cluster, control_plane=True), parent=self,
                                    secret_stdout=True, depends_on=[previous] if previous else [])
                 script = pulumi.Output.all(cert.cert_pem, cert.key_pem, creds.stdout).apply(
                     functools.partial(_cp_join, cluster, node))
@@ -104,13 +105,21 @@ class ControlPlane(pulumi.ComponentResource):
                                                         health=NODE_LOCAL_HEALTH)))
         for w in cluster.workers:
             creds = run_script(f"{name}-{w.name}-join-credentials", boot, ssh,
-                               ks.join_credentials_script(control_plane=False), parent=self,
+                               ks.join_credentials_script(cluster, control_plane=False), parent=self,
                                secret_stdout=True, depends_on=[self.bootstrap])
             script = pulumi.Output.all(creds.stdout, local).apply(
                 functools.partial(_worker_join, cluster, w))
             self.workers[w.name] = run_script(
                 f"{name}-{w.name}-join", w, ssh, script, parent=self, secret=True,
                 delete_script=reset, depends_on=[creds])
+        # Once every join of the run is done: the tokens and uploaded certificates made for them
+        # are deleted (they would otherwise stay valid for 1 h and 2 h). The node list is in the
+        # script, so adding a node re-runs it after that node's join.
+        self.revoke_join_credentials = run_script(
+            f"{name}-revoke-join-credentials", boot, ssh,
+            ks.revoke_join_credentials_script(
+                [n.name for n in (*cluster.joining_control_plane, *cluster.workers)]),
+            parent=self, depends_on=[self.last_control_plane_step, *self.workers.values()])
         # kube-proxy's kubeconfig serves every node: re-pointed once every node can dial what
         # it names (with node-local proxies, 127.0.0.1 answers on a worker only after its step).
         run_script(f"{name}-kube-proxy", boot, ssh, ks.kube_proxy_script(cluster), parent=self,

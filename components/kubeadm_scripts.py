@@ -7,6 +7,7 @@ member already gone) and then does nothing, so re-running `pulumi up` is always 
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass
 
@@ -76,11 +77,16 @@ def kubeadm_config(cluster: Cluster) -> str:
     # address (pkiutil.GetAPIServerAltNames), so the bootstrap node's name here would fail
     # every other join.
     dns, ips = shared_sans(cluster)
+    # init's own token (unprinted: --skip-token-print) carries our description and 1 h, not
+    # kubeadm's anonymous 24 h one, so the revoke step deletes it with the others.
     cert_sans = "\n".join(f"  - {json.dumps(s)}" for s in dict.fromkeys((*dns, *ips)))
     api = _api_version(cluster)
     return f"""\
 apiVersion: {api}
 kind: InitConfiguration
+bootstrapTokens:
+- description: {JOIN_TOKEN_DESCRIPTION}
+  ttl: 1h0m0s
 localAPIEndpoint:
   advertiseAddress: {node.address}
   bindPort: {cluster.apiserver_port}
@@ -380,20 +386,74 @@ def ca_hash_command(ca_path: str = f"{PKI}/ca.crt") -> str:
             " | sha256sum | cut -d' ' -f1")
 
 
-def join_credentials_script(control_plane: bool) -> str:
-    """On the bootstrap node: a 1 h token, the CA hash and, for control-plane joins, a fresh
-    certificate key (uploaded certs expire after 2 h). Prints JSON; stdout is secret."""
-    cert_key = [
+# Every bootstrap token this program makes carries this description: the revoke step deletes
+# exactly these (and kubeadm's TTL proxy for the uploaded certificates), never anyone else's.
+JOIN_TOKEN_DESCRIPTION = "kube-ha join"
+# copycerts.go createShortLivedBootstrapToken: owns the kubeadm-certs Secret (deleting the token
+# deletes the Secret); it has no usages, so it never authenticates.
+CERTS_PROXY_DESCRIPTION = "Proxy for managing TTL for the kubeadm-certs secret"
+
+
+def _upload_certs(cluster: Cluster) -> list[str]:
+    """A fresh certificate key and the control-plane certificates uploaded under it (kubeadm
+    keeps them 2 h). The key reaches kubeadm in a 0600 --config file, never in argv (where any
+    local user reads it in /proc/<pid>/cmdline); the ClusterConfiguration names the version
+    so kubeadm does not look up stable-1 on the internet (util/version.go)."""
+    api = _api_version(cluster)
+    fmt = (f"apiVersion: {api}\nkind: InitConfiguration\ncertificateKey: %s\n---\n"
+           f"apiVersion: {api}\nkind: ClusterConfiguration\n"
+           f"kubernetesVersion: {cluster.kubernetes_version}\n")
+    return [
         "key=$(kubeadm certs certificate-key)",
-        'kubeadm init phase upload-certs --upload-certs --certificate-key="$key" >/dev/null',
-    ] if control_plane else ['key=""']
+        f"install -d -m 0700 {K8S}/kube-ha",
+        f"conf=$(mktemp {K8S}/kube-ha/upload-certs.XXXXXX)",
+        "trap 'rm -f \"$conf\"' EXIT",
+        f'printf {quote(fmt)} "$key" > "$conf"',
+        'kubeadm init phase upload-certs --upload-certs --config="$conf" >/dev/null',
+    ]
+
+
+def join_credentials_script(cluster: Cluster, control_plane: bool) -> str:
+    """On the bootstrap node: a 1 h token, the CA hash and, for control-plane joins, a fresh
+    certificate key (uploaded certs expire after 2 h). Prints JSON; stdout is secret. The
+    revoke step deletes the token once every join of the run is done."""
+    cert_key = _upload_certs(cluster) if control_plane else ['key=""']
     return script(
         "join-credentials",
-        "token=$(kubeadm token create --ttl=1h --description='kube-ha join')",
+        f"token=$(kubeadm token create --ttl=1h --description={quote(JOIN_TOKEN_DESCRIPTION)})",
         f"hash=$({ca_hash_command()})",
         *cert_key,
         "printf '{\"token\":\"%s\",\"caCertHash\":\"sha256:%s\",\"certificateKey\":\"%s\"}\\n' "
         '"$token" "$hash" "$key"',
+    )
+
+
+def revoke_join_credentials_script(joined: list[str]) -> str:
+    """On the bootstrap node, after every join of the run: delete the bootstrap tokens this
+    program made, kubeadm's TTL proxies for uploaded certificates, and the kubeadm-certs Secret
+    (the cluster's CA keys, encrypted with a certificate key the join credentials carried).
+    `joined` (the nodes that have join credentials) is in the script, so adding a node re-runs
+    it. A token that expired between list and delete (the token cleaner) is no failure."""
+    names = sorted(joined)
+    return script(
+        "revoke-join-credentials",
+        f"# {len(names)} nodes joined with credentials from kube-ha, set "
+        f"{hashlib.sha256(chr(10).join(names).encode()).hexdigest()[:16]}",
+        # One object per token (cmd/token.go RunListTokens); `.token` is "id.secret": it stays
+        # in this shell, only the public id reaches an argv.
+        "list=$(kubeadm token list -o jsonpath='{.token} {.description}{\"\\n\"}')",
+        "ids=()",
+        "while read -r token description; do",
+        f'  case "$description" in {quote(JOIN_TOKEN_DESCRIPTION)}|{quote(CERTS_PROXY_DESCRIPTION)})'
+        ' ids+=("${token%%.*}");; esac',
+        'done < <(printf \'%s\\n\' "$list")',
+        'for id in "${ids[@]}"; do',
+        '  if ! out=$(kubeadm token delete "$id" 2>&1); then',
+        '    case "$out" in *"not found"*) ;; *) printf \'%s\\n\' "$out" >&2; exit 1;; esac',
+        "  fi",
+        "done",
+        f"{KUBECTL} -n kube-system delete secret kubeadm-certs --ignore-not-found >&2",
+        'log "revoked ${#ids[@]} bootstrap tokens; no uploaded control-plane certificates left"',
     )
 
 

@@ -57,8 +57,10 @@ def artifacts(cluster: Cluster) -> dict[str, str]:
         "kubeadm/kubeadm.yaml": ks.kubeadm_config(cluster),
         "kubeadm/read-ca.sh": ks.read_ca_script(),
         "kubeadm/bootstrap.sh": ks.bootstrap_script(cluster, PLACEHOLDER_CERT, PLACEHOLDER_KEY),
-        "kubeadm/join-credentials.sh": ks.join_credentials_script(control_plane=True),
+        "kubeadm/join-credentials.sh": ks.join_credentials_script(cluster, control_plane=True),
         "kubeadm/reset.sh": ks.reset_script(),
+        "kubeadm/revoke-join-credentials.sh": ks.revoke_join_credentials_script(
+            [n.name for n in (*cluster.joining_control_plane, *cluster.workers)]),
         "kubeadm/workers.sh": ks.workers_reconcile_script(cluster),
     }
     for lb in cluster.load_balancers:

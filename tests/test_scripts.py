@@ -115,7 +115,7 @@ def test_secrets_only_in_secret_scripts(raw: dict[str, Any]) -> None:
     # the host, and the removal/reset scripts (plain command strings) carry none.
     assert "KEYMATERIAL" in join
     for text in (ks.control_plane_removal_script(c, node), ks.reset_script(),
-                 ks.join_credentials_script(True), ks.read_ca_script()):
+                 ks.join_credentials_script(c, True), ks.read_ca_script()):
         assert "KEYMATERIAL" not in text and "abcdef.0123456789abcdef" not in text
 
 

@@ -116,7 +116,7 @@ def test_join_credentials_print_nothing_when_any_step_fails(host: ScriptHost, fa
     if fail == "ca-missing":
         files.pop("/etc/kubernetes/pki/ca.crt")
     _place(host, files)
-    res = host.run(NODE, ks.join_credentials_script(control_plane=True),
+    res = host.run(NODE, ks.join_credentials_script(parse_cluster(dev_stack()), control_plane=True),
                    fail=() if fail == "ca-missing" else (fail,))
     assert res.rc != 0, res.explain()
     assert res.stdout == "", res.stdout

@@ -29,7 +29,7 @@ def test_every_connection_pins_the_configured_host_key() -> None:
     assert len(set(keys.values())) == len(keys) == 6
     run = run_program(raw)
     commands = run.mocks.by_type("command:remote:Command")
-    assert len(commands) == 19
+    assert len(commands) == 20  # the dev stack's remote steps (tests/golden/urns-dev.json)
     for rec in commands:
         connection = plain(rec.inputs)["connection"]
         assert connection.get("hostKey") == keys[connection["host"]], rec.name

@@ -33,7 +33,22 @@ Each follows kubeadm v1.31/v1.32 (kubernetes/kubernetes cmd/kubeadm/app/...):
 - token create prints the token alone, "[a-z0-9]{6}.[a-z0-9]{16}" (cmd/token.go RunCreateToken);
   certs certificate-key prints 32 random bytes hex-encoded (cmd/certs.go,
   phases/copycerts/copycerts.go CreateCertificateKey); init phase upload-certs stores the
-  certificates under that key and prints it (phases/init/uploadcerts.go).
+  certificates under that key and prints it (phases/init/uploadcerts.go). The key comes from
+  --certificate-key or, with --config, from the InitConfiguration's certificateKey (init.go
+  initData.CertificateKey); the two cannot be mixed ("can not mix '--config' with arguments
+  [certificate-key]", apis/kubeadm/validation isAllowedFlag allows only upload-certs,
+  kubeconfig and skip-* beside --config); --upload-certs stays a flag. Each upload makes a
+  token with no usages, "Proxy for managing TTL for the kubeadm-certs secret", 2 h, that owns
+  the kubeadm-certs Secret (copycerts.go createShortLivedBootstrapToken, getSecretOwnerRef):
+  deleting it deletes the Secret (garbage collection; here at once).
+- token list -o jsonpath=T applies T to each token on its own (cmd/token.go RunListTokens
+  prints one outputapiv1alpha3.BootstrapToken per Secret); `.token` is the whole
+  "id.secret" (BootstrapTokenString.MarshalJSON), `.description` empty when unset
+  (token_test.go TestTokenOutput). token delete takes IDs or whole tokens, several at once,
+  prints 'bootstrap token "<id>" deleted' per token and stops at the first that is missing,
+  'failed to delete bootstrap token "<id>"', exit 1 (cmd/token.go RunDeleteTokens).
+- A token authenticates only with usage-bootstrap-authentication (bootstrap.go
+  AuthenticateToken): token create's default usages are signing and authentication.
 """
 
 from __future__ import annotations
@@ -82,12 +97,14 @@ def _dispatch(inv: Invocation) -> int:
         inv.set_verb("kubeadm init phase upload-certs")
         return _upload_certs_phase(inv, rest)
     handlers = {("init",): _init, ("join",): _join, ("reset",): _reset,
-                ("token", "create"): _token_create, ("certs", "certificate-key"): _certificate_key}
-    handler = handlers.get(tuple(words))
-    if handler is None:
+                ("token", "create"): _token_create, ("token", "list"): _token_list,
+                ("token", "delete"): _token_delete, ("certs", "certificate-key"): _certificate_key}
+    # `token delete <id>...` takes positional arguments after its verb.
+    n = next((n for n in range(len(words), 0, -1) if tuple(words[:n]) in handlers), 0)
+    if n == 0 or (n < len(words) and words[:2] != ["token", "delete"]):
         raise UnsupportedError("verb")
-    inv.set_verb("kubeadm " + " ".join(words))
-    return handler(inv, rest)
+    inv.set_verb("kubeadm " + " ".join(words[:n]))
+    return handlers[tuple(words[:n])](inv, words[n:] + rest)
 
 
 # --- config -------------------------------------------------------------------------------
@@ -263,12 +280,17 @@ def _start_kubelet(name: str, st_changes: dict[str, Any]) -> None:
     apiserver.start(name)  # the kubelet runs the static pods it finds
 
 
-def _new_token(description: str, ttl: str) -> str:
+PROXY_TOKEN = "Proxy for managing TTL for the kubeadm-certs secret"
+DEFAULT_USAGES = ["authentication", "signing"]
+
+
+def _new_token(description: str, ttl: str, usages: list[str] | None = None) -> str:
     alphabet = string.ascii_lowercase + string.digits
     tid = "".join(secrets.choice(alphabet) for _ in range(6))
     secret = "".join(secrets.choice(alphabet) for _ in range(16))
     with common.mutate() as st:
-        st["tokens"][tid] = {"secret": secret, "description": description, "ttl": ttl}
+        st["tokens"][tid] = {"secret": secret, "description": description, "ttl": ttl,
+                             "usages": DEFAULT_USAGES if usages is None else usages}
     return f"{tid}.{secret}"
 
 
@@ -302,7 +324,8 @@ def _init(inv: Invocation, args: list[str]) -> int:
     skip = set(f.get("skip-phases", "").split(","))
     out: list[str] = [f"[init] Using Kubernetes version: {cc['kubernetesVersion']}"]
     try:
-        _init_phases(inv, f, name, advertise, port, cc, local_url, server, skip, out)
+        _init_phases(inv, f, name, advertise, port, cc, local_url, server, skip, out,
+                     ic.get("bootstrapTokens") or [])
     finally:
         print("\n".join(out))
     return 0
@@ -310,7 +333,7 @@ def _init(inv: Invocation, args: list[str]) -> int:
 
 def _init_phases(inv: Invocation, f: dict[str, str], name: str, advertise: str, port: int,
                  cc: dict[str, Any], local_url: str, server: str, skip: set[str],
-                 out: list[str]) -> None:
+                 out: list[str], tokens: list[dict[str, Any]]) -> None:
     inv.phase("preflight")
     _preflight(_control_plane_checks())
     inv.phase("certs")
@@ -358,7 +381,12 @@ def _init_phases(inv: Invocation, f: dict[str, str], name: str, advertise: str, 
             out.append(f"[upload-certs] Using certificate key:\n{key}")
     inv.phase("mark-control-plane")
     inv.phase("bootstrap-token")
-    token = _new_token("The default bootstrap token generated by 'kubeadm init'.", "24h0m0s")
+    # InitConfiguration.bootstrapTokens, else one default token (v1beta4 defaults.go
+    # SetDefaults_BootstrapToken: 24h; the token itself generated, initconfiguration.go).
+    declared = (tokens or [{}])[0]
+    token = _new_token(declared.get("description",
+                                   "The default bootstrap token generated by 'kubeadm init'."),
+                       declared.get("ttl", "24h0m0s"))
     if "skip-token-print" not in f:
         out.append(f"[bootstrap-token] Using token: {token}")
     with common.mutate() as st:
@@ -401,8 +429,9 @@ def _upload(given: str | None) -> str:
         except FileNotFoundError as err:
             raise ToolError(f"error uploading certs: open {PKI / rel}: no such file or directory"
                             ) from err
+    owner = _new_token(PROXY_TOKEN, "2h0m0s", usages=[]).split(".")[0]
     with common.mutate() as st:
-        st["kubeadm_certs"] = {"key": key, "files": files}
+        st["kubeadm_certs"] = {"key": key, "files": files, "owner": owner}
     return key
 
 
@@ -426,6 +455,48 @@ def _token_create(inv: Invocation, args: list[str]) -> int:
     return 0
 
 
+_JSONPATH_PART = re.compile(r'\{(?:\.(token|description)|"((?:[^"\\]|\\.)*)")\}|([^{}]+)')
+
+
+def _token_list(inv: Invocation, args: list[str]) -> int:
+    _, f = common.parse_flags(args, {"-o": True, "--output": True})
+    template = f.get("o") or f.get("output") or ""
+    if not template.startswith("jsonpath="):
+        raise UnsupportedError("token list without -o jsonpath=")
+    parts = _JSONPATH_PART.findall(template.removeprefix("jsonpath="))
+    if "".join(f"{{.{a}}}" if a else (f'{{"{b}"}}' if b or not c else c) for a, b, c in parts
+               ) != template.removeprefix("jsonpath="):
+        raise UnsupportedError("jsonpath beyond {.token}, {.description} and {\"...\"}")
+    st = _require_admin()
+    for tid, tok in st["tokens"].items():
+        fields = {"token": f"{tid}.{tok['secret']}", "description": tok.get("description", "")}
+        sys.stdout.write("".join(fields[a] if a else (
+            b.encode().decode("unicode_escape") if b else c) for a, b, c in parts))
+    return 0
+
+
+def _token_delete(inv: Invocation, args: list[str]) -> int:
+    ids, _ = common.parse_flags(args, {})
+    if not ids:
+        raise ToolError("missing subcommand; 'token delete' is missing token of form "
+                        '"[a-z0-9]{6}"')
+    _require_admin()
+    for given in ids:
+        match = re.fullmatch(r"([a-z0-9]{6})(\.[a-z0-9]{16})?", given)
+        if match is None:
+            raise ToolError(f"given token didn't match pattern \"[a-z0-9]{{6}}\": {given!r}")
+        tid = match.group(1)
+        with common.mutate() as st:
+            gone = st["tokens"].pop(tid, None) is None
+            if not gone and (st.get("kubeadm_certs") or {}).get("owner") == tid:
+                st.pop("kubeadm_certs")  # the garbage collector follows the owner reference
+        if gone:
+            raise ToolError(f'failed to delete bootstrap token "{tid}": secrets '
+                            f'"bootstrap-token-{tid}" not found')
+        print(f'bootstrap token "{tid}" deleted')
+    return 0
+
+
 def _certificate_key(inv: Invocation, args: list[str]) -> int:
     common.parse_flags(args, {})
     print(secrets.token_hex(32))
@@ -433,12 +504,24 @@ def _certificate_key(inv: Invocation, args: list[str]) -> int:
 
 
 def _upload_certs_phase(inv: Invocation, args: list[str]) -> int:
-    _, f = common.parse_flags(args, {"--upload-certs": False, "--certificate-key": True})
+    _, f = common.parse_flags(args, {"--upload-certs": False, "--certificate-key": True,
+                                     "--config": True, "--skip-certificate-key-print": False})
+    given = f.get("certificate-key")
+    if "config" in f:
+        if given is not None:
+            raise ToolError("can not mix '--config' with arguments [certificate-key]")
+        docs = _docs(inv, f["config"])
+        _cluster_defaults(docs.get("ClusterConfiguration"))
+        given = str((docs.get("InitConfiguration") or {}).get("certificateKey") or "") or None
     if "upload-certs" not in f:
         print("[upload-certs] Skipping phase. Please see --upload-certs")
         return 0
     _require_admin()
-    key = _upload(f.get("certificate-key"))
+    key = _upload(given)
+    if given or "skip-certificate-key-print" in f:
+        print('[upload-certs] Storing the certificates in Secret "kubeadm-certs" in the '
+              '"kube-system" Namespace')
+        return 0
     print('[upload-certs] Storing the certificates in Secret "kubeadm-certs" in the "kube-system" '
           f"Namespace\n[upload-certs] Using certificate key:\n{key}")
     return 0
@@ -476,7 +559,9 @@ def _discover(jc: dict[str, Any]) -> tuple[State, dict[str, Any]]:
         raise ToolError("error execution phase preflight: couldn't validate the identity of the API "
                         f"Server: Get \"https://{bt['apiServerEndpoint']}/api/v1/namespaces/kube-public"
                         "/configmaps/cluster-info\": connection refused")
-    if st["tokens"].get(match.group(1), {}).get("secret") != match.group(2):
+    found = st["tokens"].get(match.group(1), {})
+    if found.get("secret") != match.group(2) or "authentication" not in found.get(
+            "usages", DEFAULT_USAGES):
         raise ToolError("error execution phase preflight: couldn't validate the identity of the API "
                         "Server: could not find a JWS signature in the cluster-info ConfigMap for "
                         f'token ID "{match.group(1)}"')

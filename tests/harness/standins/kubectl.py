@@ -252,16 +252,22 @@ def _drain(inv: Invocation, args: list[str], ns: str) -> int:
 
 def _delete(inv: Invocation, args: list[str], ns: str) -> int:
     pos, f = common.parse_flags(args, {"--ignore-not-found": False, "--wait": False})
-    if len(pos) != 2 or TYPES.get(pos[0]) != "nodes":
-        raise UnsupportedError("only delete node <name>")
+    kind = "secrets" if pos[:1] in (["secret"], ["secrets"]) else TYPES.get(pos[0] if pos else "")
+    if len(pos) != 2 or kind not in ("nodes", "secrets"):
+        raise UnsupportedError("only delete node <name> and secret kubeadm-certs")
     name = pos[1]
+    if kind == "secrets" and (ns, name) != ("kube-system", "kubeadm-certs"):
+        raise UnsupportedError("only the kube-system/kubeadm-certs Secret is modelled")
     with common.mutate() as st:
-        gone = st["nodes"].pop(name, None) is None
+        store = st["nodes"] if kind == "nodes" else {"kubeadm-certs": st.get("kubeadm_certs")}
+        gone = store.pop(name, None) is None
+        if kind == "secrets":
+            st.pop("kubeadm_certs", None)
     if gone:
         if "ignore-not-found" in f:
             return 0
-        raise _not_found("nodes", name)
-    print(f'node "{name}" deleted')
+        raise _not_found(kind, name)
+    print(f'{kind[:-1]} "{name}" deleted')
     return 0
 
 
