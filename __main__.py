@@ -3,6 +3,7 @@
 import pulumi
 
 from components.cluster import HaCluster
+from components.cluster_access import COPIES_OUTPUT
 from components.config import load_cluster
 
 cluster, ssh_private_key = load_cluster()
@@ -12,5 +13,8 @@ pulumi.export("endpoint", ha.endpoint)
 pulumi.export("apiserverSans", ha.sans)
 pulumi.export("haproxyCfg", ha.load_balancer.haproxy_cfg)
 pulumi.export("certificateExpiry", ha.certificate_expiry)
+# The certificates copied from the bootstrap node (admin kubeconfig, the Deployments' files):
+# when each expires, and the generation they were read at. The next run re-reads by it.
+pulumi.export(COPIES_OUTPUT, ha.access.copies)
 # A working kubeconfig that dials the HA endpoint: pulumi stack output kubeconfig --show-secrets
 pulumi.export("kubeconfig", ha.kubeconfig)

@@ -12,6 +12,7 @@ from components.kubeadm import ControlPlane
 from components.loadbalancer import LoadBalancer
 from components.manifests import CONTROLLER_MANAGER_PKI, ELASTIC_PKI, SCHEDULER_PKI, SecretSpec
 from components.model import Cluster
+from components.preflight import Preflight
 from components.remote import Ssh
 from components.topology import all_sans
 
@@ -22,13 +23,15 @@ class HaCluster(pulumi.ComponentResource):
         super().__init__("kube-ha:index:HaCluster", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         ssh = Ssh(ssh_private_key)
+        self.preflight = Preflight(f"{name}-preflight", cluster, ssh, opts=child)
+        checked = self.preflight.steps
         self.certificates = ClusterCertificates(f"{name}-pki", cluster, ssh, opts=child)
         self.load_balancer = LoadBalancer(
             f"{name}-lb", cluster, ssh, self.certificates.ca_cert_pem,
-            self.certificates.health_client_pem, opts=child)
+            self.certificates.health_client_pem, opts=child, checked=checked)
         self.control_plane = ControlPlane(
             f"{name}-kubeadm", cluster, ssh, self.certificates,
-            endpoint_ready=list(self.load_balancer.configured), opts=child)
+            endpoint_ready=list(self.load_balancer.configured), opts=child, checked=checked)
         self.access = ClusterAccess(
             f"{name}-access", cluster, ssh, after=self.control_plane.last_control_plane_step,
             secrets=_secrets_needed(cluster), opts=child)

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import base64
 import json
+from typing import Any
 
 import pulumi
 import pulumi_kubernetes as k8s
 
+from components import certificates, renewal
 from components import kubeadm_scripts as ks
 from components.manifests import (
     SecretSpec,
@@ -18,6 +20,22 @@ from components.manifests import (
 from components.model import Cluster
 from components.remote import Ssh, run_script
 
+# The stack output that records the copies (their read generation and expiry); the next run
+# reads it back to decide whether to re-read.
+COPIES_OUTPUT = "controlPlaneCopies"
+
+
+def previous_copies() -> pulumi.Output[Any]:
+    """The last `up`'s `controlPlaneCopies` output: a reference to this very stack, which the
+    engine answers with the outputs of the stack's last checkpoint (pulumi/pulumi
+    pkg/resource/deploy/builtins.go readStackReference -> backend GetStackOutputs); None on
+    a stack's first run. Read in preview as in `up`, so both decide alike."""
+    org = pulumi.get_organization() or "organization"  # the diy backend's organisation
+    ref = pulumi.StackReference(
+        "kube-ha-previous-run",
+        stack_name=f"{org}/{pulumi.get_project()}/{pulumi.get_stack()}")
+    return ref.get_output(COPIES_OUTPUT)
+
 
 class ClusterAccess(pulumi.ComponentResource):
     """A kubernetes Provider from the bootstrap node's admin.conf (read as a secret, server
@@ -27,9 +45,12 @@ class ClusterAccess(pulumi.ComponentResource):
                  secrets: list[SecretSpec], opts: pulumi.ResourceOptions | None = None):
         super().__init__("kube-ha:k8s:ClusterAccess", name, None, opts)
         boot = cluster.bootstrap
+        rotation = cluster.certificates.rotation
+        generation: pulumi.Output[str] = previous_copies().apply(
+            lambda record: renewal.copy_generation(rotation, record, certificates.now()))
         read = run_script(f"{name}-read-admin-kubeconfig", boot, ssh,
-                          ks.read_admin_kubeconfig_script(), parent=self, secret_stdout=True,
-                          depends_on=[after])
+                          generation.apply(ks.read_admin_kubeconfig_script), parent=self,
+                          secret_stdout=True, depends_on=[after])
         url = self.url = cluster.endpoint.url
         self.kubeconfig: pulumi.Output[str] = pulumi.Output.secret(  # type: ignore[arg-type]
             read.stdout.apply(lambda text: kubeconfig_with_server(text, url)))
@@ -45,9 +66,20 @@ class ClusterAccess(pulumi.ComponentResource):
         if files:
             read_files = run_script(
                 f"{name}-read-control-plane-files", boot, ssh,
-                ks.read_files_script(files, cluster.certificates.rotation), parent=self,
+                generation.apply(lambda g: ks.read_files_script(files, g)), parent=self,
                 secret_stdout=True, depends_on=[after])
             self.files = pulumi.Output.secret(read_files.stdout.apply(json.loads))  # type: ignore[arg-type]
+
+        def record(values: list[Any]) -> dict[str, Any]:
+            gen, admin, copied = values
+            admin_b64 = base64.b64encode(admin.encode()).decode()
+            return {"generation": gen,
+                    "expiry": renewal.expiry_of_copies({"admin.conf": admin_b64, **copied})}
+
+        # Dates, not secrets: what the next run decides re-reads by, and what an operator
+        # watches (the policy pack's certificate-expiry check reads it too).
+        self.copies: pulumi.Output[dict[str, Any]] = pulumi.Output.unsecret(  # type: ignore[assignment]
+            pulumi.Output.all(generation, read.stdout, self.files).apply(record))
         self.register_outputs({})
 
     def _data(self, spec: SecretSpec) -> pulumi.Output[dict[str, str]]:

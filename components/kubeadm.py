@@ -42,16 +42,19 @@ def _worker_join(cluster: Cluster, node: Host, values: list[Any]) -> str:
 class ControlPlane(pulumi.ComponentResource):
     def __init__(self, name: str, cluster: Cluster, ssh: Ssh, certs: ClusterCertificates,
                  endpoint_ready: list[pulumi.Resource],
-                 opts: pulumi.ResourceOptions | None = None):
+                 opts: pulumi.ResourceOptions | None = None,
+                 checked: list[pulumi.Resource] | None = None):
         super().__init__("kube-ha:kubeadm:ControlPlane", name, None, opts)
         boot = cluster.bootstrap
-        before_init: list[pulumi.Resource] = list(endpoint_ready)
+        # After every host's preflight (`checked`) and the endpoint serving: every other step
+        # here follows the bootstrap step or install-ca.
+        before_init: list[pulumi.Resource] = [*(checked or []), *endpoint_ready]
         if cluster.certificates.ca_source == "generate":
             before_init.append(run_script(
                 f"{name}-install-ca", boot, ssh,
                 pulumi.Output.all(certs.ca_cert_pem, certs.ca_key_pem).apply(
                     lambda v: ks.install_ca_script(v[0], v[1])),
-                parent=self, secret=True))
+                parent=self, secret=True, depends_on=list(checked or [])))
         # Every control-plane node has the same steps whatever its role, named by node: making
         # another node the bootstrap node only re-runs scripts; nothing is deleted (a delete
         # here means removal from etcd and `kubeadm reset`). It re-targets the membership steps'

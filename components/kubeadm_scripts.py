@@ -130,19 +130,23 @@ def read_ca_script() -> str:
     )
 
 
-def read_admin_kubeconfig_script() -> str:
-    """Print the bootstrap node's admin kubeconfig (stdout is a secret output)."""
+def read_admin_kubeconfig_script(generation: int | str = 0) -> str:
+    """Print the bootstrap node's admin kubeconfig (stdout is a secret output). `generation`
+    (renewal.copy_generation) re-reads it when it changes; "0" leaves the script as it was
+    before re-reads existed, so upgrading re-reads nothing."""
     return script(
         "read-admin-kubeconfig",
+        f"# generation {generation}" if str(generation) != "0" else "",
         f'[ -s {ADMIN} ] || {{ log "{ADMIN} missing: is the cluster initialised?"; exit 1; }}',
         f"conf=$(cat {ADMIN})",
         _print_secret_last("%s\\n", "conf"),
     )
 
 
-def read_files_script(files: dict[str, str], generation: int = 0) -> str:
+def read_files_script(files: dict[str, str], generation: int | str = 0) -> str:
     """Print {key: base64(file)} as JSON for control-plane files the in-cluster Deployments
-    mount from Secrets. `generation` (certificates.rotation) re-reads them when bumped."""
+    mount from Secrets. `generation` (renewal.copy_generation: certificates.rotation, then
+    a day inside a copy's renewal window) re-reads them when it changes."""
     lines = [f"# generation {generation}", "missing=0"]
     for path in files.values():
         lines.append(f'[ -s {quote(path)} ] || {{ log "{path} missing"; missing=1; }}')

@@ -31,6 +31,7 @@ class LoadBalancer(pulumi.ComponentResource):
         ca_cert_pem: pulumi.Input[str],
         health_client_pem: pulumi.Input[str] | None,
         opts: pulumi.ResourceOptions | None = None,
+        checked: list[pulumi.Resource] | None = None,
     ):
         super().__init__("kube-ha:lb:LoadBalancer", name, None, opts)
         self.haproxy_cfg = render_haproxy_cfg(cluster)
@@ -40,7 +41,7 @@ class LoadBalancer(pulumi.ComponentResource):
             script = pulumi.Output.all(ca_cert_pem, health_client_pem).apply(
                 functools.partial(_configure, cluster, cfg, host))
             install = run_script(f"{name}-{host.name}-install", host, ssh, install_script(cluster),
-                                 parent=self)
+                                 parent=self, depends_on=checked or [])
             self.configured.append(run_script(
                 f"{name}-{host.name}-configure", host, ssh, script, parent=self,
                 secret=health_client_pem is not None, depends_on=[install],

@@ -23,6 +23,7 @@ from components.keepalived import render_keepalived_conf
 from components.lb_scripts import configure_script, install_script
 from components.manifests import all_manifests
 from components.model import PROJECT, SECRET_KEYS, Cluster, ConfigError, parse_cluster
+from components.preflight_scripts import preflight_script, targets
 from components.topology import all_sans
 
 PLACEHOLDER_CERT = "# <certificate issued at deploy time by pulumi_tls>\n"
@@ -63,6 +64,8 @@ def artifacts(cluster: Cluster) -> dict[str, str]:
             [n.name for n in (*cluster.joining_control_plane, *cluster.workers)]),
         "kubeadm/workers.sh": ks.workers_reconcile_script(cluster),
     }
+    for t in targets(cluster):
+        out[f"preflight/{t.host.name}.sh"] = preflight_script(cluster, t)
     for lb in cluster.load_balancers:
         out[f"lb/configure-{lb.name}.sh"] = configure_script(
             cluster, render_haproxy_cfg(cluster), PLACEHOLDER_CA,

@@ -161,18 +161,30 @@ CERTIFICATES = ("tls:index/locallySignedCert:LocallySignedCert",
 EXPIRY_WARNING = timedelta(days=30)
 
 
+STACK_REFERENCE = "pulumi:pulumi:StackReference"
+COPIES_OUTPUT = "controlPlaneCopies"  # components/cluster_access.py
+
+
 def _certificate_expiry(args: StackValidationArgs, report: ReportViolation) -> None:
-    """Nothing expires silently: any certificate within 30 days of its end (the provider's
-    validityEndTime, RFC 3339) is reported with the way to renew it."""
+    """Nothing expires silently: any certificate within 30 days of its end is reported with
+    the way to renew it. Issued ones carry the provider's validityEndTime (RFC 3339); the
+    copies of the nodes' files are dated in the stack's `controlPlaneCopies` output, which
+    the program reads back through a reference to its own stack."""
     soon = datetime.now(UTC) + EXPIRY_WARNING
     for r in args.resources:
-        end = (r.props or {}).get("validityEndTime") if r.resource_type in CERTIFICATES else None
-        if not end:
-            continue
-        when = datetime.fromisoformat(str(end).replace("Z", "+00:00"))
-        if when <= soon:
-            report(f"{r.name} expires {end}: run `pulumi up` (it re-issues certificates once per "
-                   "renewal period) or bump certificates.rotation.", r.urn)
+        props = r.props or {}
+        if r.resource_type in CERTIFICATES and props.get("validityEndTime"):
+            end = str(props["validityEndTime"])
+            if datetime.fromisoformat(end) <= soon:
+                report(f"{r.name} expires {end}: run `pulumi up` (it re-issues certificates once "
+                       "per renewal period) or bump certificates.rotation.", r.urn)
+        elif r.resource_type == STACK_REFERENCE:
+            copies = ((props.get("outputs") or {}).get(COPIES_OUTPUT) or {}).get("expiry") or {}
+            for name, end in sorted(copies.items()):
+                if datetime.fromisoformat(str(end)) <= soon:
+                    report(f"the copy of the bootstrap node's {name} expires {end}: renew it there "
+                           "(`kubeadm certs renew all`, or a kubeadm upgrade), then `pulumi up` "
+                           "re-reads it.", r.urn)
 
 
 def _odd_control_plane(args: StackValidationArgs, report: ReportViolation) -> None:

@@ -12,6 +12,7 @@ import json
 import re
 import threading
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pulumi
@@ -140,6 +141,10 @@ class ClusterMocks(pulumi.runtime.Mocks):
         self.ca = _CA
         self.outputs: dict[str, dict[str, Any]] = {}
         self.files_suffix = ""  # what the node's copied files hold differs when set
+        # When the certificates in the copied files end (kubeadm issues them for a year).
+        self.copied_not_after = datetime(2027, 11, 22, tzinfo=UTC)
+        # The stack outputs of the last `up`, as a StackReference to this stack reads them.
+        self.previous_outputs: dict[str, Any] = {}
 
     def by_type(self, typ: str) -> list[Recorded]:
         return [r for r in self.resources if r.typ == typ]
@@ -176,6 +181,10 @@ class ClusterMocks(pulumi.runtime.Mocks):
         elif args.typ == "command:remote:Command":
             state["stdout"] = self._stdout(inputs.get("stdin") or "")
             state["stderr"] = ""
+        elif args.typ == "pulumi:pulumi:StackReference":
+            # The engine's builtin provider (builtins.go readStackReference): the referenced
+            # stack's last outputs and which of them are secret.
+            state.update(outputs=self.previous_outputs, secretOutputNames=[])
         with self.lock:
             self.outputs[args.name] = state
         return f"{args.name}-id", state
@@ -218,17 +227,51 @@ class ClusterMocks(pulumi.runtime.Mocks):
             return json.dumps({"token": "abcdef.0123456789abcdef", "caCertHash": "sha256:" + "0" * 64,
                                "certificateKey": "f" * 64})
         if "kube-ha: read-admin-kubeconfig" in script:
-            return ADMIN_KUBECONFIG
+            return admin_kubeconfig(self.copied_not_after)
         if "kube-ha: read-control-plane-files" in script:
             keys = re.findall(r'out\+="\$sep\\"([^\\]+)\\"', script)
             return json.dumps({k.strip("'"): base64.b64encode(
-                (ADMIN_KUBECONFIG if k.endswith(".conf") else f"content of {k}{self.files_suffix}\n"
-                 ).encode()
-            ).decode() for k in keys})
+                self._copied(k.strip("'")).encode()).decode() for k in keys})
         return ""
+
+    def _copied(self, key: str) -> str:
+        """What the bootstrap node's file holds: a kubeconfig, a certificate (both ending at
+        copied_not_after) or other content; files_suffix marks a renewed one."""
+        if key.endswith(".conf"):
+            return admin_kubeconfig(self.copied_not_after, self.files_suffix)
+        if key.endswith(".crt"):
+            return copied_cert(key, self.copied_not_after) + f"# {self.files_suffix}\n"
+        return f"content of {key}{self.files_suffix}\n"
 
     def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]] | None]:
         return {}, None
+
+
+_COPIED: dict[tuple[str, datetime], str] = {}
+
+
+def copied_cert(label: str, not_after: datetime) -> str:
+    """A kubeadm-like leaf certificate ending at `not_after` (the same PEM for the same label
+    and end, so repeated runs see the same content)."""
+    if (label, not_after) not in _COPIED:
+        key = serialization.load_pem_private_key(_KEYS.setdefault("copied", pki.new_key_pem()).encode(),
+                                                 None)
+        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, label)])
+        cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+                .public_key(key.public_key())  # type: ignore[arg-type]
+                .serial_number(len(_COPIED) + 1)
+                .not_valid_before(not_after - timedelta(days=365)).not_valid_after(not_after)
+                .sign(key, hashes.SHA256()))  # type: ignore[arg-type]
+        _COPIED[(label, not_after)] = cert.public_bytes(serialization.Encoding.PEM).decode()
+    return _COPIED[(label, not_after)]
+
+
+def admin_kubeconfig(not_after: datetime, marker: str = "") -> str:
+    """admin.conf as kubeadm writes it: the client certificate inline."""
+    data = base64.b64encode(copied_cert("kubernetes-admin", not_after).encode()).decode()
+    return ADMIN_KUBECONFIG.replace("client-certificate-data: ZmFrZQ==",
+                                    f"client-certificate-data: {data}") + (
+        f"# {marker}\n" if marker else "")
 
 
 ADMIN_KUBECONFIG = """apiVersion: v1

@@ -32,6 +32,11 @@ def _options() -> PolicyResourceOptions:
 def _resources(run: Run) -> list[PolicyResource]:
     out = []
     for rec in run.mocks.resources:
+        if rec.typ == "pulumi:pulumi:StackReference":
+            # A read resource: the engine gives stack policies what was read, its outputs.
+            out.append(PolicyResource(rec.typ, plain(run.mocks.outputs[rec.name]),
+                                      f"urn:{rec.name}", rec.name, _options(), None, None, [], {}))
+            continue
         reg = run.monitor.registrations[rec.name]
         out.append(PolicyResource(rec.typ, plain(rec.inputs), reg.urn, rec.name, _options(), None,
                                   None, [], {}))
@@ -160,3 +165,23 @@ def test_a_certificate_near_expiry_is_reported(dev_resources: list[PolicyResourc
     assert cert in found["certificate-expiry"][0]
     later = (datetime.now(UTC) + timedelta(days=40)).strftime("%Y-%m-%dT%H:%M:%SZ")
     assert violations(_edited(dev_resources, cert, lambda p: p.update(validityEndTime=later))) == {}
+
+
+def test_a_copied_certificate_near_expiry_is_reported() -> None:
+    """Advisory: the last run's record of the copies (controlPlaneCopies) within 30 days."""
+    from datetime import UTC, datetime, timedelta
+
+    from tests.mocks import ClusterMocks
+
+    def found(days: int) -> dict[str, list[str]]:
+        end = (datetime.now(UTC) + timedelta(days=days)).strftime("%Y-%m-%dT%H:%M:%SZ")
+        mocks = ClusterMocks()
+        mocks.previous_outputs = {"controlPlaneCopies": {"generation": "0", "expiry": {
+            "admin.conf": end, "front-proxy-client.crt": "2099-01-01T00:00:00Z"}}}
+        return violations(_resources(run_program(pinned_dev_stack(), mocks=mocks)))
+
+    soon = found(20)
+    assert list(soon) == ["certificate-expiry"]
+    (message,) = soon["certificate-expiry"]
+    assert "admin.conf" in message and "kubeadm certs renew" in message
+    assert found(40) == {}

@@ -53,6 +53,10 @@ mount -t overlay overlay -o "lowerdir=/etc,upperdir=$T/ns/etc/up,workdir=$T/ns/e
 mount -t overlay overlay \
   -o "lowerdir=/var/lib,upperdir=$T/ns/var/up,workdir=$T/ns/var/work" /var/lib || die /var/lib
 mkdir -p /etc/kubernetes /var/lib/kubelet /var/lib/etcd || die dirs
+# A pod network, when the world has one, leaves its CNI config here (as Calico or Cilium do).
+if [ "$POD_NETWORK" = 1 ]; then
+  mkdir -p /etc/cni/net.d && echo '{}' > /etc/cni/net.d/10-pod-network.conflist || die cni
+fi
 # The endpoint's name resolves on every node, as the README asks of the user's DNS.
 cat "$T/etc-hosts" >> /etc/hosts || die hosts
 I=$T/image/etcd
@@ -161,7 +165,8 @@ class ScriptHost:
         env = {"T": str(self.t), "PATH": "/usr/sbin:/usr/bin:/sbin:/bin",
                "ETCD_BIN": self.tools["etcd"], "ETCDCTL_BIN": self.tools["etcdctl"],
                "BASH_BIN": _which("bash"), "NODE_PATH": SYSTEM_PATH,
-               "HIDE_ETCDCTL": "0" if self.host_etcdctl else "1"}
+               "HIDE_ETCDCTL": "0" if self.host_etcdctl else "1",
+               "POD_NETWORK": "1" if self.cni else "0"}
         self._proc = subprocess.Popen(
             ["unshare", "--mount", "--net", "--pid", "--fork", "--kill-child", "--mount-proc",
              "--propagation", "private", "bash", "-c", DRIVER],
@@ -207,6 +212,7 @@ class ScriptHost:
         endpoints = sorted({ep.host_port, f"{ep.address}:{ep.port}",
                             *(f"{lb.address}:{ep.port}" for lb in self.cluster.load_balancers)})
         state = {"hosts": hosts, "endpoints": endpoints, "cni": self.cni,
+                 "version": self.cluster.kubernetes_version, "installed": {},
                  "real_etcd": self.real_etcd, "configmaps": {}, "daemonsets": {}, "nodes": {},
                  "tokens": {}, "kubelet": {}, "containers": {}, "etcd": {}, "apiserver": {}}
         (self.t / "state/cluster.json").write_text(json.dumps(state, indent=1))
@@ -304,6 +310,14 @@ class ScriptHost:
 
     def state(self) -> dict[str, Any]:
         return json.loads((self.t / "state/cluster.json").read_text())  # type: ignore[no-any-return]
+
+    def install(self, node: str, **tools: str) -> None:
+        """What `node` has installed: a version per tool ("v1.30.4"), "absent", or for
+        "runtime" "down" (see standins/common.installed)."""
+        path = self.t / "state/cluster.json"
+        st = json.loads(path.read_text())
+        st.setdefault("installed", {}).setdefault(node, {}).update(tools)
+        path.write_text(json.dumps(st, indent=1))
 
     def configmap(self, namespace: str, name: str) -> dict[str, str] | None:
         return self.state()["configmaps"].get(f"{namespace}/{name}")  # type: ignore[no-any-return]

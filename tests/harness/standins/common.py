@@ -279,12 +279,26 @@ def write(path: Path, text: str, mode: int = 0o644) -> None:
     path.chmod(mode)
 
 
-def static_pod(name: str, command: list[str]) -> str:
+def installed(tool: str) -> str:
+    """The version of `tool` on this node ("installed" in the state, by node then tool; the
+    cluster's version when unset). A tool marked "absent" is not on this node: as bash, exit
+    127 ("command not found")."""
+    st = load()
+    version = st.get("installed", {}).get(node(), {}).get(tool, st.get("version", "v1.32.3"))
+    if version == "absent":
+        raise ToolError(f"bash: {tool}: command not found", code=127)
+    return str(version)
+
+
+def static_pod(name: str, command: list[str], image: str = "") -> str:
     """A static pod manifest: the kubelet runs one container named like the component
     (kubeadm's names: etcd, kube-apiserver, kube-controller-manager, kube-scheduler)."""
+    container: dict[str, Any] = {"name": name, "command": command}
+    if image:
+        container["image"] = image
     return yaml.safe_dump({
         "apiVersion": "v1", "kind": "Pod",
         "metadata": {"name": name, "namespace": "kube-system",
                      "labels": {"component": name, "tier": "control-plane"}},
-        "spec": {"hostNetwork": True, "containers": [{"name": name, "command": command}]},
+        "spec": {"hostNetwork": True, "containers": [container]},
     })

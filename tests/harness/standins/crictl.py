@@ -1,4 +1,9 @@
-"""crictl stand-in: ps, stop and exec on the containers of the node's static pods.
+"""crictl stand-in: version, and ps, stop and exec on the containers of the node's static pods.
+
+- version asks the runtime and prints "Version:  0.1.0", "RuntimeName:  containerd",
+  "RuntimeVersion:  ...", "RuntimeApiVersion:  v1" (cri-tools cmd/crictl/version.go); a
+  runtime that does not answer is fatal, exit 1 ('validate service connection: ...',
+  main.go). The node's runtime is up unless its "installed" entry says "runtime": "down".
 
 The kubelet runs one container per manifest in /etc/kubernetes/manifests while it is active;
 its name is the pod spec's container name (kubeadm's etcd, kube-apiserver, ...). From
@@ -47,10 +52,22 @@ def main(argv: list[str]) -> int:
 
 
 def _dispatch(inv: Invocation) -> int:
-    if not inv.argv or inv.argv[0] not in ("ps", "stop", "exec"):
+    if not inv.argv or inv.argv[0] not in ("ps", "stop", "exec", "version"):
         raise UnsupportedError("verb")
     inv.set_verb(f"crictl {inv.argv[0]}")
-    return {"ps": _ps, "stop": _stop, "exec": _exec}[inv.argv[0]](inv, inv.argv[1:])
+    return {"ps": _ps, "stop": _stop, "exec": _exec, "version": _version}[inv.argv[0]](
+        inv, inv.argv[1:])
+
+
+def _version(inv: Invocation, args: list[str]) -> int:
+    common.parse_flags(args, {})
+    if common.installed("runtime") == "down":
+        raise ToolError('level=fatal msg="validate service connection: validate CRI v1 runtime '
+                        'API for endpoint \\"unix:///run/containerd/containerd.sock\\": rpc error: '
+                        'code = Unavailable desc = connection error"')
+    print("Version:  0.1.0\nRuntimeName:  containerd\nRuntimeVersion:  v1.7.22\n"
+          "RuntimeApiVersion:  v1")
+    return 0
 
 
 def _containers(st: State) -> list[tuple[str, str]]:

@@ -47,6 +47,11 @@ Each follows kubeadm v1.31/v1.32 (kubernetes/kubernetes cmd/kubeadm/app/...):
   (token_test.go TestTokenOutput). token delete takes IDs or whole tokens, several at once,
   prints 'bootstrap token "<id>" deleted' per token and stops at the first that is missing,
   'failed to delete bootstrap token "<id>"', exit 1 (cmd/token.go RunDeleteTokens).
+- version -o short prints the binary's GitVersion alone, "v1.32.3" (cmd/version.go RunVersion,
+  case "short"). The version here is the node's installed one (state "installed", else the
+  cluster's); a node whose kubeadm is not installed answers as bash does: exit 127.
+- The static pods name their image registry/component:kubernetesVersion
+  (phases/controlplane/manifests.go GetStaticPodSpecs, images.GetKubernetesImage).
 - A token authenticates only with usage-bootstrap-authentication (bootstrap.go
   AuthenticateToken): token create's default usages are signing and authentication.
 """
@@ -93,6 +98,9 @@ def _dispatch(inv: Invocation) -> int:
             break
         words.append(arg)
     rest = inv.argv[len(words):]
+    if words == ["version"]:
+        inv.set_verb("kubeadm version")
+        return _version(inv, rest)
     if words == ["init", "phase", "upload-certs"]:
         inv.set_verb("kubeadm init phase upload-certs")
         return _upload_certs_phase(inv, rest)
@@ -255,11 +263,12 @@ users:
 """
 
 
-def _control_plane_manifests(name: str, advertise: str, port: int) -> None:
+def _control_plane_manifests(name: str, advertise: str, port: int, cc: dict[str, Any]) -> None:
+    image = f"{cc.get('imageRepository', 'registry.k8s.io')}/kube-apiserver:{cc['kubernetesVersion']}"
     write(MANIFESTS / "kube-apiserver.yaml", common.static_pod("kube-apiserver", [
         "kube-apiserver", f"--advertise-address={advertise}", f"--secure-port={port}",
         "--etcd-servers=https://127.0.0.1:2379", f"--tls-cert-file={PKI}/apiserver.crt",
-        f"--tls-private-key-file={PKI}/apiserver.key"]), 0o600)
+        f"--tls-private-key-file={PKI}/apiserver.key"], image=image), 0o600)
     for comp in ("kube-controller-manager", "kube-scheduler"):
         conf = comp.removeprefix("kube-") + ".conf"
         write(MANIFESTS / f"{comp}.yaml", common.static_pod(comp, [comp, f"--kubeconfig={K8S}/{conf}"]),
@@ -362,7 +371,7 @@ def _init_phases(inv: Invocation, f: dict[str, str], name: str, advertise: str, 
         etcd.start(st, name, initial, new=True)
         etcd.wait_healthy(common.root_of(st, name))
     inv.phase("control-plane")
-    _control_plane_manifests(name, advertise, port)
+    _control_plane_manifests(name, advertise, port, cc)
     inv.phase("kubelet-start")
     _start_kubelet(name, {"control_plane": True})
     inv.phase("wait-control-plane")
@@ -494,6 +503,14 @@ def _token_delete(inv: Invocation, args: list[str]) -> int:
             raise ToolError(f'failed to delete bootstrap token "{tid}": secrets '
                             f'"bootstrap-token-{tid}" not found')
         print(f'bootstrap token "{tid}" deleted')
+    return 0
+
+
+def _version(inv: Invocation, args: list[str]) -> int:
+    _, f = common.parse_flags(args, {"-o": True, "--output": True})
+    if (f.get("o") or f.get("output")) != "short":
+        raise UnsupportedError("version without -o short")
+    print(common.installed("kubeadm"))
     return 0
 
 
@@ -645,7 +662,7 @@ def _prepare_control_plane(inv: Invocation, st: State, name: str, cp: dict[str, 
     _kubeconfig("controller-manager.conf", ca, local_url, "system:kube-controller-manager", None,
                 out)
     _kubeconfig("scheduler.conf", ca, local_url, "system:kube-scheduler", None, out)
-    _control_plane_manifests(name, advertise, port)
+    _control_plane_manifests(name, advertise, port, cc)
 
 
 def _join_etcd(name: str) -> None:

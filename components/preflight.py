@@ -1,0 +1,23 @@
+"""Preflight: a read-only step per host, in parallel; every step that changes a host waits for
+all of them, so a problem anywhere is reported, with its stack key, before anything changes."""
+
+from __future__ import annotations
+
+import pulumi
+
+from components.model import Cluster
+from components.preflight_scripts import preflight_script, targets
+from components.remote import Ssh, run_script
+
+
+class Preflight(pulumi.ComponentResource):
+    def __init__(self, name: str, cluster: Cluster, ssh: Ssh,
+                 opts: pulumi.ResourceOptions | None = None):
+        super().__init__("kube-ha:preflight:Preflight", name, None, opts)
+        # The script embeds what it checks against (versions, ports, names), so a config
+        # edit that matters re-runs it; an unchanged host is not re-checked.
+        self.steps: list[pulumi.Resource] = [
+            run_script(f"{name}-{t.host.name}", t.host, ssh, preflight_script(cluster, t),
+                       parent=self)
+            for t in targets(cluster)]
+        self.register_outputs({})

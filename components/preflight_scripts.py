@@ -1,0 +1,185 @@
+"""Preflight: one read-only script per host that gathers facts and refuses, listing every
+problem with the stack key it concerns, before any step changes anything anywhere. Pure.
+
+What a real host must bring (README, "Prerequisites"): Debian/Ubuntu or the RHEL family;
+on nodes kubeadm, kubelet and crictl (kubectl on control-plane nodes) at versions kubeadm's
+skew policy allows for `kubernetesVersion`, and a container runtime answering crictl; the
+ports kubeadm's nodes use free on a node that has not joined; on LB hosts the endpoint's ports
+free or already haproxy's, and the VRRP interface present.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from components.kubeadm_scripts import K8S
+from components.model import KUBEADM_PORTS, Cluster, Host
+from components.shell import quote, script
+
+SUPPORTED_OS = ("debian", "ubuntu", "rhel", "centos", "rocky", "almalinux", "fedora")
+
+
+@dataclass(frozen=True)
+class Target:
+    """One host to check: its config key (`workers[3]`), and what it is in the cluster."""
+
+    host: Host
+    key: str
+    role: str  # "control-plane", "worker" or "lb"
+
+
+def targets(cluster: Cluster) -> list[Target]:
+    out = [Target(h, f"controlPlane[{i}]", "control-plane") for i, h in enumerate(cluster.control_plane)]
+    out += [Target(h, f"workers[{i}]", "worker") for i, h in enumerate(cluster.workers)]
+    out += [Target(h, f"loadBalancers[{i}]", "lb") for i, h in enumerate(cluster.load_balancers)]
+    return out
+
+
+_HELPERS = r"""problems=()
+problem() { problems+=("$where: $*"); }
+minor() { sed -n 's/^[^0-9]*\([0-9][0-9]*\)\.\([0-9][0-9]*\).*/\1 \2/p' | head -n 1; }
+listeners() { ss -Hltnp "( sport = :$1 )" 2>/dev/null || true; }"""
+
+
+def _os() -> str:
+    return f"""\
+# shellcheck disable=SC1091
+os_id=$( (. /etc/os-release 2>/dev/null; echo "${{ID:-}} ${{ID_LIKE:-}}") )
+case " $os_id " in
+  {"|".join(f'*" {o} "*' for o in SUPPORTED_OS)}) ;;
+  *) problem "the OS ($os_id) is not one this program supports (Debian, Ubuntu or the RHEL family)";;
+esac"""
+
+
+def _versions(cluster: Cluster, control_plane: bool) -> str:
+    """kubeadm deploys its own minor or the one before; a kubelet may be up to three minors
+    older than the apiserver, never newer (kubernetes.io version skew policy)."""
+    major, target = cluster.minor_version
+    want = cluster.kubernetes_version
+    lines = [
+        "v=$(kubeadm version -o short 2>/dev/null | minor) || v=''",
+        f'if [ -z "$v" ]; then problem "kubeadm is not installed (or does not run): install'
+        f' kubeadm {want}";',
+        f'elif [ "${{v% *}}" != {major} ] || [ "${{v#* }}" -lt {target} ] '
+        f'|| [ "${{v#* }}" -gt {target + 1} ]; then',
+        f'  problem "kubeadm is 1.${{v#* }}; kubernetesVersion {want} needs kubeadm 1.{target} or'
+        f' 1.{target + 1}"; fi',
+        "v=$(kubelet --version 2>/dev/null | minor) || v=''",
+        f'if [ -z "$v" ]; then problem "kubelet is not installed (or does not run): install'
+        f' kubelet {want}";',
+        f'elif [ "${{v% *}}" != {major} ] || [ "${{v#* }}" -gt {target} ] '
+        f'|| [ "${{v#* }}" -lt {target - 3} ]; then',
+        f'  problem "kubelet is 1.${{v#* }}; with kubernetesVersion {want} it must be 1.{target - 3}'
+        f' to 1.{target}"; fi',
+        'crictl version >/dev/null 2>&1 || problem "no container runtime answers crictl'
+        ' (containerd or CRI-O, running, with crictl pointed at it)"',
+    ]
+    if control_plane:
+        lines.append('command -v kubectl >/dev/null 2>&1 || problem "kubectl is not installed"')
+    return "\n".join(lines)
+
+
+def _address_here(host: Host) -> str:
+    # Captured first: under pipefail, `ip | grep -q` fails when grep exits before ip's last
+    # write (SIGPIPE).
+    return "\n".join([
+        "addrs=$(ip -o addr show 2>/dev/null || true)",
+        f'case "$addrs" in *" {host.address}/"*) ;; *) problem "{host.address} is not an address'
+        ' of this host (it is what the cluster will dial)";; esac'])
+
+
+def _free(ports: list[int], owner: str | None = None) -> str:
+    """Each port free, or (with `owner`) held by that process only."""
+    lines = []
+    for port in ports:
+        # Not `| grep -q`: under pipefail an early exit of grep -q can fail its writer.
+        allowed = f' | grep -v \'"{owner}"\' || true' if owner else ""
+        lines.append(f'held=$(listeners {port}{allowed})')
+        lines.append(f'if [ -n "$held" ]; then problem "port {port} is in use'
+                     ' ($(printf \'%s\\n\' "$held" | awk \'{print $NF}\' | head -n 1))"; fi')
+    return "\n".join(lines)
+
+
+def _node(cluster: Cluster, t: Target) -> str:
+    cp = t.role == "control-plane"
+    name = t.host.name
+    # kubeadm's "Ports and Protocols": a worker runs the kubelet and kube-proxy.
+    ports = sorted({cluster.apiserver_port, *KUBEADM_PORTS}) if cp else [10250, 10256]
+    _, target = cluster.minor_version
+    lines = [_versions(cluster, cp)]
+    if cp:
+        lines.append(_address_here(t.host))
+    lines += [
+        f"if [ -f {K8S}/kubelet.conf ]; then",
+        # The kubelet's client certificate names the Node this host is: system:node:<name>.
+        f"  cert=$(sed -n 's/^ *client-certificate: *//p' {K8S}/kubelet.conf | head -n 1)",
+        '  if [ -n "$cert" ]; then subject=$(openssl x509 -noout -subject -in "$cert" 2>/dev/null);',
+        f"  else subject=$(sed -n 's/^ *client-certificate-data: *//p' {K8S}/kubelet.conf"
+        " | head -n 1 | base64 -d 2>/dev/null | openssl x509 -noout -subject 2>/dev/null); fi",
+        '  node=$(printf "%s" "${subject:-}" | sed -n "s/.*system:node:\\([^,/]*\\).*/\\1/p")',
+        f'  if [ -n "$node" ] && [ "$node" != {quote(name)} ]; then',
+        f'    problem "this host joined as Node $node, not {name}: the address belongs to another'
+        ' node (fix the name or the address)"; fi',
+    ]
+    if cp:
+        lines += [
+            f"  image=$(sed -n 's/^ *image: *//p' {K8S}/manifests/kube-apiserver.yaml 2>/dev/null"
+            " | head -n 1)",
+            '  v=$(printf "%s" "${image##*:}" | minor)',
+            f'  if [ -n "$v" ] && [ "${{v#* }}" != {target} ]; then',
+            '    problem "kube-apiserver runs ${image##*:} here but kubernetesVersion is'
+            f' {cluster.kubernetes_version}: set kubernetesVersion to the cluster\'s version'
+            ' (this program does not upgrade)"; fi',
+        ]
+    if t.host.bootstrap:
+        lines += [
+            f"  if [ -f {K8S}/admin.conf ] && ! ls /etc/cni/net.d/*.conf* >/dev/null 2>&1; then",
+            '    problem "the cluster has no pod network (no CNI config in /etc/cni/net.d): joined'
+            ' nodes would never turn Ready; install one first"; fi',
+        ]
+    lines += ["else", _free(ports), "fi"]
+    if cluster.endpoint.dns_name:
+        dns = cluster.endpoint.dns_name
+        lines.append(f'getent ahosts {quote(dns)} >/dev/null 2>&1 || problem "endpoint.dnsName {dns}'
+                     ' does not resolve here (the kubeconfigs dial it)"')
+    if t.role == "worker" and cluster.node_local_proxy:
+        lines.append(_free([cluster.apiserver_port], owner="haproxy"))
+    return "\n".join(lines)
+
+
+def _lb(cluster: Cluster, t: Target) -> str:
+    lb = cluster.load_balancer
+    ports = [cluster.endpoint.port, *([lb.stats_port] if lb.stats_port else [])]
+    lines = [
+        "if ! command -v haproxy >/dev/null 2>&1 && ! command -v apt-get >/dev/null 2>&1 \\",
+        "    && ! command -v dnf >/dev/null 2>&1; then",
+        '  problem "no haproxy, and neither apt-get nor dnf to install it"; fi',
+        _free(ports, owner="haproxy"),
+    ]
+    if cluster.uses_vip:
+        iface = lb.vrrp_interface
+        lines += [
+            _address_here(t.host),
+            f"if ! ip link show dev {quote(iface)} >/dev/null 2>&1; then",
+            f'  problem "loadBalancer.vrrpInterface: {iface} does not exist here (this host has:'
+            ' $(ip -o link show | awk -F\': \' \'{print $2}\' | tr \'\\n\' \' \'))"; fi',
+        ]
+    return "\n".join(lines)
+
+
+def preflight_script(cluster: Cluster, t: Target) -> str:
+    """Read-only: gathers facts, prints every problem (stack key first), exits 1 if any."""
+    body = _lb(cluster, t) if t.role == "lb" else _node(cluster, t)
+    return script(
+        f"preflight {t.host.name}",
+        f"where={quote(f'{t.key} ({t.host.name})')}",
+        _HELPERS,
+        _os(),
+        body,
+        'if [ "${#problems[@]}" -gt 0 ]; then',
+        '  log "refusing before any host is changed:"',
+        "  printf '  %s\\n' \"${problems[@]}\" >&2",
+        "  exit 1",
+        "fi",
+        f'log "{t.host.name} is ready ({t.role})"',
+    )

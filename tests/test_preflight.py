@@ -1,0 +1,192 @@
+"""Preflight: the read-only script per host, run for real on fake hosts (tests/harness/
+script_host.py: a network namespace per node, real `ip`, `ss`, `getent`, `openssl`; stand-ins
+for kubeadm, kubelet, crictl that answer as the real ones do, each fact cited in
+tests/harness/standins), one good host and one with each problem; and under the engine mocks,
+no step that changes a host can start before every preflight passed.
+
+The stand-ins' facts these tests lean on: `kubeadm version -o short` prints "v1.32.3"
+(cmd/version.go); `kubelet --version` prints "Kubernetes v1.32.3" (component-base verflag);
+`crictl version` fails when the runtime does not answer (cri-tools cmd/crictl/version.go,
+main.go); kubeadm's static pods name their image with the cluster's version
+(phases/controlplane/manifests.go); kubelet.conf's client certificate is system:node:<name>.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from components.model import Cluster, parse_cluster
+from components.preflight_scripts import Target, preflight_script, targets
+from tests.harness.hosts import host
+from tests.harness.script_host import ScriptHost, StepResult, seed_cluster
+from tests.program import dev_stack, run_program
+
+pytestmark = pytest.mark.slow
+
+LISTEN = ("python3 -c 'import socket, time; s = socket.socket(); "
+          "s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); s.bind((\"0.0.0.0\", {port}));"
+          " s.listen(); time.sleep(120)' </dev/null >/dev/null 2>&1 &\n"
+          # listening before the step returns (bounded: 5 s)
+          "for _ in $(seq 50); do ss -Hltn '( sport = :{port} )' | grep -q . && break;"
+          " sleep 0.1; done\n")
+
+
+def cluster_of(**edits: Any) -> Cluster:
+    raw = dev_stack()
+    raw.update(edits)
+    return parse_cluster(raw)
+
+
+def target(cluster: Cluster, name: str) -> Target:
+    return next(t for t in targets(cluster) if t.host.name == name)
+
+
+@dataclass
+class World:
+    host: ScriptHost
+    cluster: Cluster
+    runs: dict[str, StepResult]
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> World:
+    """The dev cluster as its user built it (ubuntu-73 and ubuntu-72 joined, worker ubuntu-75),
+    ubuntu-70 and ubuntu-74 still to join. Each preflight runs on a good world, then on one
+    with the problems each case plants."""
+    cluster = cluster_of()
+    n = {h.name: h for h in cluster.nodes}
+    runs: dict[str, StepResult] = {}
+    with ScriptHost(tmp_path_factory.mktemp("preflight"), cluster) as h:
+        seed_cluster(h, control_plane=[n["ubuntu-73"], n["ubuntu-72"]], workers=[n["ubuntu-75"]],
+                     endpoint="10.21.22.101:6443")
+        for t in targets(cluster):
+            if t.role != "lb":
+                runs[f"good {t.host.name}"] = h.run(t.host.name, preflight_script(cluster, t))
+        # An LB host: the dev LB's checks, run on a host of this world (ubuntu-74's address).
+        lb = dataclasses.replace(cluster.load_balancers[0], address=n["ubuntu-74"].address)
+        runs["good lb"] = h.run("ubuntu-74", preflight_script(
+            cluster, Target(lb, "loadBalancers[0]", "lb")))
+        vip = parse_cluster({**dev_stack(), "endpoint": {**dev_stack()["endpoint"],
+                                                          "address": "10.21.22.100"},
+                             "loadBalancers": [host("haproxy-101", "10.21.22.101"),
+                                               host("haproxy-102", "10.21.22.102")],
+                             "loadBalancer": {"vrrpInterface": "ens3"}})
+        vip_lb = dataclasses.replace(vip.load_balancers[0], address=lb.address)
+        runs["vip lb without its interface"] = h.run("ubuntu-74", preflight_script(
+            vip, Target(vip_lb, "loadBalancers[0]", "lb")))
+
+        # ubuntu-70: kubeadm missing, a kubelet newer than the control plane, no runtime,
+        # and something already on etcd's port.
+        h.install("ubuntu-70", kubeadm="absent", kubelet="v1.33.1", runtime="down")
+        h.run("ubuntu-70", LISTEN.format(port=2379))
+        runs["bad ubuntu-70"] = h.run("ubuntu-70", preflight_script(
+            cluster, target(cluster, "ubuntu-70")))
+        # ubuntu-74: a kubeadm two minors old; something on the LB port (as an LB host).
+        h.install("ubuntu-74", kubeadm="v1.30.4")
+        runs["bad ubuntu-74"] = h.run("ubuntu-74", preflight_script(
+            cluster, target(cluster, "ubuntu-74")))
+        h.run("ubuntu-74", LISTEN.format(port=6443))
+        runs["bad lb"] = h.run("ubuntu-74", preflight_script(
+            cluster, Target(lb, "loadBalancers[0]", "lb")))
+        # The config names ubuntu-73's address under another name, and an older version.
+        renamed = cluster_of(kubernetesVersion="v1.31.2", controlPlane=[
+            {**e, "name": "ubuntu-99"} if e["name"] == "ubuntu-73" else e
+            for e in dev_stack()["controlPlane"]])
+        runs["renamed ubuntu-73"] = h.run("ubuntu-73", preflight_script(
+            renamed, target(renamed, "ubuntu-99")))
+        # The endpoint's name resolves nowhere; the pod network is gone.
+        unresolved = cluster_of(endpoint={**dev_stack()["endpoint"],
+                                          "dnsName": "api.elsewhere.internal"})
+        h.hub("rm -f /etc/cni/net.d/*\n")
+        runs["bare ubuntu-73"] = h.run("ubuntu-73", preflight_script(
+            unresolved, target(unresolved, "ubuntu-73")))
+    return World(h, cluster, runs)
+
+
+def problems(res: StepResult) -> list[str]:
+    return [line.strip() for line in res.stderr.splitlines() if line.startswith("  ")]
+
+
+def test_every_good_host_passes_and_changes_nothing(world: World) -> None:
+    """Joined or not, control plane, worker or LB: no problem. Only read-only calls ran."""
+    good = {k: r for k, r in world.runs.items() if k.startswith("good")}
+    assert len(good) == 6
+    for name, res in good.items():
+        assert res.rc == 0, (name, res.explain())
+        assert "is ready" in res.stderr
+        assert {c.verb for c in res.calls} <= {"kubeadm version", "kubelet --version",
+                                               "crictl version"}, name
+
+
+def test_a_host_with_many_problems_lists_them_all_naming_its_key(world: World) -> None:
+    res = world.runs["bad ubuntu-70"]
+    assert res.rc == 1
+    found = problems(res)
+    assert all(p.startswith("controlPlane[1] (ubuntu-70): ") for p in found), found
+    text = "\n".join(found)
+    assert "kubeadm is not installed" in text
+    assert "kubelet is 1.33; with kubernetesVersion v1.32.3 it must be 1.29 to 1.32" in text
+    assert "no container runtime answers crictl" in text
+    assert "port 2379 is in use" in text
+    assert len(found) == 4
+    assert "refusing before any host is changed" in res.stderr
+
+
+def test_version_skew_is_judged_as_kubeadm_documents_it(world: World) -> None:
+    """kubeadm 1.30 cannot deploy 1.32; the running control plane's version (from its static
+    pod's image) must be the configured one: this program joins, it does not upgrade."""
+    assert problems(world.runs["bad ubuntu-74"]) == [
+        "workers[0] (ubuntu-74): kubeadm is 1.30; kubernetesVersion v1.32.3 needs kubeadm 1.32"
+        " or 1.33"]
+    renamed = "\n".join(problems(world.runs["renamed ubuntu-73"]))
+    assert "kube-apiserver runs v1.32.3 here but kubernetesVersion is v1.31.2" in renamed
+
+
+def test_a_host_that_is_another_node_is_refused(world: World) -> None:
+    """The address is ubuntu-73's (its kubelet's certificate says so): the config's
+    ubuntu-99 there would be joined, drained or reset as someone else."""
+    found = problems(world.runs["renamed ubuntu-73"])
+    assert ("controlPlane[0] (ubuntu-99): this host joined as Node ubuntu-73, not ubuntu-99: the"
+            " address belongs to another node (fix the name or the address)") in found
+
+
+def test_lb_ports_taken_by_another_program_and_a_missing_vrrp_interface(world: World) -> None:
+    lb = problems(world.runs["bad lb"])
+    assert len(lb) == 1 and lb[0].startswith("loadBalancers[0] (haproxy-101): port 6443 is in use")
+    assert "python3" in lb[0]
+    vip = "\n".join(problems(world.runs["vip lb without its interface"]))
+    assert "loadBalancer.vrrpInterface: ens3 does not exist here (this host has: lo eth0" in vip
+
+
+def test_an_unresolvable_endpoint_name_and_a_missing_pod_network(world: World) -> None:
+    found = "\n".join(problems(world.runs["bare ubuntu-73"]))
+    assert "endpoint.dnsName api.elsewhere.internal does not resolve here" in found
+    assert "the cluster has no pod network" in found
+
+
+def test_no_step_changes_a_host_before_every_preflight_passed() -> None:
+    """Under the engine mocks: every remote step but the preflights and the read-only reads
+    depends, directly or through others, on every host's preflight."""
+    run = run_program(dev_stack())
+    regs = {r.urn: r for r in run.monitor.registrations.values()}
+    commands = {u: r for u, r in regs.items() if r.typ == "command:remote:Command"}
+    preflights = {u for u, r in commands.items() if "-preflight-" in r.name}
+    assert len(preflights) == len(targets(cluster_of()))
+
+    def upstream(urn: str, seen: set[str]) -> set[str]:
+        for d in regs[urn].dependencies if urn in regs else []:
+            if d not in seen:
+                seen.add(d)
+                upstream(d, seen)
+        return seen
+
+    read_only = ("-read-ca", "-read-admin-kubeconfig", "-read-control-plane-files")
+    changing = [u for u, r in commands.items()
+                if u not in preflights and not r.name.endswith(read_only)]
+    assert len(changing) > 10
+    for urn in changing:
+        assert preflights <= upstream(urn, set()), commands[urn].name
