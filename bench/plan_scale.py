@@ -47,7 +47,7 @@ def steps_per_worker(run: Run, workers: list[dict[str, Any]]) -> float:
 def _topologies(workers: int) -> dict[str, dict[str, Any]]:
     base = scaled_stack(3, workers)
     vip = copy.deepcopy(base)
-    vip["endpoint"]["address"] = "10.21.22.100"
+    vip["endpoint"].update(address="10.21.22.100", virtualIp=True)
     vip["loadBalancers"].append(host("haproxy-102", "10.21.22.102"))
     return {"LB": base, "VIP": vip, "node-local": scaled_stack(3, workers, node_local=True)}
 

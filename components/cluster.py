@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pulumi
 
+from components import dependency_check
 from components.certificates import ClusterCertificates
 from components.cluster_access import ClusterAccess
 from components.controller_manager import controller_manager, scheduler
@@ -21,6 +22,8 @@ class HaCluster(pulumi.ComponentResource):
     def __init__(self, name: str, cluster: Cluster, ssh_private_key: pulumi.Output[str],
                  opts: pulumi.ResourceOptions | None = None):
         super().__init__("kube-ha:index:HaCluster", name, None, opts)
+        # Linear cycle checks: every worker step is downstream of every host's preflight.
+        dependency_check.install()
         child = pulumi.ResourceOptions(parent=self)
         ssh = Ssh(ssh_private_key)
         self.preflight = Preflight(f"{name}-preflight", cluster, ssh, opts=child)

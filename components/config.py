@@ -8,7 +8,15 @@ from typing import Any
 import pulumi
 from pulumi.runtime import config as runtime_config
 
-from components.model import OBJECT_KEYS, PROJECT, SECRET_KEYS, Cluster, ConfigError, parse_cluster
+from components.model import (
+    OBJECT_KEYS,
+    PROJECT,
+    SECRET_KEYS,
+    Cluster,
+    ConfigError,
+    misplaced_config_keys,
+    parse_cluster,
+)
 
 
 class InvalidConfig(pulumi.RunError):
@@ -20,7 +28,7 @@ def stack_values() -> tuple[dict[str, Any], dict[str, str]]:
     Keys that do not decode are returned apart, with why, to be reported with the rest."""
     merged = {**runtime_config.get_config_env(), **runtime_config.CONFIG.get()}
     raw: dict[str, Any] = {}
-    unreadable: dict[str, str] = {}
+    unreadable: dict[str, str] = misplaced_config_keys(merged)
     prefix = PROJECT + ":"
     for full_key, value in merged.items():
         if not full_key.startswith(prefix):

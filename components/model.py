@@ -13,7 +13,7 @@ import contextlib
 import dataclasses
 import ipaddress
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeGuard, TypeVar
 
@@ -74,7 +74,8 @@ class ConfigError(ValueError):
     def __init__(self, problems: list[tuple[str, str]]):
         self.problems = problems
         self.keys = [key for key, _ in problems]
-        lines = [f"{PROJECT}:{key}: {message}" for key, message in problems]
+        lines = [f"{key if ':' in key else f'{PROJECT}:{key}'}: {message}"
+                 for key, message in problems]
         super().__init__("invalid stack config:\n  " + "\n  ".join(lines))
 
 
@@ -99,6 +100,9 @@ class Endpoint:
     address: IPAddress
     port: int
     dns_name: str | None = None
+    # Declared, never inferred (a one-digit typo in `address` must not claim an IP): keepalived
+    # moves `address` between the LB hosts.
+    virtual_ip: bool = False
 
     @property
     def host(self) -> str:
@@ -232,8 +236,9 @@ class Cluster:
 
     @property
     def uses_vip(self) -> bool:
-        """The endpoint is a virtual IP (owned by no LB host): keepalived moves it between them."""
-        return self.endpoint.address not in {lb.address for lb in self.load_balancers}
+        """The endpoint is a virtual IP (`endpoint.virtualIp`): keepalived moves it between the
+        LB hosts."""
+        return self.endpoint.virtual_ip
 
     @property
     def bootstrap(self) -> Host:
@@ -376,6 +381,21 @@ class _Reader:
                 f"Fix: use one of {', '.join(sorted(allowed))}.",
             )
         return value
+
+
+def misplaced_config_keys(full_keys: Iterable[str]) -> dict[str, str]:
+    """Stack config keys meant for this program that it would never see, with why: no
+    namespace (the CLI refuses those: `<namespace>:<name>`), or a namespace a typo away from
+    `kube-ha` (the CLI hands those to no one, silently)."""
+    found = {}
+    for full in full_keys:
+        namespace, sep, key = str(full).partition(":")
+        if not sep:
+            found[full] = f"has no namespace. Fix: write {PROJECT}:{full}."
+        elif namespace != PROJECT and _closest(namespace, {PROJECT}):
+            found[full] = (f"is in namespace {namespace!r}, which nothing reads. Did you mean "
+                           f"'{PROJECT}:{key}'?")
+    return found
 
 
 def _closest(word: str, choices: set[str]) -> str | None:
@@ -528,7 +548,7 @@ def parse_cluster(raw: Mapping[str, Any],
     if not lbs:
         r.fail("loadBalancers", "no load-balancer hosts. Fix: list the LB VM(s) running haproxy.")
 
-    ep_raw = r.obj("endpoint", raw.get("endpoint"), {"address", "dnsName", "port"})
+    ep_raw = r.obj("endpoint", raw.get("endpoint"), {"address", "dnsName", "port", "virtualIp"})
     ep_address = r.ip("endpoint.address", ep_raw.get("address")) if ep_raw else None
     _usable(r, "endpoint.address", ep_address)
     if not ep_raw:
@@ -541,6 +561,7 @@ def parse_cluster(raw: Mapping[str, Any],
         address=ep_address or ipaddress.ip_address("0.0.0.0"),
         port=r.port("endpoint.port", ep_raw.get("port"), 6443),
         dns_name=dns_name,
+        virtual_ip=r.typed("endpoint.virtualIp", ep_raw.get("virtualIp"), bool, False),
     )
     node_addresses = {h.address: f"{k}" for k, hs in (("controlPlane", cps), ("workers", workers))
                       for h in hs}
@@ -558,12 +579,25 @@ def parse_cluster(raw: Mapping[str, Any],
 
     health = _health_check(r, raw.get("healthCheck"))
     lb = _load_balancer(r, raw.get("loadBalancer"))
-    lb_addresses = {h.address for h in lbs}
-    if ep_address is not None and len(lbs) > 1 and ep_address in lb_addresses:
+    lb_addresses = {h.address: f"loadBalancers[{i}]" for i, h in enumerate(lbs)}
+    if endpoint.virtual_ip and not lbs:
+        r.fail("endpoint.virtualIp", "needs loadBalancers: keepalived runs on them. Fix: list "
+               "the LB hosts, or drop virtualIp for a load balancer of your own.")
+    elif endpoint.virtual_ip and ep_address in lb_addresses:
+        r.fail("endpoint.virtualIp", f"{ep_address} is {lb_addresses[ep_address]}'s own address; "
+               "a virtual IP is one no host owns. Fix: a free address in the LBs' subnet.")
+    elif ep_address is not None and len(lbs) > 1 and ep_address in lb_addresses:
         r.fail("endpoint.address", f"{ep_address} belongs to one of {len(lbs)} load balancers, "
                "so the others would never serve it. Fix: use a free address in their subnet "
-               "as a virtual IP; keepalived then moves it to a healthy LB.")
-    if ep_address is not None and ep_address not in lb_addresses and lb.bind_address != "*":
+               "as a virtual IP (endpoint.virtualIp: true); keepalived then moves it to a "
+               "healthy LB.")
+    elif (lbs and ep_address is not None and not ep_address.is_unspecified
+          and ep_address not in lb_addresses and ep_address not in node_addresses
+          and not endpoint.virtual_ip):
+        r.fail("endpoint.address", f"{ep_address} is none of the load balancers' addresses. Fix: "
+               "give the LB's own address, or set endpoint.virtualIp: true to have keepalived "
+               f"move {ep_address} between the LB hosts.")
+    if endpoint.virtual_ip and lb.bind_address != "*":
         r.fail("loadBalancer.bindAddress", "with a virtual IP endpoint haproxy must listen on "
                "every address (a backup host does not own the VIP yet). Fix: leave it '*'.")
     certs = _certificates(r, raw.get("certificates"))
@@ -694,7 +728,7 @@ def _check_hosts(r: _Reader, cps: list[Host], workers: list[Host], lbs: list[Hos
         r.fail("loadBalancer.statsBind", f"port {endpoint.port} is the endpoint's. Fix: e.g. "
                "127.0.0.1:8404.")
     lb_addresses = {h.address for h in lbs}
-    if lbs and endpoint.address not in lb_addresses and not endpoint.address.is_unspecified:
+    if lbs and endpoint.virtual_ip and not endpoint.address.is_unspecified:
         if {a.version for a in lb_addresses} != {endpoint.address.version}:
             r.fail("endpoint.address", f"virtual IP {endpoint.address} is not of the load "
                    "balancers' address family. Fix: a free address in their subnet.")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,14 @@ from components.haproxy import NODE_LOCAL_HEALTH, node_local_frontend, render_ha
 from components.keepalived import render_keepalived_conf
 from components.lb_scripts import configure_script, install_script
 from components.manifests import all_manifests
-from components.model import PROJECT, SECRET_KEYS, Cluster, ConfigError, parse_cluster
+from components.model import (
+    PROJECT,
+    SECRET_KEYS,
+    Cluster,
+    ConfigError,
+    misplaced_config_keys,
+    parse_cluster,
+)
 from components.preflight_scripts import preflight_script, targets
 from components.topology import all_sans
 
@@ -33,19 +41,51 @@ PLACEHOLDER_CREDS = {"token": "<token>", "caCertHash": "sha256:<hash>",
                      "certificateKey": "<certificate-key>"}
 
 
-def stack_config(path: Path) -> dict[str, Any]:
-    """`kube-ha:` keys of a stack file; secure values replaced by a marker, never decrypted."""
-    doc = yaml.safe_load(path.read_text()) or {}
+class StackFileError(ValueError):
+    """The stack file cannot be read as the Pulumi CLI reads it; says where."""
+
+
+class _Yaml12Loader(yaml.SafeLoader):
+    """Booleans as YAML 1.2 (the CLI's go-yaml v3) has them: `yes`, `on` and `no` are strings,
+    which the program then refuses as booleans, as it would under `pulumi up`."""
+
+
+_Yaml12Loader.yaml_implicit_resolvers = {
+    first: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:bool"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+_Yaml12Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"),
+    list("tTfF"))
+# The top-level keys of a stack file (pulumi sdk/go/common/workspace ProjectStack).
+STACK_FILE_KEYS = {"config", "secretsprovider", "encryptedkey", "encryptionsalt", "environment"}
+
+
+def stack_config(path: Path) -> tuple[dict[str, Any], dict[str, str]]:
+    """`kube-ha:` keys of a stack file, secure values replaced by a marker, never decrypted;
+    and the keys it would never pass to this program, with why (parse_cluster reports them)."""
+    try:
+        doc = yaml.load(path.read_text(), Loader=_Yaml12Loader) or {}  # a SafeLoader
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f"{path.name}:{mark.line + 1}:{mark.column + 1}" if mark else path.name
+        raise StackFileError(f"{where}: not valid YAML ({getattr(err, 'problem', err)})") from err
+    if not isinstance(doc, dict):
+        raise StackFileError(f"{path.name}: not a mapping with a `config:` section")
+    stray = sorted(str(k) for k in doc if k not in STACK_FILE_KEYS)
+    if stray:
+        raise StackFileError(
+            f"{path.name}: {', '.join(stray)} outside `config:` (indented too little?); a stack "
+            f"file holds only {', '.join(sorted(STACK_FILE_KEYS))}")
+    config = doc.get("config") or {}
     raw: dict[str, Any] = {}
-    for full_key, value in (doc.get("config") or {}).items():
+    for full_key, value in config.items():
         namespace, _, key = str(full_key).partition(":")
-        if namespace != PROJECT:
-            continue
-        raw[key] = "[secret]" if isinstance(value, dict) and "secure" in value else value
+        if namespace == PROJECT:
+            raw[key] = "[secret]" if isinstance(value, dict) and "secure" in value else value
     for key in SECRET_KEYS:
         # Rendering needs no secret: a stack without one still renders for review.
         raw.setdefault(key, "[secret: set at deploy time]")
-    return raw
+    return raw, misplaced_config_keys(config)
 
 
 def artifacts(cluster: Cluster) -> dict[str, str]:
@@ -108,8 +148,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {stack_file} not found", file=sys.stderr)
         return 2
     try:
-        cluster = parse_cluster(stack_config(stack_file))
-    except ConfigError as err:
+        cluster = parse_cluster(*stack_config(stack_file))
+    except (ConfigError, StackFileError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
     for rel, content in artifacts(cluster).items():

@@ -42,7 +42,7 @@ _DROP = object()
 
 def _vip(address: str) -> Edit:
     def edit(raw: dict[str, Any]) -> None:
-        raw["endpoint"]["address"] = address
+        raw["endpoint"].update(address=address, virtualIp=True)
         raw["loadBalancers"].append(host("haproxy-102", "10.21.22.102"))
     return edit
 
@@ -117,13 +117,16 @@ CASES: list[tuple[str, Edit, str]] = [
     ("no load balancer", _set("loadBalancers", []), "loadBalancers"),
     ("LB on a control-plane node, same port",
      lambda r: r["loadBalancers"].append(host("cp-lb", "10.21.22.73")) or r.update(
-         endpoint={**r["endpoint"], "address": "10.21.22.100"}), "loadBalancers[1].address"),
+         endpoint={**r["endpoint"], "address": "10.21.22.100", "virtualIp": True}),
+     "loadBalancers[1].address"),
     ("LB on a control-plane node, endpoint on etcd's port",
      lambda r: r["loadBalancers"].append(host("cp-lb", "10.21.22.73")) or r.update(
-         endpoint={"address": "10.21.22.100", "port": 2379}), "loadBalancers[1].address"),
+         endpoint={"address": "10.21.22.100", "port": 2379, "virtualIp": True}),
+     "loadBalancers[1].address"),
     ("LB on a worker that runs a node-local proxy",
      lambda r: r["loadBalancers"].append(host("w-lb", "10.21.22.74")) or r.update(
-         endpoint={"address": "10.21.22.100", "port": 8443}, nodeLocalProxy=True),
+         endpoint={"address": "10.21.22.100", "port": 8443, "virtualIp": True},
+         nodeLocalProxy=True),
      "loadBalancers[1].address"),
     ("endpoint address 0.0.0.0", _set("endpoint.address", "0.0.0.0"), "endpoint.address"),
     ("two LBs with the same name",
@@ -133,6 +136,14 @@ CASES: list[tuple[str, Edit, str]] = [
         host("haproxy-102", "10.21.22.102")), "endpoint.address"),
     ("VIP of the other address family", _vip("fd00::100"), "endpoint.address"),
     ("loopback VIP", _vip("127.0.0.5"), "endpoint.address"),
+    ("an endpoint no LB owns, not declared a VIP (a typo must not claim an IP)",
+     _set("endpoint.address", "10.21.22.110"), "endpoint.address"),
+    ("a VIP that is an LB's own address", _set("endpoint.virtualIp", True),
+     "endpoint.virtualIp"),
+    ("a VIP without load balancers",
+     _both(_set("loadBalancers", _DROP), _set("endpoint.virtualIp", True)), "endpoint.virtualIp"),
+    ("virtualIp not a boolean", _both(_vip("10.21.22.100"), _set("endpoint.virtualIp", "maybe")),
+     "endpoint.virtualIp"),
     ("check timeout not below interval", _set("healthCheck.timeoutMs", 900), "healthCheck.timeoutMs"),
     ("check interval 10 ms", _set("healthCheck.interMs", 10), "healthCheck.interMs"),
     ("fall 0", _set("healthCheck.fall", 0), "healthCheck.fall"),

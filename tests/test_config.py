@@ -65,7 +65,7 @@ def test_dev_stack_loads(raw: dict[str, Any]) -> None:
      "controllerManager.port", "static kube-controller-manager"),
     (lambda r: r["loadBalancers"].append(host("haproxy-102", "10.21.22.102")),
      "endpoint.address", "virtual IP"),
-    (lambda r: (r["endpoint"].update(address="10.21.22.100"),
+    (lambda r: (r["endpoint"].update(address="10.21.22.100", virtualIp=True),
                 r["loadBalancer"].update(bindAddress="10.21.22.100")),
      "loadBalancer.bindAddress", "leave it '*'"),
     (lambda r: r["loadBalancer"].update(virtualRouterId=300), "loadBalancer.virtualRouterId",

@@ -42,7 +42,7 @@ def cluster_config() -> dict[str, Any]:
         "sshPrivateKey": "test",
         "controlPlane": [host("cp-1", CP)],
         "loadBalancers": [host(n, a) for n, a in LBS.items()],
-        "endpoint": {"address": VIP, "port": 6443},
+        "endpoint": {"address": VIP, "port": 6443, "virtualIp": True},
         "loadBalancer": {"maxConn": 4000},  # this sandbox's FD limit
     }
 

@@ -133,7 +133,8 @@ def test_vip_configure_starts_keepalived_once_and_takes_the_vip(tmp_path: Path) 
     raw = {"sshPrivateKey": "t", "controlPlane": [host("cp-1", "192.0.2.11")],
            "loadBalancers": [host("lb1", "192.0.2.2"),
                              host("lb2", "192.0.2.3")],
-           "endpoint": {"address": "192.0.2.100"}, "loadBalancer": {"maxConn": 4000}}
+           "endpoint": {"address": "192.0.2.100", "virtualIp": True},
+           "loadBalancer": {"maxConn": 4000}}
     cluster = parse_cluster(raw)
     ca = pki.make_ca()
     client = pki.issue(ca, "kube-ha:lb-health-check", client=True)
@@ -197,7 +198,7 @@ def test_firewalld_opens_the_endpoint_but_not_a_loopback_stats_port(
 
 
 def test_firewalld_admits_vrrp_from_the_peer_lbs_only(raw: dict[str, Any], tmp_path: Path) -> None:
-    raw["endpoint"]["address"] = "10.21.22.100"
+    raw["endpoint"].update(address="10.21.22.100", virtualIp=True)
     raw["loadBalancers"].append(host("haproxy-102", "10.21.22.102"))
     raw["loadBalancer"]["statsBind"] = "*:8404"  # beyond loopback: opened
     old_open_rule = 'rule protocol value="vrrp" accept'

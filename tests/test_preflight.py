@@ -71,7 +71,8 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> World:
         runs["good lb"] = h.run("ubuntu-74", preflight_script(
             cluster, Target(lb, "loadBalancers[0]", "lb")))
         vip = parse_cluster({**dev_stack(), "endpoint": {**dev_stack()["endpoint"],
-                                                          "address": "10.21.22.100"},
+                                                          "address": "10.21.22.100",
+                                                          "virtualIp": True},
                              "loadBalancers": [host("haproxy-101", "10.21.22.101"),
                                                host("haproxy-102", "10.21.22.102")],
                              "loadBalancer": {"vrrpInterface": "ens3"}})

@@ -6,7 +6,10 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
+import pulumi
+import pytest
 import yaml
 
 from tests.harness.hosts import host
@@ -54,14 +57,14 @@ def test_render_same_cfg_as_program() -> None:
     from components.render import stack_config
     from tests.program import dev_stack, run_program
 
-    offline = render_haproxy_cfg(parse_cluster(stack_config(ROOT / "Pulumi.dev.yaml")))
+    offline = render_haproxy_cfg(parse_cluster(*stack_config(ROOT / "Pulumi.dev.yaml")))
     run = run_program(dev_stack())
     assert run.scope["ha"].load_balancer.haproxy_cfg == offline
 
 
 def test_render_vip_topology_writes_keepalived_per_lb(tmp_path: Path) -> None:
     stack = yaml.safe_load((ROOT / "Pulumi.dev.yaml").read_text())
-    stack["config"]["kube-ha:endpoint"]["address"] = "10.21.22.100"
+    stack["config"]["kube-ha:endpoint"].update(address="10.21.22.100", virtualIp=True)
     stack["config"]["kube-ha:loadBalancers"].append(host("haproxy-102", "10.21.22.102"))
     (tmp_path / "Pulumi.vip.yaml").write_text(yaml.safe_dump(stack))
     subprocess.run([sys.executable, "-m", "components.render", "--stack", "vip", "--dir",
@@ -82,3 +85,61 @@ def test_render_vip_topology_writes_keepalived_per_lb(tmp_path: Path) -> None:
         # The check script lives on the LB host, not here; everything else must parse.
         assert checked.stderr.strip() in ("", "Disabling track script kube_ha_haproxy since "
                                           "not found/accessible"), checked.stderr
+
+
+def _render(tmp_path: Path, text: str) -> subprocess.CompletedProcess[str]:
+    (tmp_path / "Pulumi.edited.yaml").write_text(text)
+    return subprocess.run([sys.executable, "-m", "components.render", "--stack", "edited",
+                           "--dir", str(tmp_path), "--out", str(tmp_path / "out")], cwd=ROOT,
+                          capture_output=True, text=True)
+
+
+DEV = (ROOT / "Pulumi.dev.yaml").read_text()
+
+
+@pytest.mark.parametrize("case, edit, said", [
+    # A YAML syntax error: the file and line, not a traceback.
+    ("syntax", lambda t: t.replace("  kube-ha:workers:", "  kube-ha:workers: [", 1),
+     "Pulumi.edited.yaml:"),
+    # A section dedented out of `config:`: the CLI would not pass it to the program.
+    ("dedented", lambda t: t + "kube-ha:nodeLocalProxy: true\n",
+     "kube-ha:nodeLocalProxy outside `config:`"),
+    # YAML 1.1's `yes` is a string to the CLI (go-yaml v3, YAML 1.2), so no boolean.
+    ("yes", lambda t: t.replace("config:\n", "config:\n  kube-ha:nodeLocalProxy: yes\n", 1),
+     "kube-ha:nodeLocalProxy: 'yes' is not a bool"),
+    # A misspelled namespace: the CLI hands it to nobody, silently.
+    ("namespace", lambda t: t.replace("config:\n", "config:\n  kube_ha:nodeLocalProxy: true\n", 1),
+     "kube_ha:nodeLocalProxy: is in namespace 'kube_ha', which nothing reads. Did you mean "
+     "'kube-ha:nodeLocalProxy'?"),
+    # No namespace at all: the CLI refuses the file.
+    ("no namespace", lambda t: t.replace("config:\n", "config:\n  nodeLocalProxy: true\n", 1),
+     "nodeLocalProxy: has no namespace. Fix: write kube-ha:nodeLocalProxy."),
+])
+def test_render_reads_the_stack_file_as_the_cli_does(tmp_path: Path, case: str, edit: Any,
+                                                     said: str) -> None:
+    """Each edit would make `pulumi up` refuse or silently ignore something: the render says
+    so, naming the line or key, writes nothing, and shows no traceback."""
+    result = _render(tmp_path, edit(DEV))
+    assert result.returncode == 1, (case, result.stdout)
+    assert said in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_true_written_as_yaml_1_2_allows_renders(tmp_path: Path) -> None:
+    result = _render(tmp_path, DEV.replace("config:\n", "config:\n  kube-ha:nodeLocalProxy: true\n",
+                                           1))
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "out/node-local/haproxy.cfg").exists()
+
+
+def test_the_program_refuses_a_misspelled_namespace() -> None:
+    """Under `pulumi up` the same key reaches the program's config (every namespace does):
+    refused with the others, before anything is registered."""
+    from components.config import stack_values
+
+    pulumi.runtime.set_all_config({"kube-ha:clusterName": "k", "kube_ha:workers": "[]"})
+    raw, unreadable = stack_values()
+    assert raw == {"clusterName": "k"}
+    assert unreadable == {"kube_ha:workers": "is in namespace 'kube_ha', which nothing reads. "
+                                              "Did you mean 'kube-ha:workers'?"}

@@ -25,7 +25,7 @@ def all_scripts(raw: dict[str, Any]) -> dict[str, str]:
     c = parse_cluster(raw)
     out = {k: v for k, v in artifacts(c).items() if k.endswith(".sh")}
     vip = copy.deepcopy(raw)  # a virtual-IP endpoint adds keepalived to the LB scripts
-    vip["endpoint"]["address"] = "10.21.22.100"
+    vip["endpoint"].update(address="10.21.22.100", virtualIp=True)
     vip["loadBalancers"].append(host("haproxy-102", "10.21.22.102"))
     out.update({f"vip-{k}": v for k, v in artifacts(parse_cluster(vip)).items()
                 if k.startswith("lb/") and k.endswith(".sh")})
@@ -201,7 +201,7 @@ def test_an_ipv6_endpoint_is_bracketed_once_and_quoted_in_yaml(raw: dict[str, An
 
     from tests.harness.hosts import host
 
-    raw["endpoint"] = {"address": "fd00::10", "port": 6443}
+    raw["endpoint"] = {"address": "fd00::10", "port": 6443, "virtualIp": True}
     raw["loadBalancers"] = [host("lb-a", "fd00::20"), host("lb-b", "fd00::21")]
     c = parse_cluster(raw)
     assert c.endpoint.url == "https://[fd00::10]:6443" == c.node_url

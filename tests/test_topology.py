@@ -20,7 +20,7 @@ SERVICE_NAMES = ["kubernetes", "kubernetes.default", "kubernetes.default.svc",
     ({}, "ubuntu-70", ["api.k8s.lab.internal", "ubuntu-70", *SERVICE_NAMES],
      ["10.21.22.101", "10.21.22.70", "10.96.0.1"], ["127.0.0.1", "10.21.22.73"]),
     # keepalived VIP in front of two LB hosts: the VIP and both LB addresses.
-    ({"endpoint": {"address": "10.21.22.100"},
+    ({"endpoint": {"address": "10.21.22.100", "virtualIp": True},
       "loadBalancers": [host("lb-a", "10.21.22.101"),
                         host("lb-b", "10.21.22.102")]},
      "ubuntu-73", ["ubuntu-73", *SERVICE_NAMES],

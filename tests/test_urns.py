@@ -56,7 +56,7 @@ def _released(urn: str) -> bool:
 
 def _vip() -> dict[str, Any]:
     raw = dev_stack()
-    raw["endpoint"]["address"] = "10.21.22.100"
+    raw["endpoint"].update(address="10.21.22.100", virtualIp=True)
     raw["loadBalancers"].append(host("haproxy-102", "10.21.22.102"))
     return raw
 
