@@ -297,6 +297,22 @@ def control_plane_endpoint_edit(cluster: Cluster) -> tuple[str, str]:
 
 
 INIT_MARKER = f"{K8S}/kube-ha/init-started"
+# What this program undoes is only what it did: a node it ran `kubeadm init` or `join` on
+# carries this file (its reset may run) and, for the control plane, this Node annotation (its
+# etcd member may be removed). A node that was in the cluster before, or was joined by a
+# version without them, is left alone by every delete, `pulumi destroy` included.
+MANAGED_MARKER = f"{K8S}/kube-ha/joined-by-kube-ha"
+MANAGED_ANNOTATION = "kube-ha.io/joined-by"
+
+
+def _mark_managed(node_name: str | None = None) -> list[str]:
+    """Right after this program's `kubeadm init`/`join` succeeded on this node; with
+    `node_name`, its Node is annotated too (through this node's admin.conf)."""
+    lines = [f"echo 'kubeadm init/join run by kube-ha' > {MANAGED_MARKER}"]
+    if node_name:
+        lines.append(f"{KUBECTL} annotate node {quote(node_name)} {MANAGED_ANNOTATION}=kube-ha"
+                     " --overwrite >&2")
+    return lines
 
 
 def _init_state() -> str:
@@ -370,6 +386,7 @@ def bootstrap_script(cluster: Cluster, cert: str, key: str) -> str:
         f"  touch {INIT_MARKER}",
         f"  kubeadm init --config={KUBEADM_CONFIG} --upload-certs --skip-token-print"
         " --skip-certificate-key-print >&2",
+        *(f"  {line}" for line in _mark_managed(node.name)),
         f"  rm -f {INIT_MARKER}",
         "fi",
         install_serving_cert(cluster, node, cert, key),
@@ -524,6 +541,7 @@ def control_plane_join_script(cluster: Cluster, node: Host, cert: str, key: str,
         write_file(f"{PKI}/apiserver.key", key, "0600", flag=None),
         write_file(f"{PKI}/apiserver.crt", cert, "0644", flag=None),
         *_kubeadm_join(cluster, node, creds, control_plane=True),
+        *(f"  {line}" for line in _mark_managed(node.name)),
         "fi",
         f"{KUBECTL_LONG} wait --for=condition=Ready {quote('node/' + node.name)} --timeout=600s >&2",
         f'etcdctl_ endpoint health >&2 || {{ log "etcd on {node.name} unhealthy"; exit 1; }}',
@@ -551,6 +569,7 @@ def worker_join_script(cluster: Cluster, node: Host, creds: dict[str, str],
         f'  log "{node.name} already joined"',
         "else",
         *_kubeadm_join(cluster, node, creds, control_plane=False),
+        f"  {_mark_managed()[0]}",
         f'  log "{node.name} joined"',
         "fi",
         "changed=0",
@@ -711,6 +730,16 @@ def control_plane_removal_script(cluster: Cluster, node: Host, etcd: EtcdAccess 
     return script(
         f"remove-control-plane {node.name}",
         etcd.function(),
+        # Only a node this program joined: one that was in the cluster before keeps its etcd
+        # member and its Node (pulumi destroy must not take apart the cluster it found).
+        f"joined_by=$({KUBECTL} get node {quote(node.name)} --ignore-not-found"
+        f" -o jsonpath='{{.metadata.annotations.{MANAGED_ANNOTATION.replace('.', chr(92) + '.')}}}')",
+        f'if {KUBECTL} get node {quote(node.name)} >/dev/null 2>&1 && [ "$joined_by" != kube-ha ];'
+        " then",
+        f'  log "{node.name} was not joined by kube-ha (no {MANAGED_ANNOTATION} annotation): its'
+        ' etcd member and Node stay; take it out by hand if you mean to (README, pulumi destroy)"',
+        "  exit 0",
+        "fi",
         *_member_removal_guard(node.name, str(node.address)),
         f"if {KUBECTL} get node {quote(node.name)} >/dev/null 2>&1; then",
         f"  {KUBECTL_LONG} drain {quote(node.name)} --ignore-daemonsets --delete-emptydir-data"
@@ -723,14 +752,19 @@ def control_plane_removal_script(cluster: Cluster, node: Host, etcd: EtcdAccess 
 
 
 def reset_script() -> str:
-    """Delete step of a join: wipe kubeadm state from a node that left the cluster."""
+    """Delete step of a join: wipe kubeadm state from a node that left the cluster, only if
+    this program joined it (MANAGED_MARKER): `pulumi destroy` leaves the nodes it found."""
     return script(
         "reset",
         # kubeadm reset empties the manifests directory but keeps it (cleanupnode.go
         # CleanDir): an empty one means reset already ran.
-        f'if [ -f {K8S}/kubelet.conf ] || [ -n "$(ls -A {K8S}/manifests 2>/dev/null)" ]; then',
-        "  kubeadm reset --force >&2",
-        "else",
+        f'if [ ! -f {K8S}/kubelet.conf ] && [ -z "$(ls -A {K8S}/manifests 2>/dev/null)" ]; then',
         '  log "nothing to reset"',
+        f"elif [ ! -f {MANAGED_MARKER} ]; then",
+        '  log "this node was not joined by kube-ha (no '
+        f'{MANAGED_MARKER}): leaving it as it is; kubeadm reset by hand if you mean to"',
+        "else",
+        "  kubeadm reset --force >&2",
+        f"  rm -f {MANAGED_MARKER}",
         "fi",
     )

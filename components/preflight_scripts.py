@@ -139,9 +139,16 @@ def _node(cluster: Cluster, t: Target) -> str:
         ]
     lines += ["else", _free(ports), "fi"]
     if cluster.endpoint.dns_name:
-        dns = cluster.endpoint.dns_name
-        lines.append(f'getent ahosts {quote(dns)} >/dev/null 2>&1 || problem "endpoint.dnsName {dns}'
-                     ' does not resolve here (the kubeconfigs dial it)"')
+        dns, address = cluster.endpoint.dns_name, cluster.endpoint.address
+        lines += [
+            f"resolved=$(getent ahosts {quote(dns)} 2>/dev/null | awk '{{print $1}}' | sort -u"
+            " || true)",
+            f'if [ -z "$resolved" ]; then problem "endpoint.dnsName {dns} does not resolve here'
+            ' (the kubeconfigs dial it)";',
+            f'elif ! grep -qxF {quote(str(address))} <<< "$resolved"; then problem'
+            f' "endpoint.dnsName {dns} resolves to ${{resolved//$\'\\n\'/ }} here, not to endpoint.address'
+            f' {address}"; fi',
+        ]
     if t.role == "worker" and cluster.node_local_proxy:
         lines.append(_free([cluster.apiserver_port], owner="haproxy"))
     return "\n".join(lines)

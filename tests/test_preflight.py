@@ -105,6 +105,11 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> World:
         h.hub("rm -f /etc/cni/net.d/*\n")
         runs["bare ubuntu-73"] = h.run("ubuntu-73", preflight_script(
             unresolved, target(unresolved, "ubuntu-73")))
+        # The name resolves, to another address than the endpoint's.
+        elsewhere = cluster_of(endpoint={**dev_stack()["endpoint"], "address": "10.21.22.102"},
+                               loadBalancers=[host("haproxy-102", "10.21.22.102")])
+        runs["misresolved ubuntu-75"] = h.run("ubuntu-75", preflight_script(
+            elsewhere, target(elsewhere, "ubuntu-75")))
     return World(h, cluster, runs)
 
 
@@ -167,6 +172,9 @@ def test_an_unresolvable_endpoint_name_and_a_missing_pod_network(world: World) -
     found = "\n".join(problems(world.runs["bare ubuntu-73"]))
     assert "endpoint.dnsName api.elsewhere.internal does not resolve here" in found
     assert "the cluster has no pod network" in found
+    assert problems(world.runs["misresolved ubuntu-75"]) == [
+        "workers[1] (ubuntu-75): endpoint.dnsName api.k8s.lab.internal resolves to 10.21.22.101"
+        " here, not to endpoint.address 10.21.22.102"]
 
 
 def test_no_step_changes_a_host_before_every_preflight_passed() -> None:

@@ -182,6 +182,15 @@ def test_new_cluster_is_initialised_once_with_our_config_ca_and_certificate(
     assert cc["controlPlaneEndpoint"] == nc.cluster.endpoint.host_port
 
 
+def test_new_cluster_marks_the_nodes_it_created(new_cluster: NewCluster) -> None:
+    """After this program's `kubeadm init` and `join`: the marker file on both nodes, the
+    annotation on both Nodes, so their deletes (and `pulumi destroy`) may undo them."""
+    state = new_cluster.host.state()
+    for name in ("ubuntu-73", "ubuntu-70"):
+        assert new_cluster.host.file(name, ks.MANAGED_MARKER).exists(), name
+        assert state["nodes"][name]["annotations"][ks.MANAGED_ANNOTATION] == "kube-ha", name
+
+
 def test_new_cluster_second_bootstrap_changes_nothing(new_cluster: NewCluster) -> None:
     """Second run: no kubeadm at all, no ConfigMap written, no restart of anything."""
     second = new_cluster.second
@@ -403,6 +412,7 @@ class Story:
     servers: dict[str, str]
     installed: dict[str, str]
     schedulable_after_refusal: bool
+    managed: dict[str, dict[str, Any]]
 
 
 @pytest.fixture(scope="module")
@@ -419,6 +429,7 @@ def story(tmp_path_factory: pytest.TempPathFactory) -> Story:
     members: dict[str, list[str]] = {}
     servers: dict[str, str] = {}
     installed: dict[str, str] = {}
+    managed: dict[str, dict[str, Any]] = {}
 
     def look(node: str, conf: str, label: str | None = None) -> None:
         path = host.file(node, f"/etc/kubernetes/{conf}")
@@ -460,6 +471,20 @@ def story(tmp_path_factory: pytest.TempPathFactory) -> Story:
                                               delete=True)
         schedulable = not host.state()["nodes"]["ubuntu-70"]["unschedulable"]
         members["refused"] = host.etcd_members("ubuntu-73")
+        # ubuntu-72 and ubuntu-75 were in the cluster before kube-ha: their deletes leave them.
+        steps["remove-72-unmanaged"] = host.run("ubuntu-73", art["kubeadm/remove-ubuntu-72.sh"],
+                                                delete=True)
+        members["unmanaged"] = host.etcd_members("ubuntu-73")
+        steps["reset-75-unmanaged"] = host.run("ubuntu-75", art["kubeadm/reset.sh"], delete=True)
+        managed["after init/join"] = {
+            name: host.file(name, ks.MANAGED_MARKER).exists() for name in n}
+        managed["annotated"] = {name: host.state()["nodes"].get(name, {}).get(
+            "annotations", {}).get(ks.MANAGED_ANNOTATION, "") for name in n}
+        # Its operator hands ubuntu-72 over (README, Limits): annotate the Node, mark the host.
+        steps["hand-over-72"] = host.run("ubuntu-73", f"{ks.KUBECTL} annotate node ubuntu-72 "
+                                         f"{ks.MANAGED_ANNOTATION}=kube-ha\n")
+        steps["mark-72"] = host.run("ubuntu-72", f"install -d /etc/kubernetes/kube-ha && echo x >"
+                                    f" {ks.MANAGED_MARKER}\n")
         steps["remove-72"] = host.run("ubuntu-73", art["kubeadm/remove-ubuntu-72.sh"], delete=True)
         steps["remove-72-again"] = host.run("ubuntu-73", art["kubeadm/remove-ubuntu-72.sh"],
                                             delete=True)
@@ -470,7 +495,7 @@ def story(tmp_path_factory: pytest.TempPathFactory) -> Story:
         steps["membership-70-after"] = host.run("ubuntu-73", art["kubeadm/membership-ubuntu-70.sh"])
     # The world is gone (every process ended); its files and state stay readable.
     return Story(host, cluster, ca, certs, steps, creds_cp, creds_w, members, servers, installed,
-                 schedulable)
+                 schedulable, managed)
 
 
 def test_join_credentials_are_what_kubeadm_prints(story: Story) -> None:
@@ -610,6 +635,29 @@ def test_removal_drains_then_removes_the_member_then_deletes_the_node(story: Sto
     assert "not an etcd member" in again.stderr
     assert story.steps["membership-72"].rc == 1
     assert story.steps["membership-70-after"].rc == 0
+
+
+def test_what_kube_ha_did_not_join_is_left_alone(story: Story) -> None:
+    """ubuntu-72 and ubuntu-75 joined before kube-ha: removing ubuntu-72 from the config (or
+    `pulumi destroy`) keeps its etcd member and Node, and ubuntu-75's reset leaves it joined.
+    What kube-ha did join (ubuntu-70, ubuntu-74) carries the marker file; ubuntu-70's Node the
+    annotation (the bootstrap of an adopted cluster ran no init: neither)."""
+    skipped = story.steps["remove-72-unmanaged"]
+    assert skipped.rc == 0, skipped.explain()
+    assert "ubuntu-72 was not joined by kube-ha" in skipped.stderr
+    assert not skipped.of("kubectl drain") and not skipped.of("kubectl delete node")
+    assert find(skipped, "crictl exec", "member", "remove") == -1
+    assert story.members["unmanaged"] == story.members["refused"]
+    reset = story.steps["reset-75-unmanaged"]
+    assert reset.rc == 0 and not reset.of("kubeadm reset"), reset.explain()
+    assert "not joined by kube-ha" in reset.stderr
+    assert story.host.file("ubuntu-75", "/etc/kubernetes/kubelet.conf").exists()
+    assert story.managed["after init/join"] == {
+        "ubuntu-73": False, "ubuntu-70": True, "ubuntu-72": False, "ubuntu-74": True,
+        "ubuntu-75": False}
+    assert story.managed["annotated"] == {
+        "ubuntu-73": "", "ubuntu-70": "kube-ha", "ubuntu-72": "", "ubuntu-74": "",
+        "ubuntu-75": ""}
 
 
 def test_reset_wipes_kubeadm_state(story: Story) -> None:

@@ -26,6 +26,11 @@ What it reproduces, from kubernetes/kubernetes staging/src/k8s.io/kubectl (v1.32
   (pkg/cmd/drain/drain.go RunDrain). delete prints 'node "<n>" deleted'; --ignore-not-found
   makes a missing object a silent success; --wait=false returns without waiting for
   finalizers (nothing to wait for here either way).
+- annotate node <n> key=value [--overwrite] prints "node/<n> annotated"; a key that already
+  has another value needs --overwrite, else "error: --overwrite is false but found the
+  following declared annotation(s): 'key' already has a value (old)", exit 1
+  (pkg/cmd/annotate/annotate.go validateNoAnnotationOverwrites). get -o jsonpath reads
+  metadata.annotations with `\\.` escaping a dot in the key (kubectl jsonpath docs).
 - --request-timeout bounds each request; an answering fake never reaches it.
 """
 
@@ -99,7 +104,7 @@ def _dispatch(inv: Invocation) -> int:
                         " no such host")
     ns = g.get("namespace", "default")
     handlers = {"get": _get, "apply": _apply, "rollout": _rollout, "wait": _wait,
-                "drain": _drain, "delete": _delete}
+                "drain": _drain, "delete": _delete, "annotate": _annotate}
     if cmd not in handlers:
         raise UnsupportedError(f"command {cmd}")
     return handlers[cmd](inv, rest[1:], ns)
@@ -171,7 +176,8 @@ def _object(st: State, resource: str, ns: str, name: str) -> dict[str, Any] | No
         return None if data is None else {"metadata": {"name": name, "namespace": ns},
                                           "data": data}
     node = st["nodes"].get(name)
-    return None if node is None else {"metadata": {"name": name},
+    return None if node is None else {"metadata": {"name": name,
+                                                   "annotations": node.get("annotations", {})},
                                       "spec": {"unschedulable": node["unschedulable"]},
                                       "status": {"ready": node["ready"]}}
 
@@ -247,6 +253,24 @@ def _drain(inv: Invocation, args: list[str], ns: str) -> int:
         already = node["unschedulable"]
         node["unschedulable"] = True
     print(f"node/{name} {'already cordoned' if already else 'cordoned'}\nnode/{name} drained")
+    return 0
+
+
+def _annotate(inv: Invocation, args: list[str], ns: str) -> int:
+    pos, f = common.parse_flags(args, {"--overwrite": False})
+    if len(pos) != 3 or TYPES.get(pos[0]) != "nodes" or "=" not in pos[2]:
+        raise UnsupportedError("only annotate node <name> key=value")
+    name, (key, value) = pos[1], pos[2].split("=", 1)
+    with common.mutate() as st:
+        node = st["nodes"].get(name)
+        if node is None:
+            raise _not_found("nodes", name)
+        old = node.setdefault("annotations", {}).get(key)
+        if old is not None and old != value and "overwrite" not in f:
+            raise ToolError("error: --overwrite is false but found the following declared "
+                            f"annotation(s): '{key}' already has a value ({old})")
+        node["annotations"][key] = value
+    print(f"node/{name} annotated")
     return 0
 
 
