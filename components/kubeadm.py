@@ -120,8 +120,7 @@ class ControlPlane(pulumi.ComponentResource):
         # script, so adding a node re-runs it after that node's join.
         self.revoke_join_credentials = run_script(
             f"{name}-revoke-join-credentials", boot, ssh,
-            ks.revoke_join_credentials_script(
-                [n.name for n in (*cluster.joining_control_plane, *cluster.workers)]),
+            ks.revoke_join_credentials_script(cluster),
             parent=self, depends_on=[self.last_control_plane_step, *self.workers.values()])
         # kube-proxy's kubeconfig serves every node: re-pointed once every node can dial what
         # it names (with node-local proxies, 127.0.0.1 answers on a worker only after its step).

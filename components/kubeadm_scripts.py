@@ -305,6 +305,13 @@ MANAGED_MARKER = f"{K8S}/kube-ha/joined-by-kube-ha"
 MANAGED_ANNOTATION = "kube-ha.io/joined-by"
 
 
+def _keep_annotated(node_name: str) -> str:
+    """On a node this program joined: its Node keeps the annotation (one that failed, or a
+    Node registered again, would otherwise let its etcd member leave without the guard)."""
+    return (f"if [ -f {MANAGED_MARKER} ]; then {KUBECTL} annotate node {quote(node_name)}"
+            f" {MANAGED_ANNOTATION}=kube-ha --overwrite >&2; fi")
+
+
 def _mark_managed(node_name: str | None = None) -> list[str]:
     """Right after this program's `kubeadm init`/`join` succeeded on this node; with
     `node_name`, its Node is annotated too (through this node's admin.conf)."""
@@ -376,6 +383,7 @@ def bootstrap_script(cluster: Cluster, cert: str, key: str) -> str:
         "fi",
         'if [ "$init" = finished ]; then',
         '  log "cluster already initialised"',
+        f"  {_keep_annotated(node.name)}",
         "else",
         '  log "kubeadm init"',
         f"  install -d -m 0755 {PKI}",
@@ -449,17 +457,21 @@ def join_credentials_script(cluster: Cluster, control_plane: bool) -> str:
     )
 
 
-def revoke_join_credentials_script(joined: list[str]) -> str:
+def revoke_join_credentials_script(cluster: Cluster) -> str:
     """On the bootstrap node, after every join of the run: delete the bootstrap tokens this
     program made, kubeadm's TTL proxies for uploaded certificates, and the kubeadm-certs Secret
     (the cluster's CA keys, encrypted with a certificate key the join credentials carried).
-    `joined` (the nodes that have join credentials) is in the script, so adding a node re-runs
-    it. A token that expired between list and delete (the token cleaner) is no failure."""
-    names = sorted(joined)
+    The nodes that have join credentials and a digest of the credentials scripts are in the
+    script, so it re-runs whenever a credentials step does: a node added, or the credentials
+    scripts changed (a new kubernetesVersion re-runs them all). A token that expired between
+    list and delete (the token cleaner) is no failure."""
+    names = sorted(n.name for n in (*cluster.joining_control_plane, *cluster.workers))
+    credentials = (join_credentials_script(cluster, True), join_credentials_script(cluster, False))
+    made_by = hashlib.sha256("\0".join(credentials).encode()).hexdigest()[:16]
     return script(
         "revoke-join-credentials",
         f"# {len(names)} nodes joined with credentials from kube-ha, set "
-        f"{hashlib.sha256(chr(10).join(names).encode()).hexdigest()[:16]}",
+        f"{hashlib.sha256(chr(10).join(names).encode()).hexdigest()[:16]}, made by {made_by}",
         # One object per token (cmd/token.go RunListTokens); `.token` is "id.secret": it stays
         # in this shell, only the public id reaches an argv.
         "list=$(kubeadm token list -o jsonpath='{.token} {.description}{\"\\n\"}')",
@@ -468,7 +480,8 @@ def revoke_join_credentials_script(joined: list[str]) -> str:
         f'  case "$description" in {quote(JOIN_TOKEN_DESCRIPTION)}|{quote(CERTS_PROXY_DESCRIPTION)})'
         ' ids+=("${token%%.*}");; esac',
         'done < <(printf \'%s\\n\' "$list")',
-        'for id in "${ids[@]}"; do',
+        # `${a[@]+...}`: bash before 4.4 calls an empty array unset under `set -u`.
+        'for id in ${ids[@]+"${ids[@]}"}; do',
         '  if ! out=$(kubeadm token delete "$id" 2>&1); then',
         '    case "$out" in *"not found"*) ;; *) printf \'%s\\n\' "$out" >&2; exit 1;; esac',
         "  fi",
@@ -531,6 +544,7 @@ def control_plane_join_script(cluster: Cluster, node: Host, cert: str, key: str,
         etcd.function(),
         f"if [ -f {K8S}/manifests/kube-apiserver.yaml ] && [ -f {K8S}/kubelet.conf ]; then",
         '  log "already a control-plane node"',
+        f"  {_keep_annotated(node.name)}",
         install_serving_cert(cluster, node, cert, key),
         "  changed=0",
         repoint_kubeconfig(ADMIN, cluster.endpoint.url),

@@ -14,10 +14,11 @@ class Preflight(pulumi.ComponentResource):
     def __init__(self, name: str, cluster: Cluster, ssh: Ssh,
                  opts: pulumi.ResourceOptions | None = None):
         super().__init__("kube-ha:preflight:Preflight", name, None, opts)
+        # Named by role too: an LB may share a control-plane node's host and name.
         # The script embeds what it checks against (versions, ports, names), so a config
         # edit that matters re-runs it; an unchanged host is not re-checked.
         self.steps: list[pulumi.Resource] = [
-            run_script(f"{name}-{t.host.name}", t.host, ssh, preflight_script(cluster, t),
-                       parent=self)
+            run_script(f"{name}-{t.role}-{t.host.name}", t.host, ssh,
+                       preflight_script(cluster, t), parent=self)
             for t in targets(cluster)]
         self.register_outputs({})

@@ -112,22 +112,33 @@ def _node(cluster: Cluster, t: Target) -> str:
     lines += [
         f"if [ -f {K8S}/kubelet.conf ]; then",
         # The kubelet's client certificate names the Node this host is: system:node:<name>.
-        f"  cert=$(sed -n 's/^ *client-certificate: *//p' {K8S}/kubelet.conf | head -n 1)",
-        '  if [ -n "$cert" ]; then subject=$(openssl x509 -noout -subject -in "$cert" 2>/dev/null);',
+        # Every substitution ends in `|| true`: under `set -e` a failing one would end the
+        # script before it lists what it found.
+        f"  cert=$(sed -n 's/^ *client-certificate: *//p' {K8S}/kubelet.conf | head -n 1 || true)",
+        '  if [ -n "$cert" ]; then',
+        '    subject=$(openssl x509 -noout -subject -in "$cert" 2>/dev/null || true)',
         f"  else subject=$(sed -n 's/^ *client-certificate-data: *//p' {K8S}/kubelet.conf"
-        " | head -n 1 | base64 -d 2>/dev/null | openssl x509 -noout -subject 2>/dev/null); fi",
-        '  node=$(printf "%s" "${subject:-}" | sed -n "s/.*system:node:\\([^,/]*\\).*/\\1/p")',
-        f'  if [ -n "$node" ] && [ "$node" != {quote(name)} ]; then',
+        " | head -n 1 | base64 -d 2>/dev/null | openssl x509 -noout -subject 2>/dev/null"
+        " || true); fi",
+        '  node=$(printf "%s" "$subject" | sed -n "s/.*system:node:\\([^,/]*\\).*/\\1/p")',
+        '  if [ -z "$node" ]; then',
+        f'    problem "{K8S}/kubelet.conf names no readable client certificate: cannot tell which'
+        ' Node this host is"',
+        f'  elif [ "$node" != {quote(name)} ]; then',
         f'    problem "this host joined as Node $node, not {name}: the address belongs to another'
         ' node (fix the name or the address)"; fi',
     ]
     if cp:
         lines += [
             f"  image=$(sed -n 's/^ *image: *//p' {K8S}/manifests/kube-apiserver.yaml 2>/dev/null"
-            " | head -n 1)",
-            '  v=$(printf "%s" "${image##*:}" | minor)',
-            f'  if [ -n "$v" ] && [ "${{v#* }}" != {target} ]; then',
-            '    problem "kube-apiserver runs ${image##*:} here but kubernetesVersion is'
+            " | head -n 1 || true)",
+            '  tag=${image%%@*}; tag=${tag##*:}  # registry/kube-apiserver:v1.32.3[@sha256:...]',
+            '  v=$(printf "%s" "$tag" | minor)',
+            '  if [ -z "$image" ]; then',
+            '    problem "this host joined the cluster but runs no kube-apiserver static pod: is it'
+            ' a worker?"',
+            f'  elif [ -n "$v" ] && [ "${{v#* }}" != {target} ]; then',
+            '    problem "kube-apiserver runs $tag here but kubernetesVersion is'
             f' {cluster.kubernetes_version}: set kubernetesVersion to the cluster\'s version'
             ' (this program does not upgrade)"; fi',
         ]

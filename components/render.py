@@ -100,12 +100,11 @@ def artifacts(cluster: Cluster) -> dict[str, str]:
         "kubeadm/bootstrap.sh": ks.bootstrap_script(cluster, PLACEHOLDER_CERT, PLACEHOLDER_KEY),
         "kubeadm/join-credentials.sh": ks.join_credentials_script(cluster, control_plane=True),
         "kubeadm/reset.sh": ks.reset_script(),
-        "kubeadm/revoke-join-credentials.sh": ks.revoke_join_credentials_script(
-            [n.name for n in (*cluster.joining_control_plane, *cluster.workers)]),
+        "kubeadm/revoke-join-credentials.sh": ks.revoke_join_credentials_script(cluster),
         "kubeadm/workers.sh": ks.workers_reconcile_script(cluster),
     }
     for t in targets(cluster):
-        out[f"preflight/{t.host.name}.sh"] = preflight_script(cluster, t)
+        out[f"preflight/{t.role}-{t.host.name}.sh"] = preflight_script(cluster, t)
     for lb in cluster.load_balancers:
         out[f"lb/configure-{lb.name}.sh"] = configure_script(
             cluster, render_haproxy_cfg(cluster), PLACEHOLDER_CA,

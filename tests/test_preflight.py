@@ -99,6 +99,14 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> World:
             for e in dev_stack()["controlPlane"]])
         runs["renamed ubuntu-73"] = h.run("ubuntu-73", preflight_script(
             renamed, target(renamed, "ubuntu-99")))
+        # A joined worker listed as a control-plane node: no apiserver manifest there. The
+        # script must still list what it found (a failing lookup must not end it silently).
+        listed_wrong = cluster_of(allowEvenControlPlane=True, controlPlane=[
+            *dev_stack()["controlPlane"], next(w for w in dev_stack()["workers"]
+                                               if w["name"] == "ubuntu-75")],
+            workers=[w for w in dev_stack()["workers"] if w["name"] != "ubuntu-75"])
+        runs["worker listed as control plane"] = h.run("ubuntu-75", preflight_script(
+            listed_wrong, target(listed_wrong, "ubuntu-75")))
         # The endpoint's name resolves nowhere; the pod network is gone.
         unresolved = cluster_of(endpoint={**dev_stack()["endpoint"],
                                           "dnsName": "api.elsewhere.internal"})
@@ -150,6 +158,28 @@ def test_version_skew_is_judged_as_kubeadm_documents_it(world: World) -> None:
         " or 1.33"]
     renamed = "\n".join(problems(world.runs["renamed ubuntu-73"]))
     assert "kube-apiserver runs v1.32.3 here but kubernetesVersion is v1.31.2" in renamed
+
+
+def test_a_joined_worker_listed_as_control_plane_is_reported_not_fatal(world: World) -> None:
+    res = world.runs["worker listed as control plane"]
+    assert res.rc == 1, res.explain()
+    found = problems(res)
+    assert ("controlPlane[3] (ubuntu-75): this host joined the cluster but runs no kube-apiserver"
+            " static pod: is it a worker?") in found
+    assert "kubectl is not installed" not in "\n".join(found)  # the stand-ins are on PATH
+
+
+def test_an_lb_sharing_a_control_plane_host_and_name_gets_its_own_preflight() -> None:
+    """An LB may run on a control-plane node (on another port) under the same name: the two
+    preflights are two resources, named by role (the engine refuses duplicate URNs)."""
+    raw = dev_stack()
+    raw["loadBalancers"].append(host("ubuntu-70", "10.21.22.70"))
+    raw["endpoint"] = {"address": "10.21.22.100", "port": 8443, "virtualIp": True}
+    run = run_program(raw)
+    names = [r.name for r in run.mocks.resources]
+    assert len(names) == len(set(names))
+    assert {"kubernetes-preflight-control-plane-ubuntu-70",
+            "kubernetes-preflight-lb-ubuntu-70"} <= set(names)
 
 
 def test_a_host_that_is_another_node_is_refused(world: World) -> None:

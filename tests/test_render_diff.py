@@ -31,7 +31,7 @@ def test_adding_a_worker_shows_its_scripts_and_the_changed_lb_config(tmp_path: P
     text = render_diff(base, head)
     assert text.startswith("<!-- kube-ha render diff -->\n**Offline render**: ")
     assert "<code>kubeadm/worker-ubuntu-76.sh</code>" in text
-    assert "<code>preflight/ubuntu-76.sh</code>" in text
+    assert "<code>preflight/worker-ubuntu-76.sh</code>" in text
     assert "--- /dev/null\n+++ head/kubeadm/worker-ubuntu-76.sh" in text
     assert "<code>lb/haproxy.cfg</code>" not in text  # workers are not LB backends
     assert "BEGIN RSA PRIVATE KEY" not in text and "secure:" not in text

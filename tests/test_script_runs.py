@@ -544,6 +544,10 @@ def test_control_plane_join_second_run_only_checks(story: Story) -> None:
     assert again.rc == 0, again.explain()
     assert "already a control-plane node" in again.stderr
     assert not [c for c in again.calls if c.tool in ("kubeadm", "systemctl")]
+    # It joined it: its Node keeps the annotation the removal step reads (re-applied).
+    (annotate,) = again.of("kubectl annotate")
+    assert f"{ks.MANAGED_ANNOTATION}=kube-ha" in annotate.argv and "--overwrite" in annotate.argv
+    assert not story.steps["join-ubuntu-72-again"].of("kubectl annotate")  # found, not joined
     assert not again.of("crictl stop")
     assert story.steps["membership-70"].rc == 0, story.steps["membership-70"].explain()
 
@@ -766,7 +770,7 @@ def revocation(tmp_path_factory: pytest.TempPathFactory) -> Revocation:
     cluster = dev()
     boot = cluster.bootstrap
     steps: dict[str, StepResult] = {}
-    revoke = ks.revoke_join_credentials_script(["ubuntu-70", "ubuntu-74"])
+    revoke = ks.revoke_join_credentials_script(cluster)
     with ScriptHost(tmp_path_factory.mktemp("revoke"), cluster) as host:
         seed_cluster(host, control_plane=[boot])
         steps["own-token"] = host.run(boot.name, "kubeadm token create --description 'ci runner'"

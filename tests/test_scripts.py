@@ -212,3 +212,16 @@ def test_an_ipv6_endpoint_is_bracketed_once_and_quoted_in_yaml(raw: dict[str, An
     assert join["discovery"]["bootstrapToken"]["apiServerEndpoint"] == "[fd00::10]:6443"
     _, line = ks.control_plane_endpoint_edit(c)
     assert yaml.safe_load(line) == {"controlPlaneEndpoint": "[fd00::10]:6443"}
+
+
+def test_revocation_re_runs_whenever_a_credentials_step_does(raw: dict[str, Any]) -> None:
+    """Its script changes with the set of joining nodes and with the credentials scripts (a
+    new kubernetesVersion re-runs every control-plane credentials step: new tokens and a new
+    kubeadm-certs upload to revoke), and only then."""
+    base = ks.revoke_join_credentials_script(parse_cluster(raw))
+    assert ks.revoke_join_credentials_script(parse_cluster(copy.deepcopy(raw))) == base
+    patch = ks.revoke_join_credentials_script(parse_cluster({**raw, "kubernetesVersion": "v1.32.4"}))
+    more = copy.deepcopy(raw)
+    more["workers"].append(host("ubuntu-76", "10.21.22.76"))
+    assert patch != base
+    assert ks.revoke_join_credentials_script(parse_cluster(more)) != base
