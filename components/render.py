@@ -23,14 +23,7 @@ from components.haproxy import NODE_LOCAL_HEALTH, node_local_frontend, render_ha
 from components.keepalived import render_keepalived_conf
 from components.lb_scripts import configure_script, install_script
 from components.manifests import all_manifests
-from components.model import (
-    PROJECT,
-    SECRET_KEYS,
-    Cluster,
-    ConfigError,
-    misplaced_config_keys,
-    parse_cluster,
-)
+from components.model import PROJECT, SECRET_KEYS, Cluster, ConfigError, misplaced_config_keys, parse_cluster
 from components.preflight_scripts import preflight_script, targets
 from components.topology import all_sans
 
