@@ -3,7 +3,7 @@
 import pulumi
 
 from components.cluster import HaCluster
-from components.cluster_access import COPIES_OUTPUT
+from components.cluster_access import COPIES_OUTPUT, IDENTIFIER_OUTPUT
 from components.config import load_cluster
 
 cluster, ssh_private_key = load_cluster()
@@ -16,5 +16,7 @@ pulumi.export("certificateExpiry", ha.certificate_expiry)
 # The certificates copied from the bootstrap node (admin kubeconfig, the Deployments' files):
 # when each expires, and the generation they were read at. The next run re-reads by it.
 pulumi.export(COPIES_OUTPUT, ha.access.copies)
+# The Kubernetes provider's identity, kept across endpoint and name changes (read back).
+pulumi.export(IDENTIFIER_OUTPUT, ha.access.cluster_identifier)
 # A working kubeconfig that dials the HA endpoint: pulumi stack output kubeconfig --show-secrets
 pulumi.export("kubeconfig", ha.kubeconfig)

@@ -20,21 +20,20 @@ from components.manifests import (
 from components.model import Cluster
 from components.remote import Ssh, run_script
 
-# The stack output that records the copies (their read generation and expiry); the next run
-# reads it back to decide whether to re-read.
+# Stack outputs the next run reads back (through a reference to this very stack): the copies'
+# read generation and expiry, and the Kubernetes provider's identity.
 COPIES_OUTPUT = "controlPlaneCopies"
+IDENTIFIER_OUTPUT = "clusterIdentifier"
 
 
-def previous_copies() -> pulumi.Output[Any]:
-    """The last `up`'s `controlPlaneCopies` output: a reference to this very stack, which the
-    engine answers with the outputs of the stack's last checkpoint (pulumi/pulumi
-    pkg/resource/deploy/builtins.go readStackReference -> backend GetStackOutputs); None on
-    a stack's first run. Read in preview as in `up`, so both decide alike."""
+def previous_run() -> pulumi.StackReference:
+    """This very stack: the engine answers with the outputs of its last checkpoint (pulumi/
+    pulumi pkg/resource/deploy/builtins.go readStackReference -> backend GetStackOutputs),
+    none on a stack's first run. Read in preview as in `up`, so both decide alike."""
     org = pulumi.get_organization() or "organization"  # the diy backend's organisation
-    ref = pulumi.StackReference(
+    return pulumi.StackReference(
         "kube-ha-previous-run",
         stack_name=f"{org}/{pulumi.get_project()}/{pulumi.get_stack()}")
-    return ref.get_output(COPIES_OUTPUT)
 
 
 class ClusterAccess(pulumi.ComponentResource):
@@ -46,7 +45,8 @@ class ClusterAccess(pulumi.ComponentResource):
         super().__init__("kube-ha:k8s:ClusterAccess", name, None, opts)
         boot = cluster.bootstrap
         rotation = cluster.certificates.rotation
-        generation: pulumi.Output[str] = previous_copies().apply(
+        previous = previous_run()
+        generation: pulumi.Output[str] = previous.get_output(COPIES_OUTPUT).apply(
             lambda record: renewal.copy_generation(rotation, record, certificates.now()))
         read = run_script(f"{name}-read-admin-kubeconfig", boot, ssh,
                           generation.apply(ks.read_admin_kubeconfig_script), parent=self,
@@ -55,10 +55,15 @@ class ClusterAccess(pulumi.ComponentResource):
         self.kubeconfig: pulumi.Output[str] = pulumi.Output.secret(  # type: ignore[arg-type]
             read.stdout.apply(lambda text: kubeconfig_with_server(text, url)))
         # A stable identifier: an unknown kubeconfig (first preview) must not show the provider,
-        # and with it every Kubernetes resource, as replaced.
+        # and with it every Kubernetes resource, as replaced; nor may a new endpoint or cluster
+        # name (a changed identifier replaces them all). It is fixed by the stack's first run
+        # and kept from then on; a stack from before this was recorded gets the value it had.
+        first = f"{cluster.name}@{cluster.endpoint.host_port}"
+        self.cluster_identifier: pulumi.Output[str] = previous.get_output(IDENTIFIER_OUTPUT).apply(
+            lambda kept: kept or first)
         self.provider = k8s.Provider(
             f"{name}-provider", kubeconfig=self.kubeconfig,
-            cluster_identifier=f"{cluster.name}@{cluster.endpoint.host_port}",
+            cluster_identifier=self.cluster_identifier,
             opts=pulumi.ResourceOptions(parent=self))
 
         files = {key: path for spec in secrets for key, path in spec.files.items()}

@@ -17,7 +17,7 @@ from components.model import parse_cluster
 from tests.harness.hosts import host
 from tests.harness.lab import Lab
 from tests.mocks import ClusterMocks, is_secret, plain
-from tests.program import Run, dev_stack, run_program
+from tests.program import Run, dev_stack, run_program, value_of
 
 K8S_PREFIX = "kubernetes:"
 
@@ -205,6 +205,26 @@ def test_first_preview_with_unknown_kubeconfig_keeps_a_stable_provider() -> None
     provider = next(r for r in run.mocks.resources if r.typ == "pulumi:providers:kubernetes")
     assert plain(provider.inputs["clusterIdentifier"]) == "kubernetes@api.k8s.lab.internal:6443"
     assert any(r.typ == "kubernetes:apps/v1:Deployment" for r in run.mocks.resources)
+
+
+def test_the_provider_identity_survives_an_endpoint_or_name_change() -> None:
+    """The identifier the stack's first run recorded (clusterIdentifier) is kept: a new
+    endpoint (or clusterName) updates the provider's kubeconfig in place instead of replacing
+    the provider and with it every in-cluster object. Without a record (a stack's first run,
+    or its first with this version) it is the value earlier versions computed."""
+    first = run_program(dev_stack())
+    recorded = value_of(first.scope["ha"].access.cluster_identifier)
+    assert recorded == "kubernetes@api.k8s.lab.internal:6443"
+    moved = copy.deepcopy(dev_stack())
+    moved["endpoint"].update(dnsName="api.k8s.prod.internal", port=8443)
+    for previous, expected in (({"clusterIdentifier": recorded}, recorded),
+                               ({}, "kubernetes@api.k8s.prod.internal:8443")):
+        mocks = ClusterMocks()
+        mocks.previous_outputs = previous
+        run = run_program(moved, mocks=mocks)
+        provider = next(r for r in run.mocks.resources if r.typ == "pulumi:providers:kubernetes")
+        assert plain(provider.inputs["clusterIdentifier"]) == expected
+        assert "api.k8s.prod.internal:8443" in value_of(run.scope["ha"].kubeconfig)
 
 
 def _changed(before: Run, after: Run) -> set[str]:
