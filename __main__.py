@@ -4,7 +4,8 @@ import pulumi
 
 from components.cluster import HaCluster
 from components.cluster_access import COPIES_OUTPUT, IDENTIFIER_OUTPUT
-from components.config import load_cluster
+from components.config import MEMBERSHIP_OUTPUT, load_cluster
+from components.model import membership_record
 
 cluster, ssh_private_key = load_cluster()
 ha = HaCluster(cluster.name, cluster, ssh_private_key)
@@ -18,5 +19,7 @@ pulumi.export("certificateExpiry", ha.certificate_expiry)
 pulumi.export(COPIES_OUTPUT, ha.access.copies)
 # The Kubernetes provider's identity, kept across endpoint and name changes (read back).
 pulumi.export(IDENTIFIER_OUTPUT, ha.access.cluster_identifier)
+# What was deployed, by address: the next run refuses renames and role moves against it.
+pulumi.export(MEMBERSHIP_OUTPUT, membership_record(cluster))
 # A working kubeconfig that dials the HA endpoint: pulumi stack output kubeconfig --show-secrets
 pulumi.export("kubeconfig", ha.kubeconfig)

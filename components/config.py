@@ -14,9 +14,14 @@ from components.model import (
     SECRET_KEYS,
     Cluster,
     ConfigError,
+    destructive_edits,
     misplaced_config_keys,
     parse_cluster,
 )
+from components.previous_run import previous_outputs
+
+# The stack output recording what was deployed (model.membership_record).
+MEMBERSHIP_OUTPUT = "membership"
 
 
 class InvalidConfig(pulumi.RunError):
@@ -50,6 +55,9 @@ def load_cluster() -> tuple[Cluster, pulumi.Output[str]]:
     """The validated cluster and the SSH private key (always a secret Output)."""
     try:
         cluster = parse_cluster(*stack_values())
+        refused = destructive_edits(previous_outputs().get(MEMBERSHIP_OUTPUT), cluster)
+        if refused:
+            raise ConfigError(refused)
     except ConfigError as err:
         raise InvalidConfig(str(err)) from err
     key = pulumi.Config(PROJECT).require_secret("sshPrivateKey")

@@ -244,7 +244,12 @@ class ClusterMocks(pulumi.runtime.Mocks):
         return f"content of {key}{self.files_suffix}\n"
 
     def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]] | None]:
-        return {}, None
+        if args.token == "pulumi:pulumi:readStackOutputs":
+            # The builtin provider's answer (builtins.go readStackReference): the referenced
+            # stack's last outputs, and which are secret.
+            return {"name": args.args["name"], "outputs": self.previous_outputs,
+                    "secretOutputNames": []}, []
+        return {}, []
 
 
 _COPIED: dict[tuple[str, datetime], str] = {}
