@@ -6,13 +6,14 @@ import pulumi
 
 from components import dependency_check
 from components.certificates import ClusterCertificates
-from components.cluster_access import ClusterAccess
+from components.cluster_access import COPIES_OUTPUT, IDENTIFIER_OUTPUT, ClusterAccess
+from components.config import MEMBERSHIP_OUTPUT
 from components.controller_manager import controller_manager, scheduler
 from components.elastic_apiserver import ElasticApiserver
 from components.kubeadm import ControlPlane
 from components.loadbalancer import LoadBalancer
 from components.manifests import CONTROLLER_MANAGER_PKI, ELASTIC_PKI, SCHEDULER_PKI, SecretSpec
-from components.model import Cluster
+from components.model import Cluster, membership_record
 from components.preflight import Preflight
 from components.remote import Ssh
 from components.topology import all_sans
@@ -53,6 +54,14 @@ class HaCluster(pulumi.ComponentResource):
             controller_manager(f"{name}-controller-manager", cluster, self.access, child)
         if cluster.scheduler.replicas:
             scheduler(f"{name}-scheduler", cluster, self.access, child)
+        # Stack outputs the next run reads back: the copies' expiry and read generation (when
+        # to re-read), the provider's identity (kept across endpoint and name changes), and
+        # what was deployed by address (renames and role moves are refused against it).
+        self.recorded: dict[str, object] = {
+            COPIES_OUTPUT: self.access.copies,
+            IDENTIFIER_OUTPUT: self.access.cluster_identifier,
+            MEMBERSHIP_OUTPUT: membership_record(cluster),
+        }
         self.endpoint = cluster.endpoint.url
         self.sans = all_sans(cluster)
         self.register_outputs({"endpoint": self.endpoint, "sans": self.sans})

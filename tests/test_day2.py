@@ -89,3 +89,11 @@ def test_a_stack_without_a_record_is_not_checked() -> None:
     raw = copy.deepcopy(dev_stack())
     raw["clusterName"] = "prod"
     assert run_program(raw).mocks.by_type("command:remote:Command")
+
+
+def test_the_program_records_what_the_next_run_reads_back() -> None:
+    """The outputs __main__ exports from `ha.recorded` are the ones the next run reads (the
+    policy pack reads controlPlaneCopies by that name too)."""
+    ha = run_program(dev_stack()).scope["ha"]
+    assert set(ha.recorded) == {"controlPlaneCopies", "clusterIdentifier", "membership"}
+    assert ha.recorded["membership"] == deployed()
