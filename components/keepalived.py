@@ -12,7 +12,7 @@ FAULT and gives the VIP up at once.
 from __future__ import annotations
 
 from components.model import Cluster, Host
-from components.shell import script
+from components.shell import script, tcp_probe
 
 CHECK_SCRIPT = "/usr/libexec/keepalived/kube-ha-check.sh"  # RHEL labels this dir for scripts
 CONF = "/etc/keepalived/keepalived.conf"
@@ -22,7 +22,7 @@ def check_script(cluster: Cluster) -> str:
     """Healthy = the local haproxy accepts connections on the endpoint port."""
     return script(
         "vrrp-check",
-        f"exec timeout 1 bash -c '</dev/tcp/127.0.0.1/{cluster.endpoint.port}' 2>/dev/null",
+        f"exec {tcp_probe(cluster.endpoint.port)}",
     )
 
 

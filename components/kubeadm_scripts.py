@@ -12,7 +12,7 @@ import json
 from dataclasses import dataclass
 
 from components.model import Cluster, Host, host_port
-from components.shell import heredoc, quote, script, write_file
+from components.shell import heredoc, quote, script, tcp_probe, write_file
 from components.topology import shared_sans
 
 K8S = "/etc/kubernetes"
@@ -305,21 +305,16 @@ MANAGED_MARKER = f"{K8S}/kube-ha/joined-by-kube-ha"
 MANAGED_ANNOTATION = "kube-ha.io/joined-by"
 
 
+# Right after this program's `kubeadm init`/`join` succeeded on this node.
+MARK_MANAGED = f"echo 'kubeadm init/join run by kube-ha' > {MANAGED_MARKER}"
+
+
 def _keep_annotated(node_name: str) -> str:
-    """On a node this program joined: its Node keeps the annotation (one that failed, or a
-    Node registered again, would otherwise let its etcd member leave without the guard)."""
+    """After the init/join branch, whichever ran: a node this program joined has its Node
+    annotated, through this node's admin.conf (again on every run: one that failed, or a Node
+    registered again, would otherwise let its etcd member leave without the quorum guard)."""
     return (f"if [ -f {MANAGED_MARKER} ]; then {KUBECTL} annotate node {quote(node_name)}"
             f" {MANAGED_ANNOTATION}=kube-ha --overwrite >&2; fi")
-
-
-def _mark_managed(node_name: str | None = None) -> list[str]:
-    """Right after this program's `kubeadm init`/`join` succeeded on this node; with
-    `node_name`, its Node is annotated too (through this node's admin.conf)."""
-    lines = [f"echo 'kubeadm init/join run by kube-ha' > {MANAGED_MARKER}"]
-    if node_name:
-        lines.append(f"{KUBECTL} annotate node {quote(node_name)} {MANAGED_ANNOTATION}=kube-ha"
-                     " --overwrite >&2")
-    return lines
 
 
 def _init_state() -> str:
@@ -383,7 +378,6 @@ def bootstrap_script(cluster: Cluster, cert: str, key: str) -> str:
         "fi",
         'if [ "$init" = finished ]; then',
         '  log "cluster already initialised"',
-        f"  {_keep_annotated(node.name)}",
         "else",
         '  log "kubeadm init"',
         f"  install -d -m 0755 {PKI}",
@@ -394,9 +388,10 @@ def bootstrap_script(cluster: Cluster, cert: str, key: str) -> str:
         f"  touch {INIT_MARKER}",
         f"  kubeadm init --config={KUBEADM_CONFIG} --upload-certs --skip-token-print"
         " --skip-certificate-key-print >&2",
-        *(f"  {line}" for line in _mark_managed(node.name)),
+        f"  {MARK_MANAGED}",
         f"  rm -f {INIT_MARKER}",
         "fi",
+        _keep_annotated(node.name),
         install_serving_cert(cluster, node, cert, key),
         _patch_configmap("kube-system", "kubeadm-config", "ClusterConfiguration",
                          *control_plane_endpoint_edit(cluster)),
@@ -544,7 +539,6 @@ def control_plane_join_script(cluster: Cluster, node: Host, cert: str, key: str,
         etcd.function(),
         f"if [ -f {K8S}/manifests/kube-apiserver.yaml ] && [ -f {K8S}/kubelet.conf ]; then",
         '  log "already a control-plane node"',
-        f"  {_keep_annotated(node.name)}",
         install_serving_cert(cluster, node, cert, key),
         "  changed=0",
         repoint_kubeconfig(ADMIN, cluster.endpoint.url),
@@ -555,8 +549,9 @@ def control_plane_join_script(cluster: Cluster, node: Host, cert: str, key: str,
         write_file(f"{PKI}/apiserver.key", key, "0600", flag=None),
         write_file(f"{PKI}/apiserver.crt", cert, "0644", flag=None),
         *_kubeadm_join(cluster, node, creds, control_plane=True),
-        *(f"  {line}" for line in _mark_managed(node.name)),
+        f"  {MARK_MANAGED}",
         "fi",
+        _keep_annotated(node.name),
         f"{KUBECTL_LONG} wait --for=condition=Ready {quote('node/' + node.name)} --timeout=600s >&2",
         f'etcdctl_ endpoint health >&2 || {{ log "etcd on {node.name} unhealthy"; exit 1; }}',
         f'log "{node.name} is a Ready control-plane node with a healthy etcd member"',
@@ -583,7 +578,7 @@ def worker_join_script(cluster: Cluster, node: Host, creds: dict[str, str],
         f'  log "{node.name} already joined"',
         "else",
         *_kubeadm_join(cluster, node, creds, control_plane=False),
-        f"  {_mark_managed()[0]}",
+        f"  {MARK_MANAGED}",
         f'  log "{node.name} joined"',
         "fi",
         "changed=0",
@@ -596,10 +591,10 @@ def _wait_local_proxy(port: int) -> str:
     """The node-local proxy accepts on 127.0.0.1 (haproxy listens once started or reloaded)."""
     return f"""\
 for _ in $(seq 30); do
-  if timeout 1 bash -c '</dev/tcp/127.0.0.1/{port}' 2>/dev/null; then break; fi
+  if {tcp_probe(port)}; then break; fi
   sleep 1
 done
-timeout 1 bash -c '</dev/tcp/127.0.0.1/{port}' 2>/dev/null || {{
+{tcp_probe(port)} || {{
   log "the node-local proxy does not answer on 127.0.0.1:{port}"; exit 1; }}"""
 
 

@@ -56,3 +56,8 @@ def write_file(path: str, content: str, mode: str = "0644", owner: str = "root:r
     lines.append(f'if cmp -s "$tmp" {q}; then rm -f "$tmp"; log "{path} unchanged"; '
                  f'else mv -f "$tmp" {q};{mark} log "wrote {path}"; fi')
     return "\n".join(lines)
+
+
+def tcp_probe(port: int) -> str:
+    """True when something on this host accepts TCP on 127.0.0.1:`port` within a second."""
+    return f"timeout 1 bash -c '</dev/tcp/127.0.0.1/{port}' 2>/dev/null"
