@@ -62,6 +62,7 @@ class ControlPlane(pulumi.ComponentResource):
         # a provider that replaced on it would run the old step's delete. Keep the pin.
         previous: pulumi.Resource | None = None
         self.steps: dict[str, pulumi.Resource] = {}
+        cp_creds = ks.join_credentials_script(cluster, control_plane=True)
         for node in (boot, *cluster.joining_control_plane):
             cert = certs.apiserver[node.name]
             if node.bootstrap:
@@ -69,9 +70,9 @@ class ControlPlane(pulumi.ComponentResource):
                     lambda v: ks.bootstrap_script(cluster, v[0], v[1]))
                 deps = before_init
             else:
-                creds = run_script(f"{name}-{node.name}-join-credentials", boot, ssh,
-                                   ks.join_credentials_script(cluster, control_plane=True), parent=self,
-                                   secret_stdout=True, depends_on=[previous] if previous else [])
+                creds = run_script(f"{name}-{node.name}-join-credentials", boot, ssh, cp_creds,
+                                   parent=self, secret_stdout=True,
+                                   depends_on=[previous] if previous else [])
                 script = pulumi.Output.all(cert.cert_pem, cert.key_pem, creds.stdout).apply(
                     functools.partial(_cp_join, cluster, node))
                 deps = [creds]
@@ -98,7 +99,8 @@ class ControlPlane(pulumi.ComponentResource):
         # node-local proxy first, when there is one, then the join and the kubelet re-point).
         # Workers that already joined keep their credentials step, so adding one re-runs none.
         self.workers: dict[str, pulumi.Resource] = {}
-        reset = ks.reset_script()  # rendered once: the same on every worker
+        # Rendered once: the same on every worker.
+        reset, worker_creds = ks.reset_script(), ks.join_credentials_script(cluster, False)
         local: pulumi.Output[tuple[str, str]] | None = None
         if cluster.node_local_proxy:
             local_cfg = render_haproxy_cfg(cluster, frontend=node_local_frontend(cluster))
@@ -107,9 +109,8 @@ class ControlPlane(pulumi.ComponentResource):
                 lambda pems: (install, configure_script(cluster, local_cfg, pems[0], pems[1],
                                                         health=NODE_LOCAL_HEALTH)))
         for w in cluster.workers:
-            creds = run_script(f"{name}-{w.name}-join-credentials", boot, ssh,
-                               ks.join_credentials_script(cluster, control_plane=False), parent=self,
-                               secret_stdout=True, depends_on=[self.bootstrap])
+            creds = run_script(f"{name}-{w.name}-join-credentials", boot, ssh, worker_creds,
+                               parent=self, secret_stdout=True, depends_on=[self.bootstrap])
             script = pulumi.Output.all(creds.stdout, local).apply(
                 functools.partial(_worker_join, cluster, w))
             self.workers[w.name] = run_script(

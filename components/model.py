@@ -253,6 +253,11 @@ class Cluster:
     def nodes(self) -> tuple[Host, ...]:
         return self.control_plane + self.workers
 
+    @property
+    def node_groups(self) -> tuple[tuple[str, tuple[Host, ...]], ...]:
+        """(config key, hosts) of the two node lists."""
+        return (("controlPlane", self.control_plane), ("workers", self.workers))
+
     def node(self, name: str) -> Host:
         return next(h for h in self.nodes if h.name == name)
 
@@ -910,8 +915,7 @@ def membership_record(cluster: Cluster) -> dict[str, Any]:
     by address."""
     return {"clusterName": cluster.name, "nodes": {
         str(h.address): {"name": h.name, "role": group}
-        for group, hosts in (("controlPlane", cluster.control_plane), ("workers", cluster.workers))
-        for h in hosts}}
+        for group, hosts in cluster.node_groups for h in hosts}}
 
 
 def destructive_edits(previous: Mapping[str, Any] | None, cluster: Cluster
@@ -928,7 +932,7 @@ def destructive_edits(previous: Mapping[str, Any] | None, cluster: Cluster
                       f"apart. Fix: set it back to {old_name!r}."))
     old_nodes: dict[str, Any] = previous.get("nodes") or {}
     by_name = {v.get("name"): (addr, v.get("role")) for addr, v in old_nodes.items()}
-    for group, hosts in (("controlPlane", cluster.control_plane), ("workers", cluster.workers)):
+    for group, hosts in cluster.node_groups:
         for i, h in enumerate(hosts):
             old = old_nodes.get(str(h.address))
             old_role = old.get("role") if old else by_name.get(h.name, (None, None))[1]

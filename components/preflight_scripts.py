@@ -28,11 +28,13 @@ class Target:
     role: str  # "control-plane", "worker" or "lb"
 
 
+ROLES = {"controlPlane": "control-plane", "workers": "worker", "loadBalancers": "lb"}
+
+
 def targets(cluster: Cluster) -> list[Target]:
-    out = [Target(h, f"controlPlane[{i}]", "control-plane") for i, h in enumerate(cluster.control_plane)]
-    out += [Target(h, f"workers[{i}]", "worker") for i, h in enumerate(cluster.workers)]
-    out += [Target(h, f"loadBalancers[{i}]", "lb") for i, h in enumerate(cluster.load_balancers)]
-    return out
+    groups = (*cluster.node_groups, ("loadBalancers", cluster.load_balancers))
+    return [Target(h, f"{key}[{i}]", ROLES[key]) for key, hosts in groups
+            for i, h in enumerate(hosts)]
 
 
 _HELPERS = r"""problems=()
