@@ -144,13 +144,14 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, StackFileError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
-    for rel, content in artifacts(cluster).items():
+    rendered = artifacts(cluster)
+    for rel, content in rendered.items():
         path = args.out / rel
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(content)
         if rel.endswith(".sh"):
             path.chmod(0o755)
-    print(f"rendered {len(artifacts(cluster))} artifacts for stack {args.stack} into {args.out}")
+    print(f"rendered {len(rendered)} artifacts for stack {args.stack} into {args.out}")
     return 0
 
 
