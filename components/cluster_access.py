@@ -27,7 +27,7 @@ COPIES_OUTPUT = "controlPlaneCopies"
 IDENTIFIER_OUTPUT = "clusterIdentifier"
 
 
-def previous_run() -> pulumi.StackReference:
+def own_stack_reference() -> pulumi.StackReference:
     """This very stack: the engine answers with the outputs of its last checkpoint (pulumi/
     pulumi pkg/resource/deploy/builtins.go readStackReference -> backend GetStackOutputs),
     none on a stack's first run. Read in preview as in `up`, so both decide alike. A resource
@@ -44,7 +44,7 @@ class ClusterAccess(pulumi.ComponentResource):
         super().__init__("kube-ha:k8s:ClusterAccess", name, None, opts)
         boot = cluster.bootstrap
         rotation = cluster.certificates.rotation
-        previous = previous_run()
+        previous = own_stack_reference()
         generation: pulumi.Output[str] = previous.get_output(COPIES_OUTPUT).apply(
             lambda record: renewal.copy_generation(rotation, record, certificates.now()))
         read = run_script(f"{name}-read-admin-kubeconfig", boot, ssh,
