@@ -11,11 +11,11 @@ from datetime import UTC, datetime
 import pulumi
 import pulumi_tls as tls
 
-from components import renewal
-from components.kubeadm_scripts import read_ca_script
-from components.model import Cluster, Host
 from components.remote import Ssh, run_script
-from components.topology import SanSet, apiserver_sans
+from kube_ha.certificates import renewal
+from kube_ha.kubeadm.scripts import read_ca_script
+from kube_ha.model import Cluster, Host
+from kube_ha.topology import SanSet, apiserver_sans
 
 
 def now() -> datetime:
@@ -47,7 +47,7 @@ class IssuedCert(pulumi.ComponentResource):
         child = pulumi.ResourceOptions(parent=self)
         settings = cluster.certificates
         # Re-keyed (and so re-issued) on a rotation bump and once per renewal period: see
-        # components/renewal.py for why early_renewal_hours alone renews nothing.
+        # kube_ha/certificates/renewal.py for why early_renewal_hours alone renews nothing.
         key = tls.PrivateKey(
             f"{name}-key", algorithm="ECDSA", ecdsa_curve="P256",
             opts=pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(

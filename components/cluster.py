@@ -12,11 +12,11 @@ from components.controller_manager import controller_manager, scheduler
 from components.elastic_apiserver import ElasticApiserver
 from components.kubeadm import ControlPlane
 from components.loadbalancer import LoadBalancer
-from components.manifests import CONTROLLER_MANAGER_PKI, ELASTIC_PKI, SCHEDULER_PKI, SecretSpec
-from components.model import Cluster, membership_record
 from components.preflight import Preflight
 from components.remote import Ssh
-from components.topology import all_sans
+from kube_ha.elastic.manifests import CONTROLLER_MANAGER_PKI, ELASTIC_PKI, SCHEDULER_PKI, SecretSpec
+from kube_ha.model import Cluster, membership_record
+from kube_ha.topology import all_sans
 
 
 class HaCluster(pulumi.ComponentResource):

@@ -9,17 +9,18 @@ from typing import Any
 import pulumi
 import pulumi_kubernetes as k8s
 
-from components import certificates, renewal
-from components import kubeadm_scripts as ks
-from components.manifests import (
+from components import certificates
+from components.previous_run import this_stack
+from components.remote import Ssh, run_script
+from kube_ha.certificates import renewal
+from kube_ha.elastic.manifests import (
     SecretSpec,
     content_sha256,
     kubeconfig_with_server,
     secret_manifest,
 )
-from components.model import Cluster
-from components.previous_run import this_stack
-from components.remote import Ssh, run_script
+from kube_ha.kubeadm import scripts as ks
+from kube_ha.model import Cluster
 
 # Stack outputs the next run reads back (through a reference to this very stack): the copies'
 # read generation and expiry, and the Kubernetes provider's identity.

@@ -8,7 +8,8 @@ from typing import Any
 import pulumi
 from pulumi.runtime import config as runtime_config
 
-from components.model import (
+from components.previous_run import previous_outputs
+from kube_ha.model import (
     OBJECT_KEYS,
     PROJECT,
     SECRET_KEYS,
@@ -18,7 +19,6 @@ from components.model import (
     misplaced_config_keys,
     parse_cluster,
 )
-from components.previous_run import previous_outputs
 
 # The stack output recording what was deployed (model.membership_record).
 MEMBERSHIP_OUTPUT = "membership"

@@ -12,9 +12,9 @@ from typing import Any
 import pulumi
 import pulumi_kubernetes as k8s
 
-from components import manifests as m
 from components.cluster_access import ClusterAccess
-from components.model import Cluster
+from kube_ha.elastic import manifests as m
+from kube_ha.model import Cluster
 
 
 class LeaderElected(pulumi.ComponentResource):

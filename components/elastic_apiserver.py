@@ -11,11 +11,11 @@ from typing import Any, cast
 import pulumi
 import pulumi_kubernetes as k8s
 
-from components import manifests as m
 from components.certificates import SERVER_USES, ClusterCertificates, IssuedCert
 from components.cluster_access import ClusterAccess
-from components.model import Cluster
-from components.topology import elastic_apiserver_sans
+from kube_ha.elastic import manifests as m
+from kube_ha.model import Cluster
+from kube_ha.topology import elastic_apiserver_sans
 
 
 class ElasticApiserver(pulumi.ComponentResource):

@@ -20,12 +20,12 @@ from typing import Any
 
 import pulumi
 
-from components import kubeadm_scripts as ks
 from components.certificates import ClusterCertificates
-from components.haproxy import NODE_LOCAL_HEALTH, node_local_frontend, render_haproxy_cfg
-from components.lb_scripts import configure_script, install_script
-from components.model import Cluster, Host
 from components.remote import Ssh, run_script
+from kube_ha.kubeadm import scripts as ks
+from kube_ha.loadbalancer.haproxy import NODE_LOCAL_HEALTH, node_local_frontend, render_haproxy_cfg
+from kube_ha.loadbalancer.scripts import configure_script, install_script
+from kube_ha.model import Cluster, Host
 
 
 def _cp_join(cluster: Cluster, node: Host, values: list[str]) -> str:

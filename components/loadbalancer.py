@@ -6,10 +6,10 @@ import functools
 
 import pulumi
 
-from components.haproxy import render_haproxy_cfg
-from components.lb_scripts import configure_script, install_script
-from components.model import Cluster, Host
 from components.remote import Ssh, run_script
+from kube_ha.loadbalancer.haproxy import render_haproxy_cfg
+from kube_ha.loadbalancer.scripts import configure_script, install_script
+from kube_ha.model import Cluster, Host
 
 
 def _configure(cluster: Cluster, cfg: str, host: Host, pems: list[str]) -> str:

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pulumi
 
-from components.model import Cluster
-from components.preflight_scripts import preflight_script, targets
 from components.remote import Ssh, run_script
+from kube_ha.model import Cluster
+from kube_ha.preflight import preflight_script, targets
 
 
 class Preflight(pulumi.ComponentResource):

@@ -12,8 +12,8 @@ from collections.abc import Sequence
 import pulumi
 import pulumi_command as command
 
-from components.model import Host
-from components.shell import quote
+from kube_ha.model import Host
+from kube_ha.shell import quote
 
 
 class Ssh:

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from components.model import parse_cluster
-from components.topology import apiserver_sans
+from kube_ha.model import parse_cluster
+from kube_ha.topology import apiserver_sans
 from tests.harness import pki
 from tests.harness.hosts import host
 from tests.harness.lab import Lab
@@ -189,7 +189,7 @@ def kubeadm_checked_names(kubeadm_yaml: str, node_name: str, advertise: str
 def test_every_control_plane_cert_passes_kubeadms_own_san_check(extra: dict[str, Any]) -> None:
     """Each node's certificate (the real one the program issues) holds every name kubeadm checks
     when that node joins with it pre-placed, for the ClusterConfiguration the program writes."""
-    from components.kubeadm_scripts import kubeadm_config
+    from kube_ha.kubeadm.scripts import kubeadm_config
 
     raw = {**dev_stack(), **extra}
     mocks = ClusterMocks()

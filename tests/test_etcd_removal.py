@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from components.kubeadm_scripts import EtcdAccess, member_removal_script, membership_check_script
-from components.model import Host
+from kube_ha.kubeadm.scripts import EtcdAccess, member_removal_script, membership_check_script
+from kube_ha.model import Host
 from tests.harness.lab import free_port, loopback_block
 
 pytestmark = pytest.mark.slow

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from components.haproxy import HaproxyPaths, render_haproxy_cfg
-from components.model import parse_cluster
+from kube_ha.loadbalancer.haproxy import HaproxyPaths, render_haproxy_cfg
+from kube_ha.model import parse_cluster
 from tests.harness import reference_configs
 from tests.harness.lab import Lab
 
@@ -140,8 +140,8 @@ def test_the_session_guard_waits_one_detection_time_before_believing_a_slow_serv
     not synchronised): the guard's grace for a slow (L7 timeout) server is the whole detection
     time of the proxy's own health settings, so in a brownout the others are already failing
     when it would cut. Dead checks (no connection, no TLS handshake) are cut at once."""
-    from components.haproxy import NODE_LOCAL_HEALTH, detection_ms, session_guard_lua
-    from components.model import HealthCheck
+    from kube_ha.loadbalancer.haproxy import NODE_LOCAL_HEALTH, detection_ms, session_guard_lua
+    from kube_ha.model import HealthCheck
 
     lb = session_guard_lua(HealthCheck())
     local = session_guard_lua(NODE_LOCAL_HEALTH)

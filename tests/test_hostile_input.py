@@ -17,8 +17,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from components.model import ConfigError, parse_cluster
-from components.render import artifacts
+from kube_ha.model import ConfigError, parse_cluster
+from kube_ha.render import artifacts
 from tests.program import dev_stack
 
 Path = tuple[str | int, ...]

@@ -10,15 +10,15 @@ from typing import Any
 
 import pytest
 
-from components import kubeadm_scripts as ks
-from components.haproxy import (
+from kube_ha.kubeadm import scripts as ks
+from kube_ha.loadbalancer.haproxy import (
     NODE_LOCAL_HEALTH,
     HaproxyPaths,
     node_local_frontend,
     render_haproxy_cfg,
 )
-from components.model import parse_cluster
-from components.topology import apiserver_sans
+from kube_ha.model import parse_cluster
+from kube_ha.topology import apiserver_sans
 from tests.harness.hosts import host
 from tests.harness.lab import Lab, node_local
 from tests.mocks import plain

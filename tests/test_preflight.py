@@ -19,8 +19,8 @@ from typing import Any
 
 import pytest
 
-from components.model import Cluster, parse_cluster
-from components.preflight_scripts import Target, preflight_script, targets
+from kube_ha.model import Cluster, parse_cluster
+from kube_ha.preflight import Target, preflight_script, targets
 from tests.harness.hosts import host
 from tests.harness.script_host import ScriptHost, StepResult, seed_cluster
 from tests.program import dev_stack, run_program

@@ -21,7 +21,7 @@ def test_render_writes_every_artifact_and_imports_no_pulumi(tmp_path: Path) -> N
         "import sys, runpy\n"
         "sys.argv = ['render', '--stack', 'dev', '--dir', sys.argv[1], '--out', sys.argv[2]]\n"
         "try:\n"
-        "    runpy.run_module('components.render', run_name='__main__')\n"
+        "    runpy.run_module('kube_ha.render', run_name='__main__')\n"
         "except SystemExit as e:\n"
         "    assert not e.code, e.code\n"
         "bad = sorted(m for m in sys.modules if m.split('.')[0].startswith('pulumi'))\n"
@@ -43,7 +43,7 @@ def test_render_rejects_bad_stack_naming_the_key(tmp_path: Path) -> None:
     stack = (ROOT / "Pulumi.dev.yaml").read_text().replace("address: 10.21.22.70",
                                                            "address: 10.21.22.700")
     (tmp_path / "Pulumi.bad.yaml").write_text(stack)
-    result = subprocess.run([sys.executable, "-m", "components.render", "--stack", "bad", "--dir",
+    result = subprocess.run([sys.executable, "-m", "kube_ha.render", "--stack", "bad", "--dir",
                              str(tmp_path), "--out", str(tmp_path / "out")], cwd=ROOT,
                             capture_output=True, text=True)
     assert result.returncode == 1
@@ -52,9 +52,9 @@ def test_render_rejects_bad_stack_naming_the_key(tmp_path: Path) -> None:
 
 
 def test_render_same_cfg_as_program() -> None:
-    from components.haproxy import render_haproxy_cfg
-    from components.model import parse_cluster
-    from components.render import stack_config
+    from kube_ha.loadbalancer.haproxy import render_haproxy_cfg
+    from kube_ha.model import parse_cluster
+    from kube_ha.render import stack_config
     from tests.program import dev_stack, run_program
 
     offline = render_haproxy_cfg(parse_cluster(*stack_config(ROOT / "Pulumi.dev.yaml")))
@@ -67,7 +67,7 @@ def test_render_vip_topology_writes_keepalived_per_lb(tmp_path: Path) -> None:
     stack["config"]["kube-ha:endpoint"].update(address="10.21.22.100", virtualIp=True)
     stack["config"]["kube-ha:loadBalancers"].append(host("haproxy-102", "10.21.22.102"))
     (tmp_path / "Pulumi.vip.yaml").write_text(yaml.safe_dump(stack))
-    subprocess.run([sys.executable, "-m", "components.render", "--stack", "vip", "--dir",
+    subprocess.run([sys.executable, "-m", "kube_ha.render", "--stack", "vip", "--dir",
                     str(tmp_path), "--out", str(tmp_path / "out")], cwd=ROOT, check=True,
                    capture_output=True)
     out = tmp_path / "out" / "lb"
@@ -89,7 +89,7 @@ def test_render_vip_topology_writes_keepalived_per_lb(tmp_path: Path) -> None:
 
 def _render(tmp_path: Path, text: str) -> subprocess.CompletedProcess[str]:
     (tmp_path / "Pulumi.edited.yaml").write_text(text)
-    return subprocess.run([sys.executable, "-m", "components.render", "--stack", "edited",
+    return subprocess.run([sys.executable, "-m", "kube_ha.render", "--stack", "edited",
                            "--dir", str(tmp_path), "--out", str(tmp_path / "out")], cwd=ROOT,
                           capture_output=True, text=True)
 

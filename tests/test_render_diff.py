@@ -17,7 +17,7 @@ def _render(tmp: Path, name: str, stack: dict[str, object]) -> Path:
     d = tmp / name
     d.mkdir()
     (d / "Pulumi.dev.yaml").write_text(yaml.safe_dump(stack))
-    subprocess.run([sys.executable, "-m", "components.render", "--stack", "dev", "--dir", str(d),
+    subprocess.run([sys.executable, "-m", "kube_ha.render", "--stack", "dev", "--dir", str(d),
                     "--out", str(d / "out")], cwd=ROOT, check=True, capture_output=True)
     return d / "out"
 

@@ -14,8 +14,9 @@ from typing import Any
 
 import pytest
 
-from components import certificates, renewal
-from components.manifests import CHECKSUM_ANNOTATION
+from components import certificates
+from kube_ha.certificates import renewal
+from kube_ha.elastic.manifests import CHECKSUM_ANNOTATION
 from tests.program import Run, dev_stack, run_program, value_of
 
 KEYS = "tls:index/privateKey:PrivateKey"
@@ -184,7 +185,7 @@ def test_a_rotation_bump_re_reads_the_copies(monkeypatch: pytest.MonkeyPatch) ->
 
 
 def test_expiry_of_copies_matches_openssl(tmp_path: Any) -> None:
-    """components/x509.py reads notAfter without a crypto library: against openssl for RSA and
+    """kube_ha/certificates/x509.py reads notAfter without a crypto library: against openssl for RSA and
     EC keys, UTCTime and (past 2049) GeneralizedTime; a kubeconfig without an inline client
     certificate and a key file give no entry."""
     import base64

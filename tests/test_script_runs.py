@@ -46,10 +46,10 @@ from typing import Any
 import pytest
 import yaml
 
-from components import kubeadm_scripts as ks
-from components.model import Cluster, Host, parse_cluster
-from components.render import artifacts
-from components.topology import apiserver_sans
+from kube_ha.kubeadm import scripts as ks
+from kube_ha.model import Cluster, Host, parse_cluster
+from kube_ha.render import artifacts
+from kube_ha.topology import apiserver_sans
 from tests.harness import pki
 from tests.harness.script_host import ScriptHost, StepResult, seed_cluster
 from tests.harness.standins.certs import spki_sha256

@@ -12,11 +12,11 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from components import keepalived
-from components import kubeadm_scripts as ks
-from components.model import parse_cluster
-from components.render import artifacts
-from components.shell import script, write_file
+from kube_ha.kubeadm import scripts as ks
+from kube_ha.loadbalancer import keepalived
+from kube_ha.model import parse_cluster
+from kube_ha.render import artifacts
+from kube_ha.shell import script, write_file
 from tests.harness import pki
 from tests.harness.hosts import host
 

@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from components.model import parse_cluster
-from components.topology import apiserver_sans, kubernetes_service_ip, lb_backends
+from kube_ha.model import parse_cluster
+from kube_ha.topology import apiserver_sans, kubernetes_service_ip, lb_backends
 from tests.harness.hosts import host
 
 SERVICE_NAMES = ["kubernetes", "kubernetes.default", "kubernetes.default.svc",

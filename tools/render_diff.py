@@ -53,7 +53,7 @@ def render_diff(base: Path, head: Path, limit: int = LIMIT) -> str:
         kept += 1
     if kept < len(parts) - 1:
         text += (f"\n… {len(parts) - 1 - kept} more files changed; render both commits "
-                 "(`python -m components.render`) to see them all.\n")
+                 "(`python -m kube_ha.render`) to see them all.\n")
     return text
 
 

@@ -34,7 +34,7 @@ from typing import Any
 
 import yaml
 
-from components.model import Cluster, Host
+from kube_ha.model import Cluster, Host
 
 ROOT = Path(__file__).resolve().parents[2]
 STANDINS = Path(__file__).parent / "standins"

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from components.kubeadm_scripts import K8S
-from components.model import KUBEADM_PORTS, Cluster, Host
-from components.shell import quote, script
+from kube_ha.kubeadm.scripts import K8S
+from kube_ha.model import KUBEADM_PORTS, Cluster, Host
+from kube_ha.shell import quote, script
 
 SUPPORTED_OS = ("debian", "ubuntu", "rhel", "centos", "rocky", "almalinux", "fedora")
 

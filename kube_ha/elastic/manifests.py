@@ -13,8 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from components.model import Cluster
-from components.topology import etcd_endpoints
+from kube_ha.model import Cluster
+from kube_ha.topology import etcd_endpoints
 
 NAMESPACE = "kube-system"
 # Pods that hold the cluster's keys are placed only by what a kubelet cannot set on its own

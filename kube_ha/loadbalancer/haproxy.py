@@ -28,8 +28,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from components.model import Cluster, HealthCheck, host_port
-from components.topology import lb_backends
+from kube_ha.model import Cluster, HealthCheck, host_port
+from kube_ha.topology import lb_backends
 
 CHECK_PATH = "/readyz"
 # `_` never occurs in a node name (DNS-1123), so a twin's name cannot clash with a real server.

@@ -11,9 +11,9 @@ import hashlib
 import json
 from dataclasses import dataclass
 
-from components.model import Cluster, Host, host_port
-from components.shell import heredoc, quote, script, tcp_probe, write_file
-from components.topology import shared_sans
+from kube_ha.model import Cluster, Host, host_port
+from kube_ha.shell import heredoc, quote, script, tcp_probe, write_file
+from kube_ha.topology import shared_sans
 
 K8S = "/etc/kubernetes"
 PKI = f"{K8S}/pki"

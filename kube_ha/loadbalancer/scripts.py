@@ -13,10 +13,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from components import keepalived
-from components.haproxy import HaproxyPaths, session_guard_lua
-from components.model import Cluster, HealthCheck, Host, parse_ip
-from components.shell import quote, script, write_file
+from kube_ha.loadbalancer import keepalived
+from kube_ha.loadbalancer.haproxy import HaproxyPaths, session_guard_lua
+from kube_ha.model import Cluster, HealthCheck, Host, parse_ip
+from kube_ha.shell import quote, script, write_file
 
 CFG = "/etc/haproxy/haproxy.cfg"
 DEFAULT_PATHS = HaproxyPaths()

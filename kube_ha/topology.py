@@ -5,7 +5,7 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass
 
-from components.model import Cluster, Host, host_port
+from kube_ha.model import Cluster, Host, host_port
 
 
 @dataclass(frozen=True)

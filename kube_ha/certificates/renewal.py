@@ -17,7 +17,7 @@ from typing import Any
 
 import yaml
 
-from components import x509
+from kube_ha.certificates import x509
 
 # The release that introduced renewal: generation 0 runs until one period after it, so taking
 # this version re-keys nothing by itself.

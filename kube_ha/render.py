@@ -1,6 +1,6 @@
 """Offline render: every artifact the program sends to hosts, from Pulumi.<stack>.yaml alone.
 
-    python -m components.render --stack dev --out rendered/
+    python -m kube_ha.render --stack dev --out rendered/
 
 No Pulumi CLI, no Pulumi import: the same pure functions the program calls, fed by pyyaml.
 Values only known at deploy time (the cluster CA read from the bootstrap node, issued
@@ -18,14 +18,14 @@ from typing import Any
 
 import yaml
 
-from components import kubeadm_scripts as ks
-from components.haproxy import NODE_LOCAL_HEALTH, node_local_frontend, render_haproxy_cfg
-from components.keepalived import render_keepalived_conf
-from components.lb_scripts import configure_script, install_script
-from components.manifests import all_manifests
-from components.model import PROJECT, SECRET_KEYS, Cluster, ConfigError, misplaced_config_keys, parse_cluster
-from components.preflight_scripts import preflight_script, targets
-from components.topology import all_sans
+from kube_ha.elastic.manifests import all_manifests
+from kube_ha.kubeadm import scripts as ks
+from kube_ha.loadbalancer.haproxy import NODE_LOCAL_HEALTH, node_local_frontend, render_haproxy_cfg
+from kube_ha.loadbalancer.keepalived import render_keepalived_conf
+from kube_ha.loadbalancer.scripts import configure_script, install_script
+from kube_ha.model import PROJECT, SECRET_KEYS, Cluster, ConfigError, misplaced_config_keys, parse_cluster
+from kube_ha.preflight import preflight_script, targets
+from kube_ha.topology import all_sans
 
 PLACEHOLDER_CERT = "# <certificate issued at deploy time by pulumi_tls>\n"
 PLACEHOLDER_KEY = "# <private key: a Pulumi secret, not rendered>\n"
@@ -128,7 +128,7 @@ def artifacts(cluster: Cluster) -> dict[str, str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m components.render", description=__doc__,
+    p = argparse.ArgumentParser(prog="python -m kube_ha.render", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--stack", default="dev", help="stack name: reads Pulumi.<stack>.yaml")
     p.add_argument("--dir", type=Path, default=Path("."), help="project directory")

@@ -11,8 +11,8 @@ FAULT and gives the VIP up at once.
 
 from __future__ import annotations
 
-from components.model import Cluster, Host
-from components.shell import script, tcp_probe
+from kube_ha.model import Cluster, Host
+from kube_ha.shell import script, tcp_probe
 
 CHECK_SCRIPT = "/usr/libexec/keepalived/kube-ha-check.sh"  # RHEL labels this dir for scripts
 CONF = "/etc/keepalived/keepalived.conf"

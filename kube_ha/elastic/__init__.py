@@ -1,0 +1,1 @@
+"""The elastic control plane: apiserver Deployment + HPA, leader-elected controller-manager and scheduler."""

@@ -1,0 +1,1 @@
+"""kubeadm over SSH: init or adopt, joins, etcd membership, removal and reset, as scripts."""

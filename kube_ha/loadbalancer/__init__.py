@@ -1,0 +1,1 @@
+"""The load balancer: haproxy (LB hosts and node-local proxies), keepalived, their scripts."""
