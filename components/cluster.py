@@ -15,7 +15,8 @@ from components.loadbalancer import LoadBalancer
 from components.preflight import Preflight
 from components.remote import Ssh
 from kube_ha.elastic.manifests import CONTROLLER_MANAGER_PKI, ELASTIC_PKI, SCHEDULER_PKI, SecretSpec
-from kube_ha.model import Cluster, membership_record
+from kube_ha.membership import membership_record
+from kube_ha.model import Cluster
 from kube_ha.topology import all_sans
 
 

@@ -9,16 +9,9 @@ import pulumi
 from pulumi.runtime import config as runtime_config
 
 from components.previous_run import previous_outputs
-from kube_ha.model import (
-    OBJECT_KEYS,
-    PROJECT,
-    SECRET_KEYS,
-    Cluster,
-    ConfigError,
-    destructive_edits,
-    misplaced_config_keys,
-    parse_cluster,
-)
+from kube_ha.config import OBJECT_KEYS, SECRET_KEYS, ConfigError, misplaced_config_keys, parse_cluster
+from kube_ha.membership import destructive_edits
+from kube_ha.model import PROJECT, Cluster
 
 # The stack output recording what was deployed (model.membership_record).
 MEMBERSHIP_OUTPUT = "membership"

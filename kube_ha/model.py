@@ -1,21 +1,16 @@
-"""The cluster as stack config describes it: typed, frozen, validated once.
+"""The cluster as the program sees it: hosts, endpoint and the settings of each part, frozen.
 
-Pure: no Pulumi import. `parse_cluster` takes the stack's config values (keys without the
-`kube-ha:` prefix, values already decoded from YAML/JSON) and returns a `Cluster`, or raises one
-`ConfigError` listing every problem, each naming its key and the fix. Secret values never enter
-the model: only whether they are set.
+Pure: no Pulumi import. `kube_ha.config` reads and validates stack config into these types;
+everything else (topology, renderers, components) only reads them.
 """
 
 from __future__ import annotations
 
-import base64
-import contextlib
-import dataclasses
 import ipaddress
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, TypeGuard, TypeVar
+from typing import ClassVar, TypeGuard
 
 PROJECT = "kube-ha"
 
@@ -27,17 +22,7 @@ IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 # What passes these grammars is inert in a shell word and in a config-file line.
 # DNS-1123 label, the rule Kubernetes applies to each dot-separated part of a Node name.
 _DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
-_VERSION = re.compile(r"v?([0-9]+)\.([0-9]+)\.([0-9]+)")
-# POSIX portable user names as useradd accepts them by default (NAME_REGEX), no trailing `$`.
-_USER = re.compile(r"[a-z_][a-z0-9_-]{0,31}")
-# An OpenSSH public key line (`ssh_host_*_key.pub`): type, base64 blob, optional comment. The
-# pinned pulumi-command parses it with ssh.ParseAuthorizedKey and negotiates only that key type.
-_HOST_KEY = re.compile(r"(ssh-ed25519|ecdsa-sha2-nistp(?:256|384|521)|ssh-rsa) "
-                       r"([A-Za-z0-9+/]+={0,2})( [\x21-\x7e][\x20-\x7e]*)?")
-_DIGITS = re.compile(r"-?[0-9]+")
-_QUANTITY = re.compile(r"[0-9]+(\.[0-9]+)?(m|Ki|Mi|Gi)?")
-_DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
-_IMAGE_REPOSITORY = re.compile(r"[a-z0-9]([-a-z0-9.:]*[a-z0-9])?(/[a-z0-9._-]+)*")
+VERSION = re.compile(r"v?([0-9]+)\.([0-9]+)\.([0-9]+)")
 
 
 def is_dns_name(value: object) -> TypeGuard[str]:
@@ -68,17 +53,6 @@ def host_port(address: IPAddress | str, port: int) -> str:
     return f"{url_host(address)}:{port}"
 
 
-class ConfigError(ValueError):
-    """One or more config problems; each line names the key and the fix."""
-
-    def __init__(self, problems: list[tuple[str, str]]):
-        self.problems = problems
-        self.keys = [key for key, _ in problems]
-        lines = [f"{key if ':' in key else f'{PROJECT}:{key}'}: {message}"
-                 for key, message in problems]
-        super().__init__("invalid stack config:\n  " + "\n  ".join(lines))
-
-
 @dataclass(frozen=True)
 class Host:
     """A machine reached over SSH."""
@@ -96,6 +70,8 @@ class Host:
 @dataclass(frozen=True)
 class Endpoint:
     """The address every client dials: the LB (or VIP), never a node."""
+
+    DEFAULT_PORT: ClassVar[int] = 6443
 
     address: IPAddress
     port: int
@@ -119,14 +95,14 @@ class Endpoint:
 
 
 @dataclass(frozen=True)
-class Networking:
+class NetworkSettings:
     service_subnet: IPNetwork
     pod_subnet: IPNetwork
     cluster_domain: str
 
 
 @dataclass(frozen=True)
-class HealthCheck:
+class HealthCheckSettings:
     """haproxy active checks. A hung node (TLS handshake never completes) fails each check after
     min(connect timeout, inter); one that completes TLS but never answers, after `timeout_ms`. It
     leaves rotation within inter + fall x that + (fall-1) x fastinter: 500 + 2x350 + 50 =
@@ -179,7 +155,7 @@ class CertificateSettings:
 
 
 @dataclass(frozen=True)
-class ElasticApiserver:
+class ElasticApiserverSettings:
     enabled: bool = False
     pool_nodes: tuple[str, ...] = ()
     port: int = 7443
@@ -193,13 +169,13 @@ class ElasticApiserver:
 
 
 @dataclass(frozen=True)
-class ControllerManager:
+class ControllerManagerSettings:
     replicas: int = 0
     port: int = 10357
 
 
 @dataclass(frozen=True)
-class Scheduler:
+class SchedulerSettings:
     replicas: int = 0
     port: int = 10359
 
@@ -212,14 +188,14 @@ class Cluster:
     workers: tuple[Host, ...]
     load_balancers: tuple[Host, ...]
     endpoint: Endpoint
-    networking: Networking
-    apiserver_port: int = 6443
-    health_check: HealthCheck = field(default_factory=HealthCheck)
+    networking: NetworkSettings
+    apiserver_port: int  # SCALAR_KEYS["apiserverPort"] holds the default
+    health_check: HealthCheckSettings = field(default_factory=HealthCheckSettings)
     load_balancer: LoadBalancerSettings = field(default_factory=LoadBalancerSettings)
     certificates: CertificateSettings = field(default_factory=CertificateSettings)
-    elastic_apiserver: ElasticApiserver = field(default_factory=ElasticApiserver)
-    controller_manager: ControllerManager = field(default_factory=ControllerManager)
-    scheduler: Scheduler = field(default_factory=Scheduler)
+    elastic_apiserver: ElasticApiserverSettings = field(default_factory=ElasticApiserverSettings)
+    controller_manager: ControllerManagerSettings = field(default_factory=ControllerManagerSettings)
+    scheduler: SchedulerSettings = field(default_factory=SchedulerSettings)
     node_local_proxy: bool = False
     image_repository: str = "registry.k8s.io"
     # component -> "sha256:<hex>": its image is pulled by digest (`tag@digest`), so a registry
@@ -263,687 +239,13 @@ class Cluster:
 
     @property
     def minor_version(self) -> tuple[int, int]:
-        m = _VERSION.fullmatch(self.kubernetes_version)
+        m = VERSION.fullmatch(self.kubernetes_version)
         assert m, "validated by parse_cluster"
         return int(m.group(1)), int(m.group(2))
 
 
-# Scalar keys: name -> (type, default, description). Pulumi.yaml declares exactly these (a test
-# keeps the two in step), so `pulumi config` users and the offline render see the same defaults.
-SCALAR_KEYS: dict[str, tuple[type, Any, str]] = {
-    "clusterName": (str, "kubernetes", "Cluster name (kubeadm clusterName, kubeconfig names)."),
-    "kubernetesVersion": (str, "v1.32.3", "Kubernetes version the control plane runs (vX.Y.Z)."),
-    "apiserverPort": (int, 6443, "Port kube-apiserver binds on each control-plane node."),
-    "sshUser": (str, "root", "Default SSH user for hosts that do not name one (sudo if not root)."),
-    "sshPort": (int, 22, "Default SSH port for hosts that do not name one."),
-    "sshPrivateKey": (str, None, "SSH private key (PEM) for every host. Set with --secret."),
-    "serviceSubnet": (str, "10.96.0.0/12", "Service CIDR; its first address is a SAN."),
-    "podSubnet": (str, "10.244.0.0/16", "Pod CIDR."),
-    "clusterDomain": (str, "cluster.local", "Cluster DNS domain."),
-    "allowEvenControlPlane": (bool, False, "Allow an even control-plane count (etcd quorum)."),
-    "nodeLocalProxy": (bool, False, "Workers run haproxy on 127.0.0.1; kubelets and kube-proxy dial it."),
-    "imageRepository": (str, "registry.k8s.io", "Registry of the control-plane images."),
-    "insecureSkipHostKeyCheck": (bool, False, "Throwaway labs only: hosts without hostKey are "
-                                 "trusted on first answer (no SSH host key verification)."),
-}
-OBJECT_KEYS = {
-    "endpoint",
-    "controlPlane",
-    "workers",
-    "loadBalancers",
-    "healthCheck",
-    "loadBalancer",
-    "certificates",
-    "elasticApiserver",
-    "controllerManager",
-    "kubeScheduler",
-    "imageDigests",
-}
-# The images this program deploys itself (kubeadm pulls the static pods' own images).
-DEPLOYED_IMAGES = ("kube-apiserver", "kube-controller-manager", "kube-scheduler")
-SECRET_KEYS = {"sshPrivateKey"}
-
-T = TypeVar("T")
-
-
-class _Reader:
-    """Collects problems instead of stopping at the first, so one run shows them all."""
-
-    def __init__(self) -> None:
-        self.problems: list[tuple[str, str]] = []
-
-    def fail(self, key: str, message: str) -> None:
-        self.problems.append((key, message))
-
-    def typed(self, key: str, value: Any, kind: type[T], default: T) -> T:
-        if value is None:
-            return default
-        # YAML/JSON config may carry numbers and booleans as strings ("6443", "true").
-        if kind is bool and isinstance(value, str) and value.lower() in ("true", "false"):
-            return value.lower() == "true"  # type: ignore[return-value]
-        if kind is int and isinstance(value, str) and _DIGITS.fullmatch(value):
-            return int(value)  # type: ignore[return-value]
-        if (kind is int and isinstance(value, bool)) or not isinstance(value, kind):
-            self.fail(key, f"{value!r} is not a {kind.__name__}. Fix: give a {kind.__name__}.")
-            return default
-        return value
-
-    def port(self, key: str, value: Any, default: int) -> int:
-        port = self.typed(key, value, int, default)
-        if not 1 <= port <= 65535:
-            self.fail(key, f"port {port} is out of range. Fix: use 1-65535.")
-        return port
-
-    def positive(self, key: str, value: Any, default: int, minimum: int = 1,
-                 maximum: int | None = None) -> int:
-        number = self.typed(key, value, int, default)
-        if number < minimum:
-            self.fail(key, f"{number} is too small. Fix: use at least {minimum}.")
-        elif maximum is not None and number > maximum:
-            self.fail(key, f"{number} is too large. Fix: use at most {maximum}.")
-        return number
-
-    def within(self, minimum: int, maximum: int) -> Callable[[str, Any, int], int]:
-        """A field reader for an integer in [minimum, maximum]."""
-        return lambda k, v, df: self.positive(k, v, df, minimum, maximum)
-
-    def ip(self, key: str, value: Any) -> IPAddress | None:
-        address = parse_ip(value)
-        if address is None:
-            self.fail(key, f"{value!r} is not an IP address. Fix: give an IPv4 or IPv6 address, "
-                      "without a zone id or spaces.")
-        return address
-
-    def cidr(self, key: str, value: Any) -> IPNetwork | None:
-        try:
-            if not (isinstance(value, str) and value.isascii() and value == value.strip()):
-                raise ValueError("not a plain ASCII string")
-            if "%" in value:  # Python takes `fe80::/64%anything` as a zone id, as for addresses
-                raise ValueError("zone ids are not allowed")
-            return ipaddress.ip_network(value, strict=True)
-        except ValueError as err:
-            self.fail(key, f"{value!r} is not a network CIDR ({err}). Fix: e.g. 10.96.0.0/12.")
-            return None
-
-    def user(self, key: str, value: Any, default: str) -> str:
-        name = self.typed(key, value, str, default)
-        if not _USER.fullmatch(name):
-            self.fail(key, f"{name!r} is not a user name. Fix: lower-case letters, digits, '_' "
-                      "or '-', starting with a letter, e.g. root or kube-admin.")
-        return name
-
-    def obj(self, key: str, value: Any, allowed: set[str]) -> Mapping[str, Any]:
-        if value is None:
-            return {}
-        if not isinstance(value, Mapping):
-            self.fail(key, "must be a mapping. Fix: give key: value pairs.")
-            return {}
-        for unknown in sorted(set(value) - allowed):
-            hint = _closest(unknown, allowed)
-            self.fail(
-                f"{key}.{unknown}",
-                f"unknown key.{f' Did you mean {hint!r}?' if hint else ''} "
-                f"Fix: use one of {', '.join(sorted(allowed))}.",
-            )
-        return value
-
-
-def misplaced_config_keys(full_keys: Iterable[str]) -> dict[str, str]:
-    """Stack config keys meant for this program that it would never see, with why: no
-    namespace (the CLI refuses those: `<namespace>:<name>`), or a namespace a typo away from
-    `kube-ha` (the CLI hands those to no one, silently)."""
-    found = {}
-    for full in full_keys:
-        namespace, sep, key = str(full).partition(":")
-        if not sep:
-            found[full] = f"has no namespace. Fix: write {PROJECT}:{full}."
-        elif namespace != PROJECT and _closest(namespace, {PROJECT}):
-            found[full] = (f"is in namespace {namespace!r}, which nothing reads. Did you mean "
-                           f"'{PROJECT}:{key}'?")
-    return found
-
-
-def _closest(word: str, choices: set[str]) -> str | None:
-    import difflib
-
-    match = difflib.get_close_matches(word, sorted(choices), n=1, cutoff=0.6)
-    return match[0] if match else None
-
-
-_HOST_KEYS = {"name", "address", "user", "port", "bootstrap", "hostKey"}
-
-
-def _host_key(r: _Reader, key: str, value: Any, required: bool) -> str | None:
-    if value is None:
-        if required:
-            r.fail(key, "is not set: without it the SSH client trusts whoever answers on the "
-                   "address with root scripts, the CA key and join tokens. Fix: give the host's "
-                   "/etc/ssh/ssh_host_ed25519_key.pub line, collected out of band (see README, "
-                   "'SSH host keys'), or set insecureSkipHostKeyCheck: true for a throwaway lab.")
-        return None
-    m = _HOST_KEY.fullmatch(value) if isinstance(value, str) else None
-    blob = b""
-    if m:
-        with contextlib.suppress(ValueError):
-            blob = base64.b64decode(m.group(2), validate=True)
-    # The blob starts with its own key type (RFC 4253 6.6): a pasted key of another type or a
-    # truncated line is caught here, not at the first dial.
-    kind = m.group(1).encode() if m else b""
-    if not m or blob[4:4 + len(kind)] != kind or int.from_bytes(blob[:4], "big") != len(kind):
-        r.fail(key, f"{value!r} is not an SSH public key. Fix: paste one line of "
-               "/etc/ssh/ssh_host_ed25519_key.pub, e.g. 'ssh-ed25519 AAAAC3Nza... root@node'.")
-        return None
-    return f"{m.group(1)} {m.group(2)}"
-
-
-
-def _hosts(r: _Reader, key: str, value: Any, user: str, port: int, cp: bool,
-           need_host_key: bool) -> list[Host]:
-    if value is None:
-        return []
-    if not isinstance(value, list):
-        r.fail(key, "must be a list of hosts. Fix: give - name: ..., address: ... entries.")
-        return []
-    hosts = []
-    allowed = _HOST_KEYS if cp else _HOST_KEYS - {"bootstrap"}
-    for i, entry in enumerate(value):
-        k = f"{key}[{i}]"
-        if entry is None:
-            r.fail(k, "is empty (null). Fix: give name and address, or remove the line.")
-            continue
-        item = r.obj(k, entry, allowed)
-        if not item:
-            if isinstance(entry, Mapping):
-                r.fail(k, "is empty. Fix: give name and address.")
-            continue
-        name = item.get("name")
-        if not is_dns_name(name):
-            r.fail(f"{k}.name", f"{name!r} is not a valid node name. Fix: lower-case DNS name.")
-            name = f"invalid-{i}"
-        address = r.ip(f"{k}.address", item.get("address"))
-        _usable(r, f"{k}.address", address)
-        hosts.append(
-            Host(
-                name=name,
-                address=address or ipaddress.ip_address("0.0.0.0"),
-                user=r.user(f"{k}.user", item.get("user"), user),
-                port=r.port(f"{k}.port", item.get("port"), port),
-                bootstrap=r.typed(f"{k}.bootstrap", item.get("bootstrap"), bool, False),
-                host_key=_host_key(r, f"{k}.hostKey", item.get("hostKey"), need_host_key),
-            )
-        )
-    return hosts
-
-
-def _usable(r: _Reader, key: str, address: IPAddress | None) -> None:
-    """An address a client can dial: not unspecified (0.0.0.0 dials localhost on Linux),
-    multicast or broadcast."""
-    if address is not None and (address.is_unspecified or address.is_multicast or (
-            address.version == 4 and address == ipaddress.ip_address("255.255.255.255"))):
-        r.fail(key, f"{address} is not a host address. Fix: give the address it is reached at.")
-
-
-def _check_unique(r: _Reader, groups: list[tuple[str, list[Host]]]) -> None:
-    seen_names: dict[str, str] = {}
-    seen_addresses: dict[IPAddress, str] = {}
-    for key, hosts in groups:
-        for i, host in enumerate(hosts):
-            where = f"{key}[{i}]"
-            if host.name in seen_names:
-                r.fail(f"{where}.name", f"{host.name!r} is also {seen_names[host.name]}. "
-                       "Fix: give every host its own name.")
-            seen_names.setdefault(host.name, where)
-            if host.address in seen_addresses:
-                r.fail(f"{where}.address", f"{host.address} is also {seen_addresses[host.address]}."
-                       " Fix: give every host its own address.")
-            seen_addresses.setdefault(host.address, where)
-
-
-def parse_cluster(raw: Mapping[str, Any],
-                  unreadable: Mapping[str, str] | None = None) -> Cluster:
-    """Validate stack config and build the model. Raises ConfigError naming every bad key.
-
-    `unreadable`: keys whose value could not even be decoded (key -> why); they are reported
-    with every other problem, and nothing else is said about them."""
-    r = _Reader()
-    for unknown in sorted(set(raw) - set(SCALAR_KEYS) - OBJECT_KEYS):
-        hint = _closest(unknown, set(SCALAR_KEYS) | OBJECT_KEYS)
-        r.fail(unknown, f"unknown key.{f' Did you mean {hint!r}?' if hint else ''} "
-               "Fix: remove it or correct its spelling.")
-
-    def scalar(key: str) -> Any:
-        kind, default, _ = SCALAR_KEYS[key]
-        return r.typed(key, raw.get(key), kind, default)
-
-    name = scalar("clusterName")
-    if not is_dns_name(name):
-        r.fail("clusterName", f"{name!r} is not a DNS-1123 name. Fix: lower-case, digits, '-'.")
-    version = scalar("kubernetesVersion")
-    if not _VERSION.fullmatch(version):
-        r.fail("kubernetesVersion", f"{version!r} is not a version. Fix: e.g. v1.32.3.")
-    elif not version.startswith("v"):
-        version = "v" + version
-    ssh_user = r.user("sshUser", raw.get("sshUser"), SCALAR_KEYS["sshUser"][1])
-    ssh_port = r.port("sshPort", raw.get("sshPort"), 22)
-    apiserver_port = r.port("apiserverPort", raw.get("apiserverPort"), 6443)
-    if raw.get("sshPrivateKey") in (None, ""):
-        r.fail("sshPrivateKey", "is not set. Fix: pulumi config set --secret sshPrivateKey "
-               "< ~/.ssh/id_ed25519")
-
-    need_key = not scalar("insecureSkipHostKeyCheck")
-    cps = _hosts(r, "controlPlane", raw.get("controlPlane"), ssh_user, ssh_port, True, need_key)
-    workers = _hosts(r, "workers", raw.get("workers"), ssh_user, ssh_port, False, need_key)
-    lbs = _hosts(r, "loadBalancers", raw.get("loadBalancers"), ssh_user, ssh_port, False, need_key)
-    _check_unique(r, [("controlPlane", cps), ("workers", workers)])
-    _check_unique(r, [("loadBalancers", lbs)])
-
-    allow_even = scalar("allowEvenControlPlane")  # read always: a bad value is reported
-    if not cps:
-        r.fail("controlPlane", "no control-plane nodes. Fix: list at least one (1, 3 or 5).")
-    elif len(cps) % 2 == 0 and not allow_even:
-        r.fail("controlPlane", f"{len(cps)} nodes is an even etcd member count: it tolerates no "
-               "more failures than one fewer. Fix: use an odd count, or set "
-               "allowEvenControlPlane: true while growing.")
-    bootstraps = [h for h in cps if h.bootstrap]
-    if len(bootstraps) > 1:
-        r.fail("controlPlane", "more than one node has bootstrap: true. Fix: mark exactly one.")
-    elif cps and not bootstraps:
-        # The first node is the bootstrap node unless one is marked.
-        cps[0] = dataclasses.replace(cps[0], bootstrap=True)
-    if not lbs:
-        r.fail("loadBalancers", "no load-balancer hosts. Fix: list the LB VM(s) running haproxy.")
-
-    ep_raw = r.obj("endpoint", raw.get("endpoint"), {"address", "dnsName", "port", "virtualIp"})
-    ep_address = r.ip("endpoint.address", ep_raw.get("address")) if ep_raw else None
-    _usable(r, "endpoint.address", ep_address)
-    if not ep_raw:
-        r.fail("endpoint", "is not set. Fix: give endpoint.address (the LB or VIP address).")
-    dns_name = ep_raw.get("dnsName")
-    if dns_name is not None and not is_dns_name(dns_name):
-        r.fail("endpoint.dnsName", f"{dns_name!r} is not a DNS name. Fix: e.g. api.k8s.example.")
-        dns_name = None
-    endpoint = Endpoint(
-        address=ep_address or ipaddress.ip_address("0.0.0.0"),
-        port=r.port("endpoint.port", ep_raw.get("port"), 6443),
-        dns_name=dns_name,
-        virtual_ip=r.typed("endpoint.virtualIp", ep_raw.get("virtualIp"), bool, False),
-    )
-    node_addresses = {h.address: f"{k}" for k, hs in (("controlPlane", cps), ("workers", workers))
-                      for h in hs}
-    if ep_address is not None and ep_address in node_addresses:
-        r.fail("endpoint.address", f"{ep_address} is a {node_addresses[ep_address]} node: the "
-               "endpoint must survive that node. Fix: use the LB's address or a VIP.")
-
-    service = r.cidr("serviceSubnet", scalar("serviceSubnet"))
-    pod = r.cidr("podSubnet", scalar("podSubnet"))
-    if service and pod and service.version == pod.version and service.overlaps(pod):  # type: ignore[arg-type]
-        r.fail("podSubnet", f"{pod} overlaps serviceSubnet {service}. Fix: use disjoint CIDRs.")
-    domain = scalar("clusterDomain")
-    if not is_dns_name(domain):
-        r.fail("clusterDomain", f"{domain!r} is not a DNS domain. Fix: e.g. cluster.local.")
-
-    health = _health_check(r, raw.get("healthCheck"))
-    lb = _load_balancer(r, raw.get("loadBalancer"))
-    lb_addresses = {h.address: f"loadBalancers[{i}]" for i, h in enumerate(lbs)}
-    if endpoint.virtual_ip and not lbs:
-        r.fail("endpoint.virtualIp", "needs loadBalancers: keepalived runs on them. Fix: list "
-               "the LB hosts, or drop virtualIp for a load balancer of your own.")
-    elif endpoint.virtual_ip and ep_address in lb_addresses:
-        r.fail("endpoint.virtualIp", f"{ep_address} is {lb_addresses[ep_address]}'s own address; "
-               "a virtual IP is one no host owns. Fix: a free address in the LBs' subnet.")
-    elif ep_address is not None and len(lbs) > 1 and ep_address in lb_addresses:
-        r.fail("endpoint.address", f"{ep_address} belongs to one of {len(lbs)} load balancers, "
-               "so the others would never serve it. Fix: use a free address in their subnet "
-               "as a virtual IP (endpoint.virtualIp: true); keepalived then moves it to a "
-               "healthy LB.")
-    elif (lbs and ep_address is not None and not ep_address.is_unspecified
-          and ep_address not in lb_addresses and ep_address not in node_addresses
-          and not endpoint.virtual_ip):
-        r.fail("endpoint.address", f"{ep_address} is none of the load balancers' addresses. Fix: "
-               "give the LB's own address, or set endpoint.virtualIp: true to have keepalived "
-               f"move {ep_address} between the LB hosts.")
-    if endpoint.virtual_ip and lb.bind_address != "*":
-        r.fail("loadBalancer.bindAddress", "with a virtual IP endpoint haproxy must listen on "
-               "every address (a backup host does not own the VIP yet). Fix: leave it '*'.")
-    certs = _certificates(r, raw.get("certificates"))
-    names = {h.name for h in cps + workers}
-    elastic = _elastic(r, raw.get("elasticApiserver"), names, apiserver_port)
-    cm_raw = r.obj("controllerManager", raw.get("controllerManager"), {"replicas", "port"})
-    cm = ControllerManager(
-        replicas=r.positive("controllerManager.replicas", cm_raw.get("replicas"), 0, minimum=0),
-        port=r.port("controllerManager.port", cm_raw.get("port"), 10357),
-    )
-    sc_raw = r.obj("kubeScheduler", raw.get("kubeScheduler"), {"replicas", "port"})
-    scheduler = Scheduler(
-        replicas=r.positive("kubeScheduler.replicas", sc_raw.get("replicas"), 0, minimum=0),
-        port=r.port("kubeScheduler.port", sc_raw.get("port"), 10359),
-    )
-    _check_ports(r, apiserver_port, elastic, cm, scheduler, len(cps))
-    node_local = scalar("nodeLocalProxy")
-    node_ports = [(p, f"{key}") for key, p, on in (
-        ("elasticApiserver.port", elastic.port, elastic.enabled),
-        ("controllerManager.port", cm.port, cm.replicas > 0),
-        ("kubeScheduler.port", scheduler.port, scheduler.replicas > 0)) if on]
-    _check_hosts(r, cps, workers, lbs, endpoint, apiserver_port, lb, node_local, node_ports)
-
-    image_repository = scalar("imageRepository").rstrip("/")
-    if not _IMAGE_REPOSITORY.fullmatch(image_repository):
-        r.fail("imageRepository", f"{image_repository!r} is not a registry path. "
-               "Fix: e.g. registry.k8s.io or registry.example.com/k8s.")
-    image_digests = _image_digests(r, raw.get("imageDigests"))
-
-    if unreadable:
-        r.problems = [*unreadable.items(), *((k, m) for k, m in r.problems if not any(
-            k == bad or k.startswith((f"{bad}.", f"{bad}[")) for bad in unreadable))]
-    if r.problems:
-        raise ConfigError(r.problems)
-    assert service is not None and pod is not None
-    return Cluster(
-        name=name,
-        kubernetes_version=version,
-        control_plane=tuple(cps),
-        workers=tuple(workers),
-        load_balancers=tuple(lbs),
-        endpoint=endpoint,
-        networking=Networking(service, pod, domain),
-        apiserver_port=apiserver_port,
-        health_check=health,
-        load_balancer=lb,
-        certificates=certs,
-        elastic_apiserver=elastic,
-        controller_manager=cm,
-        scheduler=scheduler,
-        node_local_proxy=node_local,
-        image_repository=image_repository,
-        image_digests=image_digests,
-        insecure_skip_host_key_check=not need_key,
-    )
-
-
-def _image_digests(r: _Reader, value: Any) -> dict[str, str]:
-    digests = {}
-    for component, digest in r.obj("imageDigests", value, set(DEPLOYED_IMAGES)).items():
-        if isinstance(digest, str) and _DIGEST.fullmatch(digest):
-            digests[component] = digest
-        else:
-            r.fail(f"imageDigests.{component}", f"{digest!r} is not an image digest. Fix: give "
-                   "the sha256 digest of the image at kubernetesVersion, e.g. 'sha256:<64 hex>' "
-                   "(crane digest or skopeo inspect prints it).")
-    return digests
-
-
-# Ports kubeadm's nodes already use (kubernetes.io "Ports and Protocols"), each with its owner.
 KUBEADM_PORTS = {2379: "etcd's client port", 2380: "etcd's peer port", 10250: "the kubelet",
                  10256: "kube-proxy's health check", 10257: "the static kube-controller-manager",
                  10259: "the static kube-scheduler"}
-
-
-def _check_ports(r: _Reader, apiserver_port: int, elastic: ElasticApiserver,
-                 cm: ControllerManager, scheduler: Scheduler, control_plane: int) -> None:
-    """hostNetwork listeners on the same nodes: none on a kubeadm port or on another's port."""
-    taken = {apiserver_port: "apiserverPort"}
-    wanted = []
-    if elastic.enabled:  # pool nodes may be control-plane nodes
-        wanted.append(("elasticApiserver.port", elastic.port))
-    if cm.replicas:
-        wanted.append(("controllerManager.port", cm.port))
-    if scheduler.replicas:
-        wanted.append(("kubeScheduler.port", scheduler.port))
-    if apiserver_port in KUBEADM_PORTS:
-        r.fail("apiserverPort", f"{apiserver_port} is {KUBEADM_PORTS[apiserver_port]}'s port. "
-               "Fix: use 6443.")
-    for key, port in wanted:
-        if port in KUBEADM_PORTS:
-            r.fail(key, f"{port} is {KUBEADM_PORTS[port]}'s port on every node (hostNetwork). "
-                   "Fix: use a free port, e.g. 7443, 10357 or 10359.")
-        elif port in taken:
-            r.fail(key, f"{port} is also {taken[port]}: both listen on the same nodes "
-                   "(hostNetwork). Fix: give each its own port.")
-        taken.setdefault(port, key)
-    for key, replicas in (("controllerManager.replicas", cm.replicas),
-                          ("kubeScheduler.replicas", scheduler.replicas)):
-        if replicas > control_plane:
-            r.fail(key, f"{replicas} replicas, one per control-plane node, but there are "
-                   f"{control_plane}. Fix: at most {control_plane}.")
-
-
-def _check_hosts(r: _Reader, cps: list[Host], workers: list[Host], lbs: list[Host],
-                 endpoint: Endpoint, apiserver_port: int, lb: LoadBalancerSettings,
-                 node_local: bool, node_ports: list[tuple[int, str]]) -> None:
-    """Addresses a host can be reached at, and listeners that would collide on one host."""
-    nodes = {h.address: (f"controlPlane[{i}]", True) for i, h in enumerate(cps)}
-    nodes.update({h.address: (f"workers[{i}]", False) for i, h in enumerate(workers)})
-    for i, h in enumerate(lbs):
-        where, control_plane = nodes.get(h.address, ("", False))
-        if not where:
-            continue
-        key = f"loadBalancers[{i}].address"
-        if not control_plane and node_local:
-            r.fail(key, f"{h.address} is also {where}, whose node-local proxy is haproxy with "
-                   "its own haproxy.cfg: one would overwrite the other. Fix: a separate LB host.")
-            continue
-        taken = {**{p: f"{owner}'s port" for p, owner in KUBEADM_PORTS.items()},
-                 **dict(node_ports), apiserver_port: "the apiserver's port"}
-        for what, port in (("endpoint.port", endpoint.port),
-                           ("loadBalancer.statsBind", lb.stats_port)):
-            if port is not None and port in taken:
-                r.fail(key, f"{h.address} is also {where}, where {what} {port} is "
-                       f"{taken[port]}. Fix: a separate LB host, or another {what}.")
-    if lb.stats_port == endpoint.port:
-        r.fail("loadBalancer.statsBind", f"port {endpoint.port} is the endpoint's. Fix: e.g. "
-               "127.0.0.1:8404.")
-    lb_addresses = {h.address for h in lbs}
-    if lbs and endpoint.virtual_ip and not endpoint.address.is_unspecified:
-        if {a.version for a in lb_addresses} != {endpoint.address.version}:
-            r.fail("endpoint.address", f"virtual IP {endpoint.address} is not of the load "
-                   "balancers' address family. Fix: a free address in their subnet.")
-        elif endpoint.address.is_loopback:
-            r.fail("endpoint.address", f"{endpoint.address} is a loopback address: no client "
-                   "on another host can reach it. Fix: a free address in the LBs' subnet.")
-
-
-def _fields(r: _Reader, key: str, value: Any, spec: dict[str, tuple[str, Any, Callable[..., Any]]]
-            ) -> dict[str, Any]:
-    """Read a config object whose camelCase keys map to dataclass fields via `spec`."""
-    obj = r.obj(key, value, set(spec))
-    return {attr: read(f"{key}.{ck}", obj.get(ck), default)
-            for ck, (attr, default, read) in spec.items()}
-
-
-def _health_check(r: _Reader, value: Any) -> HealthCheck:
-    d = HealthCheck()
-    hc = HealthCheck(**_fields(r, "healthCheck", value, {
-        "interMs": ("inter_ms", d.inter_ms, r.within(100, 60_000)),
-        "fastInterMs": ("fast_inter_ms", d.fast_inter_ms, r.within(50, 60_000)),
-        "downInterMs": ("down_inter_ms", d.down_inter_ms, r.within(100, 60_000)),
-        "rise": ("rise", d.rise, r.within(1, 100)),
-        "fall": ("fall", d.fall, r.within(1, 100)),
-        "timeoutMs": ("timeout_ms", d.timeout_ms, r.within(50, 60_000)),
-        "shutdownSessionsOnDown": ("shutdown_sessions_on_down", d.shutdown_sessions_on_down,
-                                   lambda k, v, df: r.typed(k, v, bool, df)),
-    }))
-    if hc.timeout_ms >= hc.inter_ms:
-        r.fail("healthCheck.timeoutMs", f"{hc.timeout_ms} >= interMs {hc.inter_ms}: checks would "
-               "overlap. Fix: keep the check timeout below the interval.")
-    return hc
-
-
-def _load_balancer(r: _Reader, value: Any) -> LoadBalancerSettings:
-    d = LoadBalancerSettings()
-
-    def text(k: str, v: Any, df: Any) -> Any:
-        return df if v is None else r.typed(k, v, str, "")
-
-    lb = LoadBalancerSettings(**_fields(r, "loadBalancer", value, {
-        "bindAddress": ("bind_address", d.bind_address, text),
-        "statsBind": ("stats_bind", d.stats_bind, text),
-        "prometheusMetrics": ("prometheus_metrics", d.prometheus_metrics,
-                              lambda k, v, df: r.typed(k, v, bool, df)),
-        "maxConn": ("max_conn", d.max_conn, r.within(100, 1_000_000)),
-        "connectTimeoutMs": ("connect_timeout_ms", d.connect_timeout_ms, r.within(50, 60_000)),
-        "clientTimeoutSeconds": ("client_timeout_s", d.client_timeout_s,
-                                 r.within(600, 7 * 86_400)),
-        "tunnelTimeoutSeconds": ("tunnel_timeout_s", d.tunnel_timeout_s,
-                                 r.within(600, 7 * 86_400)),
-        "retries": ("retries", d.retries, r.within(1, 10)),
-        "vrrpInterface": ("vrrp_interface", d.vrrp_interface, text),
-        "virtualRouterId": ("virtual_router_id", d.virtual_router_id, r.positive),
-    }))
-    if not 1 <= lb.virtual_router_id <= 255:
-        r.fail("loadBalancer.virtualRouterId", f"{lb.virtual_router_id} is out of range. "
-               "Fix: 1-255, unique on the LBs' network.")
-    if not re.fullmatch(r"[A-Za-z0-9_.:-]{1,15}", lb.vrrp_interface):
-        r.fail("loadBalancer.vrrpInterface", f"{lb.vrrp_interface!r} is not an interface name. "
-               "Fix: e.g. eth0 or ens192.")
-    if lb.stats_bind is not None:
-        # `*`, an IPv4 address or a bracketed IPv6 one, then the port: ASCII, nothing else.
-        m = re.fullmatch(r"(\*|[0-9.]+|\[[0-9a-fA-F:.]+\]):([0-9]{1,5})", lb.stats_bind)
-        if not m or not 1 <= int(m.group(2)) <= 65535:
-            r.fail("loadBalancer.statsBind", f"{lb.stats_bind!r} is not ADDRESS:PORT. "
-                   "Fix: e.g. 127.0.0.1:8404 or [::1]:8404.")
-        elif m.group(1) != "*":
-            r.ip("loadBalancer.statsBind", m.group(1).strip("[]"))
-    if lb.bind_address != "*":
-        address = r.ip("loadBalancer.bindAddress", lb.bind_address)
-        if address is not None:  # rendered in canonical form, never as typed
-            lb = dataclasses.replace(lb, bind_address=str(address))
-    return lb
-
-
-def _certificates(r: _Reader, value: Any) -> CertificateSettings:
-    d = CertificateSettings()
-
-    def sans(k: str, v: Any, df: Any) -> tuple[str, ...]:
-        if v is None:
-            return df
-        if not isinstance(v, list):
-            r.fail(k, "must be a list of DNS names or IP addresses. Fix: e.g. [api.example.com].")
-            return df
-        out = []
-        for i, s in enumerate(v):
-            if not isinstance(s, str):
-                r.fail(f"{k}[{i}]", f"{s!r} is not a string. Fix: a DNS name or an IP address.")
-                continue
-            address = parse_ip(s)
-            if address is not None:
-                out.append(str(address))
-            elif s.isascii() and is_dns_name(s.lower()):
-                out.append(s.lower())
-            else:
-                r.fail(f"{k}[{i}]", f"{s!r} is neither an IP address (no zone id) nor a DNS name. "
-                       "Fix: correct it.")
-        return tuple(out)
-
-    certs = CertificateSettings(**_fields(r, "certificates", value, {
-        "caSource": ("ca_source", d.ca_source, lambda k, v, df: r.typed(k, v, str, df)),
-        "rotation": ("rotation", d.rotation, lambda k, v, df: r.positive(k, v, df, 0)),
-        "extraSans": ("extra_sans", d.extra_sans, sans),
-        # At most 10 years: no issued certificate outlives a generated cluster CA.
-        "validityHours": ("validity_hours", d.validity_hours, r.within(24, 87_600)),
-    }))
-    if certs.ca_source not in ("import", "generate"):
-        r.fail("certificates.caSource", f"{certs.ca_source!r} is not a CA source. Fix: 'import' "
-               "(read it from the bootstrap node) or 'generate' (new cluster).")
-    return certs
-
-
-def _elastic(r: _Reader, value: Any, node_names: set[str], apiserver_port: int) -> ElasticApiserver:
-    d = ElasticApiserver()
-
-    def pool(k: str, v: Any, df: Any) -> tuple[str, ...]:
-        if v is None:
-            return df
-        if not isinstance(v, list) or not all(isinstance(n, str) for n in v):
-            r.fail(k, "must be a list of node names. Fix: e.g. [worker-1, worker-2].")
-            return df
-        for i, n in enumerate(v):
-            if n not in node_names:
-                r.fail(f"{k}[{i}]", f"{n!r} is not a node in controlPlane or workers. "
-                       "Fix: name a listed node.")
-        if len(set(v)) != len(v):
-            r.fail(k, "lists a node twice. Fix: list each node once.")
-        return tuple(v)
-
-    def quantity(k: str, v: Any, df: Any) -> str:
-        q = df if v is None else r.typed(k, v, str, df)
-        if not _QUANTITY.fullmatch(q):
-            r.fail(k, f"{q!r} is not a Kubernetes quantity. Fix: e.g. 250m or 512Mi.")
-        return q
-
-    e = ElasticApiserver(**_fields(r, "elasticApiserver", value, {
-        "enabled": ("enabled", d.enabled, lambda k, v, df: r.typed(k, v, bool, df)),
-        "poolNodes": ("pool_nodes", d.pool_nodes, pool),
-        "port": ("port", d.port, r.port),
-        "minReplicas": ("min_replicas", d.min_replicas, r.within(1, 1000)),
-        "maxReplicas": ("max_replicas", d.max_replicas, r.within(1, 1000)),
-        "cpuTargetPercent": ("cpu_target_percent", d.cpu_target_percent, r.within(1, 1000)),
-        "memoryTargetPercent": ("memory_target_percent", d.memory_target_percent,
-                                r.within(1, 1000)),
-        # The HPA API refuses a stabilization window over one hour (autoscaling/v2 validation).
-        "scaleDownStabilizationSeconds": ("scale_down_stabilization_s",
-                                          d.scale_down_stabilization_s, r.within(0, 3600)),
-        "cpuRequest": ("cpu_request", d.cpu_request, quantity),
-        "memoryRequest": ("memory_request", d.memory_request, quantity),
-    }))
-    if e.enabled:
-        if not e.pool_nodes:
-            r.fail("elasticApiserver.poolNodes", "is empty. Fix: name the nodes that may run "
-                   "extra apiservers.")
-        if e.max_replicas > len(e.pool_nodes):
-            r.fail("elasticApiserver.maxReplicas", f"{e.max_replicas} exceeds the pool of "
-                   f"{len(e.pool_nodes)} nodes (one pod per node). Fix: lower it or grow "
-                   "poolNodes.")
-        if e.min_replicas > e.max_replicas:
-            r.fail("elasticApiserver.minReplicas", f"{e.min_replicas} > maxReplicas "
-                   f"{e.max_replicas}. Fix: keep min <= max.")
-        if e.port == apiserver_port:
-            r.fail("elasticApiserver.port", f"{e.port} is the static apiserver's port; pods use "
-                   "hostNetwork. Fix: use another port, e.g. 7443.")
-    return e
-
-
-# --- edits that would take the cluster apart -----------------------------------------------
-# Every remote step is named after the cluster and its node, and a deleted step runs its
-# delete (kubeadm reset, etcd member removal). So a new clusterName, a new name for a host at
-# the same address, or a move between workers and controlPlane would re-create the steps and
-# let the old ones' deletes reset hosts that are still wanted. The program records what it
-# deployed (the `membership` stack output) and refuses such an edit, naming the key, before
-# anything is registered (in preview as in up).
-
-def membership_record(cluster: Cluster) -> dict[str, Any]:
-    """What the next run compares against: the cluster's name, and each node's name and role
-    by address."""
-    return {"clusterName": cluster.name, "nodes": {
-        str(h.address): {"name": h.name, "role": group}
-        for group, hosts in cluster.node_groups for h in hosts}}
-
-
-def destructive_edits(previous: Mapping[str, Any] | None, cluster: Cluster
-                      ) -> list[tuple[str, str]]:
-    """(key, why) for each edit against the last deployed `membership_record` that would
-    re-create steps whose deletes reset a wanted host. Nothing without a record."""
-    if not previous:
-        return []
-    found: list[tuple[str, str]] = []
-    old_name = previous.get("clusterName")
-    if old_name and old_name != cluster.name:
-        found.append(("clusterName", f"was {old_name!r}: every remote step is named after it, so "
-                      "a new name re-creates them all and the old steps' deletes take the cluster "
-                      f"apart. Fix: set it back to {old_name!r}."))
-    old_nodes: dict[str, Any] = previous.get("nodes") or {}
-    by_name = {v.get("name"): (addr, v.get("role")) for addr, v in old_nodes.items()}
-    for group, hosts in cluster.node_groups:
-        for i, h in enumerate(hosts):
-            old = old_nodes.get(str(h.address))
-            old_role = old.get("role") if old else by_name.get(h.name, (None, None))[1]
-            if old_role and old_role != group:
-                found.append((f"{group}[{i}]", f"{h.name} ({h.address}) was in {old_role}: "
-                              f"moving it deletes its {old_role} steps, whose delete resets the "
-                              f"host. Fix: remove it in one `pulumi up`, then add it to {group} in "
-                              "the next."))
-            elif old and old.get("name") != h.name:
-                found.append((f"{group}[{i}].name", f"{h.address} was {old.get('name')!r}: a new "
-                              "name re-creates this node's steps and the old ones' delete resets "
-                              f"the host. Fix: keep {old.get('name')!r} (or remove the node in one"
-                              " `pulumi up` and add it under the new name in the next)."))
-    return found
+# The images this program deploys itself (kubeadm pulls the static pods' own images).
+DEPLOYED_IMAGES = ("kube-apiserver", "kube-controller-manager", "kube-scheduler")

@@ -18,12 +18,13 @@ from typing import Any
 
 import yaml
 
+from kube_ha.config import SECRET_KEYS, ConfigError, misplaced_config_keys, parse_cluster
 from kube_ha.elastic.manifests import all_manifests
 from kube_ha.kubeadm import scripts as ks
 from kube_ha.loadbalancer.haproxy import NODE_LOCAL_HEALTH, node_local_frontend, render_haproxy_cfg
 from kube_ha.loadbalancer.keepalived import render_keepalived_conf
 from kube_ha.loadbalancer.scripts import configure_script, install_script
-from kube_ha.model import PROJECT, SECRET_KEYS, Cluster, ConfigError, misplaced_config_keys, parse_cluster
+from kube_ha.model import PROJECT, Cluster
 from kube_ha.preflight import preflight_script, targets
 from kube_ha.topology import all_sans
 

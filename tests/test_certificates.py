@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from kube_ha.model import parse_cluster
+from kube_ha.config import parse_cluster
 from kube_ha.topology import apiserver_sans
 from tests.harness import pki
 from tests.harness.hosts import host

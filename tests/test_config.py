@@ -8,7 +8,7 @@ import pulumi
 import pytest
 import yaml
 
-from kube_ha.model import SCALAR_KEYS, ConfigError, parse_cluster
+from kube_ha.config import SCALAR_KEYS, ConfigError, parse_cluster
 from tests.harness.hosts import host
 from tests.mocks import ClusterMocks
 from tests.program import ROOT, run_program

@@ -12,7 +12,8 @@ from typing import Any
 import pytest
 
 from components.config import InvalidConfig
-from kube_ha.model import membership_record, parse_cluster
+from kube_ha.config import parse_cluster
+from kube_ha.membership import membership_record
 from tests.harness.hosts import host
 from tests.mocks import ClusterMocks
 from tests.program import dev_stack, run_program

@@ -12,8 +12,8 @@ from typing import Any
 import kubernetes_validate
 import pytest
 
+from kube_ha.config import parse_cluster
 from kube_ha.elastic import manifests as m
-from kube_ha.model import parse_cluster
 from tests.harness.hosts import host
 from tests.harness.lab import Lab
 from tests.mocks import ClusterMocks, is_secret, plain

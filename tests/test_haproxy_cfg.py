@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
+from kube_ha.config import parse_cluster
 from kube_ha.loadbalancer.haproxy import HaproxyPaths, render_haproxy_cfg
-from kube_ha.model import parse_cluster
 from tests.harness import reference_configs
 from tests.harness.lab import Lab
 
@@ -141,10 +141,10 @@ def test_the_session_guard_waits_one_detection_time_before_believing_a_slow_serv
     time of the proxy's own health settings, so in a brownout the others are already failing
     when it would cut. Dead checks (no connection, no TLS handshake) are cut at once."""
     from kube_ha.loadbalancer.haproxy import NODE_LOCAL_HEALTH, detection_ms, session_guard_lua
-    from kube_ha.model import HealthCheck
+    from kube_ha.model import HealthCheckSettings
 
-    lb = session_guard_lua(HealthCheck())
+    lb = session_guard_lua(HealthCheckSettings())
     local = session_guard_lua(NODE_LOCAL_HEALTH)
-    assert detection_ms(HealthCheck()) == 1450 and "local GRACE = 1.45\n" in lb
+    assert detection_ms(HealthCheckSettings()) == 1450 and "local GRACE = 1.45\n" in lb
     assert detection_ms(NODE_LOCAL_HEALTH) == 8000 and "local GRACE = 8.0\n" in local
     assert 'L6TOUT = true' in lb.split("local SLOW")[0] and "L7TOUT = true" in lb.split("local SLOW")[1]

@@ -17,7 +17,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from kube_ha.model import ConfigError, parse_cluster
+from kube_ha.config import ConfigError, parse_cluster
 from kube_ha.render import artifacts
 from tests.program import dev_stack
 

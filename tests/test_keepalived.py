@@ -16,9 +16,9 @@ from typing import Any
 
 import pytest
 
+from kube_ha.config import parse_cluster
 from kube_ha.loadbalancer.haproxy import HaproxyPaths, render_haproxy_cfg, session_guard_lua
 from kube_ha.loadbalancer.keepalived import check_script, render_keepalived_conf
-from kube_ha.model import parse_cluster
 from tests.harness import pki
 from tests.harness.hosts import host
 from tests.harness.lab import ROOT

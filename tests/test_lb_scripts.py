@@ -13,9 +13,9 @@ from typing import Any
 
 import pytest
 
+from kube_ha.config import parse_cluster
 from kube_ha.loadbalancer.haproxy import render_haproxy_cfg
 from kube_ha.loadbalancer.scripts import configure_script, install_script
-from kube_ha.model import parse_cluster
 from tests.harness import pki
 from tests.harness.hosts import host
 

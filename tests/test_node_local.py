@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from kube_ha.config import parse_cluster
 from kube_ha.kubeadm import scripts as ks
 from kube_ha.loadbalancer.haproxy import (
     NODE_LOCAL_HEALTH,
@@ -17,7 +18,6 @@ from kube_ha.loadbalancer.haproxy import (
     node_local_frontend,
     render_haproxy_cfg,
 )
-from kube_ha.model import parse_cluster
 from kube_ha.topology import apiserver_sans
 from tests.harness.hosts import host
 from tests.harness.lab import Lab, node_local

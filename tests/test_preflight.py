@@ -19,7 +19,8 @@ from typing import Any
 
 import pytest
 
-from kube_ha.model import Cluster, parse_cluster
+from kube_ha.config import parse_cluster
+from kube_ha.model import Cluster
 from kube_ha.preflight import Target, preflight_script, targets
 from tests.harness.hosts import host
 from tests.harness.script_host import ScriptHost, StepResult, seed_cluster

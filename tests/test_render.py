@@ -12,8 +12,11 @@ import pulumi
 import pytest
 import yaml
 
+from kube_ha.config import parse_cluster
+from kube_ha.loadbalancer.haproxy import render_haproxy_cfg
+from kube_ha.render import stack_config
 from tests.harness.hosts import host
-from tests.program import ROOT
+from tests.program import ROOT, dev_stack, run_program
 
 
 def test_render_writes_every_artifact_and_imports_no_pulumi(tmp_path: Path) -> None:
@@ -52,11 +55,6 @@ def test_render_rejects_bad_stack_naming_the_key(tmp_path: Path) -> None:
 
 
 def test_render_same_cfg_as_program() -> None:
-    from kube_ha.loadbalancer.haproxy import render_haproxy_cfg
-    from kube_ha.model import parse_cluster
-    from kube_ha.render import stack_config
-    from tests.program import dev_stack, run_program
-
     offline = render_haproxy_cfg(parse_cluster(*stack_config(ROOT / "Pulumi.dev.yaml")))
     run = run_program(dev_stack())
     assert run.scope["ha"].load_balancer.haproxy_cfg == offline

@@ -46,8 +46,9 @@ from typing import Any
 import pytest
 import yaml
 
+from kube_ha.config import parse_cluster
 from kube_ha.kubeadm import scripts as ks
-from kube_ha.model import Cluster, Host, parse_cluster
+from kube_ha.model import Cluster, Host
 from kube_ha.render import artifacts
 from kube_ha.topology import apiserver_sans
 from tests.harness import pki

@@ -12,9 +12,9 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
+from kube_ha.config import parse_cluster
 from kube_ha.kubeadm import scripts as ks
 from kube_ha.loadbalancer import keepalived
-from kube_ha.model import parse_cluster
 from kube_ha.render import artifacts
 from kube_ha.shell import script, write_file
 from tests.harness import pki

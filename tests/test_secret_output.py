@@ -13,9 +13,9 @@ from collections.abc import Iterator
 
 import pytest
 
+from kube_ha.config import parse_cluster
 from kube_ha.elastic.manifests import CONTROLLER_MANAGER_PKI, ELASTIC_PKI
 from kube_ha.kubeadm import scripts as ks
-from kube_ha.model import parse_cluster
 from tests.harness import pki
 from tests.harness.script_host import ScriptHost, StepResult
 from tests.program import dev_stack

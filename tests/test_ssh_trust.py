@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from kube_ha.model import ConfigError, parse_cluster
+from kube_ha.config import ConfigError, parse_cluster
 from tests.harness.hosts import host_key
 from tests.mocks import plain
 from tests.program import ROOT, dev_stack, run_program

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from kube_ha.model import parse_cluster
+from kube_ha.config import parse_cluster
 from kube_ha.topology import apiserver_sans, kubernetes_service_ip, lb_backends
 from tests.harness.hosts import host
 

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from kube_ha.model import Cluster, HealthCheck, host_port
+from kube_ha.model import Cluster, HealthCheckSettings, host_port
 from kube_ha.topology import lb_backends
 
 CHECK_PATH = "/readyz"
@@ -44,13 +44,13 @@ DEAD_CHECKS = ("L4TOUT", "L4CON", "L6TOUT", "L6RSP", "SOCKERR")
 SLOW_CHECKS = ("L7TOUT",)
 
 
-def detection_ms(hc: HealthCheck) -> int:
+def detection_ms(hc: HealthCheckSettings) -> int:
     """The longest a server can take to be marked DOWN once it fails: the wait for its next
     check, then `fall` checks each up to the timeout, fastinter apart."""
     return hc.inter_ms + hc.fall * hc.timeout_ms + (hc.fall - 1) * hc.fast_inter_ms
 
 
-def session_guard_lua(health: HealthCheck, poll_ms: int = 50) -> str:
+def session_guard_lua(health: HealthCheckSettings, poll_ms: int = 50) -> str:
     """The session guard haproxy runs (lua-load). Every `poll_ms`, in each backend, while at
     least one checked server is fully UP: cut the sessions of each checked server that is DOWN
     with a dead check, or with a slow check that has lasted one detection time of `health`
@@ -154,7 +154,7 @@ class Frontend:
 
     purpose: str
     bind: str
-    health: HealthCheck
+    health: HealthCheckSettings
     max_conn: int
     stats_bind: str | None = None
 
@@ -162,7 +162,7 @@ class Frontend:
 # Node-local proxies (one per worker) check gently: N workers x every control-plane node adds up
 # (500 workers at 800 ms would be 625 TLS checks a second per apiserver). Failover stays fast
 # through redispatch and passive checks (`observe layer4`), which cost nothing.
-NODE_LOCAL_HEALTH = HealthCheck(inter_ms=5000, fast_inter_ms=1000, down_inter_ms=5000, rise=2,
+NODE_LOCAL_HEALTH = HealthCheckSettings(inter_ms=5000, fast_inter_ms=1000, down_inter_ms=5000, rise=2,
                                 fall=2, timeout_ms=1000)
 
 

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 
 from kube_ha.loadbalancer import keepalived
 from kube_ha.loadbalancer.haproxy import HaproxyPaths, session_guard_lua
-from kube_ha.model import Cluster, HealthCheck, Host, parse_ip
+from kube_ha.model import Cluster, HealthCheckSettings, Host, parse_ip
 from kube_ha.shell import quote, script, write_file
 
 CFG = "/etc/haproxy/haproxy.cfg"
@@ -145,7 +145,7 @@ def _start_or_reload(unit: str, flag: str, before_reload: Sequence[str] = ()) ->
 
 def configure_script(cluster: Cluster, cfg: str, ca_pem: str, client_pem: str | None,
                      vip_host: Host | None = None, paths: HaproxyPaths = DEFAULT_PATHS,
-                     health: HealthCheck | None = None) -> str:
+                     health: HealthCheckSettings | None = None) -> str:
     """The CA, the health-check client cert+key (secret: this script then travels as one),
     haproxy.cfg and, with `vip_host`, that LB host's keepalived; each validated by its own
     daemon before it goes live, each service reloaded only when its files changed."""

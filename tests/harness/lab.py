@@ -24,13 +24,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from kube_ha.config import parse_cluster
 from kube_ha.loadbalancer.haproxy import (
     HaproxyPaths,
     node_local_frontend,
     render_haproxy_cfg,
     session_guard_lua,
 )
-from kube_ha.model import parse_cluster
 from tests.harness import pki
 from tests.harness.hosts import host
 
