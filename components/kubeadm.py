@@ -27,6 +27,9 @@ from kube_ha.loadbalancer.haproxy import NODE_LOCAL_HEALTH, node_local_frontend,
 from kube_ha.loadbalancer.scripts import configure_script, install_script
 from kube_ha.model import Cluster, Host
 
+# Names one step per etcd member (the policy pack counts them); part of every member's URN.
+MEMBERSHIP_STEP = "-membership"
+
 
 def _cp_join(cluster: Cluster, node: Host, values: list[str]) -> str:
     cert, key, creds = values
@@ -82,7 +85,7 @@ class ControlPlane(pulumi.ComponentResource):
             if node.bootstrap:
                 self.bootstrap = step
             previous = run_script(
-                f"{name}-{node.name}-membership", boot, ssh, ks.membership_check_script(node),
+                f"{name}-{node.name}{MEMBERSHIP_STEP}", boot, ssh, ks.membership_check_script(node),
                 parent=self, delete_script=ks.control_plane_removal_script(cluster, node),
                 depends_on=[step])
             self.steps[node.name] = previous

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from kube_ha.kubeadm.scripts import K8S
 from kube_ha.model import KUBEADM_PORTS, Cluster, Host
+from kube_ha.paths import ADMIN_CONF, KUBELET_CONF, STATIC_PODS
 from kube_ha.shell import quote, script
 
 SUPPORTED_OS = ("debian", "ubuntu", "rhel", "centos", "rocky", "almalinux", "fedora")
@@ -112,19 +112,19 @@ def _node(cluster: Cluster, t: Target) -> str:
     if cp:
         lines.append(_address_here(t.host))
     lines += [
-        f"if [ -f {K8S}/kubelet.conf ]; then",
+        f"if [ -f {KUBELET_CONF} ]; then",
         # The kubelet's client certificate names the Node this host is: system:node:<name>.
         # Every substitution ends in `|| true`: under `set -e` a failing one would end the
         # script before it lists what it found.
-        f"  cert=$(sed -n 's/^ *client-certificate: *//p' {K8S}/kubelet.conf | head -n 1 || true)",
+        f"  cert=$(sed -n 's/^ *client-certificate: *//p' {KUBELET_CONF} | head -n 1 || true)",
         '  if [ -n "$cert" ]; then',
         '    subject=$(openssl x509 -noout -subject -in "$cert" 2>/dev/null || true)',
-        f"  else subject=$(sed -n 's/^ *client-certificate-data: *//p' {K8S}/kubelet.conf"
+        f"  else subject=$(sed -n 's/^ *client-certificate-data: *//p' {KUBELET_CONF}"
         " | head -n 1 | base64 -d 2>/dev/null | openssl x509 -noout -subject 2>/dev/null"
         " || true); fi",
         '  node=$(printf "%s" "$subject" | sed -n "s/.*system:node:\\([^,/]*\\).*/\\1/p")',
         '  if [ -z "$node" ]; then',
-        f'    problem "{K8S}/kubelet.conf names no readable client certificate: cannot tell which'
+        f'    problem "{KUBELET_CONF} names no readable client certificate: cannot tell which'
         ' Node this host is"',
         f'  elif [ "$node" != {quote(name)} ]; then',
         f'    problem "this host joined as Node $node, not {name}: the address belongs to another'
@@ -132,7 +132,7 @@ def _node(cluster: Cluster, t: Target) -> str:
     ]
     if cp:
         lines += [
-            f"  image=$(sed -n 's/^ *image: *//p' {K8S}/manifests/kube-apiserver.yaml 2>/dev/null"
+            f"  image=$(sed -n 's/^ *image: *//p' {STATIC_PODS}/kube-apiserver.yaml 2>/dev/null"
             " | head -n 1 || true)",
             '  tag=${image%%@*}; tag=${tag##*:}  # registry/kube-apiserver:v1.32.3[@sha256:...]',
             '  v=$(printf "%s" "$tag" | minor)',
@@ -146,7 +146,7 @@ def _node(cluster: Cluster, t: Target) -> str:
         ]
     if t.host.bootstrap:
         lines += [
-            f"  if [ -f {K8S}/admin.conf ] && ! ls /etc/cni/net.d/*.conf* >/dev/null 2>&1; then",
+            f"  if [ -f {ADMIN_CONF} ] && ! ls /etc/cni/net.d/*.conf* >/dev/null 2>&1; then",
             '    problem "the cluster has no pod network (no CNI config in /etc/cni/net.d): joined'
             ' nodes would never turn Ready; install one first"; fi',
         ]

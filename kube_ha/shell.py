@@ -8,6 +8,7 @@ contents and secrets inside them never appear on a command line or in `ps`.
 from __future__ import annotations
 
 import shlex
+from collections.abc import Iterable
 
 quote = shlex.quote
 
@@ -24,6 +25,12 @@ def script(purpose: str, *parts: str) -> str:
     return header + "\n".join(p.rstrip("\n") for p in parts if p) + "\n"
 
 
+def indent(lines: Iterable[str], by: str = "  ") -> list[str]:
+    """Lines nested one level (inside an `if`, a loop or a subshell); a multi-line fragment
+    is indented line by line, blank lines left empty."""
+    return [by + line if line else line for chunk in lines for line in chunk.split("\n")]
+
+
 def heredoc(command: str, content: str) -> str:
     """`command <<'DELIM'` with content verbatim; the quoted delimiter stops all expansion."""
     delim = "KUBE_HA_EOF"
@@ -33,6 +40,10 @@ def heredoc(command: str, content: str) -> str:
         delim = f"KUBE_HA_EOF_{n}"
     body = content if content.endswith("\n") else content + "\n"
     return f"{command} <<'{delim}'\n{body}{delim}"
+
+
+# The moment a written file replaces the live one (the policy pack checks what precedes it).
+GOES_LIVE = 'mv -f "$tmp" {path}'
 
 
 def write_file(path: str, content: str, mode: str = "0644", owner: str = "root:root",
@@ -54,7 +65,7 @@ def write_file(path: str, content: str, mode: str = "0644", owner: str = "root:r
         lines.append(f'if ! {check}; then rm -f "$tmp"; '
                      f'log "rendered {path} rejected; the live file is untouched"; exit 1; fi')
     lines.append(f'if cmp -s "$tmp" {q}; then rm -f "$tmp"; log "{path} unchanged"; '
-                 f'else mv -f "$tmp" {q};{mark} log "wrote {path}"; fi')
+                 f'else {GOES_LIVE.format(path=q)};{mark} log "wrote {path}"; fi')
     return "\n".join(lines)
 
 

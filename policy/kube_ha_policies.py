@@ -22,6 +22,12 @@ from pulumi_policy import (
 COMMAND = "command:remote:Command"
 DEPLOYMENT = "kubernetes:apps/v1:Deployment"
 HPA = "kubernetes:autoscaling/v2:HorizontalPodAutoscaler"
+# Markers in what the program registers, each equal to the program's own constant (a test keeps
+# them in step: this pack runs in its own venv and imports nothing from the program).
+HAPROXY_CFG = "/etc/haproxy/haproxy.cfg"  # kube_ha.paths.HAPROXY_CFG
+HAPROXY_CHECK = 'haproxy -c -q -f "$tmp"'  # kube_ha.loadbalancer.scripts.HAPROXY_CHECK
+GOES_LIVE = 'mv -f "$tmp" {path}'  # kube_ha.shell.GOES_LIVE
+MEMBERSHIP_STEP = "-membership"  # components.kubeadm.MEMBERSHIP_STEP: one per etcd member
 _SECRET_ON_COMMAND_LINE = re.compile(
     r"PRIVATE KEY-----|--token[= ]|--certificate-key[= ]|--discovery-token-ca-cert-hash")
 
@@ -61,11 +67,11 @@ def _haproxy_validated_before_live(args: ResourceValidationArgs, report: ReportV
     if args.resource_type != COMMAND:
         return
     stdin = str(args.props.get("stdin") or "")
-    if "/etc/haproxy/haproxy.cfg" not in stdin or "frontend" not in stdin:
+    move = stdin.find(GOES_LIVE.format(path=HAPROXY_CFG))
+    if move < 0:
         return
-    check = re.search(r"haproxy -c (-q )?-f ", stdin)
-    move = stdin.find("/etc/haproxy/haproxy.cfg;")
-    if check is None or (move >= 0 and move < check.start()):
+    check = stdin.find(HAPROXY_CHECK)
+    if check < 0 or move < check:
         report("haproxy.cfg is written without `haproxy -c` before it goes live.", None)
 
 
@@ -189,7 +195,7 @@ def _certificate_expiry(args: StackValidationArgs, report: ReportViolation) -> N
 
 def _odd_control_plane(args: StackValidationArgs, report: ReportViolation) -> None:
     members = [r for r in args.resources
-               if r.resource_type == COMMAND and r.name.endswith("-membership")]
+               if r.resource_type == COMMAND and r.name.endswith(MEMBERSHIP_STEP)]
     if members and len(members) % 2 == 0:
         report(f"{len(members)} control-plane nodes: an even etcd member count tolerates no more "
                "failures than one fewer. Add or remove one.", None)

@@ -18,10 +18,14 @@ from pulumi_policy import (
     StackValidationPolicy,
 )
 
+from components import cluster_access, kubeadm
+from kube_ha import paths, shell
+from kube_ha.loadbalancer import scripts as lb_scripts
 from tests.mocks import plain
 from tests.program import ROOT, Run, dev_stack, run_program
 
 sys.path.insert(0, str(ROOT / "policy"))
+import kube_ha_policies
 from kube_ha_policies import POLICIES
 
 
@@ -185,3 +189,18 @@ def test_a_copied_certificate_near_expiry_is_reported() -> None:
     (message,) = soon["certificate-expiry"]
     assert "admin.conf" in message and "kubeadm certs renew" in message
     assert found(40) == {}
+
+
+def test_the_packs_markers_are_the_programs_own(dev_resources: list[PolicyResource]) -> None:
+    """The pack keys on markers, not on incidental text; each is the program's own constant and
+    occurs in what the program registers, so renaming one in the program fails here instead of
+    switching a policy off silently."""
+    pack = kube_ha_policies
+    assert (pack.HAPROXY_CFG, pack.HAPROXY_CHECK, pack.GOES_LIVE, pack.MEMBERSHIP_STEP,
+            pack.COPIES_OUTPUT) == (paths.HAPROXY_CFG, lb_scripts.HAPROXY_CHECK, shell.GOES_LIVE,
+                                    kubeadm.MEMBERSHIP_STEP, cluster_access.COPIES_OUTPUT)
+    stdins = [str(r.props.get("stdin") or "") for r in dev_resources]
+    live = pack.GOES_LIVE.format(path=pack.HAPROXY_CFG)
+    assert any(live in s and pack.HAPROXY_CHECK in s for s in stdins)
+    members = [r.name for r in dev_resources if r.name.endswith(pack.MEMBERSHIP_STEP)]
+    assert len(members) == 3, members

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from kube_ha.model import Cluster
+from kube_ha.paths import K8S, PKI, POD_CONFIG
 from kube_ha.topology import etcd_endpoints
 
 NAMESPACE = "kube-system"
@@ -27,7 +28,6 @@ CONTROL_PLANE_LABEL = "node-role.kubernetes.io/control-plane"
 ELASTIC = "kube-ha-elastic-apiserver"
 CONTROLLER_MANAGER = "kube-ha-controller-manager"
 SCHEDULER = "kube-ha-scheduler"
-PKI_DIR = "/etc/kubernetes/pki"
 SHUTDOWN_DELAY_S = 10  # haproxy takes a draining apiserver out in ~2 s; 10 s is ample
 TERMINATION_GRACE_S = 60
 
@@ -46,27 +46,27 @@ class SecretSpec:
 
 ELASTIC_SERVING = f"{ELASTIC}-serving"
 ELASTIC_PKI = SecretSpec(f"{ELASTIC}-pki", {
-    "ca.crt": "/etc/kubernetes/pki/ca.crt",
-    "sa.pub": "/etc/kubernetes/pki/sa.pub",
-    "sa.key": "/etc/kubernetes/pki/sa.key",
-    "front-proxy-ca.crt": "/etc/kubernetes/pki/front-proxy-ca.crt",
-    "front-proxy-client.crt": "/etc/kubernetes/pki/front-proxy-client.crt",
-    "front-proxy-client.key": "/etc/kubernetes/pki/front-proxy-client.key",
-    "apiserver-kubelet-client.crt": "/etc/kubernetes/pki/apiserver-kubelet-client.crt",
-    "apiserver-kubelet-client.key": "/etc/kubernetes/pki/apiserver-kubelet-client.key",
-    "etcd-ca.crt": "/etc/kubernetes/pki/etcd/ca.crt",
-    "apiserver-etcd-client.crt": "/etc/kubernetes/pki/apiserver-etcd-client.crt",
-    "apiserver-etcd-client.key": "/etc/kubernetes/pki/apiserver-etcd-client.key",
+    "ca.crt": f"{PKI}/ca.crt",
+    "sa.pub": f"{PKI}/sa.pub",
+    "sa.key": f"{PKI}/sa.key",
+    "front-proxy-ca.crt": f"{PKI}/front-proxy-ca.crt",
+    "front-proxy-client.crt": f"{PKI}/front-proxy-client.crt",
+    "front-proxy-client.key": f"{PKI}/front-proxy-client.key",
+    "apiserver-kubelet-client.crt": f"{PKI}/apiserver-kubelet-client.crt",
+    "apiserver-kubelet-client.key": f"{PKI}/apiserver-kubelet-client.key",
+    "etcd-ca.crt": f"{PKI}/etcd/ca.crt",
+    "apiserver-etcd-client.crt": f"{PKI}/apiserver-etcd-client.crt",
+    "apiserver-etcd-client.key": f"{PKI}/apiserver-etcd-client.key",
 })
 CONTROLLER_MANAGER_PKI = SecretSpec(f"{CONTROLLER_MANAGER}-pki", {
-    "ca.crt": "/etc/kubernetes/pki/ca.crt",
-    "ca.key": "/etc/kubernetes/pki/ca.key",
-    "sa.key": "/etc/kubernetes/pki/sa.key",
-    "front-proxy-ca.crt": "/etc/kubernetes/pki/front-proxy-ca.crt",
-    "controller-manager.conf": "/etc/kubernetes/controller-manager.conf",
+    "ca.crt": f"{PKI}/ca.crt",
+    "ca.key": f"{PKI}/ca.key",
+    "sa.key": f"{PKI}/sa.key",
+    "front-proxy-ca.crt": f"{PKI}/front-proxy-ca.crt",
+    "controller-manager.conf": f"{K8S}/controller-manager.conf",
 }, kubeconfigs=("controller-manager.conf",))
 SCHEDULER_PKI = SecretSpec(f"{SCHEDULER}-pki", {
-    "scheduler.conf": "/etc/kubernetes/scheduler.conf",
+    "scheduler.conf": f"{K8S}/scheduler.conf",
 }, kubeconfigs=("scheduler.conf",))
 
 
@@ -145,29 +145,29 @@ def elastic_apiserver_flags(cluster: Cluster) -> list[str]:
         f"--secure-port={e.port}",
         "--allow-privileged=true",
         "--authorization-mode=Node,RBAC",
-        f"--client-ca-file={PKI_DIR}/ca.crt",
+        f"--client-ca-file={PKI}/ca.crt",
         "--enable-admission-plugins=NodeRestriction",
         "--enable-bootstrap-token-auth=true",
-        f"--etcd-cafile={PKI_DIR}/etcd/ca.crt",
-        f"--etcd-certfile={PKI_DIR}/apiserver-etcd-client.crt",
-        f"--etcd-keyfile={PKI_DIR}/apiserver-etcd-client.key",
+        f"--etcd-cafile={PKI}/etcd/ca.crt",
+        f"--etcd-certfile={PKI}/apiserver-etcd-client.crt",
+        f"--etcd-keyfile={PKI}/apiserver-etcd-client.key",
         "--etcd-servers=" + ",".join(etcd_endpoints(cluster)),
-        f"--kubelet-client-certificate={PKI_DIR}/apiserver-kubelet-client.crt",
-        f"--kubelet-client-key={PKI_DIR}/apiserver-kubelet-client.key",
+        f"--kubelet-client-certificate={PKI}/apiserver-kubelet-client.crt",
+        f"--kubelet-client-key={PKI}/apiserver-kubelet-client.key",
         "--kubelet-preferred-address-types=InternalIP,ExternalIP,Hostname",
-        f"--proxy-client-cert-file={PKI_DIR}/front-proxy-client.crt",
-        f"--proxy-client-key-file={PKI_DIR}/front-proxy-client.key",
+        f"--proxy-client-cert-file={PKI}/front-proxy-client.crt",
+        f"--proxy-client-key-file={PKI}/front-proxy-client.key",
         "--requestheader-allowed-names=front-proxy-client",
-        f"--requestheader-client-ca-file={PKI_DIR}/front-proxy-ca.crt",
+        f"--requestheader-client-ca-file={PKI}/front-proxy-ca.crt",
         "--requestheader-extra-headers-prefix=X-Remote-Extra-",
         "--requestheader-group-headers=X-Remote-Group",
         "--requestheader-username-headers=X-Remote-User",
         f"--service-account-issuer=https://kubernetes.default.svc.{net.cluster_domain}",
-        f"--service-account-key-file={PKI_DIR}/sa.pub",
-        f"--service-account-signing-key-file={PKI_DIR}/sa.key",
+        f"--service-account-key-file={PKI}/sa.pub",
+        f"--service-account-signing-key-file={PKI}/sa.key",
         f"--service-cluster-ip-range={net.service_subnet}",
-        f"--tls-cert-file={PKI_DIR}/apiserver.crt",
-        f"--tls-private-key-file={PKI_DIR}/apiserver.key",
+        f"--tls-cert-file={PKI}/apiserver.crt",
+        f"--tls-private-key-file={PKI}/apiserver.key",
         # Its port differs from the static pods': it must not rewrite the `kubernetes`
         # Service's endpoints (all of which share one port). Clients reach it via the LB.
         "--endpoint-reconciler-type=none",
@@ -189,7 +189,7 @@ def elastic_apiserver_deployment(cluster: Cluster) -> Manifest:
         "livenessProbe": _probe("/livez", e.port, 10, 8),
         "readinessProbe": _probe("/readyz", e.port, 2, 3),
         "securityContext": _CONTAINER_SECURITY,
-        "volumeMounts": [{"name": "pki", "mountPath": PKI_DIR, "readOnly": True}],
+        "volumeMounts": [{"name": "pki", "mountPath": PKI, "readOnly": True}],
     }
     pki_items = {k: k for k in ELASTIC_PKI.files}
     pki_items["etcd-ca.crt"] = "etcd/ca.crt"
@@ -301,7 +301,7 @@ def _leader_elected(cluster: Cluster, name: str, component: str, port: int, repl
                                                host="127.0.0.1"),
                         "livenessProbe": _probe("/healthz", port, 10, 8, host="127.0.0.1"),
                         "securityContext": _CONTAINER_SECURITY,
-                        "volumeMounts": [{"name": "config", "mountPath": "/etc/kubernetes/kube-ha",
+                        "volumeMounts": [{"name": "config", "mountPath": POD_CONFIG,
                                           "readOnly": True}],
                     }],
                     "volumes": [{"name": "config", "secret": {"secretName": secret.name,
@@ -314,7 +314,7 @@ def _leader_elected(cluster: Cluster, name: str, component: str, port: int, repl
 
 def controller_manager_deployment(cluster: Cluster) -> Manifest:
     cm = cluster.controller_manager
-    conf = "/etc/kubernetes/kube-ha"
+    conf = POD_CONFIG
     net = cluster.networking
     flags = [
         f"--kubeconfig={conf}/controller-manager.conf",
@@ -343,7 +343,7 @@ def controller_manager_deployment(cluster: Cluster) -> Manifest:
 
 def scheduler_deployment(cluster: Cluster) -> Manifest:
     s = cluster.scheduler
-    conf = "/etc/kubernetes/kube-ha/scheduler.conf"
+    conf = f"{POD_CONFIG}/scheduler.conf"
     flags = [
         f"--kubeconfig={conf}",
         f"--authentication-kubeconfig={conf}",

@@ -12,18 +12,17 @@ import json
 from dataclasses import dataclass
 
 from kube_ha.model import Cluster, Host, host_port
-from kube_ha.shell import heredoc, quote, script, tcp_probe, write_file
+from kube_ha.paths import ADMIN_CONF, K8S, KUBELET_CONF, NODE_STATE, PKI, STATIC_PODS
+from kube_ha.shell import heredoc, indent, quote, script, tcp_probe, write_file
 from kube_ha.topology import shared_sans
 
-K8S = "/etc/kubernetes"
-PKI = f"{K8S}/pki"
-ADMIN = f"{K8S}/admin.conf"
+ADMIN = ADMIN_CONF
 # Every kubectl call is bounded: kubectl's default --request-timeout is 0 (none), so an
 # apiserver that accepts and never answers would hang the step. `wait` and `drain` carry their
 # own --timeout and use KUBECTL_LONG (a watch must outlive one request timeout).
 KUBECTL_LONG = f"kubectl --kubeconfig={ADMIN}"
 KUBECTL = f"{KUBECTL_LONG} --request-timeout=30s"
-KUBEADM_CONFIG = f"{K8S}/kube-ha/kubeadm.yaml"
+KUBEADM_CONFIG = f"{NODE_STATE}/kubeadm.yaml"
 
 
 @dataclass(frozen=True)
@@ -208,7 +207,7 @@ def install_serving_cert(cluster: Cluster, node: Host, cert: str, key: str) -> s
         "  done",
         write_file(f"{PKI}/apiserver.key", key, "0600", flag=None),
         write_file(f"{PKI}/apiserver.crt", cert, "0644", flag=None),
-        f"  if [ -f {K8S}/manifests/kube-apiserver.yaml ]; then",
+        f"  if [ -f {STATIC_PODS}/kube-apiserver.yaml ]; then",
         f"    want=$(openssl x509 -noout -serial -in {PKI}/apiserver.crt)",
         "    id=$(crictl ps -q --name '^kube-apiserver$' | head -n 1)",
         '    if [ -n "$id" ]; then',
@@ -223,7 +222,7 @@ def install_serving_cert(cluster: Cluster, node: Host, cert: str, key: str) -> s
         '        crictl stop --timeout 60 "$id" >/dev/null',
         "      fi",
         "    fi",
-        "  " + _wait_readyz(node, cluster.apiserver_port).replace("\n", "\n  "),
+        *indent([_wait_readyz(node, cluster.apiserver_port)]),
         "  fi",
         "fi",
     ])
@@ -296,12 +295,12 @@ def control_plane_endpoint_edit(cluster: Cluster) -> tuple[str, str]:
     return f"/^controlPlaneEndpoint:/d; 1i {line}", line
 
 
-INIT_MARKER = f"{K8S}/kube-ha/init-started"
+INIT_MARKER = f"{NODE_STATE}/init-started"
 # What this program undoes is only what it did: a node it ran `kubeadm init` or `join` on
 # carries this file (its reset may run) and, for the control plane, this Node annotation (its
 # etcd member may be removed). A node that was in the cluster before, or was joined by a
 # version without them, is left alone by every delete, `pulumi destroy` included.
-MANAGED_MARKER = f"{K8S}/kube-ha/joined-by-kube-ha"
+MANAGED_MARKER = f"{NODE_STATE}/joined-by-kube-ha"
 MANAGED_ANNOTATION = "kube-ha.io/joined-by"
 
 
@@ -363,13 +362,13 @@ def bootstrap_script(cluster: Cluster, cert: str, key: str) -> str:
     ep = cluster.endpoint
     return script(
         "bootstrap",
-        f"install -d -m 0700 {K8S}/kube-ha",
+        f"install -d -m 0700 {NODE_STATE}",
         write_file(KUBEADM_CONFIG, kubeadm_config(cluster), "0600", flag=None),
         _init_state(),
         'if [ "$init" = unfinished ]; then',
         '  log "kubeadm init did not finish here (no kubeadm-config was uploaded): resetting this'
         ' node and running it again, keeping its cluster CA"',
-        f'  keep=$(mktemp -d {K8S}/kube-ha/ca.XXXXXX)',
+        f'  keep=$(mktemp -d {NODE_STATE}/ca.XXXXXX)',
         f'  for f in ca.crt ca.key; do if [ -f {PKI}/"$f" ]; then cp -p {PKI}/"$f" "$keep"/; fi; done',
         "  kubeadm reset --force >&2",
         f"  install -d -m 0755 {PKI}",
@@ -397,7 +396,7 @@ def bootstrap_script(cluster: Cluster, cert: str, key: str) -> str:
                          *control_plane_endpoint_edit(cluster)),
         "changed=0",
         repoint_kubeconfig(ADMIN, ep.url),
-        repoint_kubeconfig(f"{K8S}/kubelet.conf", ep.url),
+        repoint_kubeconfig(f"{KUBELET_CONF}", ep.url),
         'if [ "$changed" = 1 ]; then systemctl restart kubelet; log "kubelet restarted"; fi',
         _patch_configmap("kube-public", "cluster-info", "kubeconfig", _sed_server(ep.url),
                          f"server: {ep.url}"),
@@ -429,8 +428,8 @@ def _upload_certs(cluster: Cluster) -> list[str]:
            f"kubernetesVersion: {cluster.kubernetes_version}\n")
     return [
         "key=$(kubeadm certs certificate-key)",
-        f"install -d -m 0700 {K8S}/kube-ha",
-        f"conf=$(mktemp {K8S}/kube-ha/upload-certs.XXXXXX)",
+        f"install -d -m 0700 {NODE_STATE}",
+        f"conf=$(mktemp {NODE_STATE}/upload-certs.XXXXXX)",
         "trap 'rm -f \"$conf\"' EXIT",
         f'printf {quote(fmt)} "$key" > "$conf"',
         'kubeadm init phase upload-certs --upload-certs --config="$conf" >/dev/null',
@@ -516,9 +515,9 @@ controlPlane:
 def _kubeadm_join(cluster: Cluster, node: Host, creds: dict[str, str], control_plane: bool
                   ) -> list[str]:
     """Write the JoinConfiguration (0600, removed afterwards, even on failure) and join."""
-    path = f"{K8S}/kube-ha/join.yaml"
+    path = f"{NODE_STATE}/join.yaml"
     return [
-        f"install -d -m 0700 {K8S}/kube-ha",
+        f"install -d -m 0700 {NODE_STATE}",
         f"trap 'rm -f {path}' EXIT",
         write_file(path, join_configuration(cluster, node, creds, control_plane), "0600",
                    flag=None),
@@ -537,12 +536,12 @@ def control_plane_join_script(cluster: Cluster, node: Host, cert: str, key: str,
     return script(
         f"join-control-plane {node.name}",
         etcd.function(),
-        f"if [ -f {K8S}/manifests/kube-apiserver.yaml ] && [ -f {K8S}/kubelet.conf ]; then",
+        f"if [ -f {STATIC_PODS}/kube-apiserver.yaml ] && [ -f {KUBELET_CONF} ]; then",
         '  log "already a control-plane node"',
         install_serving_cert(cluster, node, cert, key),
         "  changed=0",
         repoint_kubeconfig(ADMIN, cluster.endpoint.url),
-        repoint_kubeconfig(f"{K8S}/kubelet.conf", cluster.endpoint.url),
+        repoint_kubeconfig(f"{KUBELET_CONF}", cluster.endpoint.url),
         '  if [ "$changed" = 1 ]; then systemctl restart kubelet; log "kubelet restarted"; fi',
         "else",
         f"  install -d -m 0755 {PKI}",
@@ -574,7 +573,7 @@ def worker_join_script(cluster: Cluster, node: Host, creds: dict[str, str],
     return script(
         f"worker {node.name}",
         *proxy,
-        f"if [ -f {K8S}/kubelet.conf ]; then",
+        f"if [ -f {KUBELET_CONF} ]; then",
         f'  log "{node.name} already joined"',
         "else",
         *_kubeadm_join(cluster, node, creds, control_plane=False),
@@ -582,7 +581,7 @@ def worker_join_script(cluster: Cluster, node: Host, creds: dict[str, str],
         f'  log "{node.name} joined"',
         "fi",
         "changed=0",
-        repoint_kubeconfig(f"{K8S}/kubelet.conf", cluster.node_url),
+        repoint_kubeconfig(f"{KUBELET_CONF}", cluster.node_url),
         'if [ "$changed" = 1 ]; then systemctl restart kubelet; log "kubelet restarted"; fi',
     )
 
@@ -767,7 +766,7 @@ def reset_script() -> str:
         "reset",
         # kubeadm reset empties the manifests directory but keeps it (cleanupnode.go
         # CleanDir): an empty one means reset already ran.
-        f'if [ ! -f {K8S}/kubelet.conf ] && [ -z "$(ls -A {K8S}/manifests 2>/dev/null)" ]; then',
+        f'if [ ! -f {KUBELET_CONF} ] && [ -z "$(ls -A {STATIC_PODS} 2>/dev/null)" ]; then',
         '  log "nothing to reset"',
         f"elif [ ! -f {MANAGED_MARKER} ]; then",
         '  log "this node was not joined by kube-ha (no '

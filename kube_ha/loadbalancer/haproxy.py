@@ -29,6 +29,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from kube_ha.model import Cluster, HealthCheckSettings, host_port
+from kube_ha.paths import HAPROXY_FILES, HAPROXY_STATE
 from kube_ha.topology import lb_backends
 
 CHECK_PATH = "/readyz"
@@ -138,12 +139,12 @@ core.register_task(guard)
 class HaproxyPaths:
     """Where things live on the LB host. Tests point these at a temp dir."""
 
-    ca_file: str = "/etc/haproxy/kube-ha/ca.crt"
-    client_cert: str | None = "/etc/haproxy/kube-ha/health-client.pem"
+    ca_file: str = f"{HAPROXY_FILES}/ca.crt"
+    client_cert: str | None = f"{HAPROXY_FILES}/health-client.pem"
     admin_socket: str = "/run/haproxy/admin.sock"
-    state_file: str = "/var/lib/haproxy/server-state"
-    chroot: str | None = "/var/lib/haproxy"
-    session_guard: str | None = "/etc/haproxy/kube-ha/session-guard.lua"
+    state_file: str = f"{HAPROXY_STATE}/server-state"
+    chroot: str | None = HAPROXY_STATE
+    session_guard: str | None = f"{HAPROXY_FILES}/session-guard.lua"
     user: str | None = "haproxy"
     log_target: str = "/dev/log local0 info"
 

@@ -12,10 +12,11 @@ FAULT and gives the VIP up at once.
 from __future__ import annotations
 
 from kube_ha.model import Cluster, Host
+from kube_ha.paths import KEEPALIVED_CHECK, KEEPALIVED_CONF
 from kube_ha.shell import script, tcp_probe
 
-CHECK_SCRIPT = "/usr/libexec/keepalived/kube-ha-check.sh"  # RHEL labels this dir for scripts
-CONF = "/etc/keepalived/keepalived.conf"
+CHECK_SCRIPT = KEEPALIVED_CHECK
+CONF = KEEPALIVED_CONF
 
 
 def check_script(cluster: Cluster) -> str:

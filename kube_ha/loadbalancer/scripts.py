@@ -15,10 +15,13 @@ from collections.abc import Sequence
 
 from kube_ha.loadbalancer import keepalived
 from kube_ha.loadbalancer.haproxy import HaproxyPaths, session_guard_lua
-from kube_ha.model import Cluster, HealthCheckSettings, Host, parse_ip
-from kube_ha.shell import quote, script, write_file
+from kube_ha.model import Cluster, HealthCheckSettings, Host, IPAddress, parse_ip
+from kube_ha.paths import HAPROXY_CFG, HAPROXY_FILES
+from kube_ha.shell import indent, quote, script, write_file
 
-CFG = "/etc/haproxy/haproxy.cfg"
+CFG = HAPROXY_CFG
+# haproxy's own verdict on a rendered config, before it goes live (the policy pack looks for it).
+HAPROXY_CHECK = 'haproxy -c -q -f "$tmp"'
 DEFAULT_PATHS = HaproxyPaths()
 
 
@@ -41,19 +44,39 @@ def packages(cluster: Cluster, node_local: bool = False) -> list[str]:
 
 def install_script(cluster: Cluster, node_local: bool = False) -> str:
     """For an LB host, or (`node_local`) for a worker's proxy on 127.0.0.1 (no port opened)."""
-    open_ports = "\n".join(
-        f"  open_port {p}" for p in ([] if node_local else firewall_ports(cluster))
-    ) or "  :"
-    if cluster.uses_vip and not node_local:  # VRRP adverts between the LB hosts (IP proto 112)
-        open_ports += "".join(
-            f"\n  allow_vrrp_from {'ipv6' if lb.address.version == 6 else 'ipv4'} {lb.address}"
-            for lb in cluster.load_balancers)
-        open_ports += "\n  drop_open_vrrp"
-    pkgs = " ".join(packages(cluster, node_local))
+    vrrp_peers = [lb.address for lb in cluster.load_balancers] if (
+        cluster.uses_vip and not node_local) else None
     return script(
         "lb-install",
-        f"pkgs=({pkgs})",
-        """\
+        *_package_steps(packages(cluster, node_local)),
+        *_selinux_steps(),
+        *_firewalld_steps([] if node_local else firewall_ports(cluster), vrrp_peers),
+        f"install -d -m 0750 -o root -g haproxy {HAPROXY_FILES}",
+    )
+
+
+def _package_steps(pkgs: Sequence[str]) -> list[str]:
+    """haproxy (>= 2.4) and friends from the distro's package manager, when missing."""
+    return [f"pkgs=({' '.join(pkgs)})", _INSTALL_PACKAGES]
+
+
+def _selinux_steps() -> list[str]:
+    return [_SELINUX_BOOLEAN]
+
+
+def _firewalld_steps(ports: Sequence[int], vrrp_peers: Sequence[IPAddress] | None) -> list[str]:
+    """Open what clients dial; with a VIP, allow VRRP (IP proto 112) from the LB hosts only."""
+    calls = [f"open_port {p}" for p in ports]
+    if vrrp_peers is not None:
+        calls += [f"allow_vrrp_from {'ipv6' if a.version == 6 else 'ipv4'} {a}" for a in vrrp_peers]
+        calls.append("drop_open_vrrp")
+    return [_FIREWALLD_FUNCTIONS,
+            "if command -v firewall-cmd >/dev/null 2>&1 && systemctl is-active --quiet firewalld; then",
+            *indent(calls or [":"]),
+            "fi"]
+
+
+_INSTALL_PACKAGES = """\
 need_install=0
 for bin in "${pkgs[@]}"; do
   command -v "$bin" >/dev/null 2>&1 || need_install=1
@@ -79,6 +102,8 @@ case "$version" in
   1.*|2.[0-3]) log "haproxy $version is too old: 2.4 or later is needed"; exit 1 ;;
 esac
 
+"""
+_SELINUX_BOOLEAN = """
 # SELinux stays enforcing: allow haproxy to bind and connect to the apiserver ports.
 if command -v getenforce >/dev/null 2>&1 && [ "$(getenforce)" != "Disabled" ]; then
   if getsebool haproxy_connect_any | grep -q -- '--> on$'; then
@@ -88,7 +113,8 @@ if command -v getenforce >/dev/null 2>&1 && [ "$(getenforce)" != "Disabled" ]; t
     setsebool -P haproxy_connect_any on
   fi
 fi
-
+"""
+_FIREWALLD_FUNCTIONS = """
 # firewalld stays running: open only what clients dial.
 open_port() {
   if firewall-cmd --permanent --query-port="$1/tcp" >/dev/null 2>&1; then
@@ -117,14 +143,7 @@ drop_open_vrrp() {  # the rule earlier versions added: VRRP from anywhere
     firewall-cmd --reload >/dev/null
   fi
 }
-if command -v firewall-cmd >/dev/null 2>&1 && systemctl is-active --quiet firewalld; then
 """
-        + open_ports
-        + """
-fi
-install -d -m 0750 -o root -g haproxy /etc/haproxy/kube-ha
-""",
-    )
 
 
 def _start_or_reload(unit: str, flag: str, before_reload: Sequence[str] = ()) -> list[str]:
@@ -134,7 +153,7 @@ def _start_or_reload(unit: str, flag: str, before_reload: Sequence[str] = ()) ->
         f'  log "starting {unit}"',
         f"  systemctl start {unit}",
         f'elif [ "${flag}" = 1 ]; then',
-        *(f"  {line}" for line in before_reload),
+        *indent(before_reload),
         f'  log "reloading {unit}"',
         f"  systemctl reload {unit}",
         "else",
@@ -155,14 +174,14 @@ def configure_script(cluster: Cluster, cfg: str, ca_pem: str, client_pem: str | 
     state = quote(paths.state_file)
     parts = [
         "changed=0",
-        "install -d -m 0750 -o root -g haproxy /etc/haproxy/kube-ha",
+        f"install -d -m 0750 -o root -g haproxy {HAPROXY_FILES}",
         *files,
         # Before haproxy.cfg: `haproxy -c` loads the Lua it names.
         *([write_file(paths.session_guard, session_guard_lua(health or cluster.health_check),
                       "0644", "root:haproxy")]
           if paths.session_guard else []),
-        write_file(CFG, cfg, check='haproxy -c -q -f "$tmp"'),
-        "command -v restorecon >/dev/null 2>&1 && restorecon -R /etc/haproxy",
+        write_file(CFG, cfg, check=HAPROXY_CHECK),
+        f"command -v restorecon >/dev/null 2>&1 && restorecon -R {HAPROXY_CFG.rsplit('/', 1)[0]}",
         *_start_or_reload("haproxy", "changed", [
             "# Save server states first so servers DOWN now are still DOWN after the reload;",
             "# listeners pass to the new worker over the admin socket (seamless).",
