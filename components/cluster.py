@@ -10,8 +10,8 @@ from components.cluster_access import COPIES_OUTPUT, IDENTIFIER_OUTPUT, ClusterA
 from components.config import MEMBERSHIP_OUTPUT
 from components.controller_manager import controller_manager, scheduler
 from components.elastic_apiserver import ElasticApiserver
-from components.kubeadm import ControlPlane
-from components.loadbalancer import LoadBalancer
+from components.kubeadm import ControlPlane, Workers
+from components.loadbalancer import LoadBalancer, node_local_proxy
 from components.preflight import Preflight
 from components.remote import Ssh
 from kube_ha.elastic.manifests import CONTROLLER_MANAGER_PKI, ELASTIC_PKI, SCHEDULER_PKI, SecretSpec
@@ -21,6 +21,9 @@ from kube_ha.topology import all_sans
 
 
 class HaCluster(pulumi.ComponentResource):
+    """The whole program: preflight, PKI, the load balancer, the control plane and workers,
+    access to the cluster, and the elastic control plane, wired from one `Cluster`."""
+
     def __init__(self, name: str, cluster: Cluster, ssh_private_key: pulumi.Output[str],
                  opts: pulumi.ResourceOptions | None = None):
         super().__init__("kube-ha:index:HaCluster", name, None, opts)
@@ -37,6 +40,12 @@ class HaCluster(pulumi.ComponentResource):
         self.control_plane = ControlPlane(
             f"{name}-kubeadm", cluster, ssh, self.certificates,
             endpoint_ready=list(self.load_balancer.configured), opts=child, checked=checked)
+        self.workers = Workers(
+            f"{name}-workers", cluster, ssh, self.control_plane,
+            node_local_proxy(cluster, self.certificates.ca_cert_pem,
+                             self.certificates.health_client_pem),
+            opts=child)
+        self.control_plane.after_joins(self.workers.joins)
         self.access = ClusterAccess(
             f"{name}-access", cluster, ssh, after=self.control_plane.last_control_plane_step,
             secrets=_secrets_needed(cluster), opts=child)

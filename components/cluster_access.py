@@ -19,7 +19,7 @@ from kube_ha.elastic.manifests import (
     kubeconfig_with_server,
     secret_manifest,
 )
-from kube_ha.kubeadm import scripts as ks
+from kube_ha.kubeadm.scripts import read_admin_kubeconfig_script, read_files_script
 from kube_ha.model import Cluster
 
 # Stack outputs the next run reads back (through a reference to this very stack): the copies'
@@ -49,7 +49,7 @@ class ClusterAccess(pulumi.ComponentResource):
         generation: pulumi.Output[str] = previous.get_output(COPIES_OUTPUT).apply(
             lambda record: renewal.copy_generation(rotation, record, certificates.now()))
         read = run_script(f"{name}-read-admin-kubeconfig", boot, ssh,
-                          generation.apply(ks.read_admin_kubeconfig_script), parent=self,
+                          generation.apply(read_admin_kubeconfig_script), parent=self,
                           secret_stdout=True, depends_on=[after])
         url = self.url = cluster.endpoint.url
         self.kubeconfig: pulumi.Output[str] = pulumi.Output.secret(  # type: ignore[arg-type]
@@ -71,7 +71,7 @@ class ClusterAccess(pulumi.ComponentResource):
         if files:
             read_files = run_script(
                 f"{name}-read-control-plane-files", boot, ssh,
-                generation.apply(lambda g: ks.read_files_script(files, g)), parent=self,
+                generation.apply(lambda g: read_files_script(files, g)), parent=self,
                 secret_stdout=True, depends_on=[after])
             self.files = pulumi.Output.secret(read_files.stdout.apply(json.loads))  # type: ignore[arg-type]
 

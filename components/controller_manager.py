@@ -13,24 +13,36 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from components.cluster_access import ClusterAccess
-from kube_ha.elastic import manifests as m
+from kube_ha.elastic.manifests import (
+    CHECKSUM_ANNOTATION,
+    CONTROLLER_MANAGER,
+    CONTROLLER_MANAGER_PKI,
+    SCHEDULER,
+    SCHEDULER_PKI,
+    Manifest,
+    SecretSpec,
+    controller_manager_deployment,
+    pdb,
+    scheduler_deployment,
+    with_pod_annotations,
+)
 from kube_ha.model import Cluster
 
 
 class LeaderElected(pulumi.ComponentResource):
     def __init__(self, name: str, cluster: Cluster, access: ClusterAccess,
-                 deployment: m.Manifest, secret: m.SecretSpec, app: str,
+                 deployment: Manifest, secret: SecretSpec, app: str,
                  opts: pulumi.ResourceOptions | None = None):
         super().__init__("kube-ha:k8s:LeaderElected", name, None, opts)
         k8s_opts = pulumi.ResourceOptions(parent=self, provider=access.provider)
         stored = access.secret(f"{name}-secret", secret, k8s_opts)
-        spec: Any = m.with_pod_annotations(deployment["spec"], {
-            m.CHECKSUM_ANNOTATION: access.checksum(secret)})
+        spec: Any = with_pod_annotations(deployment["spec"], {
+            CHECKSUM_ANNOTATION: access.checksum(secret)})
         k8s.apps.v1.Deployment(f"{name}-deployment", metadata=deployment["metadata"],
                                spec=spec,
                                opts=pulumi.ResourceOptions.merge(
                                    k8s_opts, pulumi.ResourceOptions(depends_on=[stored])))
-        budget = m.pdb(app)
+        budget = pdb(app)
         k8s.policy.v1.PodDisruptionBudget(f"{name}-pdb", metadata=budget["metadata"],
                                           spec=budget["spec"], opts=k8s_opts)
         self.register_outputs({})
@@ -38,11 +50,11 @@ class LeaderElected(pulumi.ComponentResource):
 
 def controller_manager(name: str, cluster: Cluster, access: ClusterAccess,
                        opts: pulumi.ResourceOptions) -> LeaderElected:
-    return LeaderElected(name, cluster, access, m.controller_manager_deployment(cluster),
-                         m.CONTROLLER_MANAGER_PKI, m.CONTROLLER_MANAGER, opts)
+    return LeaderElected(name, cluster, access, controller_manager_deployment(cluster),
+                         CONTROLLER_MANAGER_PKI, CONTROLLER_MANAGER, opts)
 
 
 def scheduler(name: str, cluster: Cluster, access: ClusterAccess,
               opts: pulumi.ResourceOptions) -> LeaderElected:
-    return LeaderElected(name, cluster, access, m.scheduler_deployment(cluster), m.SCHEDULER_PKI,
-                         m.SCHEDULER, opts)
+    return LeaderElected(name, cluster, access, scheduler_deployment(cluster), SCHEDULER_PKI,
+                         SCHEDULER, opts)

@@ -13,7 +13,18 @@ import pulumi_kubernetes as k8s
 
 from components.certificates import SERVER_USES, ClusterCertificates, IssuedCert
 from components.cluster_access import ClusterAccess
-from kube_ha.elastic import manifests as m
+from kube_ha.elastic.manifests import (
+    CHECKSUM_ANNOTATION,
+    ELASTIC,
+    ELASTIC_PKI,
+    ELASTIC_SERVING,
+    POOL_LABEL,
+    elastic_apiserver_deployment,
+    elastic_apiserver_hpa,
+    pdb,
+    secret_manifest,
+    with_pod_annotations,
+)
 from kube_ha.model import Cluster
 from kube_ha.topology import elastic_apiserver_sans
 
@@ -28,37 +39,37 @@ class ElasticApiserver(pulumi.ComponentResource):
         labels = [
             k8s.core.v1.NodePatch(
                 f"{name}-pool-{node}",
-                metadata={"name": node, "labels": {m.POOL_LABEL: "true"}},
+                metadata={"name": node, "labels": {POOL_LABEL: "true"}},
                 opts=k8s_opts)
             for node in e.pool_nodes
         ]
         self.serving = serving = IssuedCert(f"{name}-serving", "kube-apiserver", elastic_apiserver_sans(cluster),
                              SERVER_USES, certs.ca_cert_pem, certs.ca_key_pem, cluster,
                              opts=pulumi.ResourceOptions(parent=self))
-        shape = m.secret_manifest(m.ELASTIC_SERVING, [], "kubernetes.io/tls")
+        shape = secret_manifest(ELASTIC_SERVING, [], "kubernetes.io/tls")
         serving_secret = k8s.core.v1.Secret(
             f"{name}-serving-secret", metadata=shape["metadata"], type=shape["type"],
             string_data=cast(Any, {"tls.crt": serving.cert_pem, "tls.key": serving.key_pem}),
             opts=k8s_opts)
-        pki_secret = access.secret(f"{name}-pki-secret", m.ELASTIC_PKI, k8s_opts)
+        pki_secret = access.secret(f"{name}-pki-secret", ELASTIC_PKI, k8s_opts)
 
-        dep = m.elastic_apiserver_deployment(cluster)
-        spec: Any = m.with_pod_annotations(dep["spec"], {
+        dep = elastic_apiserver_deployment(cluster)
+        spec: Any = with_pod_annotations(dep["spec"], {
             # Not the serving pair: kube-apiserver reloads that from disk by itself, so a SAN
             # change rolls no pod.
-            m.CHECKSUM_ANNOTATION: access.checksum(m.ELASTIC_PKI)})
+            CHECKSUM_ANNOTATION: access.checksum(ELASTIC_PKI)})
         self.deployment = k8s.apps.v1.Deployment(
             f"{name}-deployment", metadata=dep["metadata"], spec=spec,
             opts=pulumi.ResourceOptions.merge(k8s_opts, pulumi.ResourceOptions(
                 depends_on=[serving_secret, pki_secret, *labels])))
-        hpa = m.elastic_apiserver_hpa(cluster)
+        hpa = elastic_apiserver_hpa(cluster)
         target: dict[str, Any] = {**hpa["spec"]["scaleTargetRef"],
                                   "name": self.deployment.metadata.name}
         self.hpa = k8s.autoscaling.v2.HorizontalPodAutoscaler(
             f"{name}-hpa", metadata=hpa["metadata"],
             spec=cast(Any, {**hpa["spec"], "scaleTargetRef": target}),
             opts=k8s_opts)
-        budget = m.pdb(m.ELASTIC)
+        budget = pdb(ELASTIC)
         k8s.policy.v1.PodDisruptionBudget(f"{name}-pdb", metadata=budget["metadata"],
                                           spec=budget["spec"], opts=k8s_opts)
         self.register_outputs({})

@@ -21,10 +21,21 @@ from typing import Any
 import pulumi
 
 from components.certificates import ClusterCertificates
+from components.loadbalancer import ProxyScripts
 from components.remote import Ssh, run_script
-from kube_ha.kubeadm import scripts as ks
-from kube_ha.loadbalancer.haproxy import NODE_LOCAL_HEALTH, node_local_frontend, render_haproxy_cfg
-from kube_ha.loadbalancer.scripts import configure_script, install_script
+from kube_ha.kubeadm.scripts import (
+    bootstrap_script,
+    control_plane_join_script,
+    control_plane_removal_script,
+    install_ca_script,
+    join_credentials_script,
+    kube_proxy_script,
+    membership_check_script,
+    reset_script,
+    revoke_join_credentials_script,
+    worker_join_script,
+    workers_reconcile_script,
+)
 from kube_ha.model import Cluster, Host
 
 # Names one step per etcd member (the policy pack counts them); part of every member's URN.
@@ -33,21 +44,27 @@ MEMBERSHIP_STEP = "-membership"
 
 def _cp_join(cluster: Cluster, node: Host, values: list[str]) -> str:
     cert, key, creds = values
-    return ks.control_plane_join_script(cluster, node, cert, key, json.loads(creds))
+    return control_plane_join_script(cluster, node, cert, key, json.loads(creds))
 
 
 def _worker_join(cluster: Cluster, node: Host, values: list[Any]) -> str:
     creds, local = values
-    return ks.worker_join_script(cluster, node, json.loads(creds),
+    return worker_join_script(cluster, node, json.loads(creds),
                                  tuple(local) if local else None)
 
 
 class ControlPlane(pulumi.ComponentResource):
+    """The control plane, one node at a time: the generated CA (if any), the bootstrap node's
+    init or adoption, each join with its credentials, and one membership step per etcd member
+    (whose delete removes it, quorum-guarded). `after_joins` adds the bootstrap node's last
+    steps once the workers joined."""
+
     def __init__(self, name: str, cluster: Cluster, ssh: Ssh, certs: ClusterCertificates,
                  endpoint_ready: list[pulumi.Resource],
                  opts: pulumi.ResourceOptions | None = None,
                  checked: list[pulumi.Resource] | None = None):
         super().__init__("kube-ha:kubeadm:ControlPlane", name, None, opts)
+        self._name, self._cluster, self._ssh = name, cluster, ssh
         boot = cluster.bootstrap
         # After every host's preflight (`checked`) and the endpoint serving: every other step
         # here follows the bootstrap step or install-ca.
@@ -56,7 +73,7 @@ class ControlPlane(pulumi.ComponentResource):
             before_init.append(run_script(
                 f"{name}-install-ca", boot, ssh,
                 pulumi.Output.all(certs.ca_cert_pem, certs.ca_key_pem).apply(
-                    lambda v: ks.install_ca_script(v[0], v[1])),
+                    lambda v: install_ca_script(v[0], v[1])),
                 parent=self, secret=True, depends_on=list(checked or [])))
         # Every control-plane node has the same steps whatever its role, named by node: making
         # another node the bootstrap node only re-runs scripts; nothing is deleted (a delete
@@ -64,13 +81,12 @@ class ControlPlane(pulumi.ComponentResource):
         # `connection`, an in-place update in pulumi-command 1.2.1 (only `triggers` replaces);
         # a provider that replaced on it would run the old step's delete. Keep the pin.
         previous: pulumi.Resource | None = None
-        self.steps: dict[str, pulumi.Resource] = {}
-        cp_creds = ks.join_credentials_script(cluster, control_plane=True)
+        cp_creds = join_credentials_script(cluster, control_plane=True)
         for node in (boot, *cluster.joining_control_plane):
             cert = certs.apiserver[node.name]
             if node.bootstrap:
                 script = pulumi.Output.all(cert.cert_pem, cert.key_pem).apply(
-                    lambda v: ks.bootstrap_script(cluster, v[0], v[1]))
+                    lambda v: bootstrap_script(cluster, v[0], v[1]))
                 deps = before_init
             else:
                 creds = run_script(f"{name}-{node.name}-join-credentials", boot, ssh, cp_creds,
@@ -80,54 +96,68 @@ class ControlPlane(pulumi.ComponentResource):
                     functools.partial(_cp_join, cluster, node))
                 deps = [creds]
             step = run_script(f"{name}-{node.name}-control-plane", node, ssh, script,
-                              parent=self, secret=True, delete_script=ks.reset_script(),
+                              parent=self, secret=True, delete_script=reset_script(),
                               depends_on=deps)
             if node.bootstrap:
-                self.bootstrap = step
+                self.bootstrap: pulumi.Resource = step
             previous = run_script(
-                f"{name}-{node.name}{MEMBERSHIP_STEP}", boot, ssh, ks.membership_check_script(node),
-                parent=self, delete_script=ks.control_plane_removal_script(cluster, node),
+                f"{name}-{node.name}{MEMBERSHIP_STEP}", boot, ssh, membership_check_script(node),
+                parent=self, delete_script=control_plane_removal_script(cluster, node),
                 depends_on=[step])
-            self.steps[node.name] = previous
         assert previous is not None
         self.last_control_plane_step = previous
 
-        # Runs before removed workers' join steps are deleted (deletes come last): drain first,
-        # `kubeadm reset` after.
-        run_script(f"{name}-workers", boot, ssh, ks.workers_reconcile_script(cluster),
-                   parent=self, depends_on=[self.bootstrap])
-        # Two steps per worker, whatever the topology: its own join credentials on the bootstrap
-        # node, created in the same `up` that joins it (a token made when the first workers
-        # joined has expired by the time one is added), and one script on the worker (its
-        # node-local proxy first, when there is one, then the join and the kubelet re-point).
-        # Workers that already joined keep their credentials step, so adding one re-runs none.
-        self.workers: dict[str, pulumi.Resource] = {}
-        # Rendered once: the same on every worker.
-        reset, worker_creds = ks.reset_script(), ks.join_credentials_script(cluster, False)
-        local: pulumi.Output[tuple[str, str]] | None = None
-        if cluster.node_local_proxy:
-            local_cfg = render_haproxy_cfg(cluster, frontend=node_local_frontend(cluster))
-            install = install_script(cluster, node_local=True)
-            local = pulumi.Output.all(certs.ca_cert_pem, certs.health_client_pem).apply(
-                lambda pems: (install, configure_script(cluster, local_cfg, pems[0], pems[1],
-                                                        health=NODE_LOCAL_HEALTH)))
-        for w in cluster.workers:
-            creds = run_script(f"{name}-{w.name}-join-credentials", boot, ssh, worker_creds,
-                               parent=self, secret_stdout=True, depends_on=[self.bootstrap])
-            script = pulumi.Output.all(creds.stdout, local).apply(
-                functools.partial(_worker_join, cluster, w))
-            self.workers[w.name] = run_script(
-                f"{name}-{w.name}-join", w, ssh, script, parent=self, secret=True,
-                delete_script=reset, depends_on=[creds])
-        # Once every join of the run is done: the tokens and uploaded certificates made for them
-        # are deleted (they would otherwise stay valid for 1 h and 2 h). The node list is in the
-        # script, so adding a node re-runs it after that node's join.
+    def after_joins(self, joined: list[pulumi.Resource]) -> None:
+        """The bootstrap node's last steps, once every join of the run (`joined`: the
+        `Workers` steps) is done. Registered here, not in `__init__`, because the workers
+        join after the bootstrap step and before these."""
+        name, boot, ssh, cluster = self._name, self._cluster.bootstrap, self._ssh, self._cluster
+        # The tokens and uploaded certificates made for this run's joins are deleted (they
+        # would otherwise stay valid for 1 h and 2 h). The node list is in the script, so
+        # adding a node re-runs it after that node's join.
         self.revoke_join_credentials = run_script(
             f"{name}-revoke-join-credentials", boot, ssh,
-            ks.revoke_join_credentials_script(cluster),
-            parent=self, depends_on=[self.last_control_plane_step, *self.workers.values()])
+            revoke_join_credentials_script(cluster),
+            parent=self, depends_on=[self.last_control_plane_step, *joined])
         # kube-proxy's kubeconfig serves every node: re-pointed once every node can dial what
         # it names (with node-local proxies, 127.0.0.1 answers on a worker only after its step).
-        run_script(f"{name}-kube-proxy", boot, ssh, ks.kube_proxy_script(cluster), parent=self,
-                   depends_on=[self.last_control_plane_step, *self.workers.values()])
+        run_script(f"{name}-kube-proxy", boot, ssh, kube_proxy_script(cluster), parent=self,
+                   depends_on=[self.last_control_plane_step, *joined])
+        self.register_outputs({})
+
+
+class Workers(pulumi.ComponentResource):
+    """Every worker: the reconcile step on the bootstrap node (drains workers removed from the
+    config before their reset), and two steps per worker whatever the topology: its own join
+    credentials on the bootstrap node, and one script on the worker (its node-local proxy
+    first, when there is one, then the join and the kubelet re-point).
+
+    Before this component existed the same steps were children of `ControlPlane`: each carries
+    an alias to that parent, so an existing stack moves them over and runs nothing."""
+
+    def __init__(self, name: str, cluster: Cluster, ssh: Ssh, control_plane: ControlPlane,
+                 local_proxy: pulumi.Output[ProxyScripts] | None,
+                 opts: pulumi.ResourceOptions | None = None):
+        super().__init__("kube-ha:kubeadm:Workers", name, None, opts)
+        prefix, boot = control_plane._name, cluster.bootstrap
+        moved = [pulumi.Alias(parent=control_plane)]
+        # Runs before removed workers' join steps are deleted (deletes come last): drain first,
+        # `kubeadm reset` after.
+        run_script(f"{prefix}-workers", boot, ssh, workers_reconcile_script(cluster),
+                   parent=self, depends_on=[control_plane.bootstrap], aliases=moved)
+        # Each worker's credentials are made in the same `up` that joins it (a token made when
+        # the first workers joined has expired by the time one is added); workers that already
+        # joined keep their credentials step, so adding one re-runs none. Rendered once: the
+        # same on every worker.
+        reset, creds_script = reset_script(), join_credentials_script(cluster, False)
+        self.joins: list[pulumi.Resource] = []
+        for w in cluster.workers:
+            creds = run_script(f"{prefix}-{w.name}-join-credentials", boot, ssh, creds_script,
+                               parent=self, secret_stdout=True,
+                               depends_on=[control_plane.bootstrap], aliases=moved)
+            script = pulumi.Output.all(creds.stdout, local_proxy).apply(
+                functools.partial(_worker_join, cluster, w))
+            self.joins.append(run_script(
+                f"{prefix}-{w.name}-join", w, ssh, script, parent=self, secret=True,
+                delete_script=reset, depends_on=[creds], aliases=moved))
         self.register_outputs({})

@@ -7,9 +7,12 @@ import functools
 import pulumi
 
 from components.remote import Ssh, run_script
-from kube_ha.loadbalancer.haproxy import render_haproxy_cfg
+from kube_ha.loadbalancer.haproxy import NODE_LOCAL_HEALTH, node_local_frontend, render_haproxy_cfg
 from kube_ha.loadbalancer.scripts import configure_script, install_script
 from kube_ha.model import Cluster, Host
+
+# (install, configure) scripts of a worker's node-local proxy.
+ProxyScripts = tuple[str, str]
 
 
 def _configure(cluster: Cluster, cfg: str, host: Host, pems: list[str]) -> str:
@@ -47,3 +50,18 @@ class LoadBalancer(pulumi.ComponentResource):
                 secret=health_client_pem is not None, depends_on=[install],
             ))
         self.register_outputs({"haproxyCfg": cfg})
+
+
+def node_local_proxy(cluster: Cluster, ca_cert_pem: pulumi.Input[str],
+                     health_client_pem: pulumi.Input[str]) -> pulumi.Output[ProxyScripts] | None:
+    """A worker's own haproxy on 127.0.0.1 (`nodeLocalProxy`): the LB's backends, gentler checks.
+    No step of its own: the scripts run first in each worker's join step (the `Workers`
+    component), so the proxy answers before the kubelet is pointed at it. Rendered once, the
+    same on every worker."""
+    if not cluster.node_local_proxy:
+        return None
+    cfg = render_haproxy_cfg(cluster, frontend=node_local_frontend(cluster))
+    install = install_script(cluster, node_local=True)
+    return pulumi.Output.all(ca_cert_pem, health_client_pem).apply(
+        lambda pems: (install, configure_script(cluster, cfg, pems[0], pems[1],
+                                                health=NODE_LOCAL_HEALTH)))

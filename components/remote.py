@@ -79,6 +79,7 @@ def run_script(
     secret_stdout: bool = False,
     delete_script: str | None = None,
     depends_on: Sequence[pulumi.Resource] = (),
+    aliases: Sequence[pulumi.Alias] = (),
 ) -> command.remote.Command:
     """One idempotent script on one host. `secret` marks the script (it carries a key or
     token); `secret_stdout` hides what it prints (kubeconfigs, tokens) from state and logs."""
@@ -98,5 +99,6 @@ def run_script(
             parent=parent,
             depends_on=list(depends_on),
             additional_secret_outputs=["stdout"] if secret_stdout else None,
+            aliases=list(aliases) or None,
         ),
     )

@@ -20,7 +20,20 @@ import yaml
 
 from kube_ha.config import SECRET_KEYS, ConfigError, misplaced_config_keys, parse_cluster
 from kube_ha.elastic.manifests import all_manifests
-from kube_ha.kubeadm import scripts as ks
+from kube_ha.kubeadm.scripts import (
+    bootstrap_script,
+    control_plane_join_script,
+    control_plane_removal_script,
+    join_credentials_script,
+    kube_proxy_script,
+    kubeadm_config,
+    membership_check_script,
+    read_ca_script,
+    reset_script,
+    revoke_join_credentials_script,
+    worker_join_script,
+    workers_reconcile_script,
+)
 from kube_ha.loadbalancer.haproxy import NODE_LOCAL_HEALTH, node_local_frontend, render_haproxy_cfg
 from kube_ha.loadbalancer.keepalived import render_keepalived_conf
 from kube_ha.loadbalancer.scripts import configure_script, install_script
@@ -89,13 +102,13 @@ def artifacts(cluster: Cluster) -> dict[str, str]:
         "lb/install.sh": install_script(cluster),
 
         "sans.json": json.dumps(all_sans(cluster), indent=2) + "\n",
-        "kubeadm/kubeadm.yaml": ks.kubeadm_config(cluster),
-        "kubeadm/read-ca.sh": ks.read_ca_script(),
-        "kubeadm/bootstrap.sh": ks.bootstrap_script(cluster, PLACEHOLDER_CERT, PLACEHOLDER_KEY),
-        "kubeadm/join-credentials.sh": ks.join_credentials_script(cluster, control_plane=True),
-        "kubeadm/reset.sh": ks.reset_script(),
-        "kubeadm/revoke-join-credentials.sh": ks.revoke_join_credentials_script(cluster),
-        "kubeadm/workers.sh": ks.workers_reconcile_script(cluster),
+        "kubeadm/kubeadm.yaml": kubeadm_config(cluster),
+        "kubeadm/read-ca.sh": read_ca_script(),
+        "kubeadm/bootstrap.sh": bootstrap_script(cluster, PLACEHOLDER_CERT, PLACEHOLDER_KEY),
+        "kubeadm/join-credentials.sh": join_credentials_script(cluster, control_plane=True),
+        "kubeadm/reset.sh": reset_script(),
+        "kubeadm/revoke-join-credentials.sh": revoke_join_credentials_script(cluster),
+        "kubeadm/workers.sh": workers_reconcile_script(cluster),
     }
     for t in targets(cluster):
         out[f"preflight/{t.role}-{t.host.name}.sh"] = preflight_script(cluster, t)
@@ -106,11 +119,11 @@ def artifacts(cluster: Cluster) -> dict[str, str]:
         if cluster.uses_vip:
             out[f"lb/keepalived-{lb.name}.conf"] = render_keepalived_conf(cluster, lb)
     for node in cluster.joining_control_plane:
-        out[f"kubeadm/join-{node.name}.sh"] = ks.control_plane_join_script(
+        out[f"kubeadm/join-{node.name}.sh"] = control_plane_join_script(
             cluster, node, PLACEHOLDER_CERT, PLACEHOLDER_KEY, PLACEHOLDER_CREDS)
-        out[f"kubeadm/remove-{node.name}.sh"] = ks.control_plane_removal_script(cluster, node)
+        out[f"kubeadm/remove-{node.name}.sh"] = control_plane_removal_script(cluster, node)
     for node in cluster.control_plane:
-        out[f"kubeadm/membership-{node.name}.sh"] = ks.membership_check_script(node)
+        out[f"kubeadm/membership-{node.name}.sh"] = membership_check_script(node)
     local_proxy: tuple[str, str] | None = None
     if cluster.node_local_proxy:
         local = render_haproxy_cfg(cluster, frontend=node_local_frontend(cluster))
@@ -120,9 +133,9 @@ def artifacts(cluster: Cluster) -> dict[str, str]:
         out["node-local/haproxy.cfg"] = local
         out["node-local/install.sh"], out["node-local/configure.sh"] = local_proxy
     for node in cluster.workers:
-        out[f"kubeadm/worker-{node.name}.sh"] = ks.worker_join_script(
+        out[f"kubeadm/worker-{node.name}.sh"] = worker_join_script(
             cluster, node, PLACEHOLDER_CREDS, local_proxy)
-    out["kubeadm/kube-proxy.sh"] = ks.kube_proxy_script(cluster)
+    out["kubeadm/kube-proxy.sh"] = kube_proxy_script(cluster)
     for name, manifest in all_manifests(cluster).items():
         out[f"manifests/{name}"] = yaml.safe_dump(manifest, sort_keys=False)
     return out

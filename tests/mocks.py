@@ -74,6 +74,8 @@ class Registration:
     dependencies: list[str]
     secret_outputs: list[str]
     replacement_trigger: Any = None
+    # The URNs this resource was known by before (its `aliases`, resolved as the engine does).
+    alias_urns: tuple[str, ...] = ()
 
 
 class RecordingMonitor(MockMonitor):
@@ -103,8 +105,22 @@ class RecordingMonitor(MockMonitor):
             trigger = json_format.MessageToDict(request.replacement_trigger)
         self.registrations[request.name] = Registration(
             response.urn, request.type, request.name, request.parent,
-            list(request.dependencies), list(request.additionalSecretOutputs), trigger)
+            list(request.dependencies), list(request.additionalSecretOutputs), trigger,
+            tuple(self._alias_urn(request, alias) for alias in request.aliases))
         return response
+
+    def _alias_urn(self, request: Any, alias: Any) -> str:
+        """An alias as the engine resolves it (pulumi/pulumi pkg/resource/deploy/
+        step_generator.go `collapseAliasToUrn`): name and type default to the resource's own,
+        the parent to its own parent (`noParent` drops it), and the URN is built as for any
+        child (sdk/go/common/resource/alias.go `CreateURN`). The Python SDK sends
+        `Alias(parent=component)` as a spec with only `parentUrn` set (runtime/resource.py
+        `create_alias_spec`)."""
+        if alias.HasField("urn"):
+            return str(alias.urn)
+        spec = alias.spec
+        parent = "" if spec.noParent else (spec.parentUrn or request.parent)
+        return self.make_urn(parent, spec.type or request.type, spec.name or request.name)
 
     def by_urn(self, urn: str) -> Registration:
         return next(r for r in self.registrations.values() if r.urn == urn)

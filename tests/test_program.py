@@ -22,7 +22,7 @@ def _commands(run: Run) -> dict[str, Any]:
     return {r.name: r for r in run.mocks.by_type(COMMAND)}
 
 
-def test_components_and_commands_exist(dev: Run) -> None:
+def test_each_concept_has_its_component_and_each_host_its_steps(dev: Run) -> None:
     names = set(_commands(dev))
     assert {
         "kubernetes-pki-read-ca",
@@ -36,16 +36,23 @@ def test_components_and_commands_exist(dev: Run) -> None:
     } <= names
     types = {r.typ for r in dev.mocks.resources}
     assert {"kube-ha:index:HaCluster", "kube-ha:lb:LoadBalancer",
-            "kube-ha:tls:ClusterCertificates", "kube-ha:kubeadm:ControlPlane"} <= types
+            "kube-ha:tls:ClusterCertificates", "kube-ha:kubeadm:ControlPlane",
+            "kube-ha:kubeadm:Workers"} <= types
 
 
-def test_parents(dev: Run) -> None:
+def test_every_step_is_a_child_of_its_concepts_component(dev: Run) -> None:
     top = dev.reg("kubernetes").urn
     lb = dev.reg("kubernetes-lb")
     assert lb.parent == top
     for step in ("install", "configure"):
         assert dev.reg(f"kubernetes-lb-haproxy-101-{step}").parent == lb.urn
-    assert dev.reg("kubernetes-kubeadm-ubuntu-73-control-plane").parent == dev.reg("kubernetes-kubeadm").urn
+    control_plane, workers = dev.reg("kubernetes-kubeadm").urn, dev.reg("kubernetes-workers")
+    assert workers.typ == "kube-ha:kubeadm:Workers" and workers.parent == top
+    for step in ("ubuntu-73-control-plane", "ubuntu-70-join-credentials", "ubuntu-70-membership",
+                 "revoke-join-credentials", "kube-proxy"):
+        assert dev.reg(f"kubernetes-kubeadm-{step}").parent == control_plane, step
+    for step in ("workers", "ubuntu-74-join-credentials", "ubuntu-74-join", "ubuntu-75-join"):
+        assert dev.reg(f"kubernetes-kubeadm-{step}").parent == workers.urn, step
     assert dev.reg("kubernetes-pki-read-ca").parent == dev.reg("kubernetes-pki").urn
 
 
@@ -187,7 +194,7 @@ def test_removal_runs_on_bootstrap_and_reset_on_the_node(dev: Run) -> None:
     assert "kubeadm reset --force" in join["delete"]
 
 
-def test_exports(dev: Run) -> None:
+def test_the_stack_exports_the_endpoint_and_every_nodes_sans(dev: Run) -> None:
     assert dev.scope["ha"].endpoint == "https://api.k8s.lab.internal:6443"
     assert "10.21.22.101" in dev.scope["ha"].sans["ubuntu-73"]["ipAddresses"]
 
