@@ -42,7 +42,7 @@ class IssuedCert(pulumi.ComponentResource):
 
     def __init__(self, name: str, common_name: str, sans: SanSet | None, uses: list[str],
                  ca_cert_pem: pulumi.Input[str], ca_key_pem: pulumi.Input[str], cluster: Cluster,
-                 organization: str | None = None, opts: pulumi.ResourceOptions | None = None):
+                 opts: pulumi.ResourceOptions | None = None):
         super().__init__("kube-ha:tls:IssuedCert", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         settings = cluster.certificates
@@ -57,7 +57,7 @@ class IssuedCert(pulumi.ComponentResource):
         request = tls.CertRequest(
             f"{name}-csr",
             private_key_pem=key.private_key_pem,
-            subject=tls.CertRequestSubjectArgs(common_name=common_name, organization=organization),
+            subject=tls.CertRequestSubjectArgs(common_name=common_name),
             dns_names=list(sans.dns_names) if sans else None,
             ip_addresses=list(sans.ip_addresses) if sans else None,
             opts=child,

@@ -8,9 +8,9 @@ from components import dependency_check
 from components.certificates import ClusterCertificates
 from components.cluster_access import COPIES_OUTPUT, IDENTIFIER_OUTPUT, ClusterAccess
 from components.config import MEMBERSHIP_OUTPUT
-from components.controller_manager import controller_manager, scheduler
 from components.elastic_apiserver import ElasticApiserver
 from components.kubeadm import ControlPlane, Workers
+from components.leader_elected import controller_manager, scheduler
 from components.loadbalancer import LoadBalancer, node_local_proxy
 from components.preflight import Preflight
 from components.remote import Ssh

@@ -30,6 +30,9 @@ from kube_ha.topology import elastic_apiserver_sans
 
 
 class ElasticApiserver(pulumi.ComponentResource):
+    """Extra kube-apiservers behind the endpoint: a Deployment on the pool nodes (labelled
+    here), scaled by an HPA, with its serving certificate and the node-copied keys as Secrets."""
+
     def __init__(self, name: str, cluster: Cluster, access: ClusterAccess,
                  certs: ClusterCertificates, opts: pulumi.ResourceOptions | None = None):
         super().__init__("kube-ha:k8s:ElasticApiserver", name, None, opts)
@@ -63,9 +66,10 @@ class ElasticApiserver(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions.merge(k8s_opts, pulumi.ResourceOptions(
                 depends_on=[serving_secret, pki_secret, *labels])))
         hpa = elastic_apiserver_hpa(cluster)
+        # The Deployment's name as an output: the HPA waits for the Deployment it scales.
         target: dict[str, Any] = {**hpa["spec"]["scaleTargetRef"],
                                   "name": self.deployment.metadata.name}
-        self.hpa = k8s.autoscaling.v2.HorizontalPodAutoscaler(
+        k8s.autoscaling.v2.HorizontalPodAutoscaler(
             f"{name}-hpa", metadata=hpa["metadata"],
             spec=cast(Any, {**hpa["spec"], "scaleTargetRef": target}),
             opts=k8s_opts)

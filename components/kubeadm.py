@@ -23,14 +23,13 @@ import pulumi
 from components.certificates import ClusterCertificates
 from components.loadbalancer import ProxyScripts
 from components.remote import Ssh, run_script
+from kube_ha.kubeadm.etcd import control_plane_removal_script, membership_check_script
 from kube_ha.kubeadm.scripts import (
     bootstrap_script,
     control_plane_join_script,
-    control_plane_removal_script,
     install_ca_script,
     join_credentials_script,
     kube_proxy_script,
-    membership_check_script,
     reset_script,
     revoke_join_credentials_script,
     worker_join_script,

@@ -37,8 +37,7 @@ class LoadBalancer(pulumi.ComponentResource):
         checked: list[pulumi.Resource] | None = None,
     ):
         super().__init__("kube-ha:lb:LoadBalancer", name, None, opts)
-        self.haproxy_cfg = render_haproxy_cfg(cluster)
-        cfg = self.haproxy_cfg
+        self.haproxy_cfg = cfg = render_haproxy_cfg(cluster)
         self.configured: list[pulumi.Resource] = []
         for host in cluster.load_balancers:
             script = pulumi.Output.all(ca_cert_pem, health_client_pem).apply(

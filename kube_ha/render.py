@@ -20,14 +20,13 @@ import yaml
 
 from kube_ha.config import SECRET_KEYS, ConfigError, misplaced_config_keys, parse_cluster
 from kube_ha.elastic.manifests import all_manifests
+from kube_ha.kubeadm.config import kubeadm_config
+from kube_ha.kubeadm.etcd import control_plane_removal_script, membership_check_script
 from kube_ha.kubeadm.scripts import (
     bootstrap_script,
     control_plane_join_script,
-    control_plane_removal_script,
     join_credentials_script,
     kube_proxy_script,
-    kubeadm_config,
-    membership_check_script,
     read_ca_script,
     reset_script,
     revoke_join_credentials_script,

@@ -189,7 +189,7 @@ def kubeadm_checked_names(kubeadm_yaml: str, node_name: str, advertise: str
 def test_every_control_plane_cert_passes_kubeadms_own_san_check(extra: dict[str, Any]) -> None:
     """Each node's certificate (the real one the program issues) holds every name kubeadm checks
     when that node joins with it pre-placed, for the ClusterConfiguration the program writes."""
-    from kube_ha.kubeadm.scripts import kubeadm_config
+    from kube_ha.kubeadm.config import kubeadm_config
 
     raw = {**dev_stack(), **extra}
     mocks = ClusterMocks()

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from kube_ha.kubeadm.scripts import EtcdAccess, member_removal_script, membership_check_script
+from kube_ha.kubeadm.etcd import EtcdAccess, member_removal_script, membership_check_script
 from kube_ha.model import Host
 from tests.harness.lab import free_port, loopback_block
 

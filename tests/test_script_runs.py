@@ -48,6 +48,7 @@ import yaml
 
 from kube_ha.config import parse_cluster
 from kube_ha.kubeadm import scripts as ks
+from kube_ha.kubeadm.admin import KUBECTL, MANAGED_ANNOTATION, MANAGED_MARKER
 from kube_ha.model import Cluster, Host
 from kube_ha.render import artifacts
 from kube_ha.topology import apiserver_sans
@@ -188,8 +189,8 @@ def test_new_cluster_marks_the_nodes_it_created(new_cluster: NewCluster) -> None
     annotation on both Nodes, so their deletes (and `pulumi destroy`) may undo them."""
     state = new_cluster.host.state()
     for name in ("ubuntu-73", "ubuntu-70"):
-        assert new_cluster.host.file(name, ks.MANAGED_MARKER).exists(), name
-        assert state["nodes"][name]["annotations"][ks.MANAGED_ANNOTATION] == "kube-ha", name
+        assert new_cluster.host.file(name, MANAGED_MARKER).exists(), name
+        assert state["nodes"][name]["annotations"][MANAGED_ANNOTATION] == "kube-ha", name
 
 
 def test_new_cluster_second_bootstrap_changes_nothing(new_cluster: NewCluster) -> None:
@@ -478,14 +479,14 @@ def story(tmp_path_factory: pytest.TempPathFactory) -> Story:
         members["unmanaged"] = host.etcd_members("ubuntu-73")
         steps["reset-75-unmanaged"] = host.run("ubuntu-75", art["kubeadm/reset.sh"], delete=True)
         managed["after init/join"] = {
-            name: host.file(name, ks.MANAGED_MARKER).exists() for name in n}
+            name: host.file(name, MANAGED_MARKER).exists() for name in n}
         managed["annotated"] = {name: host.state()["nodes"].get(name, {}).get(
-            "annotations", {}).get(ks.MANAGED_ANNOTATION, "") for name in n}
+            "annotations", {}).get(MANAGED_ANNOTATION, "") for name in n}
         # Its operator hands ubuntu-72 over (README, Limits): annotate the Node, mark the host.
-        steps["hand-over-72"] = host.run("ubuntu-73", f"{ks.KUBECTL} annotate node ubuntu-72 "
-                                         f"{ks.MANAGED_ANNOTATION}=kube-ha\n")
+        steps["hand-over-72"] = host.run("ubuntu-73", f"{KUBECTL} annotate node ubuntu-72 "
+                                         f"{MANAGED_ANNOTATION}=kube-ha\n")
         steps["mark-72"] = host.run("ubuntu-72", f"install -d /etc/kubernetes/kube-ha && echo x >"
-                                    f" {ks.MANAGED_MARKER}\n")
+                                    f" {MANAGED_MARKER}\n")
         steps["remove-72"] = host.run("ubuntu-73", art["kubeadm/remove-ubuntu-72.sh"], delete=True)
         steps["remove-72-again"] = host.run("ubuntu-73", art["kubeadm/remove-ubuntu-72.sh"],
                                             delete=True)
@@ -547,7 +548,7 @@ def test_control_plane_join_second_run_only_checks(story: Story) -> None:
     assert not [c for c in again.calls if c.tool in ("kubeadm", "systemctl")]
     # It joined it: its Node keeps the annotation the removal step reads (re-applied).
     (annotate,) = again.of("kubectl annotate")
-    assert f"{ks.MANAGED_ANNOTATION}=kube-ha" in annotate.argv and "--overwrite" in annotate.argv
+    assert f"{MANAGED_ANNOTATION}=kube-ha" in annotate.argv and "--overwrite" in annotate.argv
     assert not story.steps["join-ubuntu-72-again"].of("kubectl annotate")  # found, not joined
     assert not again.of("crictl stop")
     assert story.steps["membership-70"].rc == 0, story.steps["membership-70"].explain()

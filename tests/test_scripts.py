@@ -14,6 +14,8 @@ from cryptography.hazmat.primitives import serialization
 
 from kube_ha.config import parse_cluster
 from kube_ha.kubeadm import scripts as ks
+from kube_ha.kubeadm.config import join_configuration, kubeadm_config
+from kube_ha.kubeadm.etcd import control_plane_removal_script, member_removal_script
 from kube_ha.loadbalancer import keepalived
 from kube_ha.render import artifacts
 from kube_ha.shell import script, write_file
@@ -31,7 +33,7 @@ def all_scripts(raw: dict[str, Any]) -> dict[str, str]:
                 if k.startswith("lb/") and k.endswith(".sh")})
     out["vrrp-check.sh"] = keepalived.check_script(c)
     out["install-ca.sh"] = ks.install_ca_script("CERT", "KEY")
-    out["membership.sh"] = ks.member_removal_script("n", "10.0.0.1")
+    out["membership.sh"] = member_removal_script("n", "10.0.0.1")
     return out
 
 
@@ -114,7 +116,7 @@ def test_secrets_only_in_secret_scripts(raw: dict[str, Any]) -> None:
     # argument that `ps` would show: kubeadm reads them from its own command line only inside
     # the host, and the removal/reset scripts (plain command strings) carry none.
     assert "KEYMATERIAL" in join
-    for text in (ks.control_plane_removal_script(c, node), ks.reset_script(),
+    for text in (control_plane_removal_script(c, node), ks.reset_script(),
                  ks.join_credentials_script(c, True), ks.read_ca_script()):
         assert "KEYMATERIAL" not in text and "abcdef.0123456789abcdef" not in text
 
@@ -126,14 +128,14 @@ def test_join_configuration_carries_the_secrets_kubeadm_needs(raw: dict[str, Any
     node = c.joining_control_plane[0]
     creds = {"token": "abcdef.0123456789abcdef", "caCertHash": "sha256:" + "a" * 64,
              "certificateKey": "f" * 64}
-    doc = yaml.safe_load(ks.join_configuration(c, node, creds, control_plane=True))
+    doc = yaml.safe_load(join_configuration(c, node, creds, control_plane=True))
     assert doc["apiVersion"] == "kubeadm.k8s.io/v1beta4" and doc["kind"] == "JoinConfiguration"
     assert doc["discovery"]["bootstrapToken"] == {
         "apiServerEndpoint": "api.k8s.lab.internal:6443", "token": creds["token"],
         "caCertHashes": [creds["caCertHash"]]}
     assert doc["controlPlane"] == {"certificateKey": creds["certificateKey"], "localAPIEndpoint": {
         "advertiseAddress": "10.21.22.70", "bindPort": 6443}}
-    worker = yaml.safe_load(ks.join_configuration(c, c.workers[0], creds, control_plane=False))
+    worker = yaml.safe_load(join_configuration(c, c.workers[0], creds, control_plane=False))
     assert "controlPlane" not in worker and worker["nodeRegistration"] == {"name": "ubuntu-74"}
     script_text = ks.control_plane_join_script(c, node, "CERT", "KEY", creds)
     # Secrets stay off kubeadm's command line (visible in `ps` on the host).
@@ -144,7 +146,7 @@ def test_join_configuration_carries_the_secrets_kubeadm_needs(raw: dict[str, Any
 def test_init_configuration_names_the_endpoint_and_sans(raw: dict[str, Any]) -> None:
     import yaml
 
-    docs = list(yaml.safe_load_all(ks.kubeadm_config(parse_cluster(raw))))
+    docs = list(yaml.safe_load_all(kubeadm_config(parse_cluster(raw))))
     assert [d["kind"] for d in docs] == ["InitConfiguration", "ClusterConfiguration"]
     cc = docs[1]
     assert cc["controlPlaneEndpoint"] == "api.k8s.lab.internal:6443"
@@ -189,7 +191,7 @@ def test_kubeadm_config_carries_the_image_repository(raw: dict[str, Any]) -> Non
     import yaml
 
     raw["imageRepository"] = "registry.example.com/k8s"
-    docs = list(yaml.safe_load_all(ks.kubeadm_config(parse_cluster(raw))))
+    docs = list(yaml.safe_load_all(kubeadm_config(parse_cluster(raw))))
     cc = next(d for d in docs if d["kind"] == "ClusterConfiguration")
     assert cc["imageRepository"] == "registry.example.com/k8s"
 
@@ -205,9 +207,9 @@ def test_an_ipv6_endpoint_is_bracketed_once_and_quoted_in_yaml(raw: dict[str, An
     raw["loadBalancers"] = [host("lb-a", "fd00::20"), host("lb-b", "fd00::21")]
     c = parse_cluster(raw)
     assert c.endpoint.url == "https://[fd00::10]:6443" == c.node_url
-    cc = list(yaml.safe_load_all(ks.kubeadm_config(c)))[1]
+    cc = list(yaml.safe_load_all(kubeadm_config(c)))[1]
     assert cc["controlPlaneEndpoint"] == "[fd00::10]:6443"
-    join = yaml.safe_load(ks.join_configuration(c, c.workers[0], {
+    join = yaml.safe_load(join_configuration(c, c.workers[0], {
         "token": "t", "caCertHash": "h", "certificateKey": "k"}, False))
     assert join["discovery"]["bootstrapToken"]["apiServerEndpoint"] == "[fd00::10]:6443"
     _, line = ks.control_plane_endpoint_edit(c)

@@ -230,7 +230,7 @@ def elastic_apiserver_deployment(cluster: Cluster) -> Manifest:
     }
 
 
-def elastic_apiserver_hpa(cluster: Cluster, deployment_name: str = ELASTIC) -> Manifest:
+def elastic_apiserver_hpa(cluster: Cluster) -> Manifest:
     e = cluster.elastic_apiserver
     return {
         "apiVersion": "autoscaling/v2",
@@ -238,7 +238,7 @@ def elastic_apiserver_hpa(cluster: Cluster, deployment_name: str = ELASTIC) -> M
         "metadata": _meta(ELASTIC, _labels(ELASTIC)),
         "spec": {
             "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment",
-                               "name": deployment_name},
+                               "name": ELASTIC},
             "minReplicas": e.min_replicas,
             "maxReplicas": e.max_replicas,
             "metrics": [

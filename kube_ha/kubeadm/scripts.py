@@ -8,104 +8,28 @@ member already gone) and then does nothing, so re-running `pulumi up` is always 
 from __future__ import annotations
 
 import hashlib
-import json
-from dataclasses import dataclass
 
+from kube_ha.kubeadm.admin import (
+    ADMIN,
+    KUBECTL,
+    KUBECTL_LONG,
+    MANAGED_MARKER,
+    MARK_MANAGED,
+    keep_annotated,
+)
+from kube_ha.kubeadm.config import (
+    JOIN_TOKEN_DESCRIPTION,
+    api_version,
+    join_configuration,
+    kubeadm_config,
+    yaml_str,
+)
+from kube_ha.kubeadm.etcd import EtcdAccess
 from kube_ha.model import Cluster, Host, host_port
-from kube_ha.paths import ADMIN_CONF, K8S, KUBELET_CONF, NODE_STATE, PKI, STATIC_PODS
+from kube_ha.paths import K8S, KUBELET_CONF, NODE_STATE, PKI, STATIC_PODS
 from kube_ha.shell import heredoc, indent, quote, script, tcp_probe, write_file
-from kube_ha.topology import shared_sans
 
-ADMIN = ADMIN_CONF
-# Every kubectl call is bounded: kubectl's default --request-timeout is 0 (none), so an
-# apiserver that accepts and never answers would hang the step. `wait` and `drain` carry their
-# own --timeout and use KUBECTL_LONG (a watch must outlive one request timeout).
-KUBECTL_LONG = f"kubectl --kubeconfig={ADMIN}"
-KUBECTL = f"{KUBECTL_LONG} --request-timeout=30s"
 KUBEADM_CONFIG = f"{NODE_STATE}/kubeadm.yaml"
-
-
-@dataclass(frozen=True)
-class EtcdAccess:
-    """How a script reaches etcd. Defaults: the stacked etcd of a kubeadm control-plane node."""
-
-    endpoints: str = "https://127.0.0.1:2379"
-    cacert: str | None = f"{PKI}/etcd/ca.crt"
-    cert: str | None = f"{PKI}/etcd/healthcheck-client.crt"
-    key: str | None = f"{PKI}/etcd/healthcheck-client.key"
-
-    def function(self) -> str:
-        """`etcdctl_` shell function: the host's etcdctl, else the one in the etcd container."""
-        tls = " ".join(
-            f"--{flag}={quote(path)}"
-            for flag, path in (("cacert", self.cacert), ("cert", self.cert), ("key", self.key))
-            if path
-        )
-        return f"""\
-etcdctl_() {{
-  if command -v etcdctl >/dev/null 2>&1; then
-    ETCDCTL_API=3 etcdctl --endpoints={quote(self.endpoints)} {tls} --command-timeout=10s "$@"
-  else
-    local id
-    id=$(crictl ps -q --name '^etcd$' | head -n 1)
-    [ -n "$id" ] || {{ log "no etcdctl and no etcd container on this host"; return 1; }}
-    # The etcd image is distroless (sh and the etcd binaries, no `env`); etcdctl speaks the
-    # v3 API by default since etcd 3.4, and kubeadm's etcd images are 3.5+.
-    crictl exec "$id" etcdctl --endpoints={quote(self.endpoints)} {tls} \\
-      --command-timeout=10s "$@"
-  fi
-}}"""
-
-
-def yaml_str(text: str) -> str:
-    """A value for a YAML line: as is, or JSON-quoted when YAML would read it as something else
-    (`[fd00::10]:6443` is a flow sequence). Plain when it can be, as kubeadm writes it."""
-    return json.dumps(text) if text[:1] in "[{&*!|>'\"%@`#" or ": " in text else text
-
-
-def _api_version(cluster: Cluster) -> str:
-    # v1beta4 arrived with kubeadm 1.31; v1beta3 still works before that.
-    return "kubeadm.k8s.io/v1beta4" if cluster.minor_version >= (1, 31) else "kubeadm.k8s.io/v1beta3"
-
-
-def kubeadm_config(cluster: Cluster) -> str:
-    """InitConfiguration + ClusterConfiguration for `kubeadm init` of a new cluster."""
-    node = cluster.bootstrap
-    # The names every apiserver shares, not the bootstrap node's own: kubeadm checks each
-    # joining node's pre-placed apiserver.crt against certSANs plus that node's own name and
-    # address (pkiutil.GetAPIServerAltNames), so the bootstrap node's name here would fail
-    # every other join.
-    dns, ips = shared_sans(cluster)
-    # init's own token (unprinted: --skip-token-print) carries our description and 1 h, not
-    # kubeadm's anonymous 24 h one, so the revoke step deletes it with the others.
-    cert_sans = "\n".join(f"  - {json.dumps(s)}" for s in dict.fromkeys((*dns, *ips)))
-    api = _api_version(cluster)
-    return f"""\
-apiVersion: {api}
-kind: InitConfiguration
-bootstrapTokens:
-- description: {JOIN_TOKEN_DESCRIPTION}
-  ttl: 1h0m0s
-localAPIEndpoint:
-  advertiseAddress: {node.address}
-  bindPort: {cluster.apiserver_port}
-nodeRegistration:
-  name: {node.name}
----
-apiVersion: {api}
-kind: ClusterConfiguration
-clusterName: {cluster.name}
-kubernetesVersion: {cluster.kubernetes_version}
-imageRepository: {cluster.image_repository}
-controlPlaneEndpoint: {yaml_str(cluster.endpoint.host_port)}
-networking:
-  serviceSubnet: {cluster.networking.service_subnet}
-  podSubnet: {cluster.networking.pod_subnet}
-  dnsDomain: {cluster.networking.cluster_domain}
-apiServer:
-  certSANs:
-{cert_sans}
-"""
 
 
 def _print_secret_last(fmt: str, *variables: str) -> str:
@@ -296,24 +220,6 @@ def control_plane_endpoint_edit(cluster: Cluster) -> tuple[str, str]:
 
 
 INIT_MARKER = f"{NODE_STATE}/init-started"
-# What this program undoes is only what it did: a node it ran `kubeadm init` or `join` on
-# carries this file (its reset may run) and, for the control plane, this Node annotation (its
-# etcd member may be removed). A node that was in the cluster before, or was joined by a
-# version without them, is left alone by every delete, `pulumi destroy` included.
-MANAGED_MARKER = f"{NODE_STATE}/joined-by-kube-ha"
-MANAGED_ANNOTATION = "kube-ha.io/joined-by"
-
-
-# Right after this program's `kubeadm init`/`join` succeeded on this node.
-MARK_MANAGED = f"echo 'kubeadm init/join run by kube-ha' > {MANAGED_MARKER}"
-
-
-def _keep_annotated(node_name: str) -> str:
-    """After the init/join branch, whichever ran: a node this program joined has its Node
-    annotated, through this node's admin.conf (again on every run: one that failed, or a Node
-    registered again, would otherwise let its etcd member leave without the quorum guard)."""
-    return (f"if [ -f {MANAGED_MARKER} ]; then {KUBECTL} annotate node {quote(node_name)}"
-            f" {MANAGED_ANNOTATION}=kube-ha --overwrite >&2; fi")
 
 
 def _init_state() -> str:
@@ -390,7 +296,7 @@ def bootstrap_script(cluster: Cluster, cert: str, key: str) -> str:
         f"  {MARK_MANAGED}",
         f"  rm -f {INIT_MARKER}",
         "fi",
-        _keep_annotated(node.name),
+        keep_annotated(node.name),
         install_serving_cert(cluster, node, cert, key),
         _patch_configmap("kube-system", "kubeadm-config", "ClusterConfiguration",
                          *control_plane_endpoint_edit(cluster)),
@@ -409,9 +315,6 @@ def ca_hash_command(ca_path: str = f"{PKI}/ca.crt") -> str:
             " | sha256sum | cut -d' ' -f1")
 
 
-# Every bootstrap token this program makes carries this description: the revoke step deletes
-# exactly these (and kubeadm's TTL proxy for the uploaded certificates), never anyone else's.
-JOIN_TOKEN_DESCRIPTION = "kube-ha join"
 # copycerts.go createShortLivedBootstrapToken: owns the kubeadm-certs Secret (deleting the token
 # deletes the Secret); it has no usages, so it never authenticates.
 CERTS_PROXY_DESCRIPTION = "Proxy for managing TTL for the kubeadm-certs secret"
@@ -422,7 +325,7 @@ def _upload_certs(cluster: Cluster) -> list[str]:
     keeps them 2 h). The key reaches kubeadm in a 0600 --config file, never in argv (where any
     local user reads it in /proc/<pid>/cmdline); the ClusterConfiguration names the version
     so kubeadm does not look up stable-1 on the internet (util/version.go)."""
-    api = _api_version(cluster)
+    api = api_version(cluster)
     fmt = (f"apiVersion: {api}\nkind: InitConfiguration\ncertificateKey: %s\n---\n"
            f"apiVersion: {api}\nkind: ClusterConfiguration\n"
            f"kubernetesVersion: {cluster.kubernetes_version}\n")
@@ -485,33 +388,6 @@ def revoke_join_credentials_script(cluster: Cluster) -> str:
     )
 
 
-def join_configuration(cluster: Cluster, node: Host, creds: dict[str, str],
-                       control_plane: bool) -> str:
-    """A JoinConfiguration: token, CA hash and certificate key stay out of kubeadm's argv."""
-    api = _api_version(cluster)
-    doc = f"""\
-apiVersion: {api}
-kind: JoinConfiguration
-discovery:
-  bootstrapToken:
-    apiServerEndpoint: {yaml_str(cluster.endpoint.host_port)}
-    token: {creds['token']}
-    caCertHashes:
-    - {creds['caCertHash']}
-nodeRegistration:
-  name: {node.name}
-"""
-    if control_plane:
-        doc += f"""\
-controlPlane:
-  certificateKey: {creds['certificateKey']}
-  localAPIEndpoint:
-    advertiseAddress: {node.address}
-    bindPort: {cluster.apiserver_port}
-"""
-    return doc
-
-
 def _kubeadm_join(cluster: Cluster, node: Host, creds: dict[str, str], control_plane: bool
                   ) -> list[str]:
     """Write the JoinConfiguration (0600, removed afterwards, even on failure) and join."""
@@ -550,7 +426,7 @@ def control_plane_join_script(cluster: Cluster, node: Host, cert: str, key: str,
         *_kubeadm_join(cluster, node, creds, control_plane=True),
         f"  {MARK_MANAGED}",
         "fi",
-        _keep_annotated(node.name),
+        keep_annotated(node.name),
         f"{KUBECTL_LONG} wait --for=condition=Ready {quote('node/' + node.name)} --timeout=600s >&2",
         f'etcdctl_ endpoint health >&2 || {{ log "etcd on {node.name} unhealthy"; exit 1; }}',
         f'log "{node.name} is a Ready control-plane node with a healthy etcd member"',
@@ -646,119 +522,6 @@ def workers_reconcile_script(cluster: Cluster) -> str:
     )
 
 
-def membership_check_script(node: Host, etcd: EtcdAccess = EtcdAccess()) -> str:
-    """Create/update step of a membership: the node is a started, voting etcd member (its
-    delete removes it). `member list` also shows learners (kubeadm adds a member as a learner
-    and promotes it, EtcdLearnerMode) and unstarted members: neither counts. Its simple output
-    is `ID, STATUS, NAME, PEER ADDRS, CLIENT ADDRS, IS LEARNER`."""
-    return script(
-        f"membership {node.name}",
-        etcd.function(),
-        "members=$(etcdctl_ member list)",
-        # etcdctl before 3.4 prints no IS LEARNER column (and knows no learners): empty counts.
-        f"if awk -F', ' -v n={quote(node.name)} '$3 == n && $2 == \"started\" && $6 != \"true\""
-        " { found = 1 } END { exit !found }' <<< \"$members\"; then",
-        f'  log "{node.name} is a started, voting etcd member"',
-        "else",
-        f'  log "{node.name} is not a started, voting etcd member"; exit 1',
-        "fi",
-    )
-
-
-def _member_removal_guard(node_name: str, node_address: str) -> list[str]:
-    """Find the node's etcd member (`target`, empty when it is not one) and refuse (exit 1,
-    nothing changed) when removing it would leave no member, or fewer healthy members than a
-    majority of the new count. Needs `etcdctl_`."""
-    return [
-        "members=$(etcdctl_ member list)",
-        f"target=$(awk -F', ' -v n={quote(node_name)} "
-        f"-v a={quote(node_address)} '$3 == n || index($4, \"//\" a \":\") {{ print $1 }}' <<< \"$members\")",
-        'if [ -n "$target" ]; then',
-        "  total=$(grep -c . <<< \"$members\")",
-        "  after=$((total - 1))",
-        '  if [ "$after" -lt 1 ]; then',
-        f'    log "refusing: {node_name} is the last etcd member"',
-        "    exit 1",
-        "  fi",
-        # Health of every member; the target's own health does not count towards what remains.
-        "  health=$(etcdctl_ endpoint health --cluster 2>&1 || true)",
-        "  healthy_after=0",
-        '  while IFS=", " read -r id _ _ _ client _; do',
-        '    [ "$id" = "$target" ] && continue',
-        '    client=${client%%,*}',
-        '    if grep -q -- "^$client is healthy" <<< "$health"; then',
-        "      healthy_after=$((healthy_after + 1))",
-        "    fi",
-        '  done <<< "$members"',
-        "  need=$((after / 2 + 1))",
-        '  if [ "$healthy_after" -lt "$need" ]; then',
-        f'    log "refusing to remove {node_name}: $healthy_after healthy members would remain, '
-        f'$need of $after needed for quorum"',
-        "    exit 1",
-        "  fi",
-        "fi",
-    ]
-
-
-def _member_remove(node_name: str) -> list[str]:
-    """Remove member `target` (found by the guard). etcd refuses ("unhealthy cluster") until
-    every peer has been connected for ~5 s, as right after a member restarts: its own check, so
-    wait it out rather than fail."""
-    return [
-        'if [ -z "$target" ]; then',
-        f'  log "{node_name} is not an etcd member: nothing to remove"',
-        "else",
-        "  for attempt in $(seq 15); do",
-        '    if out=$(etcdctl_ member remove "$target" 2>&1); then break; fi',
-        '    case "$out" in *"unhealthy cluster"*) ;; *) log "$out"; exit 1 ;; esac',
-        '    [ "$attempt" = 15 ] && { log "$out"; exit 1; }',
-        '    log "etcd not ready to reconfigure (attempt $attempt): retrying in 2 s"; sleep 2',
-        "  done",
-        f'  log "removed etcd member {node_name} ($target); $after members remain"',
-        "fi",
-    ]
-
-
-def member_removal_script(node_name: str, node_address: str, etcd: EtcdAccess = EtcdAccess()
-                          ) -> str:
-    """Remove a node's etcd member through a healthy peer, refusing to break quorum.
-
-    Refuses (exit 1, nothing changed) when it would remove the last member, or when the members
-    left healthy would not be a majority of the new member count. No-op when already gone.
-    """
-    return script(f"remove-etcd-member {node_name}", etcd.function(),
-                  *_member_removal_guard(node_name, node_address), *_member_remove(node_name))
-
-
-def control_plane_removal_script(cluster: Cluster, node: Host, etcd: EtcdAccess = EtcdAccess()
-                                 ) -> str:
-    """Runs on the bootstrap node when `node` leaves the config: the quorum guard first (a
-    refused removal touches nothing: the node stays schedulable), then drain, the etcd member,
-    the Node object. (kubeadm reset on the node itself is the join step's delete.)"""
-    return script(
-        f"remove-control-plane {node.name}",
-        etcd.function(),
-        # Only a node this program joined: one that was in the cluster before keeps its etcd
-        # member and its Node (pulumi destroy must not take apart the cluster it found).
-        f"joined_by=$({KUBECTL} get node {quote(node.name)} --ignore-not-found"
-        f" -o jsonpath='{{.metadata.annotations.{MANAGED_ANNOTATION.replace('.', chr(92) + '.')}}}')",
-        f'if {KUBECTL} get node {quote(node.name)} >/dev/null 2>&1 && [ "$joined_by" != kube-ha ];'
-        " then",
-        f'  log "{node.name} was not joined by kube-ha (no {MANAGED_ANNOTATION} annotation): its'
-        ' etcd member and Node stay; take it out by hand if you mean to (README, pulumi destroy)"',
-        "  exit 0",
-        "fi",
-        *_member_removal_guard(node.name, str(node.address)),
-        f"if {KUBECTL} get node {quote(node.name)} >/dev/null 2>&1; then",
-        f"  {KUBECTL_LONG} drain {quote(node.name)} --ignore-daemonsets --delete-emptydir-data"
-        " --timeout=300s >&2",
-        "fi",
-        *_member_remove(node.name),
-        f"{KUBECTL} delete node {quote(node.name)} --ignore-not-found --wait=false >&2",
-        f'log "{node.name} removed from the control plane"',
-    )
-
-
 def reset_script() -> str:
     """Delete step of a join: wipe kubeadm state from a node that left the cluster, only if
     this program joined it (MANAGED_MARKER): `pulumi destroy` leaves the nodes it found."""
@@ -776,3 +539,4 @@ def reset_script() -> str:
         f"  rm -f {MANAGED_MARKER}",
         "fi",
     )
+

@@ -30,7 +30,9 @@ from kube_ha.model import Cluster
 
 
 class LeaderElected(pulumi.ComponentResource):
-    def __init__(self, name: str, cluster: Cluster, access: ClusterAccess,
+    """A Deployment that joins a static pod's leader election, its Secret and its PDB."""
+
+    def __init__(self, name: str, access: ClusterAccess,
                  deployment: Manifest, secret: SecretSpec, app: str,
                  opts: pulumi.ResourceOptions | None = None):
         super().__init__("kube-ha:k8s:LeaderElected", name, None, opts)
@@ -50,11 +52,11 @@ class LeaderElected(pulumi.ComponentResource):
 
 def controller_manager(name: str, cluster: Cluster, access: ClusterAccess,
                        opts: pulumi.ResourceOptions) -> LeaderElected:
-    return LeaderElected(name, cluster, access, controller_manager_deployment(cluster),
+    return LeaderElected(name, access, controller_manager_deployment(cluster),
                          CONTROLLER_MANAGER_PKI, CONTROLLER_MANAGER, opts)
 
 
 def scheduler(name: str, cluster: Cluster, access: ClusterAccess,
               opts: pulumi.ResourceOptions) -> LeaderElected:
-    return LeaderElected(name, cluster, access, scheduler_deployment(cluster), SCHEDULER_PKI,
+    return LeaderElected(name, access, scheduler_deployment(cluster), SCHEDULER_PKI,
                          SCHEDULER, opts)

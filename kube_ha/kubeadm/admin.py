@@ -1,0 +1,44 @@
+"""How scripts on a control-plane node act on the cluster, and the mark of what kube-ha joined.
+
+kubectl runs with the node's admin kubeconfig and bounded requests. What this program undoes is
+only what it did: a node it ran `kubeadm init` or `join` on carries a marker file (its reset may
+run) and, for the control plane, a Node annotation (its etcd member may be removed).
+"""
+
+from __future__ import annotations
+
+from kube_ha.paths import ADMIN_CONF, NODE_STATE
+from kube_ha.shell import quote
+
+ADMIN = ADMIN_CONF
+
+
+# Every kubectl call is bounded: kubectl's default --request-timeout is 0 (none), so an
+# apiserver that accepts and never answers would hang the step. `wait` and `drain` carry their
+# own --timeout and use KUBECTL_LONG (a watch must outlive one request timeout).
+KUBECTL_LONG = f"kubectl --kubeconfig={ADMIN}"
+
+
+KUBECTL = f"{KUBECTL_LONG} --request-timeout=30s"
+
+
+# What this program undoes is only what it did: a node it ran `kubeadm init` or `join` on
+# carries this file (its reset may run) and, for the control plane, this Node annotation (its
+# etcd member may be removed). A node that was in the cluster before, or was joined by a
+# version without them, is left alone by every delete, `pulumi destroy` included.
+MANAGED_MARKER = f"{NODE_STATE}/joined-by-kube-ha"
+
+
+MANAGED_ANNOTATION = "kube-ha.io/joined-by"
+
+
+# Right after this program's `kubeadm init`/`join` succeeded on this node.
+MARK_MANAGED = f"echo 'kubeadm init/join run by kube-ha' > {MANAGED_MARKER}"
+
+
+def keep_annotated(node_name: str) -> str:
+    """After the init/join branch, whichever ran: a node this program joined has its Node
+    annotated, through this node's admin.conf (again on every run: one that failed, or a Node
+    registered again, would otherwise let its etcd member leave without the quorum guard)."""
+    return (f"if [ -f {MANAGED_MARKER} ]; then {KUBECTL} annotate node {quote(node_name)}"
+            f" {MANAGED_ANNOTATION}=kube-ha --overwrite >&2; fi")

@@ -1,0 +1,159 @@
+"""etcd from a control-plane node: membership checks and safe member removal (quorum guard).
+
+Reached through the host's etcdctl or, on a kubeadm node without one, `crictl exec` into the
+etcd container. Each script checks first, so a second run does nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from kube_ha.kubeadm.admin import KUBECTL, KUBECTL_LONG, MANAGED_ANNOTATION
+from kube_ha.model import Cluster, Host
+from kube_ha.paths import PKI
+from kube_ha.shell import quote, script
+
+
+@dataclass(frozen=True)
+class EtcdAccess:
+    """How a script reaches etcd. Defaults: the stacked etcd of a kubeadm control-plane node."""
+
+    endpoints: str = "https://127.0.0.1:2379"
+    cacert: str | None = f"{PKI}/etcd/ca.crt"
+    cert: str | None = f"{PKI}/etcd/healthcheck-client.crt"
+    key: str | None = f"{PKI}/etcd/healthcheck-client.key"
+
+    def function(self) -> str:
+        """`etcdctl_` shell function: the host's etcdctl, else the one in the etcd container."""
+        tls = " ".join(
+            f"--{flag}={quote(path)}"
+            for flag, path in (("cacert", self.cacert), ("cert", self.cert), ("key", self.key))
+            if path
+        )
+        return f"""\
+etcdctl_() {{
+  if command -v etcdctl >/dev/null 2>&1; then
+    ETCDCTL_API=3 etcdctl --endpoints={quote(self.endpoints)} {tls} --command-timeout=10s "$@"
+  else
+    local id
+    id=$(crictl ps -q --name '^etcd$' | head -n 1)
+    [ -n "$id" ] || {{ log "no etcdctl and no etcd container on this host"; return 1; }}
+    # The etcd image is distroless (sh and the etcd binaries, no `env`); etcdctl speaks the
+    # v3 API by default since etcd 3.4, and kubeadm's etcd images are 3.5+.
+    crictl exec "$id" etcdctl --endpoints={quote(self.endpoints)} {tls} \\
+      --command-timeout=10s "$@"
+  fi
+}}"""
+
+
+def membership_check_script(node: Host, etcd: EtcdAccess = EtcdAccess()) -> str:
+    """Create/update step of a membership: the node is a started, voting etcd member (its
+    delete removes it). `member list` also shows learners (kubeadm adds a member as a learner
+    and promotes it, EtcdLearnerMode) and unstarted members: neither counts. Its simple output
+    is `ID, STATUS, NAME, PEER ADDRS, CLIENT ADDRS, IS LEARNER`."""
+    return script(
+        f"membership {node.name}",
+        etcd.function(),
+        "members=$(etcdctl_ member list)",
+        # etcdctl before 3.4 prints no IS LEARNER column (and knows no learners): empty counts.
+        f"if awk -F', ' -v n={quote(node.name)} '$3 == n && $2 == \"started\" && $6 != \"true\""
+        " { found = 1 } END { exit !found }' <<< \"$members\"; then",
+        f'  log "{node.name} is a started, voting etcd member"',
+        "else",
+        f'  log "{node.name} is not a started, voting etcd member"; exit 1',
+        "fi",
+    )
+
+
+def _member_removal_guard(node_name: str, node_address: str) -> list[str]:
+    """Find the node's etcd member (`target`, empty when it is not one) and refuse (exit 1,
+    nothing changed) when removing it would leave no member, or fewer healthy members than a
+    majority of the new count. Needs `etcdctl_`."""
+    return [
+        "members=$(etcdctl_ member list)",
+        f"target=$(awk -F', ' -v n={quote(node_name)} "
+        f"-v a={quote(node_address)} '$3 == n || index($4, \"//\" a \":\") {{ print $1 }}' <<< \"$members\")",
+        'if [ -n "$target" ]; then',
+        "  total=$(grep -c . <<< \"$members\")",
+        "  after=$((total - 1))",
+        '  if [ "$after" -lt 1 ]; then',
+        f'    log "refusing: {node_name} is the last etcd member"',
+        "    exit 1",
+        "  fi",
+        # Health of every member; the target's own health does not count towards what remains.
+        "  health=$(etcdctl_ endpoint health --cluster 2>&1 || true)",
+        "  healthy_after=0",
+        '  while IFS=", " read -r id _ _ _ client _; do',
+        '    [ "$id" = "$target" ] && continue',
+        '    client=${client%%,*}',
+        '    if grep -q -- "^$client is healthy" <<< "$health"; then',
+        "      healthy_after=$((healthy_after + 1))",
+        "    fi",
+        '  done <<< "$members"',
+        "  need=$((after / 2 + 1))",
+        '  if [ "$healthy_after" -lt "$need" ]; then',
+        f'    log "refusing to remove {node_name}: $healthy_after healthy members would remain, '
+        f'$need of $after needed for quorum"',
+        "    exit 1",
+        "  fi",
+        "fi",
+    ]
+
+
+def _member_remove(node_name: str) -> list[str]:
+    """Remove member `target` (found by the guard). etcd refuses ("unhealthy cluster") until
+    every peer has been connected for ~5 s, as right after a member restarts: its own check, so
+    wait it out rather than fail."""
+    return [
+        'if [ -z "$target" ]; then',
+        f'  log "{node_name} is not an etcd member: nothing to remove"',
+        "else",
+        "  for attempt in $(seq 15); do",
+        '    if out=$(etcdctl_ member remove "$target" 2>&1); then break; fi',
+        '    case "$out" in *"unhealthy cluster"*) ;; *) log "$out"; exit 1 ;; esac',
+        '    [ "$attempt" = 15 ] && { log "$out"; exit 1; }',
+        '    log "etcd not ready to reconfigure (attempt $attempt): retrying in 2 s"; sleep 2',
+        "  done",
+        f'  log "removed etcd member {node_name} ($target); $after members remain"',
+        "fi",
+    ]
+
+
+def member_removal_script(node_name: str, node_address: str, etcd: EtcdAccess = EtcdAccess()
+                          ) -> str:
+    """Remove a node's etcd member through a healthy peer, refusing to break quorum.
+
+    Refuses (exit 1, nothing changed) when it would remove the last member, or when the members
+    left healthy would not be a majority of the new member count. No-op when already gone.
+    """
+    return script(f"remove-etcd-member {node_name}", etcd.function(),
+                  *_member_removal_guard(node_name, node_address), *_member_remove(node_name))
+
+
+def control_plane_removal_script(cluster: Cluster, node: Host, etcd: EtcdAccess = EtcdAccess()
+                                 ) -> str:
+    """Runs on the bootstrap node when `node` leaves the config: the quorum guard first (a
+    refused removal touches nothing: the node stays schedulable), then drain, the etcd member,
+    the Node object. (kubeadm reset on the node itself is the join step's delete.)"""
+    return script(
+        f"remove-control-plane {node.name}",
+        etcd.function(),
+        # Only a node this program joined: one that was in the cluster before keeps its etcd
+        # member and its Node (pulumi destroy must not take apart the cluster it found).
+        f"joined_by=$({KUBECTL} get node {quote(node.name)} --ignore-not-found"
+        f" -o jsonpath='{{.metadata.annotations.{MANAGED_ANNOTATION.replace('.', chr(92) + '.')}}}')",
+        f'if {KUBECTL} get node {quote(node.name)} >/dev/null 2>&1 && [ "$joined_by" != kube-ha ];'
+        " then",
+        f'  log "{node.name} was not joined by kube-ha (no {MANAGED_ANNOTATION} annotation): its'
+        ' etcd member and Node stay; take it out by hand if you mean to (README, pulumi destroy)"',
+        "  exit 0",
+        "fi",
+        *_member_removal_guard(node.name, str(node.address)),
+        f"if {KUBECTL} get node {quote(node.name)} >/dev/null 2>&1; then",
+        f"  {KUBECTL_LONG} drain {quote(node.name)} --ignore-daemonsets --delete-emptydir-data"
+        " --timeout=300s >&2",
+        "fi",
+        *_member_remove(node.name),
+        f"{KUBECTL} delete node {quote(node.name)} --ignore-not-found --wait=false >&2",
+        f'log "{node.name} removed from the control plane"',
+    )
