@@ -285,9 +285,7 @@ def bootstrap_script(cluster: Cluster, cert: str, key: str) -> str:
         '  log "cluster already initialised"',
         "else",
         '  log "kubeadm init"',
-        f"  install -d -m 0755 {PKI}",
-        write_file(f"{PKI}/apiserver.key", key, "0600", flag=None),
-        write_file(f"{PKI}/apiserver.crt", cert, "0644", flag=None),
+        *_place_serving_pair(cert, key),
         # It prints a join command with a token and the certificate key unless told not to
         # (kubeadm init reference: --skip-token-print, --skip-certificate-key-print).
         f"  touch {INIT_MARKER}",
@@ -388,6 +386,14 @@ def revoke_join_credentials_script(cluster: Cluster) -> str:
     )
 
 
+def _place_serving_pair(cert: str, key: str) -> list[str]:
+    """Our apiserver certificate where kubeadm looks before it would make its own (it keeps a
+    pre-placed pair whose SANs pass its check)."""
+    return [f"  install -d -m 0755 {PKI}",
+            write_file(f"{PKI}/apiserver.key", key, "0600", flag=None),
+            write_file(f"{PKI}/apiserver.crt", cert, "0644", flag=None)]
+
+
 def _kubeadm_join(cluster: Cluster, node: Host, creds: dict[str, str], control_plane: bool
                   ) -> list[str]:
     """Write the JoinConfiguration (0600, removed afterwards, even on failure) and join."""
@@ -420,9 +426,7 @@ def control_plane_join_script(cluster: Cluster, node: Host, cert: str, key: str,
         repoint_kubeconfig(f"{KUBELET_CONF}", cluster.endpoint.url),
         '  if [ "$changed" = 1 ]; then systemctl restart kubelet; log "kubelet restarted"; fi',
         "else",
-        f"  install -d -m 0755 {PKI}",
-        write_file(f"{PKI}/apiserver.key", key, "0600", flag=None),
-        write_file(f"{PKI}/apiserver.crt", cert, "0644", flag=None),
+        *_place_serving_pair(cert, key),
         *_kubeadm_join(cluster, node, creds, control_plane=True),
         f"  {MARK_MANAGED}",
         "fi",
