@@ -9,7 +9,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import ClassVar, TypeGuard
 
 PROJECT = "kube-ha"
@@ -180,8 +180,11 @@ class SchedulerSettings:
     port: int = 10359
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Cluster:
+    """Built only by `kube_ha.config.parse_cluster`, which passes every field: the defaults of
+    scalar keys live in its SCALAR_KEYS table, those of each section on its *Settings type."""
+
     name: str
     kubernetes_version: str
     control_plane: tuple[Host, ...]
@@ -189,19 +192,19 @@ class Cluster:
     load_balancers: tuple[Host, ...]
     endpoint: Endpoint
     networking: NetworkSettings
-    apiserver_port: int  # SCALAR_KEYS["apiserverPort"] holds the default
-    health_check: HealthCheckSettings = field(default_factory=HealthCheckSettings)
-    load_balancer: LoadBalancerSettings = field(default_factory=LoadBalancerSettings)
-    certificates: CertificateSettings = field(default_factory=CertificateSettings)
-    elastic_apiserver: ElasticApiserverSettings = field(default_factory=ElasticApiserverSettings)
-    controller_manager: ControllerManagerSettings = field(default_factory=ControllerManagerSettings)
-    scheduler: SchedulerSettings = field(default_factory=SchedulerSettings)
-    node_local_proxy: bool = False
-    image_repository: str = "registry.k8s.io"
+    apiserver_port: int
+    health_check: HealthCheckSettings
+    load_balancer: LoadBalancerSettings
+    certificates: CertificateSettings
+    elastic_apiserver: ElasticApiserverSettings
+    controller_manager: ControllerManagerSettings
+    scheduler: SchedulerSettings
+    node_local_proxy: bool
+    image_repository: str
     # component -> "sha256:<hex>": its image is pulled by digest (`tag@digest`), so a registry
     # or mirror cannot swap what runs with the cluster's keys.
-    image_digests: Mapping[str, str] = field(default_factory=dict)
-    insecure_skip_host_key_check: bool = False
+    image_digests: Mapping[str, str]
+    insecure_skip_host_key_check: bool
 
     @property
     def node_url(self) -> str:
