@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import json
 import runpy
+import time
 from pathlib import Path
 from typing import Any
 
 import pulumi
+import pulumi_command as command
 import yaml
 
 from tests.harness.hosts import host, host_key
-from tests.mocks import ClusterMocks, RecordingMonitor
+from tests.mocks import ClusterMocks, RecordingMonitor, plain
 
 ROOT = Path(__file__).resolve().parents[1]
 SSH_KEY = "-----BEGIN OPENSSH PRIVATE KEY-----\nTEST-SSH-KEY-MATERIAL\n-----END OPENSSH PRIVATE KEY-----\n"
@@ -38,6 +40,46 @@ def scaled_stack(cp: int, workers: int, node_local: bool = False) -> dict[str, A
     return raw
 
 
+def vip_stack() -> dict[str, Any]:
+    """The dev stack behind a keepalived virtual IP (10.21.22.100) held by two LB hosts:
+    haproxy-101 and a second one, haproxy-102."""
+    raw = dev_stack()
+    raw["endpoint"].update(address="10.21.22.100", virtualIp=True)
+    raw["loadBalancers"].append(host("haproxy-102", "10.21.22.102"))
+    return raw
+
+
+def grown_stack(extra: int = 2) -> dict[str, Any]:
+    """The dev stack with `extra` control-plane nodes added after its three: ubuntu-76, -77, ..."""
+    raw = dev_stack()
+    raw["controlPlane"] += [host(f"ubuntu-{76 + i}", f"10.21.22.{76 + i}") for i in range(extra)]
+    return raw
+
+
+# The smallest virtual-IP topology, on TEST-NET-1 as the network-namespace tests wire it.
+SEGMENT_VIP, SEGMENT_CP = "192.0.2.100", "192.0.2.11"
+SEGMENT_LBS = {"lb1": "192.0.2.2", "lb2": "192.0.2.3"}
+
+
+def segment_vip_stack() -> dict[str, Any]:
+    """One control-plane node (cp-1, SEGMENT_CP) behind the VIP SEGMENT_VIP held by the two
+    LB hosts of SEGMENT_LBS; maxConn within this sandbox's FD limit."""
+    return {
+        "sshPrivateKey": SSH_KEY,
+        "controlPlane": [host("cp-1", SEGMENT_CP)],
+        "loadBalancers": [host(n, a) for n, a in SEGMENT_LBS.items()],
+        "endpoint": {"address": SEGMENT_VIP, "port": 6443, "virtualIp": True},
+        "loadBalancer": {"maxConn": 4000},
+    }
+
+
+def stack_file(raw: dict[str, Any]) -> str:
+    """The Pulumi.<stack>.yaml text a user would write for `raw` (without the SSH key, which a
+    stack file holds encrypted)."""
+    return yaml.safe_dump({"config": {f"kube-ha:{k}": v for k, v in raw.items()
+                                      if k != "sshPrivateKey"}})
+
+
 class Run:
     def __init__(self, mocks: ClusterMocks, monitor: RecordingMonitor, scope: dict[str, Any]):
         self.mocks, self.monitor, self.scope = mocks, monitor, scope
@@ -47,6 +89,15 @@ class Run:
 
     def inputs(self, name: str) -> dict[str, Any]:
         return self.mocks.named(name).inputs
+
+
+def changed_between(before: Run, after: Run) -> set[str]:
+    """Names of the resources registered by only one of the two runs, or by both with inputs
+    that differ once secret markers are unwrapped: the same value, secret in one run and plain
+    in the other, is no change here."""
+    a = {r.name: plain(r.inputs) for r in before.mocks.resources}
+    b = {r.name: plain(r.inputs) for r in after.mocks.resources}
+    return {n for n in a.keys() | b.keys() if n not in a or n not in b or a[n] != b[n]}
 
 
 def value_of(output: pulumi.Output[Any]) -> Any:
@@ -84,10 +135,6 @@ def run_program(config: dict[str, Any], preview: bool = False,
 def run_bare_commands(count: int) -> float:
     """Seconds the SDK takes, under the same mocks, to register `count` bare remote Commands
     (one connection, one script each): the floor any program of that size pays."""
-    import time
-
-    import pulumi_command as command
-
     mocks = ClusterMocks()
     pulumi.runtime.set_mocks(mocks, project="kube-ha", stack="dev", preview=False,
                              monitor=RecordingMonitor(mocks))

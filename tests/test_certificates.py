@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
+import ipaddress
 import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from kube_ha.config import parse_cluster
+from kube_ha.kubeadm.config import kubeadm_config
 from kube_ha.topology import apiserver_sans
 from tests.harness import pki
-from tests.harness.hosts import host
 from tests.harness.lab import Lab
 from tests.mocks import ClusterMocks
-from tests.program import SSH_KEY, dev_stack, run_program
+from tests.program import SSH_KEY, Run, changed_between, dev_stack, grown_stack, run_program
 
 
 def issued(mocks: ClusterMocks, stem: str) -> pki.KeyPair:
@@ -113,17 +115,10 @@ def test_seed_failure_reproduced_with_kubeadm_default_sans(tmp_path: Path) -> No
     assert f"not {lab.endpoint}" in result.stderr
 
 
-def _changed(before: Any, after: Any) -> set[str]:
-    a = {r.name: r.inputs for r in before.mocks.resources}
-    b = {r.name: r.inputs for r in after.mocks.resources}
-    return {n for n in a.keys() | b.keys() if a.get(n) != b.get(n)}
-
-
-def test_a_san_change_touches_exactly_the_certs_and_their_install_steps() -> None:
-    base = run_program(dev_stack())
+def test_a_san_change_touches_exactly_the_certs_and_their_install_steps(dev: Run) -> None:
     raw = dev_stack()
     raw["certificates"]["extraSans"] = ["k8s.example.com"]
-    changed = _changed(base, run_program(raw))
+    changed = changed_between(dev, run_program(raw))
     nodes = ["ubuntu-73", "ubuntu-70", "ubuntu-72"]
     certs = {f"kubernetes-pki-apiserver-{n}-{p}" for n in nodes for p in ("csr", "cert")}
     elastic = {"kubernetes-elastic-apiserver-serving-csr", "kubernetes-elastic-apiserver-serving-cert",
@@ -133,12 +128,8 @@ def test_a_san_change_touches_exactly_the_certs_and_their_install_steps() -> Non
     assert changed == certs | elastic | installs, changed
 
 
-def test_adding_a_control_plane_node_leaves_the_others_certs_alone() -> None:
-    base = run_program(dev_stack())
-    raw = dev_stack()
-    raw["controlPlane"] += [host("ubuntu-76", "10.21.22.76"),
-                            host("ubuntu-77", "10.21.22.77")]
-    changed = _changed(base, run_program(raw))
+def test_adding_a_control_plane_node_leaves_the_others_certs_alone(dev: Run) -> None:
+    changed = changed_between(dev, run_program(grown_stack()))
     existing = tuple(f"kubernetes-pki-apiserver-{n}-" for n in ("ubuntu-73", "ubuntu-70",
                                                                  "ubuntu-72"))
     assert not any(n.startswith(existing) for n in changed), changed
@@ -166,10 +157,6 @@ def kubeadm_checked_names(kubeadm_yaml: str, node_name: str, advertise: str
     (node name, kubernetes[.default[.svc[.<dnsDomain>]]], the service subnet's first IP, the
     advertise address, controlPlaneEndpoint's host, then ClusterConfiguration.apiServer.certSANs);
     a pre-placed certificate missing one fails validation (kubernetes#84644)."""
-    import ipaddress
-
-    import yaml
-
     cc = next(d for d in yaml.safe_load_all(kubeadm_yaml) if d["kind"] == "ClusterConfiguration")
     dns = {node_name, "kubernetes", "kubernetes.default", "kubernetes.default.svc",
            f"kubernetes.default.svc.{cc['networking']['dnsDomain']}"}
@@ -189,8 +176,6 @@ def kubeadm_checked_names(kubeadm_yaml: str, node_name: str, advertise: str
 def test_every_control_plane_cert_passes_kubeadms_own_san_check(extra: dict[str, Any]) -> None:
     """Each node's certificate (the real one the program issues) holds every name kubeadm checks
     when that node joins with it pre-placed, for the ClusterConfiguration the program writes."""
-    from kube_ha.kubeadm.config import kubeadm_config
-
     raw = {**dev_stack(), **extra}
     mocks = ClusterMocks()
     run_program(raw, mocks=mocks)

@@ -11,7 +11,7 @@ import yaml
 from kube_ha.config import SCALAR_KEYS, ConfigError, parse_cluster
 from tests.harness.hosts import host
 from tests.mocks import ClusterMocks
-from tests.program import ROOT, run_program
+from tests.program import ROOT, run_program, vip_stack
 
 
 def problems(raw: dict[str, Any]) -> dict[str, str]:
@@ -65,8 +65,7 @@ def test_dev_stack_loads(raw: dict[str, Any]) -> None:
      "controllerManager.port", "static kube-controller-manager"),
     (lambda r: r["loadBalancers"].append(host("haproxy-102", "10.21.22.102")),
      "endpoint.address", "virtual IP"),
-    (lambda r: (r["endpoint"].update(address="10.21.22.100", virtualIp=True),
-                r["loadBalancer"].update(bindAddress="10.21.22.100")),
+    (lambda r: (r.update(vip_stack()), r["loadBalancer"].update(bindAddress="10.21.22.100")),
      "loadBalancer.bindAddress", "leave it '*'"),
     (lambda r: r["loadBalancer"].update(virtualRouterId=300), "loadBalancer.virtualRouterId",
      "out of range"),

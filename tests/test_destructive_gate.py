@@ -8,7 +8,9 @@ newState}; secret values print as "[secret]").
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import io
 import json
 from pathlib import Path
 from typing import Any
@@ -59,9 +61,6 @@ def plan(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
 def _gate(tmp_path: Path, doc: dict[str, Any], *flags: str) -> tuple[int, str]:
     path = tmp_path / "preview.json"
     path.write_text(json.dumps(doc))
-    import contextlib
-    import io
-
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
         code = destructive_gate.main([str(path), *flags])
@@ -95,7 +94,7 @@ def test_removing_a_node_is_stopped_until_approved(tmp_path: Path) -> None:
     assert code == 0 and "(approved)" in text
 
 
-def test_renaming_the_cluster_is_stopped(tmp_path: Path) -> None:
+def test_renaming_the_cluster_is_stopped() -> None:
     """clusterName is in every resource name today: a rename deletes every old step, each
     delete resetting its node (day-2 review F1). The gate names them all."""
     raw = dev_stack()

@@ -10,14 +10,13 @@ from pathlib import Path
 from typing import Any
 
 import kubernetes_validate
-import pytest
 
 from kube_ha.config import parse_cluster
 from kube_ha.elastic import manifests as m
 from tests.harness.hosts import host
 from tests.harness.lab import Lab
 from tests.mocks import ClusterMocks, is_secret, plain
-from tests.program import Run, dev_stack, run_program, value_of
+from tests.program import Run, changed_between, dev_stack, run_program, value_of
 
 K8S_PREFIX = "kubernetes:"
 
@@ -36,11 +35,6 @@ def _ints(value: Any) -> Any:
 def _version(raw: dict[str, Any]) -> str:
     major, minor = parse_cluster(raw).minor_version
     return f"{major}.{minor}.0"
-
-
-@pytest.fixture(scope="module")
-def dev() -> Run:
-    return run_program(dev_stack())
 
 
 def _k8s(run: Run, kind: str) -> dict[str, dict[str, Any]]:
@@ -190,8 +184,6 @@ def test_every_mounted_secret_is_created_by_the_program(dev: Run) -> None:
 
 
 def test_kubeconfig_is_secret_and_dials_the_endpoint(dev: Run) -> None:
-    from tests.program import value_of
-
     ha = dev.scope["ha"]
     text = value_of(ha.kubeconfig)
     assert "server: https://api.k8s.lab.internal:6443" in text
@@ -227,24 +219,18 @@ def test_the_provider_identity_survives_an_endpoint_or_name_change() -> None:
         assert "api.k8s.prod.internal:8443" in value_of(run.scope["ha"].kubeconfig)
 
 
-def _changed(before: Run, after: Run) -> set[str]:
-    a = {r.name: plain(r.inputs) for r in before.mocks.resources}
-    b = {r.name: plain(r.inputs) for r in after.mocks.resources}
-    return {n for n in a.keys() | b.keys() if a.get(n) != b.get(n)}
-
-
 def test_changing_min_max_touches_only_the_hpa(dev: Run) -> None:
-    raw = copy.deepcopy(dev_stack())
+    raw = dev_stack()
     raw["elasticApiserver"].update(minReplicas=2, maxReplicas=2)
-    assert _changed(dev, run_program(raw)) == {"kubernetes-elastic-apiserver-hpa"}
+    assert changed_between(dev, run_program(raw)) == {"kubernetes-elastic-apiserver-hpa"}
 
 
-def test_changing_the_pool_touches_affinity_labels_lb_and_the_pool_cert(dev: Run) -> None:
-    raw = copy.deepcopy(dev_stack())
+def test_changing_the_pool_touches_affinity_labels_lb_and_the_pool_cert() -> None:
+    raw = dev_stack()
     raw["workers"].append(host("ubuntu-81", "10.21.22.81"))
     base = run_program(copy.deepcopy(raw))
     raw["elasticApiserver"]["poolNodes"].append("ubuntu-81")
-    changed = _changed(base, run_program(raw))
+    changed = changed_between(base, run_program(raw))
     assert changed == {
         "kubernetes-elastic-apiserver-deployment",      # node affinity
         "kubernetes-elastic-apiserver-pool-ubuntu-81",  # the label (a new NodePatch)

@@ -3,15 +3,24 @@
 from __future__ import annotations
 
 import subprocess
+import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from kube_ha.config import parse_cluster
-from kube_ha.loadbalancer.haproxy import HaproxyPaths, render_haproxy_cfg
-from tests.harness import reference_configs
-from tests.harness.lab import Lab
+from kube_ha.loadbalancer.haproxy import (
+    NODE_LOCAL_HEALTH,
+    detection_ms,
+    render_haproxy_cfg,
+    session_guard_lua,
+)
+from kube_ha.model import HealthCheckSettings
+from tests.harness import pki, reference_configs
+from tests.harness.lab import Lab, haproxy_paths_under
+from tests.harness.wait import wait_until
 
 
 def haproxy_check(cfg: str, tmp_path: Path) -> subprocess.CompletedProcess[str]:
@@ -22,16 +31,10 @@ def haproxy_check(cfg: str, tmp_path: Path) -> subprocess.CompletedProcess[str]:
 
 def test_rendered_dev_config_is_valid_for_haproxy(raw: dict[str, Any], tmp_path: Path) -> None:
     cluster = parse_cluster(raw)
-    lab = Lab(tmp_path / "lab")
-    assert lab.ca is not None
-    (tmp_path / "ca.crt").write_text(lab.ca.cert_pem)
-    client = tmp_path / "client.pem"
-    client.write_text((tmp_path / "lab" / "health-client.pem").read_text())
-    (tmp_path / "state").write_text("1\n")
-    paths = HaproxyPaths(ca_file=str(tmp_path / "ca.crt"), client_cert=str(client),
-                         admin_socket=str(tmp_path / "admin.sock"),
-                         state_file=str(tmp_path / "state"), chroot=None, user=None,
-                         session_guard=lab.paths.session_guard)
+    ca = pki.make_ca()
+    paths = haproxy_paths_under(tmp_path, ca, pki.issue(ca, "kube-ha:lb-health-check", client=True),
+                                cluster.health_check)
+    Path(paths.state_file).write_text("1\n")
     result = haproxy_check(render_haproxy_cfg(cluster, paths), tmp_path)
     assert result.returncode == 0, result.stderr
     assert "WARNING" not in result.stderr, result.stderr
@@ -53,26 +56,17 @@ def test_rendered_config_shape(raw: dict[str, Any]) -> None:
     assert "frontend stats" not in render_haproxy_cfg(parse_cluster(raw))
 
 
-def _check_status(lab: Lab) -> dict[str, str]:
-    import csv
-    import io
-
-    rows = csv.DictReader(io.StringIO(lab.admin("show stat").lstrip("# ")))
-    return {r["svname"]: r["check_status"] for r in rows
-            if r["svname"] not in ("FRONTEND", "BACKEND") and r["bck"] != "1"}  # not the twins
-
-
 def _wait_check_status(lab: Lab, want: str, timeout: float = 8) -> dict[str, str]:
-    import time
+    """Every checked server's last check result once all of them are `want`."""
+    seen: dict[str, str] = {}
 
-    deadline = time.monotonic() + timeout
-    status: dict[str, str] = {}
-    while time.monotonic() < deadline:
-        status = _check_status(lab)
-        if all(v == want for v in status.values()):
-            return status
-        time.sleep(0.1)
-    return status
+    def settled() -> bool:
+        seen.clear()
+        seen.update(lab.stat("check_status"))
+        return set(seen.values()) == {want}
+
+    wait_until(settled, timeout, f"every server's check_status to be {want}", interval=0.1)
+    return seen
 
 
 def test_every_server_up_by_its_real_https_readyz_check(tmp_path: Path) -> None:
@@ -91,8 +85,6 @@ def test_checks_authenticate_when_anonymous_auth_is_off(tmp_path: Path) -> None:
 
 def test_checks_without_client_cert_fail_when_anonymous_auth_is_off(tmp_path: Path) -> None:
     def no_client_cert(lab: Lab) -> str:
-        from dataclasses import replace
-
         return render_haproxy_cfg(lab.cluster, replace(lab.paths, client_cert=None))
 
     with Lab(tmp_path, require_client_cert=True, renderer=no_client_cert) as lab:
@@ -107,11 +99,9 @@ def test_tutorial_config_never_requests_readiness(tmp_path: Path) -> None:
     with Lab(tmp_path, renderer=reference_configs.tutorial_ssl_hello, drain_seconds=6) as lab:
         lab.start()
         lab.drain("cp-2")
-        import time
-
         time.sleep(3)  # our checks would have marked it DOWN in ~2 s
         assert lab.states()["cp-2"] == "UP"
-        assert _check_status(lab)["cp-2"] == "L6OK"  # a TLS hello, not an HTTP answer
+        assert lab.stat("check_status")["cp-2"] == "L6OK"  # a TLS hello, not an HTTP answer
 
 
 def test_tutorial_config_with_check_ssl_marks_every_server_down(tmp_path: Path) -> None:
@@ -140,9 +130,6 @@ def test_the_session_guard_waits_one_detection_time_before_believing_a_slow_serv
     not synchronised): the guard's grace for a slow (L7 timeout) server is the whole detection
     time of the proxy's own health settings, so in a brownout the others are already failing
     when it would cut. Dead checks (no connection, no TLS handshake) are cut at once."""
-    from kube_ha.loadbalancer.haproxy import NODE_LOCAL_HEALTH, detection_ms, session_guard_lua
-    from kube_ha.model import HealthCheckSettings
-
     lb = session_guard_lua(HealthCheckSettings())
     local = session_guard_lua(NODE_LOCAL_HEALTH)
     assert detection_ms(HealthCheckSettings()) == 1450 and "local GRACE = 1.45\n" in lb

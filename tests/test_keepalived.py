@@ -12,21 +12,20 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from kube_ha.config import parse_cluster
-from kube_ha.loadbalancer.haproxy import HaproxyPaths, render_haproxy_cfg, session_guard_lua
+from kube_ha.loadbalancer.haproxy import render_haproxy_cfg
 from kube_ha.loadbalancer.keepalived import check_script, render_keepalived_conf
 from tests.harness import pki
-from tests.harness.hosts import host
-from tests.harness.lab import ROOT
+from tests.harness.lab import ROOT, haproxy_paths_under
 from tests.harness.netns import Segment
+from tests.harness.wait import wait_until
+from tests.program import SEGMENT_CP, SEGMENT_LBS, SEGMENT_VIP, segment_vip_stack
 
 pytestmark = pytest.mark.slow
-VIP, CP, CLIENT = "192.0.2.100", "192.0.2.11", "192.0.2.50"
-LBS = {"lb1": "192.0.2.2", "lb2": "192.0.2.3"}
+VIP, CP, LBS, CLIENT = SEGMENT_VIP, SEGMENT_CP, SEGMENT_LBS, "192.0.2.50"
 # keepalived runs only scripts on secure paths (every directory root-owned, not writable by
 # others); /tmp is not, so each LB gets a private tmpfs on /etc/keepalived for script and conf.
 KEEPALIVED = """
@@ -37,27 +36,8 @@ exec keepalived -n -l -D -P -f /etc/keepalived/keepalived.conf -p "$1/k.pid" -r 
 """
 
 
-def cluster_config() -> dict[str, Any]:
-    return {
-        "sshPrivateKey": "test",
-        "controlPlane": [host("cp-1", CP)],
-        "loadBalancers": [host(n, a) for n, a in LBS.items()],
-        "endpoint": {"address": VIP, "port": 6443, "virtualIp": True},
-        "loadBalancer": {"maxConn": 4000},  # this sandbox's FD limit
-    }
-
-
 def vip_holder(seg: Segment) -> list[str]:
     return [h for h in LBS if VIP in seg.addresses(h)]
-
-
-def wait_for(cond: Any, timeout: float, what: str) -> float:
-    start = time.monotonic()
-    while time.monotonic() - start < timeout:
-        if cond():
-            return time.monotonic() - start
-        time.sleep(0.1)
-    raise TimeoutError(what)
 
 
 @contextlib.contextmanager
@@ -65,12 +45,11 @@ def vip_pair(tmp_path: Path, extra_hosts: dict[str, str] | None = None
              ) -> Iterator[tuple[Segment, dict[str, subprocess.Popen[str]]]]:
     """Two LB hosts running our haproxy.cfg and keepalived.conf in front of one fake apiserver,
     a client host, and `extra_hosts` on the same switch; yields once a host holds the VIP."""
-    cluster = parse_cluster(cluster_config())
+    cluster = parse_cluster(segment_vip_stack())
     assert cluster.uses_vip
     ca = pki.make_ca()
-    (tmp_path / "ca.crt").write_text(ca.cert_pem)
+    (tmp_path / "ca.crt").write_text(ca.cert_pem)  # for the client host
     client = pki.issue(ca, "kube-ha:lb-health-check", client=True)
-    (tmp_path / "client.pem").write_text(client.cert_pem + client.key_pem)
     crt, key = pki.issue(ca, "cp-1", dns=["cp-1"], ips=[CP, VIP]).write(tmp_path, "cp-1")
 
     with Segment() as seg:
@@ -83,11 +62,7 @@ def vip_pair(tmp_path: Path, extra_hosts: dict[str, str] | None = None
         for i, (name, _) in enumerate(LBS.items()):
             d = tmp_path / name
             d.mkdir()
-            (d / "guard.lua").write_text(session_guard_lua(cluster.health_check))
-            paths = HaproxyPaths(ca_file=str(tmp_path / "ca.crt"), session_guard=str(d / "guard.lua"),
-                                 client_cert=str(tmp_path / "client.pem"),
-                                 admin_socket=str(d / "admin.sock"), state_file=str(d / "state"),
-                                 chroot=None, user=None, log_target="stderr format raw local0 err")
+            paths = haproxy_paths_under(d, ca, client, cluster.health_check, log_level="err")
             (d / "haproxy.cfg").write_text(render_haproxy_cfg(cluster, paths))
             haproxy[name] = seg.start(name, ["haproxy", "-W", "-db", "-f", str(d / "haproxy.cfg")],
                                       d / "haproxy.log")
@@ -104,7 +79,7 @@ def vip_pair(tmp_path: Path, extra_hosts: dict[str, str] | None = None
             seg.start(name, ["unshare", "--mount", "--propagation", "private", "bash", "-c",
                              KEEPALIVED, "keepalived", str(d)], d / "keepalived.log")
 
-        wait_for(lambda: len(vip_holder(seg)) == 1, 15, "a VIP holder")
+        wait_until(lambda: len(vip_holder(seg)) == 1, 15, "a VIP holder", interval=0.1)
         yield seg, haproxy
 
 
@@ -121,7 +96,8 @@ def test_vip_moves_to_the_other_lb_when_haproxy_dies(tmp_path: Path) -> None:
         time.sleep(3)
         fault_at = time.time()
         os.kill(haproxy[first].pid, signal.SIGKILL)  # the master's haproxy dies
-        moved = wait_for(lambda: vip_holder(seg) == [other], 10, f"the VIP to move to {other}")
+        moved = wait_until(lambda: vip_holder(seg) == [other], 10, f"the VIP to move to {other}",
+                           interval=0.1)
         out, _ = load.communicate(timeout=60)
 
     results = [json.loads(line) for line in out.splitlines() if line.strip()]
@@ -169,7 +145,8 @@ def test_a_host_that_is_not_a_peer_cannot_take_the_vip(tmp_path: Path) -> None:
                             "mount -t tmpfs tmpfs /etc/keepalived && exec keepalived -n -l -D -P "
                             f"-f {tmp_path}/rogue/keepalived.conf -p {tmp_path}/rogue/k.pid "
                             f"-r {tmp_path}/rogue/v.pid"], tmp_path / "rogue" / "keepalived.log")
-        wait_for(lambda: VIP in seg.addresses("rogue"), 10, "the rogue to claim the VIP")
+        wait_until(lambda: VIP in seg.addresses("rogue"), 10, "the rogue to claim the VIP",
+                   interval=0.1)
         time.sleep(5)  # five of its adverts at priority 254
         # Without check_unicast_src both LBs drop to BACKUP and neither holds it; with it, one
         # LB keeps it (which one may change if a loaded machine makes a check fail: that is the

@@ -4,7 +4,6 @@ stand-in for systemd that drives haproxy the way its unit file does."""
 
 from __future__ import annotations
 
-import copy
 import json
 import re
 import subprocess
@@ -17,7 +16,7 @@ from kube_ha.config import parse_cluster
 from kube_ha.loadbalancer.haproxy import render_haproxy_cfg
 from kube_ha.loadbalancer.scripts import configure_script, install_script
 from tests.harness import pki
-from tests.harness.hosts import host
+from tests.program import SEGMENT_LBS, SEGMENT_VIP, grown_stack, segment_vip_stack, vip_stack
 
 SHIM = Path(__file__).parent / "harness" / "bin"
 pytestmark = pytest.mark.slow
@@ -60,9 +59,8 @@ def test_configure_runs_twice_rejects_bad_config_and_reloads_in_place(
     # systemd allows far more.
     raw["loadBalancer"]["maxConn"] = 4000
     cluster = parse_cluster(raw)
-    grown = copy.deepcopy(raw)
-    grown["controlPlane"] += [host("ubuntu-76", "10.21.22.76"),
-                              host("ubuntu-77", "10.21.22.77")]
+    grown = grown_stack()
+    grown["loadBalancer"]["maxConn"] = 4000
     bigger = parse_cluster(grown)
     cfg = render_haproxy_cfg(cluster)
     steps: dict[object, str] = {
@@ -107,10 +105,11 @@ def test_configure_runs_twice_rejects_bad_config_and_reloads_in_place(
     assert not list((tmp_path / "etc-haproxy").glob("*.kube-ha.*"))  # no candidate left over
 
 
-VIP_DRIVER = """
+# lb1 of segment_vip_stack(), alone on its segment.
+VIP_DRIVER = f"""
 set -u
 ip link add eth0 type veth peer name eth0p && ip link set eth0p up
-ip addr add 192.0.2.2/24 dev eth0 && ip link set eth0 up
+ip addr add {SEGMENT_LBS["lb1"]}/24 dev eth0 && ip link set eth0 up
 ip link set lo up
 mount -t tmpfs tmpfs /run
 mount --bind "$T/etc-haproxy" /etc/haproxy
@@ -123,19 +122,14 @@ for step in 1 2; do
   bash "$T/step$step.sh" 2> "$T/err$step"; echo "RC$step=$?"
   echo "KPID$step=$(cat /run/keepalived.pid 2>/dev/null)"
 done
-for _ in $(seq 50); do ip -o addr show dev eth0 | grep -q 192.0.2.100 && break; sleep 0.1; done
-ip -o addr show dev eth0 | grep -q 192.0.2.100 && echo VIP=1
+for _ in $(seq 50); do ip -o addr show dev eth0 | grep -q {SEGMENT_VIP} && break; sleep 0.1; done
+ip -o addr show dev eth0 | grep -q {SEGMENT_VIP} && echo VIP=1
 cp /run/keepalived.log "$T/keepalived.log" 2>/dev/null
 """
 
 
 def test_vip_configure_starts_keepalived_once_and_takes_the_vip(tmp_path: Path) -> None:
-    raw = {"sshPrivateKey": "t", "controlPlane": [host("cp-1", "192.0.2.11")],
-           "loadBalancers": [host("lb1", "192.0.2.2"),
-                             host("lb2", "192.0.2.3")],
-           "endpoint": {"address": "192.0.2.100", "virtualIp": True},
-           "loadBalancer": {"maxConn": 4000}}
-    cluster = parse_cluster(raw)
+    cluster = parse_cluster(segment_vip_stack())
     ca = pki.make_ca()
     client = pki.issue(ca, "kube-ha:lb-health-check", client=True)
     text = configure_script(cluster, render_haproxy_cfg(cluster), ca.cert_pem,
@@ -197,9 +191,8 @@ def test_firewalld_opens_the_endpoint_but_not_a_loopback_stats_port(
     assert len(adds) == 1  # the second run finds the port open and adds nothing
 
 
-def test_firewalld_admits_vrrp_from_the_peer_lbs_only(raw: dict[str, Any], tmp_path: Path) -> None:
-    raw["endpoint"].update(address="10.21.22.100", virtualIp=True)
-    raw["loadBalancers"].append(host("haproxy-102", "10.21.22.102"))
+def test_firewalld_admits_vrrp_from_the_peer_lbs_only(tmp_path: Path) -> None:
+    raw = vip_stack()
     raw["loadBalancer"]["statsBind"] = "*:8404"  # beyond loopback: opened
     old_open_rule = 'rule protocol value="vrrp" accept'
     state, _ = _firewalld_after_install(raw, tmp_path, {"ports": [], "rich_rules": [old_open_rule]})

@@ -3,7 +3,6 @@ in step with the membership list, and failing over through redispatch."""
 
 from __future__ import annotations
 
-import copy
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -12,17 +11,12 @@ import pytest
 
 from kube_ha.config import parse_cluster
 from kube_ha.kubeadm import scripts as ks
-from kube_ha.loadbalancer.haproxy import (
-    NODE_LOCAL_HEALTH,
-    HaproxyPaths,
-    node_local_frontend,
-    render_haproxy_cfg,
-)
+from kube_ha.loadbalancer.haproxy import NODE_LOCAL_HEALTH, node_local_frontend, render_haproxy_cfg
 from kube_ha.topology import apiserver_sans
-from tests.harness.hosts import host
-from tests.harness.lab import Lab, node_local
+from tests.harness import pki
+from tests.harness.lab import Lab, haproxy_paths_under, node_local
 from tests.mocks import plain
-from tests.program import dev_stack, run_program
+from tests.program import changed_between, dev_stack, grown_stack, run_program
 
 
 @pytest.fixture()
@@ -34,11 +28,11 @@ def local_raw() -> dict[str, Any]:
 
 def test_node_local_cfg_is_valid_and_gentle(local_raw: dict[str, Any], tmp_path: Path) -> None:
     cluster = parse_cluster(local_raw)
-    lab = Lab(tmp_path / "lab")  # for a real CA and client cert on disk
-    paths = HaproxyPaths(ca_file=str(lab.ca_file), client_cert=str(lab.client_pem),
-                         admin_socket=str(tmp_path / "a.sock"), state_file=str(tmp_path / "s"),
-                         chroot=None, user=None, session_guard=lab.paths.session_guard)
-    cfg = render_haproxy_cfg(cluster, paths, node_local_frontend(cluster))
+    frontend = node_local_frontend(cluster)
+    ca = pki.make_ca()
+    paths = haproxy_paths_under(tmp_path, ca, pki.issue(ca, "kube-ha:lb-health-check", client=True),
+                                frontend.health)
+    cfg = render_haproxy_cfg(cluster, paths, frontend)
     (tmp_path / "local.cfg").write_text(cfg)
     check = subprocess.run(["haproxy", "-c", "-f", str(tmp_path / "local.cfg")],
                            capture_output=True, text=True)
@@ -81,19 +75,15 @@ def test_workers_get_a_local_proxy_before_they_join(local_raw: dict[str, Any]) -
 def test_control_plane_change_rewrites_every_local_proxy_and_nothing_else(
         local_raw: dict[str, Any]) -> None:
     before = run_program(local_raw)
-    grown = copy.deepcopy(local_raw)
-    grown["controlPlane"] += [host("ubuntu-76", "10.21.22.76"),
-                              host("ubuntu-77", "10.21.22.77")]
-    after = run_program(grown)
-    a = {r.name: plain(r.inputs) for r in before.mocks.resources}
-    b = {r.name: plain(r.inputs) for r in after.mocks.resources}
+    after = run_program({**grown_stack(), "nodeLocalProxy": True})
+    changed = changed_between(before, after)
     for w in ("ubuntu-74", "ubuntu-75"):
         step = f"kubernetes-kubeadm-{w}-join"
         # The worker's one step carries its proxy config: rewritten in place, never stale
         # (kubespray #12102); its join part is skipped on a joined node.
-        assert "server ubuntu-77 10.21.22.77:6443" in b[step]["stdin"]
-        assert "ubuntu-77" not in a[step]["stdin"]
-        assert a[f"{step}-credentials"] == b[f"{step}-credentials"]
+        assert "server ubuntu-77 10.21.22.77:6443" in plain(after.inputs(step))["stdin"]
+        assert "ubuntu-77" not in plain(before.inputs(step))["stdin"]
+        assert before.inputs(f"{step}-credentials") and f"{step}-credentials" not in changed
 
 
 def test_worker_script_points_kubelet_at_the_local_proxy(local_raw: dict[str, Any]) -> None:

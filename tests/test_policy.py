@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import sys
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -21,7 +22,7 @@ from pulumi_policy import (
 from components import cluster_access, kubeadm
 from kube_ha import paths, shell
 from kube_ha.loadbalancer import scripts as lb_scripts
-from tests.mocks import plain
+from tests.mocks import ClusterMocks, plain
 from tests.program import ROOT, Run, dev_stack, run_program
 
 sys.path.insert(0, str(ROOT / "policy"))
@@ -160,7 +161,6 @@ def test_a_lab_stack_without_host_keys_is_refused_by_the_pack() -> None:
 
 def test_a_certificate_near_expiry_is_reported(dev_resources: list[PolicyResource]) -> None:
     """Advisory: within 30 days of the provider's validityEndTime."""
-    from datetime import UTC, datetime, timedelta
 
     cert = "kubernetes-pki-lb-health-check-cert"
     soon = (datetime.now(UTC) + timedelta(days=20)).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -173,9 +173,7 @@ def test_a_certificate_near_expiry_is_reported(dev_resources: list[PolicyResourc
 
 def test_a_copied_certificate_near_expiry_is_reported() -> None:
     """Advisory: the last run's record of the copies (controlPlaneCopies) within 30 days."""
-    from datetime import UTC, datetime, timedelta
 
-    from tests.mocks import ClusterMocks
 
     def found(days: int) -> dict[str, list[str]]:
         end = (datetime.now(UTC) + timedelta(days=days)).strftime("%Y-%m-%dT%H:%M:%SZ")

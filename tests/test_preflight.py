@@ -24,7 +24,7 @@ from kube_ha.model import Cluster
 from kube_ha.preflight import Target, preflight_script, targets
 from tests.harness.hosts import host
 from tests.harness.script_host import ScriptHost, StepResult, seed_cluster
-from tests.program import dev_stack, run_program
+from tests.program import dev_stack, run_program, vip_stack
 
 pytestmark = pytest.mark.slow
 
@@ -71,12 +71,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> World:
         lb = dataclasses.replace(cluster.load_balancers[0], address=n["ubuntu-74"].address)
         runs["good lb"] = h.run("ubuntu-74", preflight_script(
             cluster, Target(lb, "loadBalancers[0]", "lb")))
-        vip = parse_cluster({**dev_stack(), "endpoint": {**dev_stack()["endpoint"],
-                                                          "address": "10.21.22.100",
-                                                          "virtualIp": True},
-                             "loadBalancers": [host("haproxy-101", "10.21.22.101"),
-                                               host("haproxy-102", "10.21.22.102")],
-                             "loadBalancer": {"vrrpInterface": "ens3"}})
+        vip = parse_cluster({**vip_stack(), "loadBalancer": {"vrrpInterface": "ens3"}})
         vip_lb = dataclasses.replace(vip.load_balancers[0], address=lb.address)
         runs["vip lb without its interface"] = h.run("ubuntu-74", preflight_script(
             vip, Target(vip_lb, "loadBalancers[0]", "lb")))

@@ -5,17 +5,11 @@ from __future__ import annotations
 import itertools
 from typing import Any
 
-import pytest
-
+from tests.harness.hosts import host
 from tests.mocks import is_secret, plain
 from tests.program import SSH_KEY, Run, dev_stack, run_program, scaled_stack
 
 COMMAND = "command:remote:Command"
-
-
-@pytest.fixture(scope="module")
-def dev() -> Run:
-    return run_program(dev_stack())
 
 
 def _commands(run: Run) -> dict[str, Any]:
@@ -138,7 +132,6 @@ def test_a_worker_added_later_gets_fresh_credentials_and_no_other_worker_re_runs
     """kubeadm's bootstrap tokens expire (1 h here): a worker added on day 2 must join with a
     token created in the same `up`. Its own credentials step is new, so it runs in that `up`;
     every existing worker's steps keep their inputs, so none re-runs."""
-    from tests.harness.hosts import host
 
     before = run_program(dev_stack())
     raw = dev_stack()

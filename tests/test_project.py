@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
+import io
+import platform
 import re
 import subprocess
+import tarfile
 from pathlib import Path
 
 import pytest
@@ -115,11 +119,6 @@ def _fake_release(root: Path, version: str, tamper: bool) -> None:
     """A release laid out as pulumi/pulumi's goreleaser publishes it (.goreleaser.yml:
     archive `pulumi-v<ver>-linux-x64.tar.gz` wrapping a `pulumi/` directory, checksum file
     `pulumi-<ver>-checksums.txt` in sha256sum format)."""
-    import hashlib
-    import io
-    import platform
-    import tarfile
-
     arch = {"x86_64": "x64", "aarch64": "arm64"}[platform.machine()]
     rel = root / f"v{version}"
     rel.mkdir(parents=True)

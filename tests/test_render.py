@@ -5,18 +5,17 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pulumi
 import pytest
-import yaml
 
+from components.config import stack_values
 from kube_ha.config import parse_cluster
 from kube_ha.loadbalancer.haproxy import render_haproxy_cfg
 from kube_ha.render import stack_config
-from tests.harness.hosts import host
-from tests.program import ROOT, dev_stack, run_program
+from tests.program import ROOT, Run, dev_stack, stack_file, vip_stack
 
 
 def test_render_writes_every_artifact_and_imports_no_pulumi(tmp_path: Path) -> None:
@@ -43,9 +42,9 @@ def test_render_writes_every_artifact_and_imports_no_pulumi(tmp_path: Path) -> N
 
 
 def test_render_rejects_bad_stack_naming_the_key(tmp_path: Path) -> None:
-    stack = (ROOT / "Pulumi.dev.yaml").read_text().replace("address: 10.21.22.70",
-                                                           "address: 10.21.22.700")
-    (tmp_path / "Pulumi.bad.yaml").write_text(stack)
+    raw = dev_stack()
+    raw["controlPlane"][1]["address"] = "10.21.22.700"
+    (tmp_path / "Pulumi.bad.yaml").write_text(stack_file(raw))
     result = subprocess.run([sys.executable, "-m", "kube_ha.render", "--stack", "bad", "--dir",
                              str(tmp_path), "--out", str(tmp_path / "out")], cwd=ROOT,
                             capture_output=True, text=True)
@@ -54,17 +53,13 @@ def test_render_rejects_bad_stack_naming_the_key(tmp_path: Path) -> None:
     assert not (tmp_path / "out").exists()
 
 
-def test_render_same_cfg_as_program() -> None:
+def test_render_same_cfg_as_program(dev: Run) -> None:
     offline = render_haproxy_cfg(parse_cluster(*stack_config(ROOT / "Pulumi.dev.yaml")))
-    run = run_program(dev_stack())
-    assert run.scope["ha"].load_balancer.haproxy_cfg == offline
+    assert dev.scope["ha"].load_balancer.haproxy_cfg == offline
 
 
 def test_render_vip_topology_writes_keepalived_per_lb(tmp_path: Path) -> None:
-    stack = yaml.safe_load((ROOT / "Pulumi.dev.yaml").read_text())
-    stack["config"]["kube-ha:endpoint"].update(address="10.21.22.100", virtualIp=True)
-    stack["config"]["kube-ha:loadBalancers"].append(host("haproxy-102", "10.21.22.102"))
-    (tmp_path / "Pulumi.vip.yaml").write_text(yaml.safe_dump(stack))
+    (tmp_path / "Pulumi.vip.yaml").write_text(stack_file(vip_stack()))
     subprocess.run([sys.executable, "-m", "kube_ha.render", "--stack", "vip", "--dir",
                     str(tmp_path), "--out", str(tmp_path / "out")], cwd=ROOT, check=True,
                    capture_output=True)
@@ -95,26 +90,42 @@ def _render(tmp_path: Path, text: str) -> subprocess.CompletedProcess[str]:
 DEV = (ROOT / "Pulumi.dev.yaml").read_text()
 
 
+def _replacing(old: str, new: str) -> Callable[[str], str]:
+    """A text edit of the stack file: the first `old` becomes `new` (which must be there, or
+    the edit would silently test the unedited file)."""
+    def edit(text: str) -> str:
+        assert old in text, f"{old!r} is not in the stack file"
+        return text.replace(old, new, 1)
+    return edit
+
+
+def _adding_to_config(line: str) -> Callable[[str], str]:
+    """A text edit of the stack file: `line` becomes the first entry of `config:`."""
+    return _replacing("config:\n", f"config:\n  {line}\n")
+
+
+# Edits of the YAML text on purpose (not a dict dumped to YAML): each is text a user might
+# type, which the render must read as the CLI does.
 @pytest.mark.parametrize("case, edit, said", [
     # A YAML syntax error: the file and line, not a traceback.
-    ("syntax", lambda t: t.replace("  kube-ha:workers:", "  kube-ha:workers: [", 1),
+    ("syntax", _replacing("  kube-ha:workers:", "  kube-ha:workers: ["),
      "Pulumi.edited.yaml:"),
     # A section dedented out of `config:`: the CLI would not pass it to the program.
     ("dedented", lambda t: t + "kube-ha:nodeLocalProxy: true\n",
      "kube-ha:nodeLocalProxy outside `config:`"),
     # YAML 1.1's `yes` is a string to the CLI (go-yaml v3, YAML 1.2), so no boolean.
-    ("yes", lambda t: t.replace("config:\n", "config:\n  kube-ha:nodeLocalProxy: yes\n", 1),
+    ("yes", _adding_to_config("kube-ha:nodeLocalProxy: yes"),
      "kube-ha:nodeLocalProxy: 'yes' is not a bool"),
     # A misspelled namespace: the CLI hands it to nobody, silently.
-    ("namespace", lambda t: t.replace("config:\n", "config:\n  kube_ha:nodeLocalProxy: true\n", 1),
+    ("namespace", _adding_to_config("kube_ha:nodeLocalProxy: true"),
      "kube_ha:nodeLocalProxy: is in namespace 'kube_ha', which nothing reads. Did you mean "
      "'kube-ha:nodeLocalProxy'?"),
     # No namespace at all: the CLI refuses the file.
-    ("no namespace", lambda t: t.replace("config:\n", "config:\n  nodeLocalProxy: true\n", 1),
+    ("no namespace", _adding_to_config("nodeLocalProxy: true"),
      "nodeLocalProxy: has no namespace. Fix: write kube-ha:nodeLocalProxy."),
 ])
-def test_render_reads_the_stack_file_as_the_cli_does(tmp_path: Path, case: str, edit: Any,
-                                                     said: str) -> None:
+def test_render_reads_the_stack_file_as_the_cli_does(tmp_path: Path, case: str,
+                                                     edit: Callable[[str], str], said: str) -> None:
     """Each edit would make `pulumi up` refuse or silently ignore something: the render says
     so, naming the line or key, writes nothing, and shows no traceback."""
     result = _render(tmp_path, edit(DEV))
@@ -125,8 +136,7 @@ def test_render_reads_the_stack_file_as_the_cli_does(tmp_path: Path, case: str, 
 
 
 def test_a_true_written_as_yaml_1_2_allows_renders(tmp_path: Path) -> None:
-    result = _render(tmp_path, DEV.replace("config:\n", "config:\n  kube-ha:nodeLocalProxy: true\n",
-                                           1))
+    result = _render(tmp_path, _adding_to_config("kube-ha:nodeLocalProxy: true")(DEV))
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "out/node-local/haproxy.cfg").exists()
 
@@ -134,8 +144,6 @@ def test_a_true_written_as_yaml_1_2_allows_renders(tmp_path: Path) -> None:
 def test_the_program_refuses_a_misspelled_namespace() -> None:
     """Under `pulumi up` the same key reaches the program's config (every namespace does):
     refused with the others, before anything is registered."""
-    from components.config import stack_values
-
     pulumi.runtime.set_all_config({"kube-ha:clusterName": "k", "kube_ha:workers": "[]"})
     raw, unreadable = stack_values()
     assert raw == {"clusterName": "k"}

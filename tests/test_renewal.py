@@ -9,6 +9,8 @@ check what the engine would replace.
 
 from __future__ import annotations
 
+import base64
+import subprocess
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -17,6 +19,7 @@ import pytest
 from components import certificates
 from kube_ha.certificates import renewal
 from kube_ha.elastic.manifests import CHECKSUM_ANNOTATION
+from tests.mocks import ClusterMocks
 from tests.program import Run, dev_stack, run_program, value_of
 
 KEYS = "tls:index/privateKey:PrivateKey"
@@ -115,8 +118,6 @@ def test_copy_generation(rotation: int, record: dict[str, Any] | None, now: date
 
 def _copies_run(monkeypatch: pytest.MonkeyPatch, when: datetime, previous: dict[str, Any],
                 not_after: datetime, renewed: str = "") -> Run:
-    from tests.mocks import ClusterMocks
-
     mocks = ClusterMocks()
     mocks.previous_outputs = previous
     mocks.copied_not_after = not_after
@@ -173,8 +174,6 @@ def test_a_rotation_bump_re_reads_the_copies(monkeypatch: pytest.MonkeyPatch) ->
     record = {"generation": "0", "expiry": {"admin.conf": "2027-11-22T00:00:00Z"}}
     before = _copies_run(monkeypatch, datetime(2027, 1, 10, tzinfo=UTC),
                          {"controlPlaneCopies": record}, ends)
-    from tests.mocks import ClusterMocks
-
     mocks = ClusterMocks()
     mocks.previous_outputs = {"controlPlaneCopies": record}
     raw = dev_stack()
@@ -188,9 +187,6 @@ def test_expiry_of_copies_matches_openssl(tmp_path: Any) -> None:
     """kube_ha/certificates/x509.py reads notAfter without a crypto library: against openssl for RSA and
     EC keys, UTCTime and (past 2049) GeneralizedTime; a kubeconfig without an inline client
     certificate and a key file give no entry."""
-    import base64
-    import subprocess
-
     files = {}
     for name, newkey, days in (("rsa.crt", ["rsa:2048"], 2), ("ec.crt", ["ec", "-pkeyopt",
                                "ec_paramgen_curve:P-256"], 365), ("late.crt", ["ec", "-pkeyopt",

@@ -733,16 +733,14 @@ def test_a_running_cluster_missing_its_kubeadm_config_is_never_reset(tmp_path: P
     deleted by hand looks, by that ConfigMap alone, like a half-finished init. Resetting it
     would wipe /var/lib/etcd and start a new cluster: the bootstrap refuses and touches
     nothing."""
-    import json as _json
-
     cluster = dev()
     boot = cluster.bootstrap
     with ScriptHost(tmp_path, cluster, real_etcd=False) as host:
         seed_cluster(host, control_plane=[boot])
         state_file = tmp_path / "state" / "cluster.json"
-        state = _json.loads(state_file.read_text())
+        state = json.loads(state_file.read_text())
         del state["configmaps"]["kube-system/kubeadm-config"]
-        state_file.write_text(_json.dumps(state))
+        state_file.write_text(json.dumps(state))
         mine = serving(read_ca(host, boot.name), cluster, boot)
         res = host.run(boot.name, ks.bootstrap_script(cluster, mine.cert_pem, mine.key_pem))
         assert host.file(boot.name, "/etc/kubernetes/admin.conf").exists()

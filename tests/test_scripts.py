@@ -9,8 +9,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 from kube_ha.config import parse_cluster
 from kube_ha.kubeadm import scripts as ks
@@ -21,15 +23,14 @@ from kube_ha.render import artifacts
 from kube_ha.shell import script, write_file
 from tests.harness import pki
 from tests.harness.hosts import host
+from tests.program import dev_stack, vip_stack
 
 
-def all_scripts(raw: dict[str, Any]) -> dict[str, str]:
-    c = parse_cluster(raw)
+def all_scripts() -> dict[str, str]:
+    c = parse_cluster(dev_stack())
     out = {k: v for k, v in artifacts(c).items() if k.endswith(".sh")}
-    vip = copy.deepcopy(raw)  # a virtual-IP endpoint adds keepalived to the LB scripts
-    vip["endpoint"].update(address="10.21.22.100", virtualIp=True)
-    vip["loadBalancers"].append(host("haproxy-102", "10.21.22.102"))
-    out.update({f"vip-{k}": v for k, v in artifacts(parse_cluster(vip)).items()
+    # A virtual-IP endpoint adds keepalived to the LB scripts.
+    out.update({f"vip-{k}": v for k, v in artifacts(parse_cluster(vip_stack())).items()
                 if k.startswith("lb/") and k.endswith(".sh")})
     out["vrrp-check.sh"] = keepalived.check_script(c)
     out["install-ca.sh"] = ks.install_ca_script("CERT", "KEY")
@@ -37,8 +38,8 @@ def all_scripts(raw: dict[str, Any]) -> dict[str, str]:
     return out
 
 
-def test_every_script_passes_shellcheck(raw: dict[str, Any], tmp_path: Path) -> None:
-    scripts = all_scripts(raw)
+def test_every_script_passes_shellcheck(tmp_path: Path) -> None:
+    scripts = all_scripts()
     assert len(scripts) >= 12
     paths = []
     for name, text in scripts.items():
@@ -51,8 +52,8 @@ def test_every_script_passes_shellcheck(raw: dict[str, Any], tmp_path: Path) -> 
     assert result.returncode == 0, result.stdout
 
 
-def test_bash_parses_every_script(raw: dict[str, Any]) -> None:
-    for name, text in all_scripts(raw).items():
+def test_bash_parses_every_script() -> None:
+    for name, text in all_scripts().items():
         result = subprocess.run(["bash", "-n"], input=text, capture_output=True, text=True)
         assert result.returncode == 0, (name, result.stderr)
 
@@ -92,8 +93,6 @@ def test_repoint_kubeconfig_runs_twice(tmp_path: Path, url: str) -> None:
 @pytest.mark.parametrize("ca", [pki.make_ca(), None])
 def test_ca_hash_matches_kubeadm_definition(tmp_path: Path, ca: pki.KeyPair | None) -> None:
     if ca is None:  # kubeadm's own CAs are RSA: check that key type too
-        from cryptography.hazmat.primitives.asymmetric import rsa
-
         key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
         key_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                     serialization.NoEncryption()).decode()
@@ -122,8 +121,6 @@ def test_secrets_only_in_secret_scripts(raw: dict[str, Any]) -> None:
 
 
 def test_join_configuration_carries_the_secrets_kubeadm_needs(raw: dict[str, Any]) -> None:
-    import yaml
-
     c = parse_cluster(raw)
     node = c.joining_control_plane[0]
     creds = {"token": "abcdef.0123456789abcdef", "caCertHash": "sha256:" + "a" * 64,
@@ -144,8 +141,6 @@ def test_join_configuration_carries_the_secrets_kubeadm_needs(raw: dict[str, Any
 
 
 def test_init_configuration_names_the_endpoint_and_sans(raw: dict[str, Any]) -> None:
-    import yaml
-
     docs = list(yaml.safe_load_all(kubeadm_config(parse_cluster(raw))))
     assert [d["kind"] for d in docs] == ["InitConfiguration", "ClusterConfiguration"]
     cc = docs[1]
@@ -169,8 +164,6 @@ networking:
 
 @pytest.mark.parametrize("existing", ["", "controlPlaneEndpoint: 10.21.22.73:6443"])
 def test_control_plane_endpoint_edit_with_real_sed(raw: dict[str, Any], existing: str) -> None:
-    import yaml
-
     sed_expr, check = ks.control_plane_endpoint_edit(parse_cluster(raw))
     text = CLUSTER_CONFIGURATION % existing
     before = subprocess.run(["grep", "-q", check], input=text, text=True)
@@ -188,8 +181,6 @@ def test_control_plane_endpoint_edit_with_real_sed(raw: dict[str, Any], existing
 def test_kubeadm_config_carries_the_image_repository(raw: dict[str, Any]) -> None:
     """Air-gapped registries: kubeadm pulls the control-plane images from
     ClusterConfiguration.imageRepository (default registry.k8s.io), so the stack key must reach it."""
-    import yaml
-
     raw["imageRepository"] = "registry.example.com/k8s"
     docs = list(yaml.safe_load_all(kubeadm_config(parse_cluster(raw))))
     cc = next(d for d in docs if d["kind"] == "ClusterConfiguration")
@@ -199,10 +190,6 @@ def test_kubeadm_config_carries_the_image_repository(raw: dict[str, Any]) -> Non
 def test_an_ipv6_endpoint_is_bracketed_once_and_quoted_in_yaml(raw: dict[str, Any]) -> None:
     """`[fd00::10]:6443` in a URL and host:port (RFC 3986), bracketed once; in YAML it must be
     quoted, or it reads as a flow sequence and kubeadm refuses the file."""
-    import yaml
-
-    from tests.harness.hosts import host
-
     raw["endpoint"] = {"address": "fd00::10", "port": 6443, "virtualIp": True}
     raw["loadBalancers"] = [host("lb-a", "fd00::20"), host("lb-b", "fd00::21")]
     c = parse_cluster(raw)

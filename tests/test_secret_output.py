@@ -8,6 +8,7 @@ output must hold no key material.
 
 from __future__ import annotations
 
+import base64
 import shutil
 from collections.abc import Iterator
 
@@ -64,8 +65,6 @@ def _all_files() -> dict[str, str]:
 
 
 def _leaks(res: StepResult) -> bool:
-    import base64
-
     text = res.stdout + res.stderr
     return "S3CR3T" in text or base64.b64encode(SECRET.encode()).decode()[:40] in text
 

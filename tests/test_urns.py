@@ -18,7 +18,6 @@ tests/test_urns.py, then read the diff of tests/golden/ before committing it.
 
 from __future__ import annotations
 
-import copy
 import fnmatch
 import json
 import os
@@ -28,8 +27,7 @@ from typing import Any
 
 import pytest
 
-from tests.harness.hosts import host
-from tests.program import dev_stack, run_program
+from tests.program import dev_stack, grown_stack, run_program, vip_stack
 
 GOLDEN = Path(__file__).parent / "golden"
 
@@ -61,13 +59,6 @@ def _released(urn: str) -> bool:
     return any(fnmatch.fnmatchcase(name, pattern) for pattern in RELEASED)
 
 
-def _vip() -> dict[str, Any]:
-    raw = dev_stack()
-    raw["endpoint"].update(address="10.21.22.100", virtualIp=True)
-    raw["loadBalancers"].append(host("haproxy-102", "10.21.22.102"))
-    return raw
-
-
 def _node_local() -> dict[str, Any]:
     raw = dev_stack()
     raw["nodeLocalProxy"] = True
@@ -75,17 +66,14 @@ def _node_local() -> dict[str, Any]:
 
 
 def _five_control_plane() -> dict[str, Any]:
-    raw = dev_stack()
-    raw["controlPlane"] = [*copy.deepcopy(raw["controlPlane"]),
-                           host("ubuntu-76", "10.21.22.76"),
-                           host("ubuntu-77", "10.21.22.77")]
+    raw = grown_stack(2)
     raw["kubeScheduler"] = {"replicas": 2}
     return raw
 
 
 STACKS: dict[str, Callable[[], dict[str, Any]]] = {
     "dev": dev_stack,
-    "vip": _vip,
+    "vip": vip_stack,
     "node-local": _node_local,
     "five-control-plane": _five_control_plane,
 }

@@ -31,8 +31,10 @@ from kube_ha.loadbalancer.haproxy import (
     render_haproxy_cfg,
     session_guard_lua,
 )
+from kube_ha.model import HealthCheckSettings
 from tests.harness import pki
 from tests.harness.hosts import host
+from tests.harness.wait import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -46,6 +48,22 @@ def free_port(address: str) -> int:
     with socket.socket() as s:
         s.bind((address, 0))
         return int(s.getsockname()[1])
+
+
+def haproxy_paths_under(tmp: Path, ca: pki.KeyPair, client: pki.KeyPair,
+                        health: HealthCheckSettings, log_level: str = "notice") -> HaproxyPaths:
+    """Where a test's haproxy keeps its files: all under `tmp` (no chroot, no user switch, logs
+    on stderr at `log_level`). Writes the CA, the health-check client's cert+key bundle and the
+    session guard for `health` there; the admin socket and server-state file are haproxy's."""
+    ca_file, client_cert, guard = tmp / "ca.crt", tmp / "health-client.pem", tmp / "session-guard.lua"
+    ca_file.write_text(ca.cert_pem)
+    client_cert.write_text(client.cert_pem + client.key_pem)
+    guard.write_text(session_guard_lua(health))
+    return HaproxyPaths(
+        ca_file=str(ca_file), client_cert=str(client_cert), session_guard=str(guard),
+        admin_socket=str(tmp / "admin.sock"), state_file=str(tmp / "server-state"),
+        chroot=None, user=None, log_target=f"stderr format raw local0 {log_level}",
+    )
 
 
 @dataclass
@@ -162,20 +180,12 @@ class Lab:
         self.dns_name = "api.lab.kube-ha.test"
         self.cluster = parse_cluster(self.raw_config())
         self.ca = self.ca or pki.make_ca()
-        self.ca_file = self.workdir / "ca.crt"
-        self.ca_file.write_text(self.ca.cert_pem)
-        client = pki.issue(self.ca, "kube-ha:lb-health-check", client=True)
-        self.client = client
-        self.client_pem = self.workdir / "health-client.pem"
-        self.client_pem.write_text(client.cert_pem + client.key_pem)
-        guard = self.workdir / "session-guard.lua"
-        guard.write_text(session_guard_lua(self.cluster.health_check))
-        self.paths = HaproxyPaths(
-            ca_file=str(self.ca_file), client_cert=str(self.client_pem), session_guard=str(guard),
-            admin_socket=str(self.workdir / "admin.sock"),
-            state_file=str(self.workdir / "server-state"), chroot=None, user=None,
-            log_target="stderr format raw local0 notice",
-        )
+        self.client = pki.issue(self.ca, "kube-ha:lb-health-check", client=True)
+        self.paths = haproxy_paths_under(self.workdir, self.ca, self.client,
+                                         self.cluster.health_check)
+        assert self.paths.client_cert is not None
+        self.ca_file = Path(self.paths.ca_file)
+        self.client_pem = Path(self.paths.client_cert)
         self.servers = [FakeApiserver(h.name, str(h.address), self.apiserver_port)
                         for h in self.cluster.control_plane]
         self.servers += [FakeApiserver(f"elastic-{h.name}", str(h.address), self.pool_port)
@@ -236,7 +246,7 @@ class Lab:
         self.haproxy = subprocess.Popen(["haproxy", "-W", "-db", "-f", str(cfg)],
                                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                                         text=True)
-        self._wait(lambda: self._accepts(), 10, "haproxy to listen")
+        wait_until(self._accepts, 10, "haproxy to listen")
 
     def close(self) -> None:
         procs = [s.proc for s in self.servers if s.proc] + ([self.haproxy] if self.haproxy else [])
@@ -295,19 +305,22 @@ class Lab:
                 chunks.append(chunk)
         return b"".join(chunks).decode()
 
-    def states(self) -> dict[str, str]:
-        """Checked server name -> haproxy status (UP, DOWN, 'UP 1/2', ...); the unchecked
-        fail-open twins (backup servers, 'no check') are left out."""
-        text = self.admin("show stat").lstrip("# ")
-        rows = csv.DictReader(io.StringIO(text))
-        return {r["svname"]: r["status"] for r in rows
+    def stat(self, column: str) -> dict[str, str]:
+        """One column of haproxy's `show stat` CSV, checked server name -> value; the FRONTEND
+        and BACKEND rows and the unchecked fail-open twins (backup servers, 'no check') are
+        left out."""
+        rows = csv.DictReader(io.StringIO(self.admin("show stat").lstrip("# ")))
+        return {r["svname"]: r[column] for r in rows
                 if r["svname"] not in ("FRONTEND", "BACKEND") and r["bck"] != "1"}
 
+    def states(self) -> dict[str, str]:
+        """Checked server name -> haproxy status (UP, DOWN, 'UP 1/2', ...)."""
+        return self.stat("status")
+
     def wait_states(self, want: dict[str, str], timeout: float) -> float:
-        start = time.monotonic()
-        self._wait(lambda: all(self._try_states().get(k) == v for k, v in want.items()), timeout,
-                   f"servers to reach {want}")
-        return time.monotonic() - start
+        """Seconds until every server in `want` has its status; TimeoutError after `timeout`."""
+        return wait_until(lambda: all(self._try_states().get(k) == v for k, v in want.items()),
+                          timeout, f"servers to reach {want}")
 
     def _try_states(self) -> dict[str, str]:
         try:
@@ -321,15 +334,6 @@ class Lab:
             return True
         except OSError:
             return False
-
-    @staticmethod
-    def _wait(cond: Callable[[], bool], timeout: float, what: str) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if cond():
-                return
-            time.sleep(0.05)
-        raise TimeoutError(f"timed out after {timeout}s waiting for {what}")
 
     # --- client ----------------------------------------------------------------------------
     def request(self, path: str = "/version", timeout: float = 3.0) -> Result:
