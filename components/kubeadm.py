@@ -48,8 +48,7 @@ def _cp_join(cluster: Cluster, node: Host, values: list[str]) -> str:
 
 def _worker_join(cluster: Cluster, node: Host, values: list[Any]) -> str:
     creds, local = values
-    return worker_join_script(cluster, node, json.loads(creds),
-                                 tuple(local) if local else None)
+    return worker_join_script(cluster, node, json.loads(creds), tuple(local) if local else None)
 
 
 class ControlPlane(pulumi.ComponentResource):
@@ -63,7 +62,9 @@ class ControlPlane(pulumi.ComponentResource):
                  opts: pulumi.ResourceOptions | None = None,
                  checked: list[pulumi.Resource] | None = None):
         super().__init__("kube-ha:kubeadm:ControlPlane", name, None, opts)
-        self._name, self._cluster, self._ssh = name, cluster, ssh
+        # What every step here and in `Workers` is named after (part of each URN).
+        self.prefix = name
+        self._cluster, self._ssh = cluster, ssh
         boot = cluster.bootstrap
         # After every host's preflight (`checked`) and the endpoint serving: every other step
         # here follows the bootstrap step or install-ca.
@@ -110,18 +111,17 @@ class ControlPlane(pulumi.ComponentResource):
         """The bootstrap node's last steps, once every join of the run (`joined`: the
         `Workers` steps) is done. Registered here, not in `__init__`, because the workers
         join after the bootstrap step and before these."""
-        name, boot, ssh, cluster = self._name, self._cluster.bootstrap, self._ssh, self._cluster
+        name, boot, ssh, cluster = self.prefix, self._cluster.bootstrap, self._ssh, self._cluster
+        after = [self.last_control_plane_step, *joined]
         # The tokens and uploaded certificates made for this run's joins are deleted (they
         # would otherwise stay valid for 1 h and 2 h). The node list is in the script, so
         # adding a node re-runs it after that node's join.
-        self.revoke_join_credentials = run_script(
-            f"{name}-revoke-join-credentials", boot, ssh,
-            revoke_join_credentials_script(cluster),
-            parent=self, depends_on=[self.last_control_plane_step, *joined])
+        run_script(f"{name}-revoke-join-credentials", boot, ssh,
+                   revoke_join_credentials_script(cluster), parent=self, depends_on=after)
         # kube-proxy's kubeconfig serves every node: re-pointed once every node can dial what
         # it names (with node-local proxies, 127.0.0.1 answers on a worker only after its step).
         run_script(f"{name}-kube-proxy", boot, ssh, kube_proxy_script(cluster), parent=self,
-                   depends_on=[self.last_control_plane_step, *joined])
+                   depends_on=after)
         self.register_outputs({})
 
 
@@ -138,7 +138,7 @@ class Workers(pulumi.ComponentResource):
                  local_proxy: pulumi.Output[ProxyScripts] | None,
                  opts: pulumi.ResourceOptions | None = None):
         super().__init__("kube-ha:kubeadm:Workers", name, None, opts)
-        prefix, boot = control_plane._name, cluster.bootstrap
+        prefix, boot = control_plane.prefix, cluster.bootstrap
         moved = [pulumi.Alias(parent=control_plane)]
         # Runs before removed workers' join steps are deleted (deletes come last): drain first,
         # `kubeadm reset` after.

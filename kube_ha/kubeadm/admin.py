@@ -10,15 +10,10 @@ from __future__ import annotations
 from kube_ha.paths import ADMIN_CONF, NODE_STATE
 from kube_ha.shell import quote
 
-ADMIN = ADMIN_CONF
-
-
 # Every kubectl call is bounded: kubectl's default --request-timeout is 0 (none), so an
 # apiserver that accepts and never answers would hang the step. `wait` and `drain` carry their
 # own --timeout and use KUBECTL_LONG (a watch must outlive one request timeout).
-KUBECTL_LONG = f"kubectl --kubeconfig={ADMIN}"
-
-
+KUBECTL_LONG = f"kubectl --kubeconfig={ADMIN_CONF}"
 KUBECTL = f"{KUBECTL_LONG} --request-timeout=30s"
 
 
@@ -27,8 +22,6 @@ KUBECTL = f"{KUBECTL_LONG} --request-timeout=30s"
 # etcd member may be removed). A node that was in the cluster before, or was joined by a
 # version without them, is left alone by every delete, `pulumi destroy` included.
 MANAGED_MARKER = f"{NODE_STATE}/joined-by-kube-ha"
-
-
 MANAGED_ANNOTATION = "kube-ha.io/joined-by"
 
 

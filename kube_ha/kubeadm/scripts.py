@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 
 from kube_ha.kubeadm.admin import (
-    ADMIN,
     KUBECTL,
     KUBECTL_LONG,
     MANAGED_MARKER,
@@ -26,7 +25,7 @@ from kube_ha.kubeadm.config import (
 )
 from kube_ha.kubeadm.etcd import EtcdAccess
 from kube_ha.model import Cluster, Host, host_port
-from kube_ha.paths import K8S, KUBELET_CONF, NODE_STATE, PKI, STATIC_PODS
+from kube_ha.paths import ADMIN_CONF, K8S, KUBELET_CONF, NODE_STATE, PKI, STATIC_PODS
 from kube_ha.shell import heredoc, indent, quote, script, tcp_probe, write_file
 
 KUBEADM_CONFIG = f"{NODE_STATE}/kubeadm.yaml"
@@ -60,8 +59,8 @@ def read_admin_kubeconfig_script(generation: int | str = 0) -> str:
     return script(
         "read-admin-kubeconfig",
         f"# generation {generation}" if str(generation) != "0" else "",
-        f'[ -s {ADMIN} ] || {{ log "{ADMIN} missing: is the cluster initialised?"; exit 1; }}',
-        f"conf=$(cat {ADMIN})",
+        f'[ -s {ADMIN_CONF} ] || {{ log "{ADMIN_CONF} missing: is the cluster initialised?"; exit 1; }}',
+        f"conf=$(cat {ADMIN_CONF})",
         _print_secret_last("%s\\n", "conf"),
     )
 
@@ -233,8 +232,8 @@ def _init_state() -> str:
     is decided and nothing is touched."""
     return f"""\
 init=none
-if [ -f {ADMIN} ]; then
-  kc={ADMIN}
+if [ -f {ADMIN_CONF} ]; then
+  kc={ADMIN_CONF}
   if [ -f {K8S}/super-admin.conf ]; then kc={K8S}/super-admin.conf; fi
   init=unknown
   for _ in $(seq 30); do
@@ -246,7 +245,7 @@ if [ -f {ADMIN} ]; then
     sleep 2
   done
   if [ "$init" = unknown ]; then
-    log "{ADMIN} exists but the apiserver does not answer: cannot tell whether kubeadm init" \\
+    log "{ADMIN_CONF} exists but the apiserver does not answer: cannot tell whether kubeadm init" \\
       "finished; nothing changed"
     exit 1
   fi
@@ -299,7 +298,7 @@ def bootstrap_script(cluster: Cluster, cert: str, key: str) -> str:
         _patch_configmap("kube-system", "kubeadm-config", "ClusterConfiguration",
                          *control_plane_endpoint_edit(cluster)),
         "changed=0",
-        repoint_kubeconfig(ADMIN, ep.url),
+        repoint_kubeconfig(ADMIN_CONF, ep.url),
         repoint_kubeconfig(f"{KUBELET_CONF}", ep.url),
         'if [ "$changed" = 1 ]; then systemctl restart kubelet; log "kubelet restarted"; fi',
         _patch_configmap("kube-public", "cluster-info", "kubeconfig", _sed_server(ep.url),
@@ -422,7 +421,7 @@ def control_plane_join_script(cluster: Cluster, node: Host, cert: str, key: str,
         '  log "already a control-plane node"',
         install_serving_cert(cluster, node, cert, key),
         "  changed=0",
-        repoint_kubeconfig(ADMIN, cluster.endpoint.url),
+        repoint_kubeconfig(ADMIN_CONF, cluster.endpoint.url),
         repoint_kubeconfig(f"{KUBELET_CONF}", cluster.endpoint.url),
         '  if [ "$changed" = 1 ]; then systemctl restart kubelet; log "kubelet restarted"; fi',
         "else",

@@ -49,7 +49,7 @@ def install_script(cluster: Cluster, node_local: bool = False) -> str:
     return script(
         "lb-install",
         *_package_steps(packages(cluster, node_local)),
-        *_selinux_steps(),
+        _SELINUX_BOOLEAN,
         *_firewalld_steps([] if node_local else firewall_ports(cluster), vrrp_peers),
         f"install -d -m 0750 -o root -g haproxy {HAPROXY_FILES}",
     )
@@ -58,10 +58,6 @@ def install_script(cluster: Cluster, node_local: bool = False) -> str:
 def _package_steps(pkgs: Sequence[str]) -> list[str]:
     """haproxy (>= 2.4) and friends from the distro's package manager, when missing."""
     return [f"pkgs=({' '.join(pkgs)})", _INSTALL_PACKAGES]
-
-
-def _selinux_steps() -> list[str]:
-    return [_SELINUX_BOOLEAN]
 
 
 def _firewalld_steps(ports: Sequence[int], vrrp_peers: Sequence[IPAddress] | None) -> list[str]:
