@@ -12,11 +12,21 @@ import yaml
 
 from kube_ha.config import parse_cluster
 from kube_ha.kubeadm.config import kubeadm_config
+from kube_ha.kubeadm.scripts import cluster_configuration_edit
+from kube_ha.model import Cluster
 from kube_ha.topology import apiserver_sans
 from tests.harness import pki
 from tests.harness.lab import Lab
 from tests.mocks import ClusterMocks
-from tests.program import SSH_KEY, Run, changed_between, dev_stack, grown_stack, run_program
+from tests.program import (
+    SSH_KEY,
+    Run,
+    changed_between,
+    dev_stack,
+    grown_stack,
+    run_program,
+    vip_stack,
+)
 
 
 def issued(mocks: ClusterMocks, stem: str) -> pki.KeyPair:
@@ -170,17 +180,43 @@ def kubeadm_checked_names(kubeadm_yaml: str, node_name: str, advertise: str
     return dns, ips
 
 
-@pytest.mark.parametrize("extra", [{}, {"certificates": {"caSource": "generate", "rotation": 0,
-                                                         "extraSans": ["api.example.org"]}},
-                                   {"nodeLocalProxy": True}])
-def test_every_control_plane_cert_passes_kubeadms_own_san_check(extra: dict[str, Any]) -> None:
+def imported_cluster_configuration(cluster: Cluster) -> str:
+    """An adopted cluster's ClusterConfiguration after the bootstrap step's edit (run with the
+    real awk): before it, as kubeadm marshals it, with certSANs naming every master and the
+    seed's LB address, and an older controlPlaneEndpoint."""
+    masters = "".join(f"  - {h.address}\n" for h in cluster.control_plane)
+    before = ("apiServer:\n  certSANs:\n  - 10.21.22.250\n" + masters
+              + "apiVersion: kubeadm.k8s.io/v1beta4\nclusterName: kubernetes\n"
+              + f"controlPlaneEndpoint: {cluster.control_plane[0].address}:6443\n"
+              + "kind: ClusterConfiguration\nkubernetesVersion: v1.32.3\nnetworking:\n"
+              + f"  dnsDomain: {cluster.networking.cluster_domain}\n"
+              + f"  serviceSubnet: {cluster.networking.service_subnet}\n")
+    return subprocess.run(["bash", "-c", cluster_configuration_edit(cluster)], input=before,
+                          capture_output=True, text=True, check=True).stdout
+
+
+STACKS = {
+    "dev": dev_stack(),
+    "extraSans": {**dev_stack(), "certificates": {"caSource": "generate", "rotation": 0,
+                                                  "extraSans": ["api.example.org"]}},
+    "nodeLocalProxy": {**dev_stack(), "nodeLocalProxy": True},
+    "virtual IP": vip_stack(),
+    "five control-plane nodes": grown_stack(),
+}
+
+
+@pytest.mark.parametrize("origin", ["new", "imported"])
+@pytest.mark.parametrize("raw", STACKS.values(), ids=STACKS.keys())
+def test_every_control_plane_cert_passes_kubeadms_own_san_check(raw: dict[str, Any],
+                                                                 origin: str) -> None:
     """Each node's certificate (the real one the program issues) holds every name kubeadm checks
-    when that node joins with it pre-placed, for the ClusterConfiguration the program writes."""
-    raw = {**dev_stack(), **extra}
+    when that node joins with it pre-placed, for the ClusterConfiguration the program writes
+    (new) or leaves after adopting a cluster whose certSANs named each master (imported)."""
     mocks = ClusterMocks()
     run_program(raw, mocks=mocks)
     cluster = parse_cluster(raw)
-    config = kubeadm_config(cluster)
+    config = (kubeadm_config(cluster) if origin == "new"
+              else imported_cluster_configuration(cluster))
     for node in cluster.control_plane:
         have_dns, have_ips = map(set, pki.sans_of(
             issued(mocks, f"kubernetes-pki-apiserver-{node.name}").cert_pem))

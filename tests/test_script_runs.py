@@ -46,6 +46,7 @@ from typing import Any
 import pytest
 import yaml
 
+from kube_ha import topology
 from kube_ha.config import parse_cluster
 from kube_ha.kubeadm import scripts as ks
 from kube_ha.kubeadm.admin import KUBECTL, MANAGED_ANNOTATION, MANAGED_MARKER
@@ -294,6 +295,8 @@ def test_adopting_moves_the_cluster_behind_the_endpoint(adopted: Adopted) -> Non
     new_cc = yaml.safe_load(cm(a.host, "kube-system", "kubeadm-config")["ClusterConfiguration"])
     assert "controlPlaneEndpoint" not in old_cc
     assert new_cc.pop("controlPlaneEndpoint") == a.cluster.endpoint.host_port
+    assert new_cc.get("apiServer", {}).pop("certSANs", None)
+    assert not old_cc.get("apiServer", {}).get("certSANs")
     assert new_cc == old_cc
     assert applied(first) == ["kube-system/kubeadm-config", "kube-public/cluster-info"]
     assert {c.extra["field-manager"] for c in first.of("kubectl apply")} == {"kube-ha"}
@@ -417,10 +420,14 @@ class Story:
     managed: dict[str, dict[str, Any]]
 
 
+SEED_CERT_SANS = ["10.21.22.101", "10.21.22.73", "10.21.22.72"]
+
+
 @pytest.fixture(scope="module")
 def story(tmp_path_factory: pytest.TempPathFactory) -> Story:
     """The dev stack's cluster as a user built it: ubuntu-73 and ubuntu-72 with
-    controlPlaneEndpoint 10.21.22.73:6443, worker ubuntu-75. Then, as `pulumi up` runs them:
+    controlPlaneEndpoint 10.21.22.73:6443 and certSANs naming both and the LB, worker
+    ubuntu-75. Then, as `pulumi up` runs them:
     bootstrap, join ubuntu-70, re-issue on ubuntu-72, join worker ubuntu-74 (first with
     kubeadm join failing), re-point ubuntu-75; then ubuntu-72's etcd dies: removing ubuntu-70
     is refused, removing ubuntu-72 goes ahead, then its reset. No etcdctl on any host."""
@@ -438,8 +445,10 @@ def story(tmp_path_factory: pytest.TempPathFactory) -> Story:
         servers[label or f"{node} {conf}"] = host.server(node, f"/etc/kubernetes/{conf}") if path.exists() else ""
 
     with ScriptHost(tmp_path_factory.mktemp("story"), cluster) as host:
+        # certSANs as its user left them: the LB's address added (seed 004's edit) and, as
+        # often, each master's.
         seed_cluster(host, control_plane=[n["ubuntu-73"], n["ubuntu-72"]], workers=[n["ubuntu-75"]],
-                     endpoint="10.21.22.73:6443")
+                     endpoint="10.21.22.73:6443", cert_sans=SEED_CERT_SANS)
         members["seed"] = host.etcd_members("ubuntu-73")
         ca = read_ca(host, "ubuntu-73")
         certs = {name: serving(ca, cluster, n[name]) for name in ("ubuntu-73", "ubuntu-70", "ubuntu-72")}
@@ -471,7 +480,7 @@ def story(tmp_path_factory: pytest.TempPathFactory) -> Story:
         host.stop_etcd("ubuntu-72")
         steps["remove-70-refused"] = host.run("ubuntu-73", art["kubeadm/remove-ubuntu-70.sh"],
                                               delete=True)
-        schedulable = not host.state()["nodes"]["ubuntu-70"]["unschedulable"]
+        schedulable = not host.state()["nodes"].get("ubuntu-70", {}).get("unschedulable")
         members["refused"] = host.etcd_members("ubuntu-73")
         # ubuntu-72 and ubuntu-75 were in the cluster before kube-ha: their deletes leave them.
         steps["remove-72-unmanaged"] = host.run("ubuntu-73", art["kubeadm/remove-ubuntu-72.sh"],
@@ -536,6 +545,22 @@ def test_control_plane_join_joins_once_then_waits_for_node_and_etcd(story: Story
     assert story.members["joined"] == ["ubuntu-70", "ubuntu-72", "ubuntu-73"]
     for conf in ("admin.conf", "kubelet.conf"):
         assert story.servers[f"ubuntu-70 {conf}"] == story.cluster.endpoint.url
+
+
+def test_an_adopted_cluster_whose_cert_sans_name_its_masters_still_joins(story: Story) -> None:
+    """kubeadm join --control-plane checks the pre-placed apiserver.crt against the
+    ClusterConfiguration's certSANs from kubeadm-config (pkiutil.GetAPIServerAltNames,
+    kubernetes#84644); the seed's certSANs name ubuntu-73 and ubuntu-72, which ubuntu-70's
+    certificate does not. Adoption rewrote certSANs to the names every apiserver shares, so
+    the join keeps our certificate."""
+    join = story.steps["join-ubuntu-70"]
+    assert join.rc == 0, join.explain()
+    assert "certificate apiserver is invalid" not in join.stderr
+    assert story.installed["ubuntu-70"] == story.certs["ubuntu-70"].cert_pem
+    cc = yaml.safe_load(cm(story.host, "kube-system", "kubeadm-config")["ClusterConfiguration"])
+    assert cc["apiServer"]["certSANs"] == [*dict.fromkeys(
+        [*topology.service_dns_names(story.cluster), "api.k8s.lab.internal",
+         topology.kubernetes_service_ip(story.cluster), "10.21.22.101"])]
 
 
 def test_control_plane_join_second_run_only_checks(story: Story) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -162,20 +163,73 @@ networking:
 """
 
 
-@pytest.mark.parametrize("existing", ["", "controlPlaneEndpoint: 10.21.22.73:6443"])
-def test_control_plane_endpoint_edit_with_real_sed(raw: dict[str, Any], existing: str) -> None:
-    sed_expr, check = ks.control_plane_endpoint_edit(parse_cluster(raw))
-    text = CLUSTER_CONFIGURATION % existing
-    before = subprocess.run(["grep", "-q", check], input=text, text=True)
-    assert before.returncode == 1  # not yet patched: the script would patch
-    edited = subprocess.run(["sed", sed_expr], input=text, capture_output=True, text=True,
-                            check=True).stdout
-    doc = yaml.safe_load(edited)
+# ClusterConfiguration as kubeadm keeps it in kube-system/kubeadm-config (sigs.k8s.io/yaml:
+# sorted keys, list items level with their key). v1beta4's extraArgs is itself a list of
+# name/value items at the same indent as certSANs' items: it must survive the edit.
+IMPORTED_API_SERVER = {
+    "empty (kubeadm >= 1.31 default, the seed's)": "apiServer: {}\n",
+    "certSANs listing each master and the LB (the seed's edit)": (
+        "apiServer:\n  certSANs:\n  - 10.21.22.101\n  - 10.21.22.73\n  - 10.21.22.72\n"
+        "  extraArgs:\n  - name: authorization-mode\n    value: Node,RBAC\n"),
+    "v1beta3 with a timeout": "apiServer:\n  timeoutForControlPlane: 4m0s\n",
+    "no apiServer key": "",
+}
+
+
+def awks() -> list[str]:
+    """Every awk here: mawk is Debian's, gawk the RHEL family's, nawk the BSDs'."""
+    return [a for a in ("mawk", "gawk", "nawk", "original-awk") if shutil.which(a)]
+
+
+# Where controlPlaneEndpoint may be: absent (kubeadm init without one, as the seed did),
+# where kubeadm sorts it, or first with an older value (kube-ha's own earlier patch, before an
+# endpoint change on day 2).
+ENDPOINT_BEFORE = {
+    "absent": "",
+    "the seed's first master": "controlPlaneEndpoint: 10.21.22.73:6443",
+}
+
+
+@pytest.mark.parametrize("awk", awks())
+@pytest.mark.parametrize("endpoint", ENDPOINT_BEFORE.values(), ids=ENDPOINT_BEFORE.keys())
+@pytest.mark.parametrize("api_server", IMPORTED_API_SERVER.values(), ids=IMPORTED_API_SERVER.keys())
+def test_adoption_sets_the_endpoint_and_the_shared_cert_sans(
+        raw: dict[str, Any], api_server: str, endpoint: str, awk: str, tmp_path: Path) -> None:
+    """The adoption's edit of ClusterConfiguration, run with each awk there is: the endpoint
+    is controlPlaneEndpoint, certSANs become exactly the names every apiserver shares (kubeadm
+    checks a joining node's pre-placed certificate against them, pkiutil.GetAPIServerAltNames),
+    nothing else changes, and a second pass is the identity (the step's "already up to
+    date")."""
+    c = parse_cluster(raw)
+    (tmp_path / "awk").symlink_to(shutil.which(awk) or awk)
+    text = api_server + (CLUSTER_CONFIGURATION % endpoint).replace("apiServer: {}\n", "")
+    pipeline = ks.cluster_configuration_edit(c)
+
+    def edit(source: str) -> str:
+        return subprocess.run(["bash", "-c", pipeline], input=source, capture_output=True,
+                              text=True, check=True,
+                              env={"PATH": f"{tmp_path}:/usr/bin:/bin"}).stdout
+
+    once = edit(text)
+    doc, before = yaml.safe_load(once), yaml.safe_load(text) or {}
+    assert doc["apiServer"]["certSANs"] == [*dict.fromkeys([
+        "kubernetes", "kubernetes.default", "kubernetes.default.svc",
+        "kubernetes.default.svc.cluster.local", "api.k8s.lab.internal", "10.96.0.1",
+        "10.21.22.101"])]
+    assert {k: v for k, v in doc["apiServer"].items() if k != "certSANs"} == {
+        k: v for k, v in (before.get("apiServer") or {}).items() if k != "certSANs"}
     assert doc["controlPlaneEndpoint"] == "api.k8s.lab.internal:6443"
-    assert edited.count("controlPlaneEndpoint") == 1
-    assert doc["networking"]["serviceSubnet"] == "10.96.0.0/12"  # the rest is untouched
-    after = subprocess.run(["grep", "-q", check], input=edited, text=True)
-    assert after.returncode == 0  # a second run finds it done
+    assert once.count("controlPlaneEndpoint") == 1
+    assert {k: v for k, v in doc.items() if k not in ("apiServer", "controlPlaneEndpoint")} == {
+        k: v for k, v in before.items() if k not in ("apiServer", "controlPlaneEndpoint")}
+    assert edit(once) == once
+    # Day 2: a new endpoint replaces the line an earlier run put first.
+    moved = parse_cluster({**raw, "endpoint": {**raw["endpoint"], "port": 8443}})
+    again = subprocess.run(["bash", "-c", ks.cluster_configuration_edit(moved)], input=once,
+                           capture_output=True, text=True, check=True,
+                           env={"PATH": f"{tmp_path}:/usr/bin:/bin"}).stdout
+    assert yaml.safe_load(again)["controlPlaneEndpoint"] == "api.k8s.lab.internal:8443"
+    assert again.count("controlPlaneEndpoint") == 1
 
 
 def test_kubeadm_config_carries_the_image_repository(raw: dict[str, Any]) -> None:
@@ -199,8 +253,10 @@ def test_an_ipv6_endpoint_is_bracketed_once_and_quoted_in_yaml(raw: dict[str, An
     join = yaml.safe_load(join_configuration(c, c.workers[0], {
         "token": "t", "caCertHash": "h", "certificateKey": "k"}, False))
     assert join["discovery"]["bootstrapToken"]["apiServerEndpoint"] == "[fd00::10]:6443"
-    _, line = ks.control_plane_endpoint_edit(c)
-    assert yaml.safe_load(line) == {"controlPlaneEndpoint": "[fd00::10]:6443"}
+    edited = subprocess.run(["bash", "-c", ks.cluster_configuration_edit(c)], input="",
+                            capture_output=True, text=True, check=True).stdout
+    assert yaml.safe_load(edited)["controlPlaneEndpoint"] == "[fd00::10]:6443"
+    assert "fd00::10" in yaml.safe_load(edited)["apiServer"]["certSANs"]
 
 
 def test_revocation_re_runs_whenever_a_credentials_step_does(raw: dict[str, Any]) -> None:

@@ -24,17 +24,22 @@ def api_version(cluster: Cluster) -> str:
     return "kubeadm.k8s.io/v1beta4" if cluster.minor_version >= (1, 31) else "kubeadm.k8s.io/v1beta3"
 
 
+def cert_sans_items(cluster: Cluster) -> list[str]:
+    """ClusterConfiguration.apiServer.certSANs, each a JSON-quoted YAML item: the names every
+    apiserver shares. Never a node's own name or address: kubeadm checks each joining node's
+    pre-placed apiserver.crt against certSANs plus that node's own names
+    (pkiutil.GetAPIServerAltNames; kubernetes#84644), so one node's name here would fail
+    every other join."""
+    dns, ips = shared_sans(cluster)
+    return [json.dumps(s) for s in dict.fromkeys((*dns, *ips))]
+
+
 def kubeadm_config(cluster: Cluster) -> str:
     """InitConfiguration + ClusterConfiguration for `kubeadm init` of a new cluster."""
     node = cluster.bootstrap
-    # The names every apiserver shares, not the bootstrap node's own: kubeadm checks each
-    # joining node's pre-placed apiserver.crt against certSANs plus that node's own name and
-    # address (pkiutil.GetAPIServerAltNames), so the bootstrap node's name here would fail
-    # every other join.
-    dns, ips = shared_sans(cluster)
     # init's own token (unprinted: --skip-token-print) carries our description and 1 h, not
     # kubeadm's anonymous 24 h one, so the revoke step deletes it with the others.
-    cert_sans = "\n".join(f"  - {json.dumps(s)}" for s in dict.fromkeys((*dns, *ips)))
+    cert_sans = "\n".join(f"  - {s}" for s in cert_sans_items(cluster))
     api = api_version(cluster)
     return f"""\
 apiVersion: {api}

@@ -19,6 +19,7 @@ from kube_ha.kubeadm.admin import (
 from kube_ha.kubeadm.config import (
     JOIN_TOKEN_DESCRIPTION,
     api_version,
+    cert_sans_items,
     join_configuration,
     kubeadm_config,
     yaml_str,
@@ -155,6 +156,11 @@ def _sed_server(endpoint_url: str) -> str:
     return f"s#^\\( *server: \\)https://.*#\\1{endpoint_url}#"
 
 
+def _sed(endpoint_url: str) -> str:
+    """A kubeconfig's `server:` lines dial `endpoint_url`: the sed filter."""
+    return f"sed {quote(_sed_server(endpoint_url))}"
+
+
 def has_line(line: str, source: str) -> str:
     """A test: some line of `source` (shell words) is `line` once leading blanks are dropped.
     A string compare, not a regex: an IPv6 URL's `[...]` would be a bracket expression.
@@ -176,9 +182,11 @@ def repoint_kubeconfig(path: str, endpoint_url: str) -> str:
     ])
 
 
-def _patch_configmap(namespace: str, name: str, key: str, sed_expr: str, check: str,
+def _patch_configmap(namespace: str, name: str, key: str, edit: str, check: str | None,
                      flag: str | None = None, optional: bool = False) -> str:
-    """Edit one text key of a ConfigMap with sed, applied server-side (other keys untouched).
+    """Edit one text key of a ConfigMap with the filter `edit`, applied server-side (other keys
+    untouched). Done when some line is `check`; with no `check`, when the edit would change
+    nothing.
 
     `optional`: the ConfigMap belongs to an add-on a cluster may run without (kube-proxy is
     skipped with `--skip-phases=addon/kube-proxy`, e.g. under Cilium's replacement); when it
@@ -186,13 +194,16 @@ def _patch_configmap(namespace: str, name: str, key: str, sed_expr: str, check: 
     jsonpath = "{.data." + key.replace(".", "\\.") + "}"
     mark = f"\n  {flag}=1" if flag else ""
     get = f"{KUBECTL} -n {namespace} get configmap {name}"
+    done = (has_line(check, '<<< "$current"') if check is not None else
+            f"""edited=$(printf '%s\\n' "$current" | {edit})
+[ "$edited" = "$current" ]""")
     patch = f"""\
 current=$({get} -o jsonpath={quote(jsonpath)})
-if {has_line(check, '<<< "$current"')}; then
+if {done}; then
   log "configmap {namespace}/{name} already up to date"
 else
   work=$(mktemp -d)
-  printf '%s\\n' "$current" | sed {quote(sed_expr)} > "$work/{key}"
+  printf '%s\\n' "$current" | {edit} > "$work/{key}"
   {KUBECTL} -n {namespace} create configmap {name} --from-file={key}="$work/{key}" \\
     --dry-run=client -o yaml | {KUBECTL} apply --server-side --force-conflicts \\
     --field-manager=kube-ha -f -
@@ -210,12 +221,31 @@ fi"""
     ])
 
 
-def control_plane_endpoint_edit(cluster: Cluster) -> tuple[str, str]:
-    """(sed expression, grep pattern of the result) for ClusterConfiguration's top-level
-    controlPlaneEndpoint: replaced if present, added if not."""
-    hp = cluster.endpoint.host_port
-    line = f"controlPlaneEndpoint: {yaml_str(hp)}"
-    return f"/^controlPlaneEndpoint:/d; 1i {line}", line
+def cluster_configuration_edit(cluster: Cluster) -> str:
+    """awk filter for the adopted cluster's ClusterConfiguration, as kubeadm marshals it
+    (sigs.k8s.io/yaml: sorted keys, two-space indent, list items level with their key,
+    `apiServer: {}` when empty): controlPlaneEndpoint becomes the endpoint (first line), and
+    apiServer.certSANs the names every apiserver shares (`cert_sans_items`). Other keys are left
+    as they are; a second pass changes nothing.
+
+    certSANs matter because kubeadm join checks our pre-placed certificate against them
+    (pkiutil.GetAPIServerAltNames): an adopted cluster's certSANs often list each master's
+    address (the seed's write-up adds its LB's), which a new node's certificate does not name,
+    so the join would fail "certificate apiserver is invalid"."""
+    endpoint = f"controlPlaneEndpoint: {yaml_str(cluster.endpoint.host_port)}"
+    items = "\\n".join(f"  - {s}" for s in cert_sans_items(cluster))
+    program = (
+        'function sans() { print "  certSANs:"; printf "%s\\n", items } '
+        "BEGIN { print endpoint } "
+        "/^controlPlaneEndpoint:/ { next } "
+        '/^apiServer: *[{] *[}] *$/ { print "apiServer:"; sans(); seen = 1; next } '
+        "/^apiServer: *$/ { print; sans(); seen = api = 1; next } "
+        "api && /^[^ ]/ { api = skip = 0 } "
+        "api && /^  certSANs:/ { skip = 1; next } "
+        "skip && /^  - / { next } "
+        "{ skip = 0; print } "
+        'END { if (!seen) { print "apiServer:"; sans() } }')
+    return f"awk -v endpoint={quote(endpoint)} -v items={quote(items)} {quote(program)}"
 
 
 INIT_MARKER = f"{NODE_STATE}/init-started"
@@ -296,12 +326,12 @@ def bootstrap_script(cluster: Cluster, cert: str, key: str) -> str:
         keep_annotated(node.name),
         install_serving_cert(cluster, node, cert, key),
         _patch_configmap("kube-system", "kubeadm-config", "ClusterConfiguration",
-                         *control_plane_endpoint_edit(cluster)),
+                         cluster_configuration_edit(cluster), None),
         "changed=0",
         repoint_kubeconfig(ADMIN_CONF, ep.url),
         repoint_kubeconfig(f"{KUBELET_CONF}", ep.url),
         'if [ "$changed" = 1 ]; then systemctl restart kubelet; log "kubelet restarted"; fi',
-        _patch_configmap("kube-public", "cluster-info", "kubeconfig", _sed_server(ep.url),
+        _patch_configmap("kube-public", "cluster-info", "kubeconfig", _sed(ep.url),
                          f"server: {ep.url}"),
     )
 
@@ -484,7 +514,7 @@ def kube_proxy_script(cluster: Cluster) -> str:
     return script(
         "kube-proxy",
         _patch_configmap("kube-system", "kube-proxy", "kubeconfig.conf",
-                         _sed_server(cluster.node_url), f"server: {cluster.node_url}",
+                         _sed(cluster.node_url), f"server: {cluster.node_url}",
                          flag="restart_proxy", optional=True),
         'if [ -n "${restart_proxy:-}" ]; then',
         f"  {KUBECTL} -n kube-system rollout restart daemonset/kube-proxy",

@@ -356,10 +356,12 @@ def _which(tool: str) -> str:
 # --- a cluster as its user built it with kubeadm, before kube-ha ---------------------------
 
 def seed_cluster(host: ScriptHost, *, control_plane: list[Host], workers: Iterable[Host] = (),
-                 endpoint: str | None = None, kube_proxy: bool = True) -> None:
-    """`kubeadm init` on the first node (controlPlaneEndpoint `endpoint`, none by default),
-    then `kubeadm join` for the others, all through the stand-ins: the files, API objects and
-    etcd members are those kubeadm leaves. Each step must succeed."""
+                 endpoint: str | None = None, kube_proxy: bool = True,
+                 cert_sans: Iterable[str] = ()) -> None:
+    """`kubeadm init` on the first node (controlPlaneEndpoint `endpoint`, none by default;
+    apiServer.certSANs `cert_sans`), then `kubeadm join` for the others, all through the
+    stand-ins: the files, API objects and etcd members are those kubeadm leaves. Each step must
+    succeed."""
     first, *others = control_plane
     c = host.cluster
     init = {"apiVersion": "kubeadm.k8s.io/v1beta4", "kind": "InitConfiguration",
@@ -373,6 +375,8 @@ def seed_cluster(host: ScriptHost, *, control_plane: list[Host], workers: Iterab
                                          "dnsDomain": c.networking.cluster_domain}}
     if endpoint:
         cc["controlPlaneEndpoint"] = endpoint
+    if cert_sans:
+        cc["apiServer"] = {"certSANs": list(cert_sans)}
     path = host.t / "seed" / f"init-{first.name}.yaml"
     path.write_text(yaml.safe_dump_all([init, cc]))
     skip = "" if kube_proxy else " --skip-phases=addon/kube-proxy"
