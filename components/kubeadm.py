@@ -1,10 +1,11 @@
 """The kubeadm control-plane lifecycle over SSH, driven by the membership list.
 
-Order: bootstrap (after the LB serves the endpoint) -> control-plane joins one at a time, each
-waiting for its node Ready and etcd healthy; workers in parallel after the bootstrap, two steps
-each (credentials on the bootstrap node, one script on the worker) -> kube-proxy's kubeconfig
-and the revocation of every join token and uploaded certificate, last. The chain grows with
-control-plane count, never with workers.
+Order: each control-plane node that already runs an apiserver gets its serving certificate,
+one at a time -> bootstrap (after the LB serves the endpoint) -> control-plane joins one at a
+time, each waiting for its node Ready and etcd healthy; workers in parallel after the
+bootstrap, two steps each (credentials on the bootstrap node, one script on the worker) ->
+kube-proxy's kubeconfig and the revocation of every join token and uploaded certificate, last.
+The chain grows with control-plane count, never with workers.
 
 Removal: a node deleted from `controlPlane` deletes its `membership` step (on the bootstrap
 node: drain, etcd member remove with a quorum guard, delete the Node) and then its
@@ -32,6 +33,7 @@ from kube_ha.kubeadm.scripts import (
     kube_proxy_script,
     reset_script,
     revoke_join_credentials_script,
+    serving_certificate_script,
     worker_join_script,
     workers_reconcile_script,
 )
@@ -39,6 +41,10 @@ from kube_ha.model import Cluster, Host
 
 # Names one step per etcd member (the policy pack counts them); part of every member's URN.
 MEMBERSHIP_STEP = "-membership"
+
+
+def _serving(cluster: Cluster, node: Host, values: list[str]) -> str:
+    return serving_certificate_script(cluster, node, values[0], values[1])
 
 
 def _cp_join(cluster: Cluster, node: Host, values: list[str]) -> str:
@@ -75,6 +81,16 @@ class ControlPlane(pulumi.ComponentResource):
                 pulumi.Output.all(certs.ca_cert_pem, certs.ca_key_pem).apply(
                     lambda v: install_ca_script(v[0], v[1])),
                 parent=self, secret=True, depends_on=list(checked or [])))
+        # Before anything dials the endpoint, every node already running an apiserver serves
+        # the certificate issued for it: one node at a time (a reload, no restart), then the
+        # bootstrap step, which re-points the first clients at the endpoint.
+        for node in cluster.control_plane:
+            cert = certs.apiserver[node.name]
+            before_init = [run_script(
+                f"{name}-{node.name}-serving-certificate", node, ssh,
+                pulumi.Output.all(cert.cert_pem, cert.key_pem).apply(
+                    functools.partial(_serving, cluster, node)),
+                parent=self, secret=True, depends_on=before_init)]
         # Every control-plane node has the same steps whatever its role, named by node: making
         # another node the bootstrap node only re-runs scripts; nothing is deleted (a delete
         # here means removal from etcd and `kubeadm reset`). It re-targets the membership steps'

@@ -10,11 +10,13 @@ free or already haproxy's, and the VRRP interface present.
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass
 
 from kube_ha.model import KUBEADM_PORTS, Cluster, Host
-from kube_ha.paths import ADMIN_CONF, KUBELET_CONF, STATIC_PODS
+from kube_ha.paths import ADMIN_CONF, KUBELET_CONF, PKI, STATIC_PODS
 from kube_ha.shell import quote, script
+from kube_ha.topology import apiserver_sans
 
 SUPPORTED_OS = ("debian", "ubuntu", "rhel", "centos", "rocky", "almalinux", "fedora")
 
@@ -102,6 +104,46 @@ def _free(ports: list[int], owner: str | None = None) -> str:
     return "\n".join(lines)
 
 
+def openssl_san(name: str) -> str:
+    """A subjectAltName entry as `openssl x509 -ext subjectAltName` prints it (OpenSSL 1.1.1
+    and 3.x, crypto/x509/v3_san.c): `DNS:name`, `IP Address:10.0.0.1`, IPv6 as eight
+    upper-case groups without leading zeros."""
+    try:
+        ip = ipaddress.ip_address(name)
+    except ValueError:
+        return f"DNS:{name}"
+    if ip.version == 4:
+        return f"IP Address:{ip}"
+    return "IP Address:" + ":".join(f"{int(g, 16):X}" for g in ip.exploded.split(":"))
+
+
+def _served_names_kept(cluster: Cluster, node: Host) -> str:
+    """A node whose apiserver still serves a certificate kube-ha did not install (it keeps a
+    `.kube-ha-<stamp>` backup of what it replaces): every name that certificate carries must
+    be in the one about to replace it, or clients dialling that name get an x509 error after
+    the swap (the seed's LB address, an old controlPlaneEndpoint name). Another node's own
+    name or address is no loss: that node's certificate names it."""
+    sans = apiserver_sans(cluster, node)
+    kept = dict.fromkeys(openssl_san(n) for n in (
+        *sans.dns_names, *sans.ip_addresses,
+        *(x for h in cluster.control_plane for x in (h.name, str(h.address)))))
+    names = "\n".join(kept)
+    return "\n".join([
+        f"  if [ -f {PKI}/apiserver.crt ] && ! ls {PKI}/apiserver.crt.kube-ha-* >/dev/null 2>&1;"
+        " then",
+        f"    served=$(openssl x509 -noout -ext subjectAltName -in {PKI}/apiserver.crt"
+        " 2>/dev/null | sed 1d | tr ',' '\\n' | sed 's/^ *//' || true)",
+        f'    lost=$(grep -vixF -f <(printf \'%s\\n\' {quote(names)}) <<< "$served" | tr \'\\n\' \' \''
+        " || true)",
+        '    if [ -n "$lost" ]; then',
+        '      problem "certificates.extraSans: the apiserver here serves ${lost% } (a certificate'
+        " kube-ha did not issue), which the certificate replacing it would not name: clients dialling"
+        " those would fail x509 checks. Add each name clients still use to"
+        ' certificates.extraSans"; fi',
+        "  fi",
+    ])
+
+
 def _node(cluster: Cluster, t: Target) -> str:
     cp = t.role == "control-plane"
     name = t.host.name
@@ -143,6 +185,7 @@ def _node(cluster: Cluster, t: Target) -> str:
             '    problem "kube-apiserver runs $tag here but kubernetesVersion is'
             f' {cluster.kubernetes_version}: set kubernetesVersion to the cluster\'s version'
             ' (this program does not upgrade)"; fi',
+            _served_names_kept(cluster, t.host),
         ]
     if t.host.bootstrap:
         lines += [

@@ -30,6 +30,7 @@ from kube_ha.kubeadm.scripts import (
     read_ca_script,
     reset_script,
     revoke_join_credentials_script,
+    serving_certificate_script,
     worker_join_script,
     workers_reconcile_script,
 )
@@ -122,6 +123,8 @@ def artifacts(cluster: Cluster) -> dict[str, str]:
             cluster, node, PLACEHOLDER_CERT, PLACEHOLDER_KEY, PLACEHOLDER_CREDS)
         out[f"kubeadm/remove-{node.name}.sh"] = control_plane_removal_script(cluster, node)
     for node in cluster.control_plane:
+        out[f"kubeadm/serving-certificate-{node.name}.sh"] = serving_certificate_script(
+            cluster, node, PLACEHOLDER_CERT, PLACEHOLDER_KEY)
         out[f"kubeadm/membership-{node.name}.sh"] = membership_check_script(node)
     local_proxy: tuple[str, str] | None = None
     if cluster.node_local_proxy:

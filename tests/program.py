@@ -90,6 +90,17 @@ class Run:
     def inputs(self, name: str) -> dict[str, Any]:
         return self.mocks.named(name).inputs
 
+    def upstream(self, name: str) -> set[str]:
+        """Names of every resource `name` waits for, directly or through others."""
+        seen: set[str] = set()
+        todo = list(self.reg(name).dependencies)
+        while todo:
+            urn = todo.pop()
+            if urn not in seen:
+                seen.add(urn)
+                todo += self.monitor.by_urn(urn).dependencies
+        return {self.monitor.by_urn(u).name for u in seen}
+
 
 def changed_between(before: Run, after: Run) -> set[str]:
     """Names of the resources registered by only one of the two runs, or by both with inputs

@@ -133,9 +133,11 @@ def test_a_san_change_touches_exactly_the_certs_and_their_install_steps(dev: Run
     certs = {f"kubernetes-pki-apiserver-{n}-{p}" for n in nodes for p in ("csr", "cert")}
     elastic = {"kubernetes-elastic-apiserver-serving-csr", "kubernetes-elastic-apiserver-serving-cert",
                "kubernetes-elastic-apiserver-serving-secret"}
-    installs = {"kubernetes-kubeadm-ubuntu-73-control-plane", "kubernetes-kubeadm-ubuntu-70-control-plane",
-                "kubernetes-kubeadm-ubuntu-72-control-plane"}
-    assert changed == certs | elastic | installs, changed
+    installs = {f"kubernetes-kubeadm-{n}-{step}" for n in nodes
+                for step in ("control-plane", "serving-certificate")}
+    # The preflight compares what each apiserver serves with its new names.
+    checks = {f"kubernetes-preflight-control-plane-{n}" for n in nodes}
+    assert changed == certs | elastic | installs | checks, changed
 
 
 def test_adding_a_control_plane_node_leaves_the_others_certs_alone(dev: Run) -> None:

@@ -14,14 +14,17 @@ main.go); kubeadm's static pods name their image with the cluster's version
 from __future__ import annotations
 
 import dataclasses
+import subprocess
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from kube_ha.config import parse_cluster
 from kube_ha.model import Cluster
-from kube_ha.preflight import Target, preflight_script, targets
+from kube_ha.preflight import Target, openssl_san, preflight_script, targets
+from tests.harness import pki
 from tests.harness.hosts import host
 from tests.harness.script_host import ScriptHost, StepResult, seed_cluster
 from tests.program import dev_stack, run_program, vip_stack
@@ -114,6 +117,21 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> World:
                                loadBalancers=[host("haproxy-102", "10.21.22.102")])
         runs["misresolved ubuntu-75"] = h.run("ubuntu-75", preflight_script(
             elsewhere, target(elsewhere, "ubuntu-75")))
+        # A new endpoint address: the seed's certificates name the old one (10.21.22.101, its
+        # controlPlaneEndpoint), which clients may still dial, unless it is kept as an extra
+        # SAN; once kube-ha installed its own certificate (a backup is left), no longer asked.
+        runs["moved ubuntu-72"] = h.run("ubuntu-72", preflight_script(
+            elsewhere, target(elsewhere, "ubuntu-72")))
+        kept = cluster_of(endpoint={**dev_stack()["endpoint"], "address": "10.21.22.102"},
+                          loadBalancers=[host("haproxy-102", "10.21.22.102")],
+                          certificates={**dev_stack()["certificates"],
+                                        "extraSans": ["10.21.22.101"]})
+        runs["moved ubuntu-72, old address kept"] = h.run("ubuntu-72", preflight_script(
+            kept, target(kept, "ubuntu-72")))
+        h.run("ubuntu-72", "cp -p /etc/kubernetes/pki/apiserver.crt"
+                           " /etc/kubernetes/pki/apiserver.crt.kube-ha-20261122000000\n")
+        runs["moved ubuntu-72 after kube-ha"] = h.run("ubuntu-72", preflight_script(
+            elsewhere, target(elsewhere, "ubuntu-72")))
     return World(h, cluster, runs)
 
 
@@ -203,25 +221,52 @@ def test_an_unresolvable_endpoint_name_and_a_missing_pod_network(world: World) -
         " here, not to endpoint.address 10.21.22.102"]
 
 
+def test_a_name_the_running_apiserver_serves_is_not_dropped_silently(world: World) -> None:
+    """The seed's apiserver certificates name its controlPlaneEndpoint (10.21.22.101; kubeadm
+    puts that host in every apiserver certificate: pkiutil.GetAPIServerAltNames). Moving the
+    endpoint elsewhere would replace them with certificates without it, and clients that
+    still dial it would fail: refused, naming certificates.extraSans, until the name is kept
+    there. Another node's own address in that certificate is no loss, and a certificate kube-ha
+    installed itself (its backup beside it) is not asked about: dropping a SAN from the config
+    is then deliberate."""
+    found = [p for p in problems(world.runs["moved ubuntu-72"]) if "extraSans" in p]
+    assert len(found) == 1, problems(world.runs["moved ubuntu-72"])
+    assert found[0].startswith("controlPlane[2] (ubuntu-72): certificates.extraSans: the apiserver"
+                               " here serves IP Address:10.21.22.101 (")
+    for case in ("moved ubuntu-72, old address kept", "moved ubuntu-72 after kube-ha"):
+        assert not [p for p in problems(world.runs[case]) if "extraSans" in p], case
+    assert not [p for name, run in world.runs.items() if name.startswith("good")
+                for p in problems(run) if "extraSans" in p]
+
+
+@pytest.mark.parametrize("names", [["kubernetes.default", "10.96.0.1"],
+                                   ["API.Example.org", "fd00::10", "::1", "2001:db8::a:0:1"]])
+def test_san_names_are_compared_in_the_form_openssl_prints(names: list[str], tmp_path: Path
+                                                            ) -> None:
+    """`openssl x509 -ext subjectAltName` prints `DNS:`/`IP Address:` entries, IPv6 as eight
+    upper-case groups (crypto/x509/v3_san.c); the preflight compares against openssl_san."""
+    ca = pki.make_ca()
+    pair = pki.issue(ca, "kube-apiserver", dns=[n for n in names if ":" not in n and
+                                                not n[0].isdigit()],
+                     ips=[n for n in names if ":" in n or n[0].isdigit()])
+    (tmp_path / "c.pem").write_text(pair.cert_pem)
+    out = subprocess.run(["openssl", "x509", "-noout", "-ext", "subjectAltName", "-in",
+                          str(tmp_path / "c.pem")], capture_output=True, text=True,
+                         check=True).stdout
+    printed = [e.strip() for e in out.splitlines()[1].split(",")]
+    assert sorted(printed) == sorted(openssl_san(n) for n in names)
+
+
 def test_no_step_changes_a_host_before_every_preflight_passed() -> None:
     """Under the engine mocks: every remote step but the preflights and the read-only reads
     depends, directly or through others, on every host's preflight."""
     run = run_program(dev_stack())
-    regs = {r.urn: r for r in run.monitor.registrations.values()}
-    commands = {u: r for u, r in regs.items() if r.typ == "command:remote:Command"}
-    preflights = {u for u, r in commands.items() if "-preflight-" in r.name}
+    commands = [r.name for r in run.monitor.registrations.values()
+                if r.typ == "command:remote:Command"]
+    preflights = {n for n in commands if "-preflight-" in n}
     assert len(preflights) == len(targets(cluster_of()))
-
-    def upstream(urn: str, seen: set[str]) -> set[str]:
-        for d in regs[urn].dependencies if urn in regs else []:
-            if d not in seen:
-                seen.add(d)
-                upstream(d, seen)
-        return seen
-
     read_only = ("-read-ca", "-read-admin-kubeconfig", "-read-control-plane-files")
-    changing = [u for u, r in commands.items()
-                if u not in preflights and not r.name.endswith(read_only)]
+    changing = [n for n in commands if n not in preflights and not n.endswith(read_only)]
     assert len(changing) > 10
-    for urn in changing:
-        assert preflights <= upstream(urn, set()), commands[urn].name
+    for name in changing:
+        assert preflights <= run.upstream(name), name

@@ -5,9 +5,12 @@ from __future__ import annotations
 import itertools
 from typing import Any
 
+import pytest
+
+from kube_ha.config import parse_cluster
 from tests.harness.hosts import host
 from tests.mocks import is_secret, plain
-from tests.program import SSH_KEY, Run, dev_stack, run_program, scaled_stack
+from tests.program import SSH_KEY, Run, dev_stack, run_program, scaled_stack, vip_stack
 
 COMMAND = "command:remote:Command"
 
@@ -109,8 +112,11 @@ def _deps(run: Run, name: str) -> set[str]:
 def test_control_plane_joins_form_a_chain_and_workers_depend_on_their_own_credentials(
         dev: Run) -> None:
     assert "kubernetes-lb-haproxy-101-configure" in _deps(
-        dev, "kubernetes-kubeadm-ubuntu-73-control-plane")
-    chain = ["kubernetes-kubeadm-ubuntu-73-control-plane", "kubernetes-kubeadm-ubuntu-73-membership",
+        dev, "kubernetes-kubeadm-ubuntu-73-serving-certificate")
+    chain = ["kubernetes-kubeadm-ubuntu-73-serving-certificate",
+             "kubernetes-kubeadm-ubuntu-70-serving-certificate",
+             "kubernetes-kubeadm-ubuntu-72-serving-certificate",
+             "kubernetes-kubeadm-ubuntu-73-control-plane", "kubernetes-kubeadm-ubuntu-73-membership",
              "kubernetes-kubeadm-ubuntu-70-join-credentials",
              "kubernetes-kubeadm-ubuntu-70-control-plane", "kubernetes-kubeadm-ubuntu-70-membership",
              "kubernetes-kubeadm-ubuntu-72-join-credentials",
@@ -126,6 +132,29 @@ def test_control_plane_joins_form_a_chain_and_workers_depend_on_their_own_creden
     assert _deps(dev, "kubernetes-kubeadm-kube-proxy") == {
         "kubernetes-kubeadm-ubuntu-72-membership", "kubernetes-kubeadm-ubuntu-74-join",
         "kubernetes-kubeadm-ubuntu-75-join"}
+
+
+@pytest.mark.parametrize("stack", [dev_stack(), vip_stack(), {**dev_stack(), "nodeLocalProxy": True}],
+                         ids=["LB", "virtual IP", "node-local proxies"])
+def test_no_client_is_pointed_at_the_endpoint_before_every_apiserver_serves_its_certificate(
+        stack: dict[str, Any]) -> None:
+    """haproxy verifies a DNS name in its check (`verifyhost`) but not an IP SAN, so with an
+    IP-only endpoint only the order keeps a client from reaching a backend still on a
+    certificate without the address it dialled (the real-kubeadm issue, item 6): every step
+    that points a client at the endpoint (bootstrap re-points cluster-info and its
+    kubeconfigs; joins and workers dial it) waits for every control-plane node's
+    serving-certificate step, and those run one at a time."""
+    run = run_program(stack)
+    cluster = parse_cluster(stack)
+    serving = [f"kubernetes-kubeadm-{n.name}-serving-certificate" for n in cluster.control_plane]
+    for before, after in itertools.pairwise(serving):
+        assert before in _deps(run, after), (before, after)
+    dialling = [r.name for r in run.monitor.registrations.values()
+                if r.typ == "command:remote:Command" and r.name.startswith("kubernetes-kubeadm-")
+                and r.name.endswith(("-control-plane", "-join", "-kube-proxy"))]
+    assert len(dialling) == len(cluster.control_plane) + len(cluster.workers) + 1
+    for name in dialling:
+        assert set(serving) <= run.upstream(name), name
 
 
 def test_a_worker_added_later_gets_fresh_credentials_and_no_other_worker_re_runs() -> None:
@@ -169,8 +198,9 @@ def test_chain_grows_with_control_plane_not_workers() -> None:
     assert depth[(1, 2)] == depth[(1, 40)]
     assert depth[(3, 2)] == depth[(3, 40)]
     assert depth[(1, 2)] < depth[(3, 2)] < depth[(5, 2)]
-    # Each extra control-plane node adds exactly its credentials, join and membership steps.
-    assert depth[(5, 2)] - depth[(3, 2)] == 2 * 3
+    # Each extra control-plane node adds exactly its serving-certificate, credentials, join
+    # and membership steps.
+    assert depth[(5, 2)] - depth[(3, 2)] == 2 * 4
 
 
 def test_removal_runs_on_bootstrap_and_reset_on_the_node(dev: Run) -> None:

@@ -152,6 +152,24 @@ def install_serving_cert(cluster: Cluster, node: Host, cert: str, key: str) -> s
     ])
 
 
+def serving_certificate_script(cluster: Cluster, node: Host, cert: str, key: str) -> str:
+    """On every control-plane node, before the bootstrap step re-points anything at the
+    endpoint: a node that already runs an apiserver serves the certificate issued for it (no
+    restart: see install_serving_cert). The LB routes to every such node as soon as a client
+    dials the endpoint, and haproxy's check can verify a DNS name but not an IP SAN
+    (`verifyhost`), so with an IP-only endpoint this order alone keeps a client from reaching
+    a backend whose certificate lacks the address it dialled. A node that has not joined yet
+    gets its certificate with its join."""
+    return script(
+        f"serving-certificate {node.name}",
+        f"if [ -f {STATIC_PODS}/kube-apiserver.yaml ]; then",
+        install_serving_cert(cluster, node, cert, key),
+        "else",
+        f'  log "{node.name} runs no apiserver yet: its join places its certificate"',
+        "fi",
+    )
+
+
 def _sed_server(endpoint_url: str) -> str:
     return f"s#^\\( *server: \\)https://.*#\\1{endpoint_url}#"
 
