@@ -454,10 +454,30 @@ def _kubeadm_join(cluster: Cluster, node: Host, creds: dict[str, str], control_p
     ]
 
 
+def _wait_ready_with_a_pod_network(node: Host) -> str:
+    """Wait for the Node to be Ready when the cluster has a pod network, else only for it to
+    be registered. A Node turns Ready only once a CNI plugin is configured on it (the kubelet
+    reports NetworkReady=false until then), and a cluster kube-ha just created has none: the
+    user applies one after this `up`. Some Node already Ready means there is one."""
+    name = quote(node.name)
+    return "\n".join([
+        f"if {KUBECTL} get nodes --no-headers 2>/dev/null"
+        " | awk '$2 ~ /^Ready(,|$)/ { found = 1 } END { exit !found }'; then",
+        f"  {KUBECTL_LONG} wait --for=condition=Ready {quote('node/' + node.name)}"
+        " --timeout=600s >&2",
+        "else",
+        f"  {KUBECTL} get node {name} >/dev/null",
+        f'  log "no Node is Ready (no pod network yet): not waiting for {node.name} to turn'
+        ' Ready; apply a pod network (README, Prerequisites)"',
+        "fi",
+    ])
+
+
 def control_plane_join_script(cluster: Cluster, node: Host, cert: str, key: str,
                               creds: dict[str, str], etcd: EtcdAccess = EtcdAccess()) -> str:
     """Join one control-plane node (our serving cert pre-placed, kubeadm keeps it), then wait
-    until the node is Ready and its etcd member healthy — the next join waits for this one.
+    until the node is Ready (once the cluster has a pod network) and its etcd member healthy —
+    the next join waits for this one.
 
     On a node that is already a member (joined earlier, or by hand as in the seed), install a
     re-issued serving cert (this apiserver alone restarts; /readyz awaited) and re-point its
@@ -478,9 +498,9 @@ def control_plane_join_script(cluster: Cluster, node: Host, cert: str, key: str,
         f"  {MARK_MANAGED}",
         "fi",
         keep_annotated(node.name),
-        f"{KUBECTL_LONG} wait --for=condition=Ready {quote('node/' + node.name)} --timeout=600s >&2",
+        _wait_ready_with_a_pod_network(node),
         f'etcdctl_ endpoint health >&2 || {{ log "etcd on {node.name} unhealthy"; exit 1; }}',
-        f'log "{node.name} is a Ready control-plane node with a healthy etcd member"',
+        f'log "{node.name} is a control-plane node with a healthy etcd member"',
     )
 
 

@@ -12,7 +12,9 @@ What it reproduces, from kubernetes/kubernetes staging/src/k8s.io/kubectl (v1.32
   nothing and succeeds (checked against the real kubectl's printer); -o name prints
   "<type>/<name>"; --ignore-not-found turns a missing object into no output and exit 0
   (kubectl get --help: "If the requested object does not exist the command will return exit
-  code 0"). get --raw=/readyz prints the body, "ok".
+  code 0"). get --raw=/readyz prints the body, "ok". get nodes lists NAME STATUS ROLES AGE
+  VERSION, STATUS "Ready" or "NotReady", then ",SchedulingDisabled" when cordoned
+  (pkg/printers/internalversion/printers.go printNode); --no-headers drops the header line.
 - create ... --dry-run=client -o yaml is client-side: the real kubectl runs it.
 - apply --server-side --force-conflicts -f - reads stdin and prints
   "<kind>/<name> serverside-applied" (pkg/cmd/apply/apply.go); our ConfigMaps' data keys are
@@ -137,11 +139,18 @@ def _jsonpath(obj: dict[str, Any], expr: str) -> str:
 
 def _get(inv: Invocation, args: list[str], ns: str) -> int:
     pos, f = common.parse_flags(args, {"-o": True, "--output": True, "--raw": True,
-                                       "--ignore-not-found": False})
+                                       "--ignore-not-found": False, "--no-headers": False})
     if "raw" in f:
         if f["raw"] not in ("/readyz", "/livez", "/healthz"):
             raise UnsupportedError(f"--raw={f['raw']}")
         sys.stdout.write("ok")
+        return 0
+    if len(pos) == 1 and TYPES.get(pos[0]) == "nodes" and not (f.get("o") or f.get("output")):
+        nodes = common.load()["nodes"]
+        if "no-headers" not in f:
+            print("NAME\tSTATUS\tROLES\tAGE\tVERSION")
+        for name in sorted(nodes):
+            print(_node_line(name, nodes[name]))
         return 0
     if len(pos) != 2 or pos[0] not in TYPES:
         raise UnsupportedError("get needs a configmap or node and its name")
@@ -160,13 +169,19 @@ def _get(inv: Invocation, args: list[str], ns: str) -> int:
     elif output:
         raise UnsupportedError(f"-o {output}")
     elif resource == "nodes":
-        status = "Ready" if obj["status"]["ready"] else "NotReady"
-        if obj["spec"]["unschedulable"]:
-            status += ",SchedulingDisabled"
-        print(f"NAME\tSTATUS\tROLES\tAGE\tVERSION\n{name}\t{status}\t<none>\t1d\tv1.32.3")
+        if "no-headers" not in f:
+            print("NAME\tSTATUS\tROLES\tAGE\tVERSION")
+        print(_node_line(name, common.load()["nodes"][name]))
     else:
         print(f"NAME\tDATA\tAGE\n{name}\t{len(obj['data'])}\t1d")
     return 0
+
+
+def _node_line(name: str, node: dict[str, Any]) -> str:
+    status = "Ready" if node["ready"] else "NotReady"
+    if node["unschedulable"]:
+        status += ",SchedulingDisabled"
+    return f"{name}\t{status}\t<none>\t1d\tv1.32.3"
 
 
 def _object(st: State, resource: str, ns: str, name: str) -> dict[str, Any] | None:
