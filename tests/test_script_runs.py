@@ -508,6 +508,7 @@ def story(tmp_path_factory: pytest.TempPathFactory) -> Story:
         steps["worker-75-again"] = host.run("ubuntu-75", old)
         look("ubuntu-75", "kubelet.conf")
         host.stop_etcd("ubuntu-72")
+        host.stop_kubelet("ubuntu-72")
         steps["remove-70-refused"] = host.run("ubuntu-73", art["kubeadm/remove-ubuntu-70.sh"],
                                               delete=True)
         schedulable = not host.state()["nodes"].get("ubuntu-70", {}).get("unschedulable")
@@ -698,17 +699,22 @@ def test_refused_removal_touches_nothing(story: Story) -> None:
     assert story.members["refused"] == ["ubuntu-70", "ubuntu-72", "ubuntu-73"]
 
 
-def test_removal_drains_then_removes_the_member_then_deletes_the_node(story: Story) -> None:
-    """Removing the dead ubuntu-72 (2 healthy of 2 remain): guard, drain, `member remove`
-    through the local member in the etcd container, then the Node; a second run finds nothing
-    to do."""
+def test_removing_a_dead_node_cordons_removes_the_member_then_deletes_the_node(
+        story: Story) -> None:
+    """Removing the dead ubuntu-72 (etcd and kubelet gone; 2 healthy of 2 remain) from a
+    surviving member: guard, cordon (a drain would wait out its whole timeout for pods only a
+    live kubelet can confirm gone, then fail), `member remove` through the local member in the
+    etcd container, then the Node; a second run finds nothing to do."""
     removed = story.steps["remove-72"]
     assert removed.rc == 0, removed.explain()
+    assert removed.node == "ubuntu-73"
     guard = find(removed, "crictl exec", "endpoint", "health", "--cluster")
-    drain = find(removed, "kubectl drain", "ubuntu-72")
+    cordon = find(removed, "kubectl cordon", "ubuntu-72")
     member = find(removed, "crictl exec", "member", "remove")
     delete = find(removed, "kubectl delete node", "ubuntu-72")
-    assert 0 <= guard < drain < member < delete, removed.lines
+    assert 0 <= guard < cordon < member < delete, removed.lines
+    assert not removed.of("kubectl drain")
+    assert "ubuntu-72 is NotReady (its kubelet is gone)" in removed.stderr
     assert story.members["removed"] == ["ubuntu-70", "ubuntu-73"]
     assert "ubuntu-72" not in story.host.state()["nodes"]
     again = story.steps["remove-72-again"]
@@ -716,6 +722,36 @@ def test_removal_drains_then_removes_the_member_then_deletes_the_node(story: Sto
     assert "not an etcd member" in again.stderr
     assert story.steps["membership-72"].rc == 1
     assert story.steps["membership-70-after"].rc == 0
+
+
+def test_workers_that_left_are_drained_or_if_dead_cordoned_then_deleted(tmp_path: Path) -> None:
+    """The bootstrap node's reconcile step, for workers the config no longer lists: a live
+    one is drained (kubectl drain), a dead one (kubelet gone, Node NotReady) only cordoned, as
+    a drain would fail after its whole timeout; both Nodes are deleted; workers never recorded
+    as kube-ha's are left alone."""
+    cluster = dev()
+    n = {h.name: h for h in cluster.nodes}
+    fewer = dev(workers=[w for w in dev_stack()["workers"] if w["name"] == "ubuntu-74"],
+                elasticApiserver={"enabled": False})
+    none = dev(workers=[], elasticApiserver={"enabled": False})
+    with ScriptHost(tmp_path, cluster, real_etcd=False) as host:
+        seed_cluster(host, control_plane=[n["ubuntu-73"]], workers=[n["ubuntu-74"], n["ubuntu-75"]])
+        first = host.run("ubuntu-73", ks.workers_reconcile_script(cluster))
+        live = host.run("ubuntu-73", ks.workers_reconcile_script(fewer))
+        host.stop_kubelet("ubuntu-74")
+        dead = host.run("ubuntu-73", ks.workers_reconcile_script(none))
+        again = host.run("ubuntu-73", ks.workers_reconcile_script(none))
+        nodes = host.state()["nodes"]
+    assert first.rc == 0 and not first.of("kubectl drain"), first.explain()
+    assert live.rc == 0, live.explain()
+    assert 0 <= find(live, "kubectl drain", "ubuntu-75") < find(live, "kubectl delete node",
+                                                                "ubuntu-75")
+    assert dead.rc == 0, dead.explain()
+    assert not dead.of("kubectl drain")
+    assert 0 <= find(dead, "kubectl cordon", "ubuntu-74") < find(dead, "kubectl delete node",
+                                                                 "ubuntu-74")
+    assert set(nodes) == {"ubuntu-73"}
+    assert again.rc == 0 and not again.of("kubectl cordon") and "workers unchanged" in again.stderr
 
 
 def test_what_kube_ha_did_not_join_is_left_alone(story: Story) -> None:

@@ -29,6 +29,29 @@ MANAGED_ANNOTATION = "kube-ha.io/joined-by"
 MARK_MANAGED = f"echo 'kubeadm init/join run by kube-ha' > {MANAGED_MARKER}"
 
 
+def drain_or_cordon(node: str) -> str:
+    """Lines that take the workloads off a Node that is leaving (`node`: a shell word, quoted
+    or a "$variable"). A Ready node is drained. A node whose kubelet is gone (NotReady,
+    Unknown) is only cordoned: its pods would stay Terminating until the kubelet confirms them
+    gone, which a dead one never does, so a drain would fail after its whole --timeout
+    (kubectl drain.go waitForDelete; "global timeout reached"). Deleting the Node afterwards
+    lets the pod garbage collector remove them and their controllers start them elsewhere.
+    No Node: nothing to do."""
+    return "\n".join([
+        f"leaving={node}",
+        f'status=$({KUBECTL} get node "$leaving" --no-headers 2>/dev/null | awk \'{{print $2}}\''
+        " || true)",
+        'case "$status" in',
+        '  "") ;;',
+        f'  Ready|Ready,*) {KUBECTL_LONG} drain "$leaving" --ignore-daemonsets'
+        " --delete-emptydir-data --timeout=300s >&2 ;;",
+        f'  *) {KUBECTL} cordon "$leaving" >&2',
+        '     log "$leaving is $status (its kubelet is gone): cordoned, not drained; deleting its'
+        ' Node frees its pods" ;;',
+        "esac",
+    ])
+
+
 def keep_annotated(node_name: str) -> str:
     """After the init/join branch, whichever ran: a node this program joined has its Node
     annotated, through this node's admin.conf (again on every run: one that failed, or a Node

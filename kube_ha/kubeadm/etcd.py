@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from kube_ha.kubeadm.admin import KUBECTL, KUBECTL_LONG, MANAGED_ANNOTATION
+from kube_ha.kubeadm.admin import KUBECTL, MANAGED_ANNOTATION, drain_or_cordon
 from kube_ha.model import Cluster, Host
 from kube_ha.paths import PKI
 from kube_ha.shell import quote, script
@@ -149,10 +149,7 @@ def control_plane_removal_script(cluster: Cluster, node: Host, etcd: EtcdAccess 
         "  exit 0",
         "fi",
         *_member_removal_guard(node.name, str(node.address)),
-        f"if {KUBECTL} get node {quote(node.name)} >/dev/null 2>&1; then",
-        f"  {KUBECTL_LONG} drain {quote(node.name)} --ignore-daemonsets --delete-emptydir-data"
-        " --timeout=300s >&2",
-        "fi",
+        drain_or_cordon(quote(node.name)),
         *_member_remove(node.name),
         f"{KUBECTL} delete node {quote(node.name)} --ignore-not-found --wait=false >&2",
         f'log "{node.name} removed from the control plane"',

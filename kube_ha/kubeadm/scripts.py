@@ -14,6 +14,7 @@ from kube_ha.kubeadm.admin import (
     KUBECTL_LONG,
     MANAGED_MARKER,
     MARK_MANAGED,
+    drain_or_cordon,
     keep_annotated,
 )
 from kube_ha.kubeadm.config import (
@@ -577,7 +578,7 @@ def workers_reconcile_script(cluster: Cluster) -> str:
         '  case " $listed " in *" $node "*) continue ;; esac',
         f'  if {KUBECTL} get node "$node" >/dev/null 2>&1; then',
         '    log "worker $node left the config: draining it and deleting its Node"',
-        f'    {KUBECTL_LONG} drain "$node" --ignore-daemonsets --delete-emptydir-data --timeout=300s >&2',
+        *indent([drain_or_cordon('"$node"')], "    "),
         # kubectl delete waits until the object is gone, by default up to 168 h (kubectl
         # delete.go): a finalizer would hang the step. The request is enough.
         f'    {KUBECTL} delete node "$node" --ignore-not-found --wait=false >&2',

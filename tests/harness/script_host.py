@@ -338,6 +338,16 @@ class ScriptHost:
             raise RuntimeError(res.stderr)
         return sorted(line.split(", ")[2] for line in res.stdout.splitlines() if line)
 
+    def stop_kubelet(self, node: str) -> None:
+        """`node`'s kubelet is gone (the host died): the node lifecycle controller marks its
+        Node NotReady (Unknown, after the grace period), and its pods can no longer be
+        confirmed terminated."""
+        res = self.hub("python3 -c 'from tests.harness.standins import common\n"
+                       "with common.mutate() as st:\n"
+                       f'    st["nodes"]["{node}"].update(ready=False, kubelet_down=True)\'')
+        if res.rc != 0:
+            raise RuntimeError(res.stderr)
+
     def stop_etcd(self, node: str) -> None:
         """The member on `node` goes down (its process ends), as when the node fails."""
         res = self.hub("python3 -c 'from tests.harness.standins import etcd; "

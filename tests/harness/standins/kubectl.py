@@ -25,7 +25,14 @@ What it reproduces, from kubernetes/kubernetes staging/src/k8s.io/kubectl (v1.32
   "error: timed out waiting for the condition on nodes/<n>" (pkg/cmd/wait/condition.go) after
   the timeout, which KUBE_HA_WAIT_CAP shortens for tests.
 - drain cordons then evicts: "node/<n> cordoned" ("already cordoned"), "node/<n> drained"
-  (pkg/cmd/drain/drain.go RunDrain). delete prints 'node "<n>" deleted'; --ignore-not-found
+  (pkg/cmd/drain/drain.go RunDrain). On a node whose kubelet is gone the evicted pods stay
+  Terminating (only the kubelet confirms a pod gone), so drain waits out its --timeout and
+  fails: 'error: unable to drain node "<n>" due to error: error when waiting for pod "<p>" in
+  namespace "<ns>" to terminate: global timeout reached: <t>, continuing command...', then
+  "There are pending nodes to be drained:", exit 1 (k8s.io/kubectl/pkg/drain waitForDelete;
+  the text as printed in xunleii/terraform-module-k3s#138, the case in
+  kubernetes-sigs/cluster-api#7125). cordon prints "node/<n> cordoned" or "already cordoned".
+  delete prints 'node "<n>" deleted'; --ignore-not-found
   makes a missing object a silent success; --wait=false returns without waiting for
   finalizers (nothing to wait for here either way).
 - annotate node <n> key=value [--overwrite] prints "node/<n> annotated"; a key that already
@@ -106,7 +113,8 @@ def _dispatch(inv: Invocation) -> int:
                         " no such host")
     ns = g.get("namespace", "default")
     handlers = {"get": _get, "apply": _apply, "rollout": _rollout, "wait": _wait,
-                "drain": _drain, "delete": _delete, "annotate": _annotate}
+                "drain": _drain, "delete": _delete, "annotate": _annotate,
+                "cordon": _cordon_verb}
     if cmd not in handlers:
         raise UnsupportedError(f"command {cmd}")
     return handlers[cmd](inv, rest[1:], ns)
@@ -256,18 +264,39 @@ def _wait(inv: Invocation, args: list[str], ns: str) -> int:
 
 
 def _drain(inv: Invocation, args: list[str], ns: str) -> int:
-    pos, _ = common.parse_flags(args, {"--ignore-daemonsets": False,
-                                       "--delete-emptydir-data": False, "--timeout": True})
+    pos, flags = common.parse_flags(args, {"--ignore-daemonsets": False,
+                                           "--delete-emptydir-data": False, "--timeout": True})
     if len(pos) != 1:
         raise UnsupportedError("drain of more than one node")
     name = pos[0]
+    node = _cordon(name)
+    if node.get("kubelet_down"):
+        timeout = flags.get("timeout", "0s")
+        time.sleep(min(_seconds(timeout), float(os.environ.get(common.WAIT_CAP, "2"))))
+        pod = f'error when waiting for pod "coredns-7c65d6cfc9-x2v4k" in namespace "kube-system"' \
+              f" to terminate: global timeout reached: {timeout}"
+        raise ToolError(f'error: unable to drain node "{name}" due to error: {pod}, continuing'
+                        f" command...\nThere are pending nodes to be drained:\n {name}\n{pod}")
+    print(f"node/{name} drained")
+    return 0
+
+
+def _cordon(name: str) -> dict[str, Any]:
     with common.mutate() as st:
         node = st["nodes"].get(name)
         if node is None:
             raise _not_found("nodes", name)
         already = node["unschedulable"]
         node["unschedulable"] = True
-    print(f"node/{name} {'already cordoned' if already else 'cordoned'}\nnode/{name} drained")
+    print(f"node/{name} {'already cordoned' if already else 'cordoned'}")
+    return node  # type: ignore[no-any-return]
+
+
+def _cordon_verb(inv: Invocation, args: list[str], ns: str) -> int:
+    pos, _ = common.parse_flags(args, {})
+    if len(pos) != 1:
+        raise UnsupportedError("cordon of more than one node")
+    _cordon(pos[0])
     return 0
 
 
