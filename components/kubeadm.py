@@ -122,6 +122,15 @@ class ControlPlane(pulumi.ComponentResource):
                 depends_on=[step])
         assert previous is not None
         self.last_control_plane_step = previous
+        # kube-proxy's kubeconfig (one ConfigMap for every node) names what nodes dial. The
+        # endpoint answers once the bootstrap step is done, so without node-local proxies it is
+        # re-pointed then, before the workers' steps: a worker whose node-local proxy is being
+        # switched off removes it only after kube-proxy's kubeconfig no longer names it.
+        self.kube_proxy: pulumi.Resource | None = None
+        if not cluster.node_local_proxy:
+            self.kube_proxy = run_script(f"{name}-kube-proxy", boot, ssh,
+                                         kube_proxy_script(cluster), parent=self,
+                                         depends_on=[self.bootstrap])
 
     def after_joins(self, joined: list[pulumi.Resource]) -> None:
         """The bootstrap node's last steps, once every join of the run (`joined`: the
@@ -134,10 +143,12 @@ class ControlPlane(pulumi.ComponentResource):
         # adding a node re-runs it after that node's join.
         run_script(f"{name}-revoke-join-credentials", boot, ssh,
                    revoke_join_credentials_script(cluster), parent=self, depends_on=after)
-        # kube-proxy's kubeconfig serves every node: re-pointed once every node can dial what
-        # it names (with node-local proxies, 127.0.0.1 answers on a worker only after its step).
-        run_script(f"{name}-kube-proxy", boot, ssh, kube_proxy_script(cluster), parent=self,
-                   depends_on=after)
+        # With node-local proxies kube-proxy's kubeconfig says 127.0.0.1, which answers on a
+        # worker only after its step: re-pointed once every node's step is done.
+        if self.kube_proxy is None:
+            self.kube_proxy = run_script(f"{name}-kube-proxy", boot, ssh,
+                                         kube_proxy_script(cluster), parent=self,
+                                         depends_on=after)
         self.register_outputs({})
 
 
@@ -165,6 +176,9 @@ class Workers(pulumi.ComponentResource):
         # joined keep their credentials step, so adding one re-runs none. Rendered once: the
         # same on every worker.
         reset, creds_script = reset_script(), join_credentials_script(cluster, False)
+        # Without node-local proxies, kube-proxy's kubeconfig names the endpoint before any
+        # worker's step runs (see ControlPlane).
+        before_workers = [control_plane.kube_proxy] if control_plane.kube_proxy else []
         self.joins: list[pulumi.Resource] = []
         for w in cluster.workers:
             creds = run_script(f"{prefix}-{w.name}-join-credentials", boot, ssh, creds_script,
@@ -174,5 +188,5 @@ class Workers(pulumi.ComponentResource):
                 functools.partial(_worker_join, cluster, w))
             self.joins.append(run_script(
                 f"{prefix}-{w.name}-join", w, ssh, script, parent=self, secret=True,
-                delete_script=reset, depends_on=[creds], aliases=moved))
+                delete_script=reset, depends_on=[creds, *before_workers], aliases=moved))
         self.register_outputs({})

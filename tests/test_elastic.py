@@ -13,6 +13,7 @@ import kubernetes_validate
 
 from kube_ha.config import parse_cluster
 from kube_ha.elastic import manifests as m
+from kube_ha.loadbalancer.haproxy import render_haproxy_cfg
 from tests.harness.hosts import host
 from tests.harness.lab import Lab
 from tests.mocks import ClusterMocks, is_secret, plain
@@ -243,6 +244,26 @@ def test_changing_the_pool_touches_affinity_labels_lb_and_the_pool_cert() -> Non
 
 
 # --- the LB and the HPA, for real -------------------------------------------------------------
+
+def test_switching_the_elastic_apiserver_off_removes_its_objects_and_lb_entries(dev: Run) -> None:
+    """`elasticApiserver.enabled: false` on a running stack: its in-cluster objects are no longer
+    registered, so `up` deletes them (pulumi-kubernetes deletes what leaves the program), the LB
+    configs lose the pool's server lines (an in-place update of the configure step), and no
+    remote step is deleted (a remote delete resets a node or removes an etcd member)."""
+    raw = dev_stack()
+    raw["elasticApiserver"]["enabled"] = False
+    off = run_program(raw)
+    before = {r.name: r.typ for r in dev.mocks.resources}
+    after = {r.name: r.typ for r in off.mocks.resources}
+    gone = set(before) - set(after)
+    assert gone and all(n.startswith("kubernetes-elastic-apiserver") for n in gone), gone
+    assert {"kubernetes-elastic-apiserver-deployment", "kubernetes-elastic-apiserver-hpa",
+            "kubernetes-elastic-apiserver-pool-ubuntu-74"} <= gone
+    assert not [n for n in gone if before[n].startswith("command:")]
+    assert "kubernetes-lb-haproxy-101-configure" in changed_between(dev, off)
+    assert "server elastic-" in render_haproxy_cfg(parse_cluster(dev_stack()))
+    assert "server elastic-" not in render_haproxy_cfg(parse_cluster(raw))
+
 
 def test_hpa_added_apiserver_takes_traffic_within_3s_and_leaves_without_errors(tmp_path: Path
                                                                                 ) -> None:

@@ -86,6 +86,27 @@ def test_control_plane_change_rewrites_every_local_proxy_and_nothing_else(
         assert before.inputs(f"{step}-credentials") and f"{step}-credentials" not in changed
 
 
+def test_switching_node_local_proxies_off_rewrites_steps_in_place(local_raw: dict[str, Any]
+                                                                  ) -> None:
+    """`nodeLocalProxy: false` on a running stack deletes no remote step (a delete resets a
+    node): each worker's step is rewritten to point its kubelet at the endpoint and then take
+    its proxy away (run for real in test_script_runs), and kube-proxy's step moves before the
+    workers' so its kubeconfig stops naming 127.0.0.1 first."""
+    on = run_program(local_raw)
+    off = run_program({**local_raw, "nodeLocalProxy": False})
+    commands = {r.name for r in on.mocks.resources if r.typ == "command:remote:Command"}
+    assert commands <= {r.name for r in off.mocks.resources}
+    changed = changed_between(on, off)
+    assert {"kubernetes-kubeadm-ubuntu-74-join", "kubernetes-kubeadm-ubuntu-75-join",
+            "kubernetes-kubeadm-kube-proxy"} <= changed
+    for w in ("ubuntu-74", "ubuntu-75"):
+        assert "kubernetes-kubeadm-kube-proxy" in off.upstream(f"kubernetes-kubeadm-{w}-join")
+    script = ks.worker_join_script(parse_cluster({**local_raw, "nodeLocalProxy": False}),
+                                   parse_cluster(local_raw).workers[0], {"token": "t",
+                                                                          "caCertHash": "h"})
+    assert script.index("systemctl restart kubelet") < script.index("systemctl disable --now")
+
+
 def test_worker_script_points_kubelet_at_the_local_proxy(local_raw: dict[str, Any]) -> None:
     cluster = parse_cluster(local_raw)
     text = ks.worker_join_script(cluster, cluster.workers[0], {

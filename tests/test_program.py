@@ -127,11 +127,27 @@ def test_control_plane_joins_form_a_chain_and_workers_depend_on_their_own_creden
         assert _deps(dev, f"kubernetes-kubeadm-{w}-join-credentials") == {
             "kubernetes-kubeadm-ubuntu-73-control-plane"}
         assert _deps(dev, f"kubernetes-kubeadm-{w}-join") == {
-            f"kubernetes-kubeadm-{w}-join-credentials"}
-    # kube-proxy's shared kubeconfig is re-pointed last, once every node's step has run.
+            f"kubernetes-kubeadm-{w}-join-credentials", "kubernetes-kubeadm-kube-proxy"}
+    # kube-proxy's shared kubeconfig names the endpoint, which answers once the bootstrap step
+    # is done: re-pointed then, before any worker's step (one switching its node-local proxy
+    # off removes it only after kube-proxy's kubeconfig stops naming it).
     assert _deps(dev, "kubernetes-kubeadm-kube-proxy") == {
+        "kubernetes-kubeadm-ubuntu-73-control-plane"}
+    # The revocation waits for every join.
+    assert _deps(dev, "kubernetes-kubeadm-revoke-join-credentials") == {
         "kubernetes-kubeadm-ubuntu-72-membership", "kubernetes-kubeadm-ubuntu-74-join",
         "kubernetes-kubeadm-ubuntu-75-join"}
+
+
+def test_with_node_local_proxies_kube_proxy_is_re_pointed_after_every_worker() -> None:
+    """With node-local proxies kube-proxy's kubeconfig says 127.0.0.1, which answers on a
+    worker only once its step installed the proxy: that step comes last."""
+    run = run_program({**dev_stack(), "nodeLocalProxy": True})
+    assert _deps(run, "kubernetes-kubeadm-kube-proxy") == {
+        "kubernetes-kubeadm-ubuntu-72-membership", "kubernetes-kubeadm-ubuntu-74-join",
+        "kubernetes-kubeadm-ubuntu-75-join"}
+    for w in ("ubuntu-74", "ubuntu-75"):
+        assert "kubernetes-kubeadm-kube-proxy" not in run.upstream(f"kubernetes-kubeadm-{w}-join")
 
 
 @pytest.mark.parametrize("stack", [dev_stack(), vip_stack(), {**dev_stack(), "nodeLocalProxy": True}],
@@ -173,7 +189,7 @@ def test_a_worker_added_later_gets_fresh_credentials_and_no_other_worker_re_runs
     changed = {n for n in old.keys() & new.keys() if old[n] != new[n]}
     assert not {n for n in changed if "ubuntu-74" in n or "ubuntu-75" in n}, changed
     assert _deps(after, "kubernetes-kubeadm-ubuntu-76-join") == {
-        "kubernetes-kubeadm-ubuntu-76-join-credentials"}
+        "kubernetes-kubeadm-ubuntu-76-join-credentials", "kubernetes-kubeadm-kube-proxy"}
 
 
 def test_making_another_node_bootstrap_deletes_nothing_that_removes_or_resets() -> None:

@@ -50,6 +50,7 @@ from kube_ha import topology
 from kube_ha.config import parse_cluster
 from kube_ha.kubeadm import scripts as ks
 from kube_ha.kubeadm.admin import KUBECTL, MANAGED_ANNOTATION, MANAGED_MARKER
+from kube_ha.loadbalancer.haproxy import node_local_frontend, render_haproxy_cfg
 from kube_ha.model import Cluster, Host
 from kube_ha.render import artifacts
 from kube_ha.topology import apiserver_sans
@@ -822,6 +823,43 @@ def test_worker_with_node_local_proxy_dials_localhost(tmp_path: Path) -> None:
         assert count(first, "systemctl restart", "kubelet") == 1
         assert 0 <= find(first, "kubeadm join") < find(first, "systemctl restart", "kubelet")
         assert again.rc == 0 and not again.of("systemctl restart")
+
+
+def test_switching_node_local_proxies_off_removes_them_after_the_kubelet_is_re_pointed(
+        tmp_path: Path) -> None:
+    """nodeLocalProxy on, then off: the worker's step re-points its kubelet at the endpoint
+    first, then stops and disables the node-local haproxy and sets its config aside; a second
+    run changes nothing. A haproxy that is not kube-ha's node-local proxy (the distribution's
+    default config) is left alone."""
+    on, off = dev(nodeLocalProxy=True), dev()
+    boot = on.bootstrap
+    with ScriptHost(tmp_path, on, real_etcd=False) as host:
+        seed_cluster(host, control_plane=[boot])
+        mine = serving(read_ca(host, boot.name), on, boot)
+        assert host.run(boot.name, ks.bootstrap_script(on, mine.cert_pem, mine.key_pem)).rc == 0
+        _, creds = credentials(host, on, control_plane=False)
+        for name in ("ubuntu-74", "ubuntu-75"):
+            assert host.run(name, ks.worker_join_script(on, on.node(name), creds)).rc == 0
+        proxy = render_haproxy_cfg(on, frontend=node_local_frontend(on))
+        host.file("ubuntu-74", "/etc/haproxy/haproxy.cfg").write_text(proxy)
+        foreign = "global\n    log /dev/log local0\n"  # Debian's packaged haproxy.cfg
+        host.file("ubuntu-75", "/etc/haproxy/haproxy.cfg").write_text(foreign)
+        first = host.run("ubuntu-74", ks.worker_join_script(off, off.node("ubuntu-74"), creds))
+        again = host.run("ubuntu-74", ks.worker_join_script(off, off.node("ubuntu-74"), creds))
+        other = host.run("ubuntu-75", ks.worker_join_script(off, off.node("ubuntu-75"), creds))
+        assert host.server("ubuntu-74", "/etc/kubernetes/kubelet.conf") == off.endpoint.url
+        units = host.state().get("units", {})
+        etc = host.file("ubuntu-74", "/etc/haproxy")
+        assert first.rc == 0, first.explain()
+        assert 0 <= find(first, "systemctl restart", "kubelet") < find(
+            first, "systemctl disable", "haproxy")
+        assert units["ubuntu-74"]["haproxy"] == {"active": False, "enabled": False}
+        assert not (etc / "haproxy.cfg").exists()
+        assert [p.read_text() for p in etc.glob("haproxy.cfg.kube-ha-off-*")] == [proxy]
+        assert again.rc == 0 and not again.calls, again.explain()
+        assert other.rc == 0 and not other.of("systemctl disable"), other.explain()
+        assert host.file("ubuntu-75", "/etc/haproxy/haproxy.cfg").read_text() == foreign
+        assert "ubuntu-75" not in units
 
 
 def test_membership_check_uses_a_host_etcdctl_when_there_is_one(tmp_path: Path) -> None:

@@ -26,8 +26,9 @@ from kube_ha.kubeadm.config import (
     yaml_str,
 )
 from kube_ha.kubeadm.etcd import EtcdAccess
+from kube_ha.loadbalancer.haproxy import NODE_LOCAL_MARK
 from kube_ha.model import Cluster, Host, host_port
-from kube_ha.paths import ADMIN_CONF, K8S, KUBELET_CONF, NODE_STATE, PKI, STATIC_PODS
+from kube_ha.paths import ADMIN_CONF, HAPROXY_CFG, K8S, KUBELET_CONF, NODE_STATE, PKI, STATIC_PODS
 from kube_ha.shell import heredoc, indent, quote, script, tcp_probe, write_file
 
 KUBEADM_CONFIG = f"{NODE_STATE}/kubeadm.yaml"
@@ -514,10 +515,13 @@ def worker_join_script(cluster: Cluster, node: Host, creds: dict[str, str],
     by its own bash) the proxy is installed and answering on 127.0.0.1 before anything on the
     node is pointed at it: one step per worker, not three."""
     proxy: list[str] = []
+    after: list[str] = []
     if local_proxy is not None:
         install, configure = local_proxy
         proxy = [heredoc("bash", install), heredoc("bash", configure),
                  _wait_local_proxy(cluster.apiserver_port)]
+    else:
+        after = [_remove_local_proxy()]
     return script(
         f"worker {node.name}",
         *proxy,
@@ -531,7 +535,23 @@ def worker_join_script(cluster: Cluster, node: Host, creds: dict[str, str],
         "changed=0",
         repoint_kubeconfig(f"{KUBELET_CONF}", cluster.node_url),
         'if [ "$changed" = 1 ]; then systemctl restart kubelet; log "kubelet restarted"; fi',
+        *after,
     )
+
+
+def _remove_local_proxy() -> str:
+    """`nodeLocalProxy` switched off: once the kubelet dials the endpoint (and kube-proxy's
+    kubeconfig names it: that step runs before the workers' when there are no node-local
+    proxies), the proxy kube-ha put on this worker is stopped and its config set aside. The
+    package stays installed. A haproxy that is not kube-ha's node-local proxy is not touched."""
+    return "\n".join([
+        f"first=$(head -n 1 {HAPROXY_CFG} 2>/dev/null || true)",
+        f'case "$first" in {quote(NODE_LOCAL_MARK)}*)',
+        "  systemctl disable --now haproxy >&2",
+        f'  mv {HAPROXY_CFG} "{HAPROXY_CFG}.kube-ha-off-$(date +%Y%m%d%H%M%S)"',
+        '  log "nodeLocalProxy is off: the node-local proxy is stopped, its config set aside";;',
+        "esac",
+    ])
 
 
 def _wait_local_proxy(port: int) -> str:

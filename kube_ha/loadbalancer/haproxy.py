@@ -175,10 +175,15 @@ def lb_frontend(cluster: Cluster) -> Frontend:
                     cluster.health_check, lb.max_conn, lb.stats_bind)
 
 
+# The first line of a node-local proxy's haproxy.cfg starts so: how a worker finds the proxy
+# kube-ha put there once `nodeLocalProxy` is switched off.
+NODE_LOCAL_MARK = "# kube-ha: node-local apiserver proxy"
+
+
 def node_local_frontend(cluster: Cluster) -> Frontend:
     """127.0.0.1:<apiserver port> on a worker: the same URL reaches the local apiserver on a
     control-plane node, so one kubeconfig (kube-proxy's) serves every node."""
-    return Frontend(f"node-local apiserver proxy for cluster {cluster.name}",
+    return Frontend(f"{NODE_LOCAL_MARK.removeprefix('# kube-ha: ')} for cluster {cluster.name}",
                     host_port("127.0.0.1", cluster.apiserver_port), NODE_LOCAL_HEALTH, 2000)
 
 

@@ -52,7 +52,7 @@ mount -t overlay overlay -o "lowerdir=/etc,upperdir=$T/ns/etc/up,workdir=$T/ns/e
   || die /etc
 mount -t overlay overlay \
   -o "lowerdir=/var/lib,upperdir=$T/ns/var/up,workdir=$T/ns/var/work" /var/lib || die /var/lib
-mkdir -p /etc/kubernetes /var/lib/kubelet /var/lib/etcd || die dirs
+mkdir -p /etc/kubernetes /etc/haproxy /var/lib/kubelet /var/lib/etcd || die dirs
 # A pod network, when the world has one, leaves its CNI config here (as Calico or Cilium do).
 if [ "$POD_NETWORK" = 1 ]; then
   mkdir -p /etc/cni/net.d && echo '{}' > /etc/cni/net.d/10-pod-network.conflist || die cni
@@ -203,7 +203,7 @@ class ScriptHost:
         hosts = {}
         for h in self.cluster.nodes:
             root = self.t / "nodes" / h.name
-            for d in ("etc/kubernetes", "var/lib/kubelet", "var/lib/etcd"):
+            for d in ("etc/kubernetes", "etc/haproxy", "var/lib/kubelet", "var/lib/etcd"):
                 (root / d).mkdir(parents=True, exist_ok=True)
             hosts[h.name] = {"address": str(h.address), "root": str(root)}
         (self.t / "hosts").write_text("".join(f"{n} {h['address']}\n" for n, h in hosts.items()))
@@ -263,7 +263,8 @@ class ScriptHost:
         (`bash -s`), delete steps as an argument (`bash -c`, no stdin)."""
         root = self.t / "nodes" / node
         binds = "".join(f"mount --bind {shlex.quote(str(root / d))} /{d}\n"
-                        for d in ("etc/kubernetes", "var/lib/kubelet", "var/lib/etcd"))
+                        for d in ("etc/kubernetes", "etc/haproxy", "var/lib/kubelet",
+                                  "var/lib/etcd"))
         return self._step_run("NODE", node, script, binds, delete, fail, timeout)
 
     def hub(self, script: str, timeout: float = 60) -> StepResult:
