@@ -2,10 +2,11 @@
 
 Order: each control-plane node that already runs an apiserver gets its serving certificate,
 one at a time -> bootstrap (after the LB serves the endpoint) -> control-plane joins one at a
-time, each waiting for its node Ready and etcd healthy; workers in parallel after the
-bootstrap, two steps each (credentials on the bootstrap node, one script on the worker) ->
-kube-proxy's kubeconfig and the revocation of every join token and uploaded certificate, last.
-The chain grows with control-plane count, never with workers.
+time, each waiting for its etcd member healthy (and its node Ready once the cluster has a pod
+network); workers in parallel after the bootstrap, two steps each (credentials on the
+bootstrap node, one script on the worker); kube-proxy's kubeconfig right after the bootstrap,
+or last with node-local proxies; the revocation of every join token and uploaded certificate,
+last. The chain grows with control-plane count, never with workers.
 
 Removal: a node deleted from `controlPlane` deletes its `membership` step (on the bootstrap
 node: drain, etcd member remove with a quorum guard, delete the Node) and then its
@@ -128,9 +129,7 @@ class ControlPlane(pulumi.ComponentResource):
         # switched off removes it only after kube-proxy's kubeconfig no longer names it.
         self.kube_proxy: pulumi.Resource | None = None
         if not cluster.node_local_proxy:
-            self.kube_proxy = run_script(f"{name}-kube-proxy", boot, ssh,
-                                         kube_proxy_script(cluster), parent=self,
-                                         depends_on=[self.bootstrap])
+            self._kube_proxy_after([self.bootstrap])
 
     def after_joins(self, joined: list[pulumi.Resource]) -> None:
         """The bootstrap node's last steps, once every join of the run (`joined`: the
@@ -146,10 +145,13 @@ class ControlPlane(pulumi.ComponentResource):
         # With node-local proxies kube-proxy's kubeconfig says 127.0.0.1, which answers on a
         # worker only after its step: re-pointed once every node's step is done.
         if self.kube_proxy is None:
-            self.kube_proxy = run_script(f"{name}-kube-proxy", boot, ssh,
-                                         kube_proxy_script(cluster), parent=self,
-                                         depends_on=after)
+            self._kube_proxy_after(after)
         self.register_outputs({})
+
+    def _kube_proxy_after(self, after: list[pulumi.Resource]) -> None:
+        self.kube_proxy = run_script(f"{self.prefix}-kube-proxy", self._cluster.bootstrap,
+                                     self._ssh, kube_proxy_script(self._cluster), parent=self,
+                                     depends_on=after)
 
 
 class Workers(pulumi.ComponentResource):

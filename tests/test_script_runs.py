@@ -46,14 +46,13 @@ from typing import Any
 import pytest
 import yaml
 
-from kube_ha import topology
 from kube_ha.config import parse_cluster
 from kube_ha.kubeadm import scripts as ks
 from kube_ha.kubeadm.admin import KUBECTL, MANAGED_ANNOTATION, MANAGED_MARKER
 from kube_ha.loadbalancer.haproxy import node_local_frontend, render_haproxy_cfg
 from kube_ha.model import Cluster, Host
 from kube_ha.render import artifacts
-from kube_ha.topology import apiserver_sans
+from kube_ha.topology import apiserver_sans, kubernetes_service_ip, service_dns_names
 from tests.harness import pki
 from tests.harness.script_host import ScriptHost, StepResult, seed_cluster
 from tests.harness.standins.certs import spki_sha256
@@ -591,8 +590,8 @@ def test_an_adopted_cluster_whose_cert_sans_name_its_masters_still_joins(story: 
     assert story.installed["ubuntu-70"] == story.certs["ubuntu-70"].cert_pem
     cc = yaml.safe_load(cm(story.host, "kube-system", "kubeadm-config")["ClusterConfiguration"])
     assert cc["apiServer"]["certSANs"] == [*dict.fromkeys(
-        [*topology.service_dns_names(story.cluster), "api.k8s.lab.internal",
-         topology.kubernetes_service_ip(story.cluster), "10.21.22.101"])]
+        [*service_dns_names(story.cluster), "api.k8s.lab.internal",
+         kubernetes_service_ip(story.cluster), "10.21.22.101"])]
 
 
 def test_every_running_apiserver_serves_its_new_certificate_before_the_bootstrap_step(

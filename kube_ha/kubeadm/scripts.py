@@ -214,16 +214,20 @@ def _patch_configmap(namespace: str, name: str, key: str, edit: str, check: str 
     jsonpath = "{.data." + key.replace(".", "\\.") + "}"
     mark = f"\n  {flag}=1" if flag else ""
     get = f"{KUBECTL} -n {namespace} get configmap {name}"
-    done = (has_line(check, '<<< "$current"') if check is not None else
-            f"""edited=$(printf '%s\\n' "$current" | {edit})
-[ "$edited" = "$current" ]""")
+    if check is None:
+        done = f"""edited=$(printf '%s\\n' "$current" | {edit})
+[ "$edited" = "$current" ]"""
+        write = 'printf \'%s\\n\' "$edited"'
+    else:
+        done = has_line(check, '<<< "$current"')
+        write = f"""printf '%s\\n' "$current" | {edit}"""
     patch = f"""\
 current=$({get} -o jsonpath={quote(jsonpath)})
 if {done}; then
   log "configmap {namespace}/{name} already up to date"
 else
   work=$(mktemp -d)
-  printf '%s\\n' "$current" | {edit} > "$work/{key}"
+  {write} > "$work/{key}"
   {KUBECTL} -n {namespace} create configmap {name} --from-file={key}="$work/{key}" \\
     --dry-run=client -o yaml | {KUBECTL} apply --server-side --force-conflicts \\
     --field-manager=kube-ha -f -
@@ -481,9 +485,10 @@ def control_plane_join_script(cluster: Cluster, node: Host, cert: str, key: str,
     until the node is Ready (once the cluster has a pod network) and its etcd member healthy —
     the next join waits for this one.
 
-    On a node that is already a member (joined earlier, or by hand as in the seed), install a
-    re-issued serving cert (this apiserver alone restarts; /readyz awaited) and re-point its
-    kubeconfigs: the chain of these steps makes SAN changes roll one node at a time."""
+    On a node that is already a member (joined earlier, or by hand as in the seed), re-point
+    its kubeconfigs. Its re-issued serving cert is normally in place already (the
+    serving-certificate steps run first, one node at a time); installing it here again is a
+    no-op then, and covers a step run on its own (`pulumi up --target`)."""
     return script(
         f"join-control-plane {node.name}",
         etcd.function(),

@@ -175,15 +175,17 @@ def lb_frontend(cluster: Cluster) -> Frontend:
                     cluster.health_check, lb.max_conn, lb.stats_bind)
 
 
-# The first line of a node-local proxy's haproxy.cfg starts so: how a worker finds the proxy
-# kube-ha put there once `nodeLocalProxy` is switched off.
-NODE_LOCAL_MARK = "# kube-ha: node-local apiserver proxy"
+# First line of every haproxy.cfg kube-ha writes, naming what the config is for.
+HEADER = "# kube-ha: {purpose}."
+NODE_LOCAL_PURPOSE = "node-local apiserver proxy"
+# How a worker finds the proxy kube-ha put there once `nodeLocalProxy` is switched off.
+NODE_LOCAL_MARK = HEADER.format(purpose=NODE_LOCAL_PURPOSE).removesuffix(".")
 
 
 def node_local_frontend(cluster: Cluster) -> Frontend:
     """127.0.0.1:<apiserver port> on a worker: the same URL reaches the local apiserver on a
     control-plane node, so one kubeconfig (kube-proxy's) serves every node."""
-    return Frontend(f"{NODE_LOCAL_MARK.removeprefix('# kube-ha: ')} for cluster {cluster.name}",
+    return Frontend(f"{NODE_LOCAL_PURPOSE} for cluster {cluster.name}",
                     host_port("127.0.0.1", cluster.apiserver_port), NODE_LOCAL_HEALTH, 2000)
 
 
@@ -230,7 +232,7 @@ def render_haproxy_cfg(cluster: Cluster, paths: HaproxyPaths | None = None,
         default_server += " on-marked-down shutdown-sessions"
 
     lines = [
-        f"# kube-ha: {fe.purpose}.",
+        HEADER.format(purpose=fe.purpose),
         "# Rendered from stack config; `pulumi up` rewrites it. Do not edit by hand.",
         "global",
         *g,
