@@ -218,7 +218,9 @@ def test_new_cluster_init_output_holds_no_join_secret(new_cluster: NewCluster) -
 
 def test_new_cluster_joins_without_a_pod_network(new_cluster: NewCluster) -> None:
     """A cluster kube-ha creates has no pod network until its user applies one, so no Node
-    is Ready (kubelet: NetworkReady=false without a CNI config). The join must not wait 600 s
+    is Ready: the kubelet reports "runtime network not ready: NetworkReady=false
+    reason:NetworkPluginNotReady ... cni config uninitialized" until a CNI config exists
+    (kubernetes/kubernetes#43815, kubernetes/kubeadm#212). The join must not wait 600 s
     for a Ready that cannot come: it checks that its Node is registered and its etcd member
     healthy, and says why it did not wait."""
     join = new_cluster.join
