@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import pulumi
 
 from components import dependency_check
@@ -16,7 +18,7 @@ from components.preflight import Preflight
 from components.remote import Ssh
 from kube_ha.elastic.manifests import CONTROLLER_MANAGER_PKI, ELASTIC_PKI, SCHEDULER_PKI, SecretSpec
 from kube_ha.membership import membership_record
-from kube_ha.model import Cluster
+from kube_ha.model import Cluster, Host
 from kube_ha.topology import all_sans
 
 
@@ -25,7 +27,8 @@ class HaCluster(pulumi.ComponentResource):
     access to the cluster, and the elastic control plane, wired from one `Cluster`."""
 
     def __init__(self, name: str, cluster: Cluster, ssh_private_key: pulumi.Output[str],
-                 opts: pulumi.ResourceOptions | None = None):
+                 opts: pulumi.ResourceOptions | None = None,
+                 departed: Sequence[tuple[str, Host]] = ()):
         super().__init__("kube-ha:index:HaCluster", name, None, opts)
         # Linear cycle checks: every worker step is downstream of every host's preflight.
         dependency_check.install()
@@ -39,12 +42,13 @@ class HaCluster(pulumi.ComponentResource):
             self.certificates.health_client_pem, opts=child, checked=checked)
         self.control_plane = ControlPlane(
             f"{name}-kubeadm", cluster, ssh, self.certificates,
-            endpoint_ready=list(self.load_balancer.configured), opts=child, checked=checked)
+            endpoint_ready=list(self.load_balancer.configured), opts=child, checked=checked,
+            departed=tuple(h for role, h in departed if role == "controlPlane"))
         self.workers = Workers(
             f"{name}-workers", cluster, ssh, self.control_plane,
             node_local_proxy(cluster, self.certificates.ca_cert_pem,
                              self.certificates.health_client_pem),
-            opts=child)
+            opts=child, departed=tuple(h for role, h in departed if role != "controlPlane"))
         self.control_plane.after_joins(self.workers.joins)
         self.access = ClusterAccess(
             f"{name}-access", cluster, ssh, after=self.control_plane.last_control_plane_step,
@@ -70,11 +74,21 @@ class HaCluster(pulumi.ComponentResource):
         self.recorded: dict[str, object] = {
             COPIES_OUTPUT: self.access.copies,
             IDENTIFIER_OUTPUT: self.access.cluster_identifier,
-            MEMBERSHIP_OUTPUT: membership_record(cluster),
+            MEMBERSHIP_OUTPUT: _once_retired(membership_record(cluster), [
+                *self.control_plane.retired, *self.workers.retired]),
         }
         self.endpoint = cluster.endpoint.url
         self.sans = all_sans(cluster)
         self.register_outputs({"endpoint": self.endpoint, "sans": self.sans})
+
+
+def _once_retired(record: dict[str, object], retired: list[pulumi.CustomResource]) -> object:
+    """The record, known only once every departed node's retire step is done: a failed `up`
+    leaves the last record in place (the engine keeps outputs that did not resolve,
+    pulumi#15754), so the next run still sees those nodes as departed and retires them."""
+    if not retired:
+        return record
+    return pulumi.Output.all(*[r.id for r in retired]).apply(lambda _: record)
 
 
 def _secrets_needed(cluster: Cluster) -> list[SecretSpec]:

@@ -10,8 +10,8 @@ from pulumi.runtime import config as runtime_config
 
 from components.previous_run import previous_outputs
 from kube_ha.config import OBJECT_KEYS, SECRET_KEYS, ConfigError, misplaced_config_keys, parse_cluster
-from kube_ha.membership import destructive_edits
-from kube_ha.model import PROJECT, Cluster
+from kube_ha.membership import departed, destructive_edits
+from kube_ha.model import PROJECT, Cluster, Host
 
 # The stack output recording what was deployed (model.membership_record).
 MEMBERSHIP_OUTPUT = "membership"
@@ -44,11 +44,13 @@ def stack_values() -> tuple[dict[str, Any], dict[str, str]]:
     return raw, unreadable
 
 
-def load_cluster() -> tuple[Cluster, pulumi.Output[str]]:
-    """The validated cluster and the SSH private key (always a secret Output)."""
+def load_cluster() -> tuple[Cluster, pulumi.Output[str], list[tuple[str, Host]]]:
+    """The validated cluster, the SSH private key (always a secret Output), and the nodes
+    the last `up` deployed that the config no longer lists (role, host)."""
     try:
         cluster = parse_cluster(*stack_values())
-        refused = destructive_edits(previous_outputs().get(MEMBERSHIP_OUTPUT), cluster)
+        record = previous_outputs().get(MEMBERSHIP_OUTPUT)
+        refused = destructive_edits(record, cluster)
         if refused:
             raise ConfigError(refused)
     except ConfigError as err:
@@ -61,4 +63,4 @@ def load_cluster() -> tuple[Cluster, pulumi.Output[str]]:
             "are not verified. Whoever answers on those addresses receives root scripts with the "
             "cluster's keys and join tokens. Give each host a hostKey before using this stack for "
             "anything you care about.")
-    return cluster, key
+    return cluster, key, departed(record, cluster)

@@ -8,10 +8,13 @@ bootstrap node, one script on the worker); kube-proxy's kubeconfig right after t
 or last with node-local proxies; the revocation of every join token and uploaded certificate,
 last. The chain grows with control-plane count, never with workers.
 
-Removal: a node deleted from `controlPlane` deletes its `membership` step (on the bootstrap
-node: drain, etcd member remove with a quorum guard, delete the Node) and then its
-`control-plane` step (kubeadm reset on the node). Memberships form a chain, so removals run
-one at a time.
+Removal: a node deleted from the config is taken out by steps that do not run on it, since
+it may be dead. On the bootstrap node, after every join, the removals step takes each departed
+control-plane node out (quorum guard, drain, etcd member, Node; one at a time), and the
+workers step each departed worker (drain, Node). Then the node's retire step resets it over
+SSH from where `pulumi up` runs, skipped (and said so) when it does not answer. The per-node
+steps are retained on delete: the engine never runs a delete on a node, so neither a removal
+nor `pulumi destroy` can fail on a dead one or reset a node the config still lists.
 """
 
 from __future__ import annotations
@@ -24,8 +27,8 @@ import pulumi
 
 from components.certificates import ClusterCertificates
 from components.loadbalancer import ProxyScripts
-from components.remote import Ssh, run_script
-from kube_ha.kubeadm.etcd import control_plane_removal_script, membership_check_script
+from components.remote import Ssh, retire, run_script
+from kube_ha.kubeadm.etcd import control_plane_removals_script, membership_check_script
 from kube_ha.kubeadm.scripts import (
     bootstrap_script,
     control_plane_join_script,
@@ -33,6 +36,7 @@ from kube_ha.kubeadm.scripts import (
     join_credentials_script,
     kube_proxy_script,
     reset_script,
+    retire_script,
     revoke_join_credentials_script,
     serving_certificate_script,
     worker_join_script,
@@ -67,7 +71,8 @@ class ControlPlane(pulumi.ComponentResource):
     def __init__(self, name: str, cluster: Cluster, ssh: Ssh, certs: ClusterCertificates,
                  endpoint_ready: list[pulumi.Resource],
                  opts: pulumi.ResourceOptions | None = None,
-                 checked: list[pulumi.Resource] | None = None):
+                 checked: list[pulumi.Resource] | None = None,
+                 departed: tuple[Host, ...] = ()):
         super().__init__("kube-ha:kubeadm:ControlPlane", name, None, opts)
         # What every step here and in `Workers` is named after (part of each URN).
         self.prefix = name
@@ -114,15 +119,21 @@ class ControlPlane(pulumi.ComponentResource):
                 deps = [creds]
             step = run_script(f"{name}-{node.name}-control-plane", node, ssh, script,
                               parent=self, secret=True, delete_script=reset_script(),
-                              depends_on=deps)
+                              retain_on_delete=True, depends_on=deps)
             if node.bootstrap:
                 self.bootstrap: pulumi.Resource = step
             previous = run_script(
                 f"{name}-{node.name}{MEMBERSHIP_STEP}", boot, ssh, membership_check_script(node),
-                parent=self, delete_script=control_plane_removal_script(cluster, node),
-                depends_on=[step])
+                parent=self, retain_on_delete=True, depends_on=[step])
         assert previous is not None
         self.last_control_plane_step = previous
+        # Every join first (a replacement joins before the node it replaces leaves), then the
+        # departed nodes out, from here, then each one reset from where `pulumi up` runs.
+        removals = run_script(f"{name}-control-plane-removals", boot, ssh,
+                              control_plane_removals_script(cluster), parent=self,
+                              depends_on=[previous])
+        self.retired = [retire(f"{name}-{h.name}-retire", h, ssh, retire_script(), parent=self,
+                               depends_on=[removals]) for h in departed]
         # kube-proxy's kubeconfig (one ConfigMap for every node) names what nodes dial. The
         # endpoint answers once the bootstrap step is done, so without node-local proxies it is
         # re-pointed then, before the workers' steps: a worker whose node-local proxy is being
@@ -165,18 +176,21 @@ class Workers(pulumi.ComponentResource):
 
     def __init__(self, name: str, cluster: Cluster, ssh: Ssh, control_plane: ControlPlane,
                  local_proxy: pulumi.Output[ProxyScripts] | None,
-                 opts: pulumi.ResourceOptions | None = None):
+                 opts: pulumi.ResourceOptions | None = None,
+                 departed: tuple[Host, ...] = ()):
         super().__init__("kube-ha:kubeadm:Workers", name, None, opts)
         prefix, boot = control_plane.prefix, cluster.bootstrap
         moved = [pulumi.Alias(parent=control_plane)]
         # Runs before removed workers' join steps are deleted (deletes come last): drain first,
         # `kubeadm reset` after.
-        run_script(f"{prefix}-workers", boot, ssh, workers_reconcile_script(cluster),
-                   parent=self, depends_on=[control_plane.bootstrap], aliases=moved)
+        reconcile = run_script(f"{prefix}-workers", boot, ssh, workers_reconcile_script(cluster),
+                               parent=self, depends_on=[control_plane.bootstrap], aliases=moved)
+        self.retired = [retire(f"{prefix}-{h.name}-retire", h, ssh, retire_script(), parent=self,
+                               depends_on=[reconcile]) for h in departed]
         # Each worker's credentials are made in the same `up` that joins it (a token made when
         # the first workers joined has expired by the time one is added); workers that already
         # joined keep their credentials step, so adding one re-runs none. Rendered once: the
-        # same on every worker.
+        # same on every worker. The join's recorded delete is never run (retained).
         reset, creds_script = reset_script(), join_credentials_script(cluster, False)
         # Without node-local proxies, kube-proxy's kubeconfig names the endpoint before any
         # worker's step runs (see ControlPlane).
@@ -190,5 +204,6 @@ class Workers(pulumi.ComponentResource):
                 functools.partial(_worker_join, cluster, w))
             self.joins.append(run_script(
                 f"{prefix}-{w.name}-join", w, ssh, script, parent=self, secret=True,
-                delete_script=reset, depends_on=[creds, *before_workers], aliases=moved))
+                delete_script=reset, retain_on_delete=True,
+                depends_on=[creds, *before_workers], aliases=moved))
         self.register_outputs({})

@@ -13,7 +13,8 @@ import pulumi
 import pulumi_command as command
 
 from kube_ha.model import Host
-from kube_ha.shell import quote
+from kube_ha.retire import retire_command
+from kube_ha.shell import inline, shell_for
 
 
 class Ssh:
@@ -37,37 +38,6 @@ class Ssh:
         )
 
 
-def _sudo(host: Host) -> str:
-    return "" if host.user == "root" else "sudo -n "
-
-
-# pulumi-command has no timeout of its own (its session.Run takes no context): a hung script
-# would hang `pulumi up` for good. Every step is bounded here; the longest legitimate one (a
-# control-plane join: kubeadm, then up to 600 s for Ready) stays well inside.
-STEP_TIMEOUT_S = 1800
-
-
-def bounded(host: Host, command: str, seconds: int = STEP_TIMEOUT_S) -> str:
-    """`command` under `timeout` (SIGTERM, then SIGKILL 30 s later), saying so when it fires.
-    The whole line runs under `sh -c`, so the user's login shell (fish, tcsh...) never parses
-    it; the message part runs without sudo."""
-    return "sh -c " + quote(
-        f"{_sudo(host)}timeout -k 30 {seconds} {command} || {{ rc=$?; "
-        f'[ "$rc" != 124 ] || echo "kube-ha: this step timed out after {seconds} s and '
-        "was stopped; the host is as the script left it and every step is idempotent: fix "
-        'what it was waiting for (see the log above), then run pulumi up again" >&2; '
-        'exit "$rc"; }')
-
-
-def shell_for(host: Host) -> str:
-    return bounded(host, "bash -s")
-
-
-def inline(host: Host, script: str) -> str:
-    """A script as a command string, for `delete` (which gets no stdin). Never put secrets here."""
-    return bounded(host, f"bash -c {quote(script)}")
-
-
 def run_script(
     name: str,
     host: Host,
@@ -78,6 +48,7 @@ def run_script(
     secret: bool = False,
     secret_stdout: bool = False,
     delete_script: str | None = None,
+    retain_on_delete: bool = False,
     depends_on: Sequence[pulumi.Resource] = (),
     aliases: Sequence[pulumi.Alias] = (),
 ) -> command.remote.Command:
@@ -100,5 +71,22 @@ def run_script(
             depends_on=list(depends_on),
             additional_secret_outputs=["stdout"] if secret_stdout else None,
             aliases=list(aliases) or None,
+            retain_on_delete=retain_on_delete or None,
         ),
+    )
+
+
+def retire(name: str, host: Host, ssh: Ssh, remote_script: str, *, parent: pulumi.Resource,
+           depends_on: Sequence[pulumi.Resource]) -> command.local.Command:
+    """`remote_script` on a node removed from the config, from the machine that runs
+    `pulumi up` (kube_ha.retire): an unreachable node is skipped, and said so, instead of
+    failing the `up`. The key travels on stdin; nothing runs on delete."""
+    return command.local.Command(
+        name,
+        create=retire_command(host, remote_script),
+        interpreter=["/bin/sh", "-c"],
+        stdin=ssh.private_key,
+        logging=command.local.Logging.STDERR,
+        add_previous_output_in_env=False,
+        opts=pulumi.ResourceOptions(parent=parent, depends_on=list(depends_on)),
     )

@@ -8,7 +8,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from kube_ha.model import Cluster
+from kube_ha.model import Cluster, Host, parse_ip
+
+# In the record of a run whose per-node steps are retained on delete (their deletes never run;
+# a removed node is taken out by the removal steps). A record without it is an earlier
+# kube-ha's, whose steps in the stack still carry deletes that would run on the removed node.
+RETAINED = {"perNodeDeletes": "retained"}
 
 # --- edits that would take the cluster apart -----------------------------------------------
 # Every remote step is named after the cluster and its node, and a deleted step runs its
@@ -19,11 +24,29 @@ from kube_ha.model import Cluster
 # anything is registered (in preview as in up).
 
 def membership_record(cluster: Cluster) -> dict[str, Any]:
-    """What the next run compares against: the cluster's name, and each node's name and role
-    by address."""
-    return {"clusterName": cluster.name, "nodes": {
-        str(h.address): {"name": h.name, "role": group}
+    """What the next run compares against: the cluster's name, and each node by address: its
+    name, its role, and how to reach it (a node removed from the config is retired with it)."""
+    return {"clusterName": cluster.name, **RETAINED, "nodes": {
+        str(h.address): {"name": h.name, "role": group, "user": h.user, "port": h.port,
+                         "hostKey": h.host_key}
         for group, hosts in cluster.node_groups for h in hosts}}
+
+
+def departed(previous: Mapping[str, Any] | None, cluster: Cluster) -> list[tuple[str, Host]]:
+    """(role, host) of each node the last run deployed whose address the config no longer
+    lists: what this run takes out of the cluster and retires."""
+    if not previous:
+        return []
+    kept = {str(h.address) for h in cluster.nodes}
+    gone: list[tuple[str, Host]] = []
+    for addr, v in (previous.get("nodes") or {}).items():
+        address = parse_ip(addr)
+        if addr in kept or address is None:
+            continue
+        gone.append((v.get("role") or "workers", Host(
+            name=v.get("name") or addr, address=address, user=v.get("user") or "root",
+            port=int(v.get("port") or 22), host_key=v.get("hostKey"))))
+    return gone
 
 
 def destructive_edits(previous: Mapping[str, Any] | None, cluster: Cluster
@@ -39,6 +62,22 @@ def destructive_edits(previous: Mapping[str, Any] | None, cluster: Cluster
                       "a new name re-creates them all and the old steps' deletes take the cluster "
                       f"apart. Fix: set it back to {old_name!r}."))
     old_nodes: dict[str, Any] = previous.get("nodes") or {}
+    if any(k not in previous or previous[k] != v for k, v in RETAINED.items()):
+        found += [(role, f"{h.name} ({h.address}) left the list, but this stack's steps were "
+                   "recorded by an earlier kube-ha, whose steps remove a node by their own "
+                   "deletes: on the node itself (a dead node fails the up; a bootstrap node "
+                   "removes itself). Fix: run `pulumi up` once with it still listed (that "
+                   "records the new removal steps), then remove it.")
+                  for role, h in departed(previous, cluster)]
+    boot = cluster.bootstrap
+    deployed_cp = {a for a, v in old_nodes.items() if v.get("role") == "controlPlane"}
+    if deployed_cp and str(boot.address) not in deployed_cp:
+        i = cluster.control_plane.index(boot)
+        found.append((f"controlPlane[{i}].bootstrap", f"{boot.name} ({boot.address}) would be "
+                      "the bootstrap node, but the last `up` did not deploy it as a control-plane "
+                      "node: a bootstrap node that is not yet a member would run `kubeadm init`, a "
+                      "second cluster. Fix: mark `bootstrap: true` on a control-plane node the "
+                      "last `up` deployed; add this one in the same or a later `up`."))
     by_name = {v.get("name"): (addr, v.get("role")) for addr, v in old_nodes.items()}
     for group, hosts in cluster.node_groups:
         for i, h in enumerate(hosts):

@@ -21,7 +21,7 @@ import yaml
 from kube_ha.config import SECRET_KEYS, ConfigError, misplaced_config_keys, parse_cluster
 from kube_ha.elastic.manifests import all_manifests
 from kube_ha.kubeadm.config import kubeadm_config
-from kube_ha.kubeadm.etcd import control_plane_removal_script, membership_check_script
+from kube_ha.kubeadm.etcd import control_plane_removals_script, membership_check_script
 from kube_ha.kubeadm.scripts import (
     bootstrap_script,
     control_plane_join_script,
@@ -29,6 +29,7 @@ from kube_ha.kubeadm.scripts import (
     kube_proxy_script,
     read_ca_script,
     reset_script,
+    retire_script,
     revoke_join_credentials_script,
     serving_certificate_script,
     worker_join_script,
@@ -107,6 +108,8 @@ def artifacts(cluster: Cluster) -> dict[str, str]:
         "kubeadm/bootstrap.sh": bootstrap_script(cluster, PLACEHOLDER_CERT, PLACEHOLDER_KEY),
         "kubeadm/join-credentials.sh": join_credentials_script(cluster, control_plane=True),
         "kubeadm/reset.sh": reset_script(),
+        "kubeadm/retire.sh": retire_script(),
+        "kubeadm/control-plane-removals.sh": control_plane_removals_script(cluster),
         "kubeadm/revoke-join-credentials.sh": revoke_join_credentials_script(cluster),
         "kubeadm/workers.sh": workers_reconcile_script(cluster),
     }
@@ -121,7 +124,6 @@ def artifacts(cluster: Cluster) -> dict[str, str]:
     for node in cluster.joining_control_plane:
         out[f"kubeadm/join-{node.name}.sh"] = control_plane_join_script(
             cluster, node, PLACEHOLDER_CERT, PLACEHOLDER_KEY, PLACEHOLDER_CREDS)
-        out[f"kubeadm/remove-{node.name}.sh"] = control_plane_removal_script(cluster, node)
     for node in cluster.control_plane:
         out[f"kubeadm/serving-certificate-{node.name}.sh"] = serving_certificate_script(
             cluster, node, PLACEHOLDER_CERT, PLACEHOLDER_KEY)

@@ -10,6 +10,8 @@ from __future__ import annotations
 import shlex
 from collections.abc import Iterable
 
+from kube_ha.model import Host
+
 quote = shlex.quote
 
 
@@ -72,3 +74,36 @@ def write_file(path: str, content: str, mode: str = "0644", owner: str = "root:r
 def tcp_probe(port: int) -> str:
     """True when something on this host accepts TCP on 127.0.0.1:`port` within a second."""
     return f"timeout 1 bash -c '</dev/tcp/127.0.0.1/{port}' 2>/dev/null"
+
+
+# --- how a script reaches a host over SSH -------------------------------------------------
+
+def _sudo(host: Host) -> str:
+    return "" if host.user == "root" else "sudo -n "
+
+
+# pulumi-command has no timeout of its own (its session.Run takes no context): a hung script
+# would hang `pulumi up` for good. Every step is bounded here; the longest legitimate one (a
+# control-plane join: kubeadm, then up to 600 s for Ready) stays well inside.
+STEP_TIMEOUT_S = 1800
+
+
+def bounded(host: Host, command: str, seconds: int = STEP_TIMEOUT_S) -> str:
+    """`command` under `timeout` (SIGTERM, then SIGKILL 30 s later), saying so when it fires.
+    The whole line runs under `sh -c`, so the user's login shell (fish, tcsh...) never parses
+    it; the message part runs without sudo."""
+    return "sh -c " + quote(
+        f"{_sudo(host)}timeout -k 30 {seconds} {command} || {{ rc=$?; "
+        f'[ "$rc" != 124 ] || echo "kube-ha: this step timed out after {seconds} s and '
+        "was stopped; the host is as the script left it and every step is idempotent: fix "
+        'what it was waiting for (see the log above), then run pulumi up again" >&2; '
+        'exit "$rc"; }')
+
+
+def shell_for(host: Host) -> str:
+    return bounded(host, "bash -s")
+
+
+def inline(host: Host, script: str) -> str:
+    """A script as a command string, for `delete` (which gets no stdin). Never put secrets here."""
+    return bounded(host, f"bash -c {quote(script)}")

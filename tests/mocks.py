@@ -76,6 +76,8 @@ class Registration:
     replacement_trigger: Any = None
     # The URNs this resource was known by before (its `aliases`, resolved as the engine does).
     alias_urns: tuple[str, ...] = ()
+    # The engine never calls the provider's Delete for it (the `retainOnDelete` option).
+    retain_on_delete: bool = False
 
 
 class RecordingMonitor(MockMonitor):
@@ -106,7 +108,8 @@ class RecordingMonitor(MockMonitor):
         self.registrations[request.name] = Registration(
             response.urn, request.type, request.name, request.parent,
             list(request.dependencies), list(request.additionalSecretOutputs), trigger,
-            tuple(self._alias_urn(request, alias) for alias in request.aliases))
+            tuple(self._alias_urn(request, alias) for alias in request.aliases),
+            request.HasField("retainOnDelete") and request.retainOnDelete)
         return response
 
     def _alias_urn(self, request: Any, alias: Any) -> str:

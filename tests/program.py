@@ -111,13 +111,14 @@ def changed_between(before: Run, after: Run) -> set[str]:
     return {n for n in a.keys() | b.keys() if n not in a or n not in b or a[n] != b[n]}
 
 
-def value_of(output: pulumi.Output[Any]) -> Any:
-    """Resolve an Output under the mocks (None when unknown, as in preview)."""
+def value_of(output: pulumi.Input[Any]) -> Any:
+    """Resolve an Output (or a plain value) under the mocks (None when unknown, as in
+    preview)."""
     box: list[Any] = []
 
     @pulumi.runtime.test
     def resolve() -> pulumi.Output[Any]:
-        return output.apply(lambda v: box.append(v))
+        return pulumi.Output.from_input(output).apply(lambda v: box.append(v))
 
     resolve()
     return box[0] if box else None

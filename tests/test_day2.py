@@ -1,7 +1,14 @@
 """Day-2 edits against what the last `up` deployed: the program reads its own last outputs
 (`membership`, through the engine's `pulumi:pulumi:readStackOutputs`, builtins.go) before it
 registers anything, and refuses an edit that would re-create steps whose deletes reset a host
-that is still wanted, naming the key. In preview as in up."""
+that is still wanted, naming the key. In preview as in up.
+
+Removing a node is carried out by steps that never run on it (it may be dead): the removals
+step on the bootstrap node, then the node's retire step from where `pulumi up` runs. The
+engine never runs a per-node step's delete: each one is retained on delete (Pulumi's
+`retainOnDelete`: the engine removes it from state without calling the provider's Delete,
+pulumi/pulumi#8746), so pulumi-command's "a delete fails when its host is gone" (#104) cannot
+fail an `up`, and `pulumi destroy` resets nothing."""
 
 from __future__ import annotations
 
@@ -12,11 +19,12 @@ from typing import Any
 import pytest
 
 from components.config import InvalidConfig
+from components.kubeadm import MEMBERSHIP_STEP
 from kube_ha.config import parse_cluster
 from kube_ha.membership import membership_record
 from tests.harness.hosts import host
-from tests.mocks import ClusterMocks
-from tests.program import dev_stack, run_program
+from tests.mocks import ClusterMocks, is_secret, plain
+from tests.program import SSH_KEY, dev_stack, run_program, value_of
 
 Edit = Callable[[dict[str, Any]], None]
 
@@ -24,16 +32,30 @@ Edit = Callable[[dict[str, Any]], None]
 def deployed() -> dict[str, Any]:
     """The `membership` output the dev stack's last `up` left (__main__ exports this)."""
     record = membership_record(parse_cluster(dev_stack()))
-    assert record["nodes"]["10.21.22.73"] == {"name": "ubuntu-73", "role": "controlPlane"}
+    assert record["nodes"]["10.21.22.73"] == {
+        "name": "ubuntu-73", "role": "controlPlane", "user": "root", "port": 22,
+        "hostKey": dev_stack()["controlPlane"][0]["hostKey"]}
+    assert record["perNodeDeletes"] == "retained"
     return record
 
 
-def _run(edit: Edit, preview: bool) -> Any:
+def _run(edit: Edit, preview: bool, record: dict[str, Any] | None = None) -> Any:
     raw = copy.deepcopy(dev_stack())
     edit(raw)
     mocks = ClusterMocks()
-    mocks.previous_outputs = {"membership": deployed()}
+    mocks.previous_outputs = {"membership": deployed() if record is None else record}
     return run_program(raw, preview=preview, mocks=mocks)
+
+
+def _remove_bootstrap(raw: dict[str, Any]) -> None:
+    raw["controlPlane"].pop(0)  # ubuntu-73: the first listed of the rest becomes bootstrap
+    raw["allowEvenControlPlane"] = True
+
+
+def _bootstrap_a_new_node(raw: dict[str, Any]) -> None:
+    del raw["controlPlane"][0]["bootstrap"]
+    raw["controlPlane"].insert(0, {**host("ubuntu-60", "10.21.22.60"), "bootstrap": True})
+    raw["allowEvenControlPlane"] = True
 
 
 def _rename_node(raw: dict[str, Any]) -> None:
@@ -63,6 +85,8 @@ def _to_workers_by_name(raw: dict[str, Any]) -> None:
     ("rename a node at the same address", _rename_node, "workers[0].name"),
     ("move a worker to the control plane", _to_control_plane, "controlPlane[3]"),
     ("move a control-plane node to the workers, new address", _to_workers_by_name, "workers[2]"),
+    ("make a node the last up never deployed the bootstrap node", _bootstrap_a_new_node,
+     "controlPlane[0].bootstrap"),
 ])
 def test_edits_that_would_reset_wanted_hosts_are_refused(what: str, edit: Edit, key: str,
                                                         preview: bool) -> None:
@@ -98,3 +122,94 @@ def test_the_program_records_what_the_next_run_reads_back() -> None:
     ha = run_program(dev_stack()).scope["ha"]
     assert set(ha.recorded) == {"controlPlaneCopies", "clusterIdentifier", "membership"}
     assert ha.recorded["membership"] == deployed()
+
+
+def _earlier_record() -> dict[str, Any]:
+    """The record an earlier kube-ha left: no ssh fields, no perNodeDeletes (its steps in
+    the stack carry deletes the engine would run on the removed node)."""
+    record = deployed()
+    del record["perNodeDeletes"]
+    for v in record["nodes"].values():
+        for k in ("user", "port", "hostKey"):
+            del v[k]
+    return record
+
+
+@pytest.mark.parametrize("preview", [True, False])
+def test_a_removal_against_an_earlier_kube_has_record_is_refused_until_one_up_ran(
+        preview: bool) -> None:
+    """Those steps' state still says `retainOnDelete: false`, and the engine acts on the
+    stored option for a resource that leaves the program ("the data saved to state defines
+    what we do with the old version", pulumi/pulumi#13428): the old delete hooks would run on
+    the removed node. One `up` with the node still listed records the option."""
+    with pytest.raises(InvalidConfig) as err:
+        _run(_remove_bootstrap, preview, record=_earlier_record())
+    assert "kube-ha:controlPlane: ubuntu-73 (10.21.22.73) left the list" in str(err.value)
+    assert "run `pulumi up` once with it still listed" in str(err.value)
+    kept = _run(lambda r: None, preview, record=_earlier_record())
+    assert kept.scope["departed"] == []
+
+
+def _per_node_steps(run: Any) -> list[Any]:
+    return [r for r in run.monitor.registrations.values()
+            if r.typ == "command:remote:Command"
+            and r.name.endswith(("-control-plane", MEMBERSHIP_STEP, "-join"))]
+
+
+def test_no_step_on_a_node_has_a_delete_the_engine_would_run() -> None:
+    """The generic guard: every remote step that carries a `delete` is retained on delete, so
+    no edit (a removal, a rename that slipped through, `pulumi destroy`) resets a host or
+    removes an etcd member by a delete. The join steps keep the delete they were recorded
+    with (a changed input re-runs the step: pulumi-command 1.2.1 Update runs `update`/`create`
+    on any input change, remote/commandController.go), never run."""
+    run = run_program(dev_stack())
+    with_delete = [r.name for r in run.mocks.by_type("command:remote:Command")
+                   if r.inputs.get("delete")]
+    assert with_delete, "the join steps still carry their recorded delete"
+    assert all(run.reg(n).retain_on_delete for n in with_delete)
+    per_node = _per_node_steps(run)
+    assert len(per_node) == 3 + 3 + 2  # control-plane + membership per CP node, join per worker
+    assert all(r.retain_on_delete for r in per_node)
+    assert not any(run.reg(n).retain_on_delete for n in (
+        "kubernetes-kubeadm-control-plane-removals", "kubernetes-kubeadm-workers"))
+
+
+def test_removing_the_bootstrap_node_takes_it_out_from_a_surviving_member() -> None:
+    """The old bootstrap node ubuntu-73 leaves; ubuntu-70 becomes the bootstrap node. The
+    removals step runs on ubuntu-70 with the list without ubuntu-73 (it removes ubuntu-73's
+    member and Node, tests/test_script_runs.py); ubuntu-73's retire step (local) runs after
+    it; no remote step reaches ubuntu-73 any more; the record names ubuntu-73 no longer,
+    once the retire step is done."""
+    run = _run(_remove_bootstrap, preview=False)
+    removals = run.inputs("kubernetes-kubeadm-control-plane-removals")
+    assert plain(removals["connection"])["host"] == "10.21.22.70"
+    script = plain(removals["stdin"])
+    assert "desired='ubuntu-70,10.21.22.70 ubuntu-72,10.21.22.72'" in script
+    remote_hosts = {plain(r.inputs["connection"])["host"]
+                    for r in run.mocks.by_type("command:remote:Command")}
+    assert "10.21.22.73" not in remote_hosts
+    (retired,) = run.mocks.by_type("command:local:Command")
+    assert retired.name == "kubernetes-kubeadm-ubuntu-73-retire"
+    assert "-- 10.21.22.73 " in retired.inputs["create"]
+    assert "kube-ha-retired-node " + dev_stack()["controlPlane"][0]["hostKey"] in (
+        retired.inputs["create"])
+    assert is_secret(retired.inputs["stdin"]) and plain(retired.inputs["stdin"]) == SSH_KEY
+    assert SSH_KEY.splitlines()[1] not in retired.inputs["create"]
+    assert "kubernetes-kubeadm-control-plane-removals" in run.upstream(retired.name)
+    record = value_of(run.scope["ha"].recorded["membership"])
+    assert "10.21.22.73" not in record["nodes"] and "10.21.22.70" in record["nodes"]
+
+
+def test_a_removed_worker_is_retired_after_the_workers_step() -> None:
+    run = _run(_remove_worker, preview=False)
+    (retired,) = run.mocks.by_type("command:local:Command")
+    assert retired.name == "kubernetes-kubeadm-ubuntu-75-retire"
+    assert "kubernetes-kubeadm-workers" in run.upstream(retired.name)
+    create = retired.inputs["create"]
+    assert "-p 22 -l root " in create and "-- 10.21.22.75 " in create
+
+
+def test_nothing_is_retired_without_a_removal() -> None:
+    run = _run(lambda r: None, preview=False)
+    assert not run.mocks.by_type("command:local:Command")
+    assert run.scope["departed"] == []

@@ -17,8 +17,8 @@ from typing import Any
 
 import pytest
 
-from tests.mocks import is_secret
-from tests.program import dev_stack, run_program
+from tests.mocks import ClusterMocks, is_secret
+from tests.program import dev_stack, run_program, value_of
 from tools import destructive_gate
 
 
@@ -33,12 +33,22 @@ def _shown(value: Any) -> Any:
     return value
 
 
-def plan(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
-    old, new = run_program(before), run_program(after)
+def plan(before: dict[str, Any], after: dict[str, Any], earlier: bool = False
+         ) -> dict[str, Any]:
+    """The plan of `after` against a stack whose last `up` ran `before` (the program reads
+    that run's `membership` output back, as it does from the engine). `earlier`: the state
+    an earlier kube-ha left (no record, nothing retained on delete)."""
+    old = run_program(before)
+    mocks = ClusterMocks()
+    if not earlier:
+        mocks.previous_outputs = {"membership": value_of(old.scope["ha"].recorded["membership"])}
+    new = run_program(after, mocks=mocks)
 
     def states(run: Any) -> dict[str, dict[str, Any]]:
         return {reg.urn: {"urn": reg.urn, "type": reg.typ,
-                          "inputs": _shown(run.mocks.named(reg.name).inputs)}
+                          "inputs": _shown(run.mocks.named(reg.name).inputs),
+                          # pkg/engine/events.go StepEventStateMetadata `json:"retainOnDelete"`
+                          "retainOnDelete": reg.retain_on_delete and not (earlier and run is old)}
                 for reg in run.monitor.registrations.values()
                 if reg.typ != "pulumi:pulumi:Stack"}
 
@@ -87,20 +97,25 @@ def test_removing_a_node_is_stopped_until_approved(tmp_path: Path) -> None:
     code, text = _gate(tmp_path, doc)
     assert code == 1
     for node in ("ubuntu-70", "ubuntu-72"):
-        assert f"`kubernetes-kubeadm-{node}-membership` (delete): removes an etcd member" in text
-        assert f"`kubernetes-kubeadm-{node}-control-plane` (delete): resets the node" in text
+        assert (f"`kubernetes-kubeadm-control-plane-removals` (update): removes the etcd member"
+                f" and Node of {node}") in text
+        assert f"`kubernetes-kubeadm-{node}-retire` (create): resets the node" in text
+        # Their per-node steps leave state retained: no delete runs on the node.
+        assert f"`kubernetes-kubeadm-{node}-control-plane` (delete)" not in text
     assert "ubuntu-73" not in text
     code, text = _gate(tmp_path, doc, "--approved")
     assert code == 0 and "(approved)" in text
 
 
 def test_renaming_the_cluster_is_stopped() -> None:
-    """clusterName is in every resource name today: a rename deletes every old step, each
-    delete resetting its node (day-2 review F1). The gate names them all."""
+    """clusterName is in every resource name: a rename deletes every old step (day-2 review
+    F1). The program refuses it against its record; a stack an earlier kube-ha left has no
+    record and its steps are not retained, so each delete would reset its node. The gate names
+    them all."""
     raw = dev_stack()
     after = copy.deepcopy(raw)
     after["clusterName"] = "prod"
-    found = destructive_gate.findings(plan(raw, after))
+    found = destructive_gate.findings(plan(raw, after, earlier=True))
     resets = {f.name for f in found if f.what == "resets the node"}
     assert {f"kubernetes-kubeadm-{n}-{kind}" for n, kind in [
         ("ubuntu-73", "control-plane"), ("ubuntu-70", "control-plane"),
@@ -114,3 +129,14 @@ def test_a_replaced_kubernetes_provider_is_stopped(op: str) -> None:
                       "oldState": {"type": "pulumi:providers:kubernetes", "inputs": {}}}]}
     assert [f.what.split(":")[0] for f in destructive_gate.findings(doc)] == [
         "replaces the Kubernetes provider"]
+
+
+def test_deletes_of_retained_steps_are_not_flagged() -> None:
+    """The same rename against today's state (every per-node step retained on delete): the
+    engine runs none of their deletes, so only the provider's replacement is left to flag."""
+    doc = plan(dev_stack(), {**dev_stack(), "clusterName": "prod"}, earlier=True)
+    for step in doc["steps"]:
+        if step["op"] == "delete" and step["oldState"]["type"] == "command:remote:Command":
+            step["oldState"]["retainOnDelete"] = True
+    found = destructive_gate.findings(doc)
+    assert [f.name for f in found] == ["kubernetes-access-provider"]

@@ -219,18 +219,23 @@ def test_chain_grows_with_control_plane_not_workers() -> None:
     assert depth[(5, 2)] - depth[(3, 2)] == 2 * 4
 
 
-def test_removal_runs_on_bootstrap_and_reset_on_the_node(dev: Run) -> None:
-    member = plain(dev.inputs("kubernetes-kubeadm-ubuntu-70-membership"))
-    assert member["connection"]["host"] == "10.21.22.73"
-    assert "member remove" in member["delete"] and "refusing" in member["delete"]
+def test_removal_runs_on_bootstrap_after_every_join(dev: Run) -> None:
+    removals = plain(dev.inputs("kubernetes-kubeadm-control-plane-removals"))
+    assert removals["connection"]["host"] == "10.21.22.73"
     # The quorum guard refuses before anything is touched (a refused removal leaves the node
     # schedulable), then drain, member removal, Node deletion.
-    delete = member["delete"]
-    assert delete.index("refusing") < delete.index("drain") < delete.index("member remove") < \
-        delete.index("delete node")
+    script = removals["stdin"]
+    assert script.index("refusing") < script.index("drain") < script.index("member remove") < \
+        script.index("delete node")
+    assert {"kubernetes-kubeadm-ubuntu-70-membership", "kubernetes-kubeadm-ubuntu-72-membership",
+            } <= dev.upstream("kubernetes-kubeadm-control-plane-removals")
+    # No step's delete takes anything apart: a membership step has none; a join step keeps
+    # the reset it was recorded with, retained (never run).
+    member = plain(dev.inputs("kubernetes-kubeadm-ubuntu-70-membership"))
+    assert member["connection"]["host"] == "10.21.22.73" and not member.get("delete")
     join = plain(dev.inputs("kubernetes-kubeadm-ubuntu-70-control-plane"))
     assert join["connection"]["host"] == "10.21.22.70"
-    assert "kubeadm reset --force" in join["delete"]
+    assert dev.reg("kubernetes-kubeadm-ubuntu-70-control-plane").retain_on_delete
 
 
 def test_the_stack_exports_the_endpoint_and_every_nodes_sans(dev: Run) -> None:

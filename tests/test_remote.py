@@ -12,8 +12,8 @@ import subprocess
 import time
 from typing import Any
 
-from components.remote import bounded, inline, shell_for
 from kube_ha.model import Host
+from kube_ha.shell import bounded, inline, shell_for
 
 ROOT_HOST = Host("n1", ipaddress.ip_address("192.0.2.1"), "root", 22)
 

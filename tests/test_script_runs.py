@@ -48,7 +48,8 @@ import yaml
 
 from kube_ha.config import parse_cluster
 from kube_ha.kubeadm import scripts as ks
-from kube_ha.kubeadm.admin import KUBECTL, MANAGED_ANNOTATION, MANAGED_MARKER
+from kube_ha.kubeadm.admin import MANAGED_ANNOTATION, MANAGED_MARKER
+from kube_ha.kubeadm.etcd import CONTROL_PLANE_RECORD, control_plane_removals_script
 from kube_ha.loadbalancer.haproxy import node_local_frontend, render_haproxy_cfg
 from kube_ha.model import Cluster, Host
 from kube_ha.render import artifacts
@@ -435,6 +436,7 @@ class Story:
     schedulable_after_refusal: bool
     managed: dict[str, dict[str, Any]]
     served: dict[str, str]
+    records: dict[str, str]
 
 
 SEED_CERT_SANS = ["10.21.22.101", "10.21.22.73", "10.21.22.72"]
@@ -464,6 +466,14 @@ def story(tmp_path_factory: pytest.TempPathFactory) -> Story:
     servers: dict[str, str] = {}
     installed: dict[str, str] = {}
     managed: dict[str, dict[str, Any]] = {}
+    records: dict[str, str] = {}
+
+    def without(name: str) -> Cluster:
+        return dev(controlPlane=[h for h in dev_stack()["controlPlane"] if h["name"] != name],
+                   allowEvenControlPlane=True)
+
+    def removals(c: Cluster) -> str:
+        return control_plane_removals_script(c)
 
     def look(node: str, conf: str, label: str | None = None) -> None:
         path = host.file(node, f"/etc/kubernetes/{conf}")
@@ -509,37 +519,38 @@ def story(tmp_path_factory: pytest.TempPathFactory) -> Story:
         steps["worker-75"] = host.run("ubuntu-75", old)
         steps["worker-75-again"] = host.run("ubuntu-75", old)
         look("ubuntu-75", "kubelet.conf")
+        # The removals step after every join. Its first run finds no record (kube-ha never
+        # listed anything): ubuntu-72, left out of that config, is not taken out; the next
+        # run, with every node, records all three.
+        steps["removals-first"] = host.run("ubuntu-73", removals(without("ubuntu-72")))
+        members["never-recorded"] = host.etcd_members("ubuntu-73")
+        steps["removals-record"] = host.run("ubuntu-73", art["kubeadm/control-plane-removals.sh"])
+        steps["removals-unreadable"] = host.run("ubuntu-73", removals(without("ubuntu-70")),
+                                                fail=("kubectl get configmap",))
+        members["unreadable"] = host.etcd_members("ubuntu-73")
+        records["after unreadable"] = cm(host, *CONTROL_PLANE_RECORD[:2])[CONTROL_PLANE_RECORD[2]]
         host.stop_etcd("ubuntu-72")
         host.stop_kubelet("ubuntu-72")
-        steps["remove-70-refused"] = host.run("ubuntu-73", art["kubeadm/remove-ubuntu-70.sh"],
-                                              delete=True)
+        steps["remove-70-refused"] = host.run("ubuntu-73", removals(without("ubuntu-70")))
         schedulable = not host.state()["nodes"].get("ubuntu-70", {}).get("unschedulable")
         members["refused"] = host.etcd_members("ubuntu-73")
-        # ubuntu-72 and ubuntu-75 were in the cluster before kube-ha: their deletes leave them.
-        steps["remove-72-unmanaged"] = host.run("ubuntu-73", art["kubeadm/remove-ubuntu-72.sh"],
-                                                delete=True)
-        members["unmanaged"] = host.etcd_members("ubuntu-73")
         steps["reset-75-unmanaged"] = host.run("ubuntu-75", art["kubeadm/reset.sh"], delete=True)
         managed["after init/join"] = {
             name: host.file(name, MANAGED_MARKER).exists() for name in n}
         managed["annotated"] = {name: host.state()["nodes"].get(name, {}).get(
             "annotations", {}).get(MANAGED_ANNOTATION, "") for name in n}
-        # Its operator hands ubuntu-72 over (README, Limits): annotate the Node, mark the host.
-        steps["hand-over-72"] = host.run("ubuntu-73", f"{KUBECTL} annotate node ubuntu-72 "
-                                         f"{MANAGED_ANNOTATION}=kube-ha\n")
-        steps["mark-72"] = host.run("ubuntu-72", f"install -d /etc/kubernetes/kube-ha && echo x >"
-                                    f" {MANAGED_MARKER}\n")
-        steps["remove-72"] = host.run("ubuntu-73", art["kubeadm/remove-ubuntu-72.sh"], delete=True)
-        steps["remove-72-again"] = host.run("ubuntu-73", art["kubeadm/remove-ubuntu-72.sh"],
-                                            delete=True)
+        # ubuntu-72 (dead; in the cluster before kube-ha) leaves the config: it is taken out
+        # from ubuntu-73, then retired.
+        steps["remove-72"] = host.run("ubuntu-73", removals(without("ubuntu-72")))
+        steps["remove-72-again"] = host.run("ubuntu-73", removals(without("ubuntu-72")))
         members["removed"] = host.etcd_members("ubuntu-73")
-        steps["reset-72"] = host.run("ubuntu-72", art["kubeadm/reset.sh"], delete=True)
-        steps["reset-72-again"] = host.run("ubuntu-72", art["kubeadm/reset.sh"], delete=True)
+        steps["reset-72"] = host.run("ubuntu-72", art["kubeadm/retire.sh"])
+        steps["reset-72-again"] = host.run("ubuntu-72", art["kubeadm/retire.sh"])
         steps["membership-72"] = host.run("ubuntu-73", art["kubeadm/membership-ubuntu-72.sh"])
         steps["membership-70-after"] = host.run("ubuntu-73", art["kubeadm/membership-ubuntu-70.sh"])
     # The world is gone (every process ended); its files and state stay readable.
     return Story(host, cluster, ca, certs, steps, creds_cp, creds_w, members, servers, installed,
-                 schedulable, managed, served)
+                 schedulable, managed, served, records)
 
 
 def test_join_credentials_are_what_kubeadm_prints(story: Story) -> None:
@@ -721,7 +732,8 @@ def test_removing_a_dead_node_cordons_removes_the_member_then_deletes_the_node(
     assert "ubuntu-72" not in story.host.state()["nodes"]
     again = story.steps["remove-72-again"]
     assert again.rc == 0, again.explain()
-    assert "not an etcd member" in again.stderr
+    assert "control plane unchanged" in again.stderr
+    assert find(again, "crictl exec", "member", "remove") == -1 and not again.of("kubectl cordon")
     assert story.steps["membership-72"].rc == 1
     assert story.steps["membership-70-after"].rc == 0
 
@@ -743,7 +755,10 @@ def test_workers_that_left_are_drained_or_if_dead_cordoned_then_deleted(tmp_path
         host.stop_kubelet("ubuntu-74")
         dead = host.run("ubuntu-73", ks.workers_reconcile_script(none))
         again = host.run("ubuntu-73", ks.workers_reconcile_script(none))
+        unreadable = host.run("ubuntu-73", ks.workers_reconcile_script(cluster),
+                              fail=("kubectl get configmap",))
         nodes = host.state()["nodes"]
+        record = cm(host, "kube-system", "kube-ha-workers")
     assert first.rc == 0 and not first.of("kubectl drain"), first.explain()
     assert live.rc == 0, live.explain()
     assert 0 <= find(live, "kubectl drain", "ubuntu-75") < find(live, "kubectl delete node",
@@ -754,19 +769,43 @@ def test_workers_that_left_are_drained_or_if_dead_cordoned_then_deleted(tmp_path
                                                                  "ubuntu-74")
     assert set(nodes) == {"ubuntu-73"}
     assert again.rc == 0 and not again.of("kubectl cordon") and "workers unchanged" in again.stderr
+    # A record it cannot read (not NotFound) stops the step before it overwrites the record.
+    assert unreadable.rc != 0 and stopped_at(unreadable) == "kubectl get configmap"
+    assert record == {"workers": ""}
 
 
-def test_what_kube_ha_did_not_join_is_left_alone(story: Story) -> None:
-    """ubuntu-72 and ubuntu-75 joined before kube-ha: removing ubuntu-72 from the config (or
-    `pulumi destroy`) keeps its etcd member and Node, and ubuntu-75's reset leaves it joined.
-    What kube-ha did join (ubuntu-70, ubuntu-74) carries the marker file; ubuntu-70's Node the
-    annotation (the bootstrap of an adopted cluster ran no init: neither)."""
-    skipped = story.steps["remove-72-unmanaged"]
-    assert skipped.rc == 0, skipped.explain()
-    assert "ubuntu-72 was not joined by kube-ha" in skipped.stderr
-    assert not skipped.of("kubectl drain") and not skipped.of("kubectl delete node")
-    assert find(skipped, "crictl exec", "member", "remove") == -1
-    assert story.members["unmanaged"] == story.members["refused"]
+def test_a_member_the_removals_step_never_recorded_is_left_alone(story: Story) -> None:
+    """The removals step takes out only what its own record (the kube-ha-control-plane
+    ConfigMap) listed: its first run, with ubuntu-72 missing from the config, finds no record
+    and only writes one, so the cluster's own members stay whatever the config says."""
+    first = story.steps["removals-first"]
+    assert first.rc == 0, first.explain()
+    assert find(first, "crictl exec", "member", "remove") == -1
+    assert not first.of("kubectl cordon") and not first.of("kubectl delete node")
+    assert story.members["never-recorded"] == story.members["joined"]
+    recorded = story.steps["removals-record"]
+    assert recorded.rc == 0, recorded.explain()
+    assert find(recorded, "kubectl apply", "--server-side") >= 0
+
+
+def test_a_record_that_cannot_be_read_stops_the_removals_step(story: Story) -> None:
+    """Reading the record failing (an apiserver error, not NotFound: kubectl exits 1) must not
+    read as "no record": the step would then remove nothing and write the new list, and the
+    node that left would never be taken out. It stops at the read; the record and the members
+    stay."""
+    failed = story.steps["removals-unreadable"]
+    assert failed.rc != 0
+    assert stopped_at(failed) == "kubectl get configmap"
+    assert story.members["unreadable"] == story.members["joined"]
+    assert story.records["after unreadable"] == (
+        "ubuntu-73,10.21.22.73 ubuntu-70,10.21.22.70 ubuntu-72,10.21.22.72")
+
+
+def test_what_kube_ha_did_not_join_keeps_its_recorded_delete_inert(story: Story) -> None:
+    """The delete the join steps were recorded with (never run now: retained on delete) still
+    leaves a node kube-ha did not join as it is. What kube-ha did join (ubuntu-70, ubuntu-74)
+    carries the marker file; ubuntu-70's Node the annotation (the bootstrap of an adopted
+    cluster ran no init: neither)."""
     reset = story.steps["reset-75-unmanaged"]
     assert reset.rc == 0 and not reset.of("kubeadm reset"), reset.explain()
     assert "not joined by kube-ha" in reset.stderr
@@ -780,8 +819,10 @@ def test_what_kube_ha_did_not_join_is_left_alone(story: Story) -> None:
 
 
 def test_reset_wipes_kubeadm_state(story: Story) -> None:
-    """kubeadm reset --force on the removed node: kubeconfigs gone, manifests and pki emptied
-    (the directories stay: cleanupnode.go CleanDir), etcd data emptied, kubelet stopped."""
+    """The retire step's kubeadm reset --force on the removed node, which kube-ha did not
+    join (removing it from the list is the request): kubeconfigs gone, manifests and pki
+    emptied (the directories stay: cleanupnode.go CleanDir), etcd data emptied, kubelet
+    stopped."""
     reset = story.steps["reset-72"]
     assert reset.rc == 0, reset.explain()
     (call,) = reset.of("kubeadm reset")

@@ -7,7 +7,9 @@ this test fails until the golden files say so on purpose.
 
 The golden files (tests/golden/urns-<stack>.json) list `type urn` for the dev stack and three
 larger ones (a virtual IP over two LBs, node-local proxies, five control-plane nodes), with
-` delete` after each remote step that has a delete script. A URN may leave only if it is
+` delete` after each remote step that has a delete script and ` retained` after each one the
+engine never deletes through its provider (`retainOnDelete`: leaving the program, or a
+`pulumi destroy`, runs nothing on any host). A URN may leave only if it is
 aliased (ALIASED) or released (RELEASED: a remote step without a delete script, whose removal
 runs nothing on any host), each with its reason. Each earlier layout a user's stack may still
 be in is kept too (urns-<stack>.<layout>.json): upgrading from it must replace nothing.
@@ -85,14 +87,16 @@ def registered(raw: dict[str, Any]) -> tuple[list[str], dict[str, tuple[str, ...
     run = run_program(raw)
     deletes = {r.name for r in run.mocks.resources if r.inputs.get("delete")}
     regs = [r for r in run.monitor.registrations.values() if r.typ != "pulumi:pulumi:Stack"]
-    return (sorted(f"{r.typ} {r.urn}" + (" delete" if r.name in deletes else "") for r in regs),
+    return (sorted(f"{r.typ} {r.urn}" + (" delete" if r.name in deletes else "")
+                   + (" retained" if r.retain_on_delete else "") for r in regs),
             {r.urn: r.alias_urns for r in regs})
 
 
 def _upgrade_losses(pinned: list[str], now: list[str], aliases: dict[str, tuple[str, ...]]
                     ) -> list[str]:
     """Pinned resources an `up` from that state would delete: neither still there nor carried
-    by an alias to a resource of the same type and the same delete script, nor released."""
+    by an alias to a resource of the same type and the same delete script (or one retained on
+    delete, whose delete never runs), nor released."""
     now_by_urn = {line.split(" ")[1]: line for line in now}
     carried = {old: now_by_urn[new] for new, olds in aliases.items() for old in olds}
     lost = []
@@ -100,10 +104,12 @@ def _upgrade_losses(pinned: list[str], now: list[str], aliases: dict[str, tuple[
         typ, urn = line.split(" ")[:2]
         successor = now_by_urn.get(urn) or carried.get(urn)
         if successor is not None:
-            if successor.split(" ")[0] != typ or successor.endswith(" delete") != line.endswith(
-                    " delete"):
+            # A URN holds no blank: the flags are the words after it.
+            if successor.split(" ")[0] != typ or (
+                    (" delete" in line) != (" delete" in successor)
+                    and not successor.endswith(" retained")):
                 lost.append(f"{line} (now {successor})")
-        elif not (_released(urn) and not line.endswith(" delete")):
+        elif not (_released(urn) and " delete" not in line):
             lost.append(line)
     return lost
 
@@ -163,6 +169,8 @@ def test_golden_files_cover_every_layer() -> None:
         assert {"command:remote:Command", "kube-ha:index:HaCluster",
                 "kube-ha:kubeadm:ControlPlane", "pulumi:providers:kubernetes"} <= types, stack
         assert all(line.split(" ")[1].startswith("urn:pulumi:dev::kube-ha::") for line in lines)
-        # The steps whose delete resets a node or removes an etcd member are marked.
-        assert any(line.endswith("-control-plane delete") for line in lines), stack
-        assert any(line.endswith("-membership delete") for line in lines), stack
+        # The per-node steps are retained on delete (the join steps keep the delete they
+        # were recorded with, never run).
+        assert any(line.endswith("-control-plane delete retained") for line in lines), stack
+        assert any(line.endswith("-membership retained") for line in lines), stack
+        assert not any(line.endswith(" delete") for line in lines), stack

@@ -1,10 +1,12 @@
 """The pull request's destructive-change gate, over `pulumi preview --json`.
 
-Fails (exit 1) when the plan would delete or replace a remote step whose delete resets a node
-(`kubeadm reset`) or removes an etcd member (`etcdctl ... member remove`), or would replace the
-Kubernetes provider (and with it every in-cluster object), unless the run says the change was
-approved (the PR's `approve-destructive` label). Prints a Markdown list of those steps for the
-PR comment either way.
+Fails (exit 1) when the plan would take a node apart: run a step that resets one (a removed
+node's retire step, `kubeadm reset`), change the control-plane removals step so that it
+removes an etcd member (a node left its list), delete or replace a remote step whose delete
+would run and reset a node or remove a member (one not retained on delete: state from an
+earlier kube-ha), or replace the Kubernetes provider (and with it every in-cluster object);
+unless the run says the change was approved (the PR's `approve-destructive` label). Prints a
+Markdown list of those steps for the PR comment either way.
 
 The input is the engine's documented JSON (pulumi/pulumi pkg/display/json.go `previewDigest`:
 `steps[]` of `{op, urn, oldState: {type, inputs, ...}, newState, replaceReasons}`); `op` is a
@@ -18,16 +20,29 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
+import shlex
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 COMMAND = "command:remote:Command"
+LOCAL_COMMAND = "command:local:Command"
 K8S_PROVIDER = "pulumi:providers:kubernetes"
 # Ops after which the old resource's delete runs (or the provider's objects are re-created).
 REMOVING = {"delete", "replace", "delete-replaced"}
 DANGEROUS_DELETES = {"kubeadm reset": "resets the node", "member remove": "removes an etcd member"}
+RUNNING = {"create", "update", "replace", "create-replacement"}
+# The control-plane removals step's list (kube_ha.kubeadm.etcd): `name,address` words.
+_DESIRED = re.compile(r"^desired=(.*)$", re.MULTILINE)
+
+
+def _listed(script: object) -> set[str] | None:
+    found = _DESIRED.search(script) if isinstance(script, str) else None
+    if not found:
+        return None
+    return {w.split(",")[0] for word in shlex.split(found.group(1)) for w in word.split()}
 
 
 @dataclass(frozen=True)
@@ -42,9 +57,20 @@ def findings(plan: dict[str, Any]) -> list[Finding]:
     for step in plan.get("steps") or []:
         op = step.get("op", "")
         old = step.get("oldState") or {}
-        if op not in REMOVING or not old:
-            continue
+        new = step.get("newState") or {}
         name = str(step.get("urn", "")).rsplit("::", 1)[-1]
+        if op in RUNNING and new.get("type") == LOCAL_COMMAND and "kubeadm reset" in str(
+                (new.get("inputs") or {}).get("create") or ""):
+            out[(name, "retire")] = Finding(op, name, "resets the node (kubeadm reset)")
+        if op == "update" and new.get("type") == COMMAND and "member remove" in str(
+                (new.get("inputs") or {}).get("stdin") or ""):
+            before = _listed((old.get("inputs") or {}).get("stdin")) or set()
+            after = _listed((new.get("inputs") or {}).get("stdin")) or set()
+            for node in sorted(before - after):
+                out[(name, node)] = Finding(op, name, f"removes the etcd member and Node of {node}")
+        # A resource retained on delete leaves state without its provider's Delete.
+        if op not in REMOVING or not old or old.get("retainOnDelete"):
+            continue
         kind = old.get("type")
         if kind == COMMAND:
             delete = str((old.get("inputs") or {}).get("delete") or "")

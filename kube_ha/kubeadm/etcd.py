@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from kube_ha.kubeadm.admin import KUBECTL, MANAGED_ANNOTATION, drain_or_cordon
+from kube_ha.kubeadm.admin import KUBECTL, drain_or_cordon
 from kube_ha.model import Cluster, Host
 from kube_ha.paths import PKI
-from kube_ha.shell import quote, script
+from kube_ha.shell import indent, quote, script
 
 
 @dataclass(frozen=True)
@@ -65,19 +65,19 @@ def membership_check_script(node: Host, etcd: EtcdAccess = EtcdAccess()) -> str:
     )
 
 
-def _member_removal_guard(node_name: str, node_address: str) -> list[str]:
-    """Find the node's etcd member (`target`, empty when it is not one) and refuse (exit 1,
-    nothing changed) when removing it would leave no member, or fewer healthy members than a
-    majority of the new count. Needs `etcdctl_`."""
+def _member_removal_guard() -> list[str]:
+    """Find the etcd member of node `$name` at `$address` (`target`, empty when it is not
+    one) and refuse (exit 1, nothing changed) when removing it would leave no member, or fewer
+    healthy members than a majority of the new count. Needs `etcdctl_`."""
     return [
         "members=$(etcdctl_ member list)",
-        f"target=$(awk -F', ' -v n={quote(node_name)} "
-        f"-v a={quote(node_address)} '$3 == n || index($4, \"//\" a \":\") {{ print $1 }}' <<< \"$members\")",
+        'target=$(awk -F\', \' -v n="$name" -v a="$address" '
+        '\'$3 == n || index($4, "//" a ":") { print $1 }\' <<< "$members")',
         'if [ -n "$target" ]; then',
         "  total=$(grep -c . <<< \"$members\")",
         "  after=$((total - 1))",
         '  if [ "$after" -lt 1 ]; then',
-        f'    log "refusing: {node_name} is the last etcd member"',
+        '    log "refusing: $name is the last etcd member"',
         "    exit 1",
         "  fi",
         # Health of every member; the target's own health does not count towards what remains.
@@ -92,21 +92,21 @@ def _member_removal_guard(node_name: str, node_address: str) -> list[str]:
         '  done <<< "$members"',
         "  need=$((after / 2 + 1))",
         '  if [ "$healthy_after" -lt "$need" ]; then',
-        f'    log "refusing to remove {node_name}: $healthy_after healthy members would remain, '
-        f'$need of $after needed for quorum"',
+        '    log "refusing to remove $name: $healthy_after healthy members would remain, '
+        '$need of $after needed for quorum"',
         "    exit 1",
         "  fi",
         "fi",
     ]
 
 
-def _member_remove(node_name: str) -> list[str]:
+def _member_remove() -> list[str]:
     """Remove member `target` (found by the guard). etcd refuses ("unhealthy cluster") until
     every peer has been connected for ~5 s, as right after a member restarts: its own check, so
     wait it out rather than fail."""
     return [
         'if [ -z "$target" ]; then',
-        f'  log "{node_name} is not an etcd member: nothing to remove"',
+        '  log "$name is not an etcd member: nothing to remove"',
         "else",
         "  for attempt in $(seq 15); do",
         '    if out=$(etcdctl_ member remove "$target" 2>&1); then break; fi',
@@ -114,7 +114,7 @@ def _member_remove(node_name: str) -> list[str]:
         '    [ "$attempt" = 15 ] && { log "$out"; exit 1; }',
         '    log "etcd not ready to reconfigure (attempt $attempt): retrying in 2 s"; sleep 2',
         "  done",
-        f'  log "removed etcd member {node_name} ($target); $after members remain"',
+        '  log "removed etcd member $name ($target); $after members remain"',
         "fi",
     ]
 
@@ -127,30 +127,50 @@ def member_removal_script(node_name: str, node_address: str, etcd: EtcdAccess = 
     left healthy would not be a majority of the new member count. No-op when already gone.
     """
     return script(f"remove-etcd-member {node_name}", etcd.function(),
-                  *_member_removal_guard(node_name, node_address), *_member_remove(node_name))
+                  f"name={quote(node_name)} address={quote(node_address)}",
+                  *_member_removal_guard(), *_member_remove())
 
 
-def control_plane_removal_script(cluster: Cluster, node: Host, etcd: EtcdAccess = EtcdAccess()
-                                 ) -> str:
-    """Runs on the bootstrap node when `node` leaves the config: the quorum guard first (a
-    refused removal touches nothing: the node stays schedulable), then drain, the etcd member,
-    the Node object. (kubeadm reset on the node itself is the join step's delete.)"""
+# The control-plane nodes the last run of the removals step saw in the config, as
+# `name,address` words: what it may take out when they leave. Written by that step only, after
+# its removals succeeded, so a failed or refused run is retried whole on the next `up`.
+CONTROL_PLANE_RECORD = ("kube-system", "kube-ha-control-plane", "members")
+
+
+def control_plane_removals_script(cluster: Cluster, etcd: EtcdAccess = EtcdAccess()) -> str:
+    """On the bootstrap node, after every join: each control-plane node this step recorded
+    before and the config no longer lists is taken out of the cluster from here, one at a
+    time, whether it still answers or not: the quorum guard first (a refused removal touches
+    nothing: the node stays schedulable and its member stays), then drain (cordon if its
+    kubelet is gone), the etcd member, the Node. Then it records the current list. A member
+    it never recorded (the cluster's own, never listed) is left alone. The node's own
+    `kubeadm reset` is its retire step, run after this from where `pulumi up` runs."""
+    ns, cm, key = CONTROL_PLANE_RECORD
+    desired = " ".join(f"{h.name},{h.address}" for h in cluster.control_plane)
+    names = " ".join(h.name for h in cluster.control_plane)
     return script(
-        f"remove-control-plane {node.name}",
+        "control-plane-removals",
         etcd.function(),
-        # Only a node this program joined: one that was in the cluster before keeps its etcd
-        # member and its Node (pulumi destroy must not take apart the cluster it found).
-        f"joined_by=$({KUBECTL} get node {quote(node.name)} --ignore-not-found"
-        f" -o jsonpath='{{.metadata.annotations.{MANAGED_ANNOTATION.replace('.', chr(92) + '.')}}}')",
-        f'if {KUBECTL} get node {quote(node.name)} >/dev/null 2>&1 && [ "$joined_by" != kube-ha ];'
-        " then",
-        f'  log "{node.name} was not joined by kube-ha (no {MANAGED_ANNOTATION} annotation): its'
-        ' etcd member and Node stay; take it out by hand if you mean to (README, pulumi destroy)"',
-        "  exit 0",
+        f"desired={quote(desired)}",
+        f"names={quote(names)}",
+        # --ignore-not-found: only a missing record reads as empty; any other error (the
+        # apiserver not answering) fails the step before it could overwrite the record.
+        f"previous=$({KUBECTL} -n {ns} get configmap {cm} --ignore-not-found"
+        f" -o jsonpath='{{.data.{key}}}')",
+        "set -f  # the lists are split on blanks, never globbed",
+        "for entry in $previous; do",
+        '  name=${entry%%,*} address=${entry#*,}',
+        '  case " $names " in *" $name "*) continue ;; esac',
+        '  log "$name left the control plane: removing it from here"',
+        *indent([*_member_removal_guard(), drain_or_cordon('"$name"'), *_member_remove(),
+                 f'{KUBECTL} delete node "$name" --ignore-not-found --wait=false >&2',
+                 'log "$name removed from the control plane"']),
+        "done",
+        'if [ "$previous" != "$desired" ]; then',
+        f"  {KUBECTL} -n {ns} create configmap {cm} --from-literal={key}=\"$desired\" \\",
+        f"    --dry-run=client -o yaml | {KUBECTL} apply --server-side --force-conflicts \\",
+        "    --field-manager=kube-ha -f - >&2",
+        "else",
+        '  log "control plane unchanged"',
         "fi",
-        *_member_removal_guard(node.name, str(node.address)),
-        drain_or_cordon(quote(node.name)),
-        *_member_remove(node.name),
-        f"{KUBECTL} delete node {quote(node.name)} --ignore-not-found --wait=false >&2",
-        f'log "{node.name} removed from the control plane"',
     )

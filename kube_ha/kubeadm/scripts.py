@@ -596,8 +596,10 @@ def workers_reconcile_script(cluster: Cluster) -> str:
         "workers",
         f"desired={quote(desired)}",
         f"listed={quote(listed)}",
-        f"previous=$({KUBECTL} -n kube-system get configmap kube-ha-workers"
-        " -o jsonpath='{.data.workers}' 2>/dev/null || true)",
+        # --ignore-not-found: only a missing record reads as empty; any other error fails the
+        # step before it could overwrite the record and forget the workers that left.
+        f"previous=$({KUBECTL} -n kube-system get configmap kube-ha-workers --ignore-not-found"
+        " -o jsonpath='{.data.workers}')",
         "set -f  # the list is split on blanks, never globbed",
         "for node in $previous; do",
         '  case " $listed " in *" $node "*) continue ;; esac',
@@ -619,14 +621,39 @@ def workers_reconcile_script(cluster: Cluster) -> str:
     )
 
 
+def _nothing_to_reset() -> str:
+    # kubeadm reset empties the manifests directory but keeps it (cleanupnode.go CleanDir):
+    # an empty one means reset already ran.
+    return f'if [ ! -f {KUBELET_CONF} ] && [ -z "$(ls -A {STATIC_PODS} 2>/dev/null)" ]; then'
+
+
+def retire_script() -> str:
+    """What a node removed from the config runs last (its retire step, over SSH from where
+    `pulumi up` runs, after its etcd member and Node were taken out from a surviving member):
+    `kubeadm reset`, whoever joined it. Listing a node and then removing it from the list is
+    the request; nothing else runs this."""
+    return script(
+        "retire",
+        _nothing_to_reset(),
+        '  log "nothing to reset"',
+        "else",
+        # Its member is already gone: reset's etcd phase counts that as done (phases/etcd/
+        # local.go, kubernetes#117724) and only warns on any other etcd error, then cleans
+        # up all the same (cmd/phases/reset/removeetcdmember.go; kubernetes#133437's log).
+        "  kubeadm reset --force >&2",
+        f"  rm -f {MANAGED_MARKER}",
+        '  log "kubeadm state wiped: this host may be reused or joined again"',
+        "fi",
+    )
+
+
 def reset_script() -> str:
-    """Delete step of a join: wipe kubeadm state from a node that left the cluster, only if
-    this program joined it (MANAGED_MARKER): `pulumi destroy` leaves the nodes it found."""
+    """The delete recorded on every join step (kept verbatim: existing stacks' steps carry it,
+    and a changed `delete` re-runs the step). The steps are retained on delete, so the engine
+    never runs it; a removed node's reset is its retire step."""
     return script(
         "reset",
-        # kubeadm reset empties the manifests directory but keeps it (cleanupnode.go
-        # CleanDir): an empty one means reset already ran.
-        f'if [ ! -f {KUBELET_CONF} ] && [ -z "$(ls -A {STATIC_PODS} 2>/dev/null)" ]; then',
+        _nothing_to_reset(),
         '  log "nothing to reset"',
         f"elif [ ! -f {MANAGED_MARKER} ]; then",
         '  log "this node was not joined by kube-ha (no '
