@@ -1,8 +1,8 @@
 """How scripts on a control-plane node act on the cluster, and the mark of what kube-ha joined.
 
-kubectl runs with the node's admin kubeconfig and bounded requests. What this program undoes is
-only what it did: a node it ran `kubeadm init` or `join` on carries a marker file (its reset may
-run) and, for the control plane, a Node annotation (its etcd member may be removed).
+kubectl runs with the node's admin kubeconfig and bounded requests. A node this program ran
+`kubeadm init` or `join` on carries a marker file and, for the control plane, a Node
+annotation: who joined it, for its operator (removal is by the config list, not by these).
 """
 
 from __future__ import annotations
@@ -17,10 +17,9 @@ KUBECTL_LONG = f"kubectl --kubeconfig={ADMIN_CONF}"
 KUBECTL = f"{KUBECTL_LONG} --request-timeout=30s"
 
 
-# What this program undoes is only what it did: a node it ran `kubeadm init` or `join` on
-# carries this file (its reset may run) and, for the control plane, this Node annotation (its
-# etcd member may be removed). A node that was in the cluster before, or was joined by a
-# version without them, is left alone by every delete, `pulumi destroy` included.
+# A node it ran `kubeadm init` or `join` on carries this file and, for the control plane, this
+# Node annotation. The join steps' recorded delete (never run now: retained) resets only a node
+# with the file.
 MANAGED_MARKER = f"{NODE_STATE}/joined-by-kube-ha"
 MANAGED_ANNOTATION = "kube-ha.io/joined-by"
 
@@ -55,6 +54,6 @@ def drain_or_cordon(node: str) -> str:
 def keep_annotated(node_name: str) -> str:
     """After the init/join branch, whichever ran: a node this program joined has its Node
     annotated, through this node's admin.conf (again on every run: one that failed, or a Node
-    registered again, would otherwise let its etcd member leave without the quorum guard)."""
+    registered again, would otherwise lose it)."""
     return (f"if [ -f {MANAGED_MARKER} ]; then {KUBECTL} annotate node {quote(node_name)}"
             f" {MANAGED_ANNOTATION}=kube-ha --overwrite >&2; fi")
