@@ -8,6 +8,7 @@ answer with what the host would print (a CA bundle, join credentials).
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import re
 import threading
@@ -198,7 +199,8 @@ class ClusterMocks(pulumi.runtime.Mocks):
                 subject_key_pem=key, common_name=(inputs.get("subject") or {}).get(
                     "commonName", "ca"), issuer=None, is_ca=True))
         elif args.typ == "command:remote:Command":
-            state["stdout"] = self._stdout(inputs.get("stdin") or "")
+            state["stdout"] = self._stdout(inputs.get("stdin") or "",
+                                           str((inputs.get("connection") or {}).get("host")))
             state["stderr"] = ""
         elif args.typ == "pulumi:pulumi:StackReference":
             # The engine's builtin provider (builtins.go readStackReference): the referenced
@@ -239,11 +241,15 @@ class ClusterMocks(pulumi.runtime.Mocks):
                 return key_pem
         raise AssertionError("no private key for this CSR")
 
-    def _stdout(self, script: str) -> str:
+    def _stdout(self, script: str, host: str = "") -> str:
         if "kube-ha: read-ca" in script:
             return self.ca.cert_pem + self.ca.key_pem
         if "kube-ha: join-credentials" in script:
-            return json.dumps({"token": "abcdef.0123456789abcdef", "caCertHash": "sha256:" + "0" * 64,
+            # `kubeadm token create` prints a new random token on every run: a step that runs
+            # again (here: moved to another host) hands its joins new credentials. Stable for
+            # the same host, so an unchanged step's joins see no change.
+            secret = hashlib.sha256(host.encode()).hexdigest()
+            return json.dumps({"token": f"abcdef.{secret[:16]}", "caCertHash": "sha256:" + "0" * 64,
                                "certificateKey": "f" * 64})
         if "kube-ha: read-admin-kubeconfig" in script:
             return admin_kubeconfig(self.copied_not_after)
