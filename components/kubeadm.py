@@ -64,9 +64,9 @@ def _worker_join(cluster: Cluster, node: Host, values: list[Any]) -> str:
 
 class ControlPlane(pulumi.ComponentResource):
     """The control plane, one node at a time: the generated CA (if any), the bootstrap node's
-    init or adoption, each join with its credentials, and one membership step per etcd member
-    (whose delete removes it, quorum-guarded). `after_joins` adds the bootstrap node's last
-    steps once the workers joined."""
+    init or adoption, each join with its credentials, one membership check per etcd member,
+    then the removals step and each departed node's retire step. `after_joins` adds the
+    bootstrap node's last steps once the workers joined."""
 
     def __init__(self, name: str, cluster: Cluster, ssh: Ssh, certs: ClusterCertificates,
                  endpoint_ready: list[pulumi.Resource],
@@ -130,7 +130,7 @@ class ControlPlane(pulumi.ComponentResource):
         # Every join first (a replacement joins before the node it replaces leaves), then the
         # departed nodes out, from here, then each one reset from where `pulumi up` runs.
         removals = run_script(f"{name}-control-plane-removals", boot, ssh,
-                              control_plane_removals_script(cluster), parent=self,
+                              control_plane_removals_script(departed), parent=self,
                               depends_on=[previous])
         self.retired = [retire(f"{name}-{h.name}-retire", h, ssh, retire_script(), parent=self,
                                depends_on=[removals]) for h in departed]
@@ -183,8 +183,9 @@ class Workers(pulumi.ComponentResource):
         moved = [pulumi.Alias(parent=control_plane)]
         # Runs before removed workers' join steps are deleted (deletes come last): drain first,
         # `kubeadm reset` after.
-        reconcile = run_script(f"{prefix}-workers", boot, ssh, workers_reconcile_script(cluster),
-                               parent=self, depends_on=[control_plane.bootstrap], aliases=moved)
+        reconcile = run_script(f"{prefix}-workers", boot, ssh,
+                               workers_reconcile_script(cluster, departed), parent=self,
+                               depends_on=[control_plane.bootstrap], aliases=moved)
         self.retired = [retire(f"{prefix}-{h.name}-retire", h, ssh, retire_script(), parent=self,
                                depends_on=[reconcile]) for h in departed]
         # Each worker's credentials are made in the same `up` that joins it (a token made when

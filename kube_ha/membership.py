@@ -88,6 +88,12 @@ def destructive_edits(previous: Mapping[str, Any] | None, cluster: Cluster
                               f"moving it deletes its {old_role} steps, whose delete resets the "
                               f"host. Fix: remove it in one `pulumi up`, then add it to {group} in "
                               "the next."))
+            elif not old and h.name in by_name:
+                found.append((f"{group}[{i}].address", f"{h.name} was at {by_name[h.name][0]}: "
+                              "the old address is taken out of the cluster and reset while a "
+                              "node of the same name is configured at the new one, and the "
+                              "removal keeps what is still listed by name. Fix: remove the node"
+                              " in one `pulumi up`, add it at its new address in the next."))
             elif old and old.get("name") != h.name:
                 found.append((f"{group}[{i}].name", f"{h.address} was {old.get('name')!r}: a new "
                               "name re-creates this node's steps and the old ones' delete resets "

@@ -109,7 +109,6 @@ def artifacts(cluster: Cluster) -> dict[str, str]:
         "kubeadm/join-credentials.sh": join_credentials_script(cluster, control_plane=True),
         "kubeadm/reset.sh": reset_script(),
         "kubeadm/retire.sh": retire_script(),
-        "kubeadm/control-plane-removals.sh": control_plane_removals_script(cluster),
         "kubeadm/revoke-join-credentials.sh": revoke_join_credentials_script(cluster),
         "kubeadm/workers.sh": workers_reconcile_script(cluster),
     }
@@ -124,6 +123,8 @@ def artifacts(cluster: Cluster) -> dict[str, str]:
     for node in cluster.joining_control_plane:
         out[f"kubeadm/join-{node.name}.sh"] = control_plane_join_script(
             cluster, node, PLACEHOLDER_CERT, PLACEHOLDER_KEY, PLACEHOLDER_CREDS)
+        # What the removals step would run on the bootstrap node if this node left the list.
+        out[f"kubeadm/remove-{node.name}.sh"] = control_plane_removals_script((node,))
     for node in cluster.control_plane:
         out[f"kubeadm/serving-certificate-{node.name}.sh"] = serving_certificate_script(
             cluster, node, PLACEHOLDER_CERT, PLACEHOLDER_KEY)

@@ -14,8 +14,9 @@ from kube_ha.model import Host
 from kube_ha.shell import inline, quote
 
 # ssh(1), EXIT STATUS: "ssh exits with the exit status of the remote command or with 255 if an
-# error occurred": refused, timed out, or a host key that is not the recorded one.
-SSH_FAILED = 255
+# error occurred" (refused, timed out, a host key that is not the recorded one, a session lost
+# half-way): 255 cannot tell "never reached" from "lost during the reset", so a probe (`true`)
+# decides whether the node is skipped, and the reset's own status, 255 included, is the step's.
 # The name the pinned host key is filed under in the step's own known_hosts, whatever the
 # address (IPv6 and port forms need no special cases).
 HOST_ALIAS = "kube-ha-retired-node"
@@ -46,6 +47,7 @@ def retire_command(host: Host, remote_script: str) -> str:
     # Options naming the temporary directory are double-quoted for the shell to expand it;
     # they hold nothing else a shell would read.
     argv = " ".join(f'"{o}"' if "$dir" in o else quote(o) for o in ssh_options(host, "$dir"))
+    ssh = f"ssh {argv} -- {quote(str(host.address))}"
     pin = (f"printf '%s\\n' {quote(f'{HOST_ALIAS} {host.host_key}')} > \"$dir/known_hosts\""
            if host.host_key else ":")
     skipped = (f"kube-ha: {host.name} ({host.address}) gave no SSH session (down, unreachable,"
@@ -57,15 +59,23 @@ def retire_command(host: Host, remote_script: str) -> str:
         "umask 077",
         'dir=$(mktemp -d) || exit 1',
         "trap 'rm -rf \"$dir\"' EXIT",
+        # dash runs no EXIT trap when a signal ends it: turn them into an exit.
+        "trap 'exit 1' INT TERM HUP",
         # Exactly one trailing newline: OpenSSH will not load a key file without it. printf
         # is a builtin: the key is in no process's argv.
         'key=$(cat) && printf \'%s\\n\' "$key" > "$dir/key" || exit 1',
         pin,
-        f"ssh {argv} -- {quote(str(host.address))} {quote(inline(host, remote_script))}",
-        "rc=$?",
-        f'if [ "$rc" = {SSH_FAILED} ]; then',
+        # A session first: only its absence skips the node. Once one was had, any failure
+        # (the reset's, or a session lost half-way: 255 too) fails the step, run again next up.
+        f"if ! {ssh} true; then",
         f"  echo {quote(skipped)} >&2",
         "  exit 0",
         "fi",
-        'exit "$rc"',
+        # In the background, waited for: a shell runs a trap only once its foreground command
+        # ends, and a signal must not leave the key behind for the length of a reset.
+        f"{ssh} {quote(inline(host, remote_script))} &",
+        "pid=$!",
+        "trap 'kill \"$pid\" 2>/dev/null; exit 1' INT TERM HUP",
+        'wait "$pid"',
+        'exit "$?"  # through the EXIT trap: the key is removed',
     ]) + "\n"

@@ -12,10 +12,12 @@ fail an `up`, and `pulumi destroy` resets nothing."""
 
 from __future__ import annotations
 
+import asyncio
 import copy
 from collections.abc import Callable
 from typing import Any
 
+import pulumi
 import pytest
 
 from components.config import InvalidConfig
@@ -85,6 +87,8 @@ def _to_workers_by_name(raw: dict[str, Any]) -> None:
     ("rename a node at the same address", _rename_node, "workers[0].name"),
     ("move a worker to the control plane", _to_control_plane, "controlPlane[3]"),
     ("move a control-plane node to the workers, new address", _to_workers_by_name, "workers[2]"),
+    ("give a node a new address", lambda r: r["workers"][1].update(address="10.21.22.85"),
+     "workers[1].address"),
     ("make a node the last up never deployed the bootstrap node", _bootstrap_a_new_node,
      "controlPlane[0].bootstrap"),
 ])
@@ -102,7 +106,6 @@ def test_edits_that_would_reset_wanted_hosts_are_refused(what: str, edit: Edit, 
     ("remove a worker", _remove_worker),
     ("remove a control-plane node", lambda r: (r["controlPlane"].pop(),
                                                 r.update(allowEvenControlPlane=True))),
-    ("give a node a new address", lambda r: r["workers"][1].update(address="10.21.22.85")),
 ])
 def test_ordinary_edits_pass(what: str, edit: Edit) -> None:
     run = _run(edit, preview=False)
@@ -184,7 +187,7 @@ def test_removing_the_bootstrap_node_takes_it_out_from_a_surviving_member() -> N
     removals = run.inputs("kubernetes-kubeadm-control-plane-removals")
     assert plain(removals["connection"])["host"] == "10.21.22.70"
     script = plain(removals["stdin"])
-    assert "desired='ubuntu-70,10.21.22.70 ubuntu-72,10.21.22.72'" in script
+    assert "departing=ubuntu-73,10.21.22.73\n" in script
     remote_hosts = {plain(r.inputs["connection"])["host"]
                     for r in run.mocks.by_type("command:remote:Command")}
     assert "10.21.22.73" not in remote_hosts
@@ -213,3 +216,31 @@ def test_nothing_is_retired_without_a_removal() -> None:
     run = _run(lambda r: None, preview=False)
     assert not run.mocks.by_type("command:local:Command")
     assert run.scope["departed"] == []
+
+
+def _resources_behind(output: Any) -> set[str]:
+    """Names of the resources an Output waits for (what must succeed for it to resolve)."""
+    names: list[str] = []
+
+    @pulumi.runtime.test
+    def collect() -> pulumi.Output[None]:
+        async def read() -> None:
+            names.extend(r._name for r in await output.resources())
+        done: pulumi.Output[None] = pulumi.Output.from_input(asyncio.ensure_future(read()))  # type: ignore[arg-type]
+        return done
+
+    collect()
+    return set(names)
+
+
+def test_the_record_moves_on_only_once_the_departed_are_retired() -> None:
+    """The `membership` output waits for each departed node's retire step (which waits for
+    the removals step): in an `up` where either fails it never resolves, the engine keeps the
+    last record (pulumi/pulumi#15754), and the next run still sees the node as departed and
+    removes and retires it again. Without a departure the record is a plain value."""
+    removing = _run(_remove_bootstrap, preview=False)
+    record = removing.scope["ha"].recorded["membership"]
+    assert isinstance(record, pulumi.Output)
+    assert _resources_behind(record) == {"kubernetes-kubeadm-ubuntu-73-retire"}
+    unchanged = _run(lambda r: None, preview=False)
+    assert unchanged.scope["ha"].recorded["membership"] == deployed()

@@ -71,7 +71,6 @@ EXPECTED: dict[str, dict[str, set[str]]] = {
             'preflight-control-plane-ubuntu-76',
         },
         'update': {
-            'kubeadm-control-plane-removals',
             'kubeadm-revoke-join-credentials',
             'kubeadm-workers',
             'lb-haproxy-101-configure',

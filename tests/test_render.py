@@ -34,8 +34,8 @@ def test_render_writes_every_artifact_and_imports_no_pulumi(tmp_path: Path) -> N
     assert "PULUMI_MODULES []" in out, out
     files = {str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*") if p.is_file()}
     assert {"lb/haproxy.cfg", "lb/install.sh", "lb/configure-haproxy-101.sh", "sans.json",
-            "kubeadm/bootstrap.sh", "kubeadm/join-ubuntu-70.sh",
-            "kubeadm/control-plane-removals.sh", "kubeadm/retire.sh",
+            "kubeadm/bootstrap.sh", "kubeadm/join-ubuntu-70.sh", "kubeadm/remove-ubuntu-72.sh",
+            "kubeadm/retire.sh",
             "kubeadm/worker-ubuntu-74.sh", "kubeadm/kubeadm.yaml"} <= files
     sans = json.loads((tmp_path / "sans.json").read_text())
     assert "10.21.22.101" in sans["ubuntu-70"]["ipAddresses"]

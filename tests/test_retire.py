@@ -165,3 +165,31 @@ def test_the_step_passes_shellcheck_as_posix_sh(lab: Lab) -> None:
     res = subprocess.run(["shellcheck", "-s", "sh", "-"], input=text, capture_output=True,
                          text=True)
     assert res.returncode == 0, res.stdout
+
+
+def test_a_session_lost_during_the_script_fails_the_step(lab: Lab) -> None:
+    """ssh exits 255 for a session lost half-way as for one never had: after a good probe,
+    that is a failure (the reset may be half done), not a skip."""
+    res, _ = lab.retire(lab.node(), "exit 255\n")
+    assert res.returncode == 255
+    assert SKIPPED not in res.stderr
+    assert list((lab.tmp / "optmp").iterdir()) == []
+
+
+def test_a_signal_still_removes_the_key(lab: Lab) -> None:
+    """dash runs no EXIT trap when a signal ends it; the step turns SIGTERM into an exit."""
+    proc = subprocess.Popen(
+        lab.seg.cmd("op", ["/usr/bin/env", f"TMPDIR={lab.tmp / 'optmp'}", "/bin/sh", "-c",
+                           retire_command(lab.node(), "sleep 30\n")]),
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert proc.stdin is not None
+    proc.stdin.write(lab.client_key)
+    proc.stdin.close()
+    deadline = time.monotonic() + 20
+    while not any((lab.tmp / "optmp").glob("*/key")):
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    time.sleep(1)  # the probe done, the remote sleep under way
+    os.kill(proc.pid, 15)
+    proc.wait(timeout=20)
+    assert list((lab.tmp / "optmp").iterdir()) == []

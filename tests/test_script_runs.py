@@ -49,7 +49,7 @@ import yaml
 from kube_ha.config import parse_cluster
 from kube_ha.kubeadm import scripts as ks
 from kube_ha.kubeadm.admin import MANAGED_ANNOTATION, MANAGED_MARKER
-from kube_ha.kubeadm.etcd import CONTROL_PLANE_RECORD, control_plane_removals_script
+from kube_ha.kubeadm.etcd import control_plane_removals_script
 from kube_ha.loadbalancer.haproxy import node_local_frontend, render_haproxy_cfg
 from kube_ha.model import Cluster, Host
 from kube_ha.render import artifacts
@@ -436,7 +436,6 @@ class Story:
     schedulable_after_refusal: bool
     managed: dict[str, dict[str, Any]]
     served: dict[str, str]
-    records: dict[str, str]
 
 
 SEED_CERT_SANS = ["10.21.22.101", "10.21.22.73", "10.21.22.72"]
@@ -466,14 +465,9 @@ def story(tmp_path_factory: pytest.TempPathFactory) -> Story:
     servers: dict[str, str] = {}
     installed: dict[str, str] = {}
     managed: dict[str, dict[str, Any]] = {}
-    records: dict[str, str] = {}
 
-    def without(name: str) -> Cluster:
-        return dev(controlPlane=[h for h in dev_stack()["controlPlane"] if h["name"] != name],
-                   allowEvenControlPlane=True)
-
-    def removals(c: Cluster) -> str:
-        return control_plane_removals_script(c)
+    def removals(*departing: str) -> str:
+        return control_plane_removals_script(tuple(n[d] for d in departing))
 
     def look(node: str, conf: str, label: str | None = None) -> None:
         path = host.file(node, f"/etc/kubernetes/{conf}")
@@ -519,19 +513,12 @@ def story(tmp_path_factory: pytest.TempPathFactory) -> Story:
         steps["worker-75"] = host.run("ubuntu-75", old)
         steps["worker-75-again"] = host.run("ubuntu-75", old)
         look("ubuntu-75", "kubelet.conf")
-        # The removals step after every join. Its first run finds no record (kube-ha never
-        # listed anything): ubuntu-72, left out of that config, is not taken out; the next
-        # run, with every node, records all three.
-        steps["removals-first"] = host.run("ubuntu-73", removals(without("ubuntu-72")))
-        members["never-recorded"] = host.etcd_members("ubuntu-73")
-        steps["removals-record"] = host.run("ubuntu-73", art["kubeadm/control-plane-removals.sh"])
-        steps["removals-unreadable"] = host.run("ubuntu-73", removals(without("ubuntu-70")),
-                                                fail=("kubectl get configmap",))
-        members["unreadable"] = host.etcd_members("ubuntu-73")
-        records["after unreadable"] = cm(host, *CONTROL_PLANE_RECORD[:2])[CONTROL_PLANE_RECORD[2]]
+        # The removals step after every join, with nothing departing: it touches nothing.
+        steps["removals-none"] = host.run("ubuntu-73", removals())
+        members["none departing"] = host.etcd_members("ubuntu-73")
         host.stop_etcd("ubuntu-72")
         host.stop_kubelet("ubuntu-72")
-        steps["remove-70-refused"] = host.run("ubuntu-73", removals(without("ubuntu-70")))
+        steps["remove-70-refused"] = host.run("ubuntu-73", removals("ubuntu-70"))
         schedulable = not host.state()["nodes"].get("ubuntu-70", {}).get("unschedulable")
         members["refused"] = host.etcd_members("ubuntu-73")
         steps["reset-75-unmanaged"] = host.run("ubuntu-75", art["kubeadm/reset.sh"], delete=True)
@@ -541,8 +528,8 @@ def story(tmp_path_factory: pytest.TempPathFactory) -> Story:
             "annotations", {}).get(MANAGED_ANNOTATION, "") for name in n}
         # ubuntu-72 (dead; in the cluster before kube-ha) leaves the config: it is taken out
         # from ubuntu-73, then retired.
-        steps["remove-72"] = host.run("ubuntu-73", removals(without("ubuntu-72")))
-        steps["remove-72-again"] = host.run("ubuntu-73", removals(without("ubuntu-72")))
+        steps["remove-72"] = host.run("ubuntu-73", removals("ubuntu-72"))
+        steps["remove-72-again"] = host.run("ubuntu-73", removals("ubuntu-72"))
         members["removed"] = host.etcd_members("ubuntu-73")
         steps["reset-72"] = host.run("ubuntu-72", art["kubeadm/retire.sh"])
         steps["reset-72-again"] = host.run("ubuntu-72", art["kubeadm/retire.sh"])
@@ -550,7 +537,7 @@ def story(tmp_path_factory: pytest.TempPathFactory) -> Story:
         steps["membership-70-after"] = host.run("ubuntu-73", art["kubeadm/membership-ubuntu-70.sh"])
     # The world is gone (every process ended); its files and state stay readable.
     return Story(host, cluster, ca, certs, steps, creds_cp, creds_w, members, servers, installed,
-                 schedulable, managed, served, records)
+                 schedulable, managed, served)
 
 
 def test_join_credentials_are_what_kubeadm_prints(story: Story) -> None:
@@ -732,17 +719,17 @@ def test_removing_a_dead_node_cordons_removes_the_member_then_deletes_the_node(
     assert "ubuntu-72" not in story.host.state()["nodes"]
     again = story.steps["remove-72-again"]
     assert again.rc == 0, again.explain()
-    assert "control plane unchanged" in again.stderr
+    assert "ubuntu-72 is not an etcd member: nothing to remove" in again.stderr
     assert find(again, "crictl exec", "member", "remove") == -1 and not again.of("kubectl cordon")
     assert story.steps["membership-72"].rc == 1
     assert story.steps["membership-70-after"].rc == 0
 
 
 def test_workers_that_left_are_drained_or_if_dead_cordoned_then_deleted(tmp_path: Path) -> None:
-    """The bootstrap node's reconcile step, for workers the config no longer lists: a live
-    one is drained (kubectl drain), a dead one (kubelet gone, Node NotReady) only cordoned, as
-    a drain would fail after its whole timeout; both Nodes are deleted; workers never recorded
-    as kube-ha's are left alone."""
+    """The bootstrap node's workers step, for workers the last `up` deployed and the config no
+    longer lists: a live one is drained (kubectl drain), a dead one (kubelet gone, Node
+    NotReady) only cordoned, as a drain would fail after its whole timeout; both Nodes are
+    deleted; a second run finds nothing; with nothing departing, nothing is touched."""
     cluster = dev()
     n = {h.name: h for h in cluster.nodes}
     fewer = dev(workers=[w for w in dev_stack()["workers"] if w["name"] == "ubuntu-74"],
@@ -751,14 +738,11 @@ def test_workers_that_left_are_drained_or_if_dead_cordoned_then_deleted(tmp_path
     with ScriptHost(tmp_path, cluster, real_etcd=False) as host:
         seed_cluster(host, control_plane=[n["ubuntu-73"]], workers=[n["ubuntu-74"], n["ubuntu-75"]])
         first = host.run("ubuntu-73", ks.workers_reconcile_script(cluster))
-        live = host.run("ubuntu-73", ks.workers_reconcile_script(fewer))
+        live = host.run("ubuntu-73", ks.workers_reconcile_script(fewer, (n["ubuntu-75"],)))
         host.stop_kubelet("ubuntu-74")
-        dead = host.run("ubuntu-73", ks.workers_reconcile_script(none))
-        again = host.run("ubuntu-73", ks.workers_reconcile_script(none))
-        unreadable = host.run("ubuntu-73", ks.workers_reconcile_script(cluster),
-                              fail=("kubectl get configmap",))
+        dead = host.run("ubuntu-73", ks.workers_reconcile_script(none, (n["ubuntu-74"],)))
+        again = host.run("ubuntu-73", ks.workers_reconcile_script(none, (n["ubuntu-74"],)))
         nodes = host.state()["nodes"]
-        record = cm(host, "kube-system", "kube-ha-workers")
     assert first.rc == 0 and not first.of("kubectl drain"), first.explain()
     assert live.rc == 0, live.explain()
     assert 0 <= find(live, "kubectl drain", "ubuntu-75") < find(live, "kubectl delete node",
@@ -768,37 +752,20 @@ def test_workers_that_left_are_drained_or_if_dead_cordoned_then_deleted(tmp_path
     assert 0 <= find(dead, "kubectl cordon", "ubuntu-74") < find(dead, "kubectl delete node",
                                                                  "ubuntu-74")
     assert set(nodes) == {"ubuntu-73"}
-    assert again.rc == 0 and not again.of("kubectl cordon") and "workers unchanged" in again.stderr
-    # A record it cannot read (not NotFound) stops the step before it overwrites the record.
-    assert unreadable.rc != 0 and stopped_at(unreadable) == "kubectl get configmap"
-    assert record == {"workers": ""}
-
-
-def test_a_member_the_removals_step_never_recorded_is_left_alone(story: Story) -> None:
-    """The removals step takes out only what its own record (the kube-ha-control-plane
-    ConfigMap) listed: its first run, with ubuntu-72 missing from the config, finds no record
-    and only writes one, so the cluster's own members stay whatever the config says."""
-    first = story.steps["removals-first"]
-    assert first.rc == 0, first.explain()
-    assert find(first, "crictl exec", "member", "remove") == -1
+    assert again.rc == 0 and not again.of("kubectl cordon") and not again.of("kubectl delete node")
+    assert first.rc == 0 and "no worker left the list" in first.stderr
     assert not first.of("kubectl cordon") and not first.of("kubectl delete node")
-    assert story.members["never-recorded"] == story.members["joined"]
-    recorded = story.steps["removals-record"]
-    assert recorded.rc == 0, recorded.explain()
-    assert find(recorded, "kubectl apply", "--server-side") >= 0
 
 
-def test_a_record_that_cannot_be_read_stops_the_removals_step(story: Story) -> None:
-    """Reading the record failing (an apiserver error, not NotFound: kubectl exits 1) must not
-    read as "no record": the step would then remove nothing and write the new list, and the
-    node that left would never be taken out. It stops at the read; the record and the members
-    stay."""
-    failed = story.steps["removals-unreadable"]
-    assert failed.rc != 0
-    assert stopped_at(failed) == "kubectl get configmap"
-    assert story.members["unreadable"] == story.members["joined"]
-    assert story.records["after unreadable"] == (
-        "ubuntu-73,10.21.22.73 ubuntu-70,10.21.22.70 ubuntu-72,10.21.22.72")
+def test_with_nothing_departing_the_removals_step_touches_nothing(story: Story) -> None:
+    """It takes out only the nodes it is given (the last `up` deployed them, the config no
+    longer lists them); with none, no member, Node or drain is touched."""
+    none = story.steps["removals-none"]
+    assert none.rc == 0, none.explain()
+    assert find(none, "crictl exec", "member", "remove") == -1
+    assert not none.of("kubectl cordon") and not none.of("kubectl drain")
+    assert not none.of("kubectl delete node")
+    assert story.members["none departing"] == story.members["joined"]
 
 
 def test_what_kube_ha_did_not_join_keeps_its_recorded_delete_inert(story: Story) -> None:

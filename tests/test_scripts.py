@@ -116,7 +116,7 @@ def test_secrets_only_in_secret_scripts(raw: dict[str, Any]) -> None:
     # argument that `ps` would show: kubeadm reads them from its own command line only inside
     # the host, and the removal/reset scripts (plain command strings) carry none.
     assert "KEYMATERIAL" in join
-    for text in (control_plane_removals_script(c), ks.reset_script(), ks.retire_script(),
+    for text in (control_plane_removals_script((node,)), ks.reset_script(), ks.retire_script(),
                  ks.join_credentials_script(c, True), ks.read_ca_script()):
         assert "KEYMATERIAL" not in text and "abcdef.0123456789abcdef" not in text
 

@@ -34,14 +34,14 @@ K8S_PROVIDER = "pulumi:providers:kubernetes"
 REMOVING = {"delete", "replace", "delete-replaced"}
 DANGEROUS_DELETES = {"kubeadm reset": "resets the node", "member remove": "removes an etcd member"}
 RUNNING = {"create", "update", "replace", "create-replacement"}
-# The control-plane removals step's list (kube_ha.kubeadm.etcd): `name,address` words.
-_DESIRED = re.compile(r"^desired=(.*)$", re.MULTILINE)
+# The nodes the control-plane removals step takes out (kube_ha.kubeadm.etcd): `name,address`.
+_DEPARTING = re.compile(r"^departing=(.*)$", re.MULTILINE)
 
 
-def _listed(script: object) -> set[str] | None:
-    found = _DESIRED.search(script) if isinstance(script, str) else None
+def _departing(script: object) -> set[str]:
+    found = _DEPARTING.search(script) if isinstance(script, str) else None
     if not found:
-        return None
+        return set()
     return {w.split(",")[0] for word in shlex.split(found.group(1)) for w in word.split()}
 
 
@@ -62,11 +62,9 @@ def findings(plan: dict[str, Any]) -> list[Finding]:
         if op in RUNNING and new.get("type") == LOCAL_COMMAND and "kubeadm reset" in str(
                 (new.get("inputs") or {}).get("create") or ""):
             out[(name, "retire")] = Finding(op, name, "resets the node (kubeadm reset)")
-        if op == "update" and new.get("type") == COMMAND and "member remove" in str(
+        if op in RUNNING and new.get("type") == COMMAND and "member remove" in str(
                 (new.get("inputs") or {}).get("stdin") or ""):
-            before = _listed((old.get("inputs") or {}).get("stdin")) or set()
-            after = _listed((new.get("inputs") or {}).get("stdin")) or set()
-            for node in sorted(before - after):
+            for node in sorted(_departing((new.get("inputs") or {}).get("stdin"))):
                 out[(name, node)] = Finding(op, name, f"removes the etcd member and Node of {node}")
         # A resource retained on delete leaves state without its provider's Delete.
         if op not in REMOVING or not old or old.get("retainOnDelete"):

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from kube_ha.kubeadm.admin import KUBECTL, drain_or_cordon
-from kube_ha.model import Cluster, Host
+from kube_ha.model import Host
 from kube_ha.paths import PKI
 from kube_ha.shell import indent, quote, script
 
@@ -131,46 +131,28 @@ def member_removal_script(node_name: str, node_address: str, etcd: EtcdAccess = 
                   *_member_removal_guard(), *_member_remove())
 
 
-# The control-plane nodes the last run of the removals step saw in the config, as
-# `name,address` words: what it may take out when they leave. Written by that step only, after
-# its removals succeeded, so a failed or refused run is retried whole on the next `up`.
-CONTROL_PLANE_RECORD = ("kube-system", "kube-ha-control-plane", "members")
-
-
-def control_plane_removals_script(cluster: Cluster, etcd: EtcdAccess = EtcdAccess()) -> str:
-    """On the bootstrap node, after every join: each control-plane node this step recorded
-    before and the config no longer lists is taken out of the cluster from here, one at a
-    time, whether it still answers or not: the quorum guard first (a refused removal touches
-    nothing: the node stays schedulable and its member stays), then drain (cordon if its
-    kubelet is gone), the etcd member, the Node. Then it records the current list. A member
-    it never recorded (the cluster's own, never listed) is left alone. The node's own
-    `kubeadm reset` is its retire step, run after this from where `pulumi up` runs."""
-    ns, cm, key = CONTROL_PLANE_RECORD
-    desired = " ".join(f"{h.name},{h.address}" for h in cluster.control_plane)
-    names = " ".join(h.name for h in cluster.control_plane)
+def control_plane_removals_script(departing: tuple[Host, ...] = (),
+                                  etcd: EtcdAccess = EtcdAccess()) -> str:
+    """On the bootstrap node, after every join: each control-plane node in `departing` (the
+    last `up` deployed it, the config no longer lists it: kube_ha.membership.departed) is
+    taken out of the cluster from here, one at a time, whether it still answers or not: the
+    quorum guard first (a refused removal touches nothing: the node stays schedulable and its
+    member stays), then drain (cordon if its kubelet is gone), the etcd member, the Node. Only
+    those: a member the stack never listed is left alone. Until this step and the nodes'
+    retire steps are done the stack keeps its last record, so the next `up` runs it again.
+    The node's own `kubeadm reset` is its retire step."""
+    leaving = " ".join(f"{h.name},{h.address}" for h in departing)
     return script(
         "control-plane-removals",
         etcd.function(),
-        f"desired={quote(desired)}",
-        f"names={quote(names)}",
-        # --ignore-not-found: only a missing record reads as empty; any other error (the
-        # apiserver not answering) fails the step before it could overwrite the record.
-        f"previous=$({KUBECTL} -n {ns} get configmap {cm} --ignore-not-found"
-        f" -o jsonpath='{{.data.{key}}}')",
-        "set -f  # the lists are split on blanks, never globbed",
-        "for entry in $previous; do",
+        f"departing={quote(leaving)}",
+        "set -f  # the list is split on blanks, never globbed",
+        "for entry in $departing; do",
         '  name=${entry%%,*} address=${entry#*,}',
-        '  case " $names " in *" $name "*) continue ;; esac',
         '  log "$name left the control plane: removing it from here"',
         *indent([*_member_removal_guard(), drain_or_cordon('"$name"'), *_member_remove(),
                  f'{KUBECTL} delete node "$name" --ignore-not-found --wait=false >&2',
                  'log "$name removed from the control plane"']),
         "done",
-        'if [ "$previous" != "$desired" ]; then',
-        f"  {KUBECTL} -n {ns} create configmap {cm} --from-literal={key}=\"$desired\" \\",
-        f"    --dry-run=client -o yaml | {KUBECTL} apply --server-side --force-conflicts \\",
-        "    --field-manager=kube-ha -f - >&2",
-        "else",
-        '  log "control plane unchanged"',
-        "fi",
+        '[ -n "$departing" ] || log "no control-plane node left the list"',
     )

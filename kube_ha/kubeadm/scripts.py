@@ -586,22 +586,20 @@ def kube_proxy_script(cluster: Cluster) -> str:
     )
 
 
-def workers_reconcile_script(cluster: Cluster) -> str:
-    """On the bootstrap node: drain and delete the Node of every worker this program managed
-    before and the config no longer lists (its `kubeadm reset` follows, as that worker's join
-    step is deleted), then record the current list. Nodes it never managed are left alone."""
-    desired = " ".join(w.name for w in cluster.workers)
-    listed = " ".join(n.name for n in cluster.nodes)  # a worker moved to controlPlane stays
+def workers_reconcile_script(cluster: Cluster, departing: tuple[Host, ...] = ()) -> str:
+    """On the bootstrap node: drain and delete the Node of every worker in `departing` (the
+    last `up` deployed it, the config no longer lists it: kube_ha.membership.departed); its
+    retire step resets it afterwards. Only those: a Node the stack never listed is left
+    alone. Until this step and the retire steps are done the stack keeps its last record, so
+    the next `up` runs it again."""
+    leaving = " ".join(w.name for w in departing)
+    listed = " ".join(n.name for n in cluster.nodes)  # a name still listed is never removed
     return script(
         "workers",
-        f"desired={quote(desired)}",
+        f"departing={quote(leaving)}",
         f"listed={quote(listed)}",
-        # --ignore-not-found: only a missing record reads as empty; any other error fails the
-        # step before it could overwrite the record and forget the workers that left.
-        f"previous=$({KUBECTL} -n kube-system get configmap kube-ha-workers --ignore-not-found"
-        " -o jsonpath='{.data.workers}')",
         "set -f  # the list is split on blanks, never globbed",
-        "for node in $previous; do",
+        "for node in $departing; do",
         '  case " $listed " in *" $node "*) continue ;; esac',
         f'  if {KUBECTL} get node "$node" >/dev/null 2>&1; then',
         '    log "worker $node left the config: draining it and deleting its Node"',
@@ -611,13 +609,7 @@ def workers_reconcile_script(cluster: Cluster) -> str:
         f'    {KUBECTL} delete node "$node" --ignore-not-found --wait=false >&2',
         "  fi",
         "done",
-        'if [ "$previous" != "$desired" ]; then',
-        f'  {KUBECTL} -n kube-system create configmap kube-ha-workers --from-literal=workers="$desired" \\',
-        f"    --dry-run=client -o yaml | {KUBECTL} apply --server-side --force-conflicts \\",
-        "    --field-manager=kube-ha -f - >&2",
-        'else',
-        '  log "workers unchanged"',
-        "fi",
+        '[ -n "$departing" ] || log "no worker left the list"',
     )
 
 
