@@ -58,6 +58,15 @@ EDITS: dict[str, Edit] = {
     "switch the elastic apiserver off": lambda r: r["elasticApiserver"].update(enabled=False),
 }
 
+# A new name every apiserver must serve (a VIP, 127.0.0.1): every serving certificate is
+# re-issued (tls: any input change replaces) and each node's steps install it.
+EVERY_SERVING_CERTIFICATE = {
+    f"{kind}-{part}" for kind in ("elastic-apiserver-serving", *(
+        f"pki-apiserver-ubuntu-{n}" for n in (70, 72, 73))) for part in ("cert", "csr")}
+EVERY_CONTROL_PLANE_NODE_STEP = {
+    f"kubeadm-ubuntu-{n}-{step}" for n in (70, 72, 73)
+    for step in ("control-plane", "serving-certificate")}
+
 EXPECTED: dict[str, dict[str, set[str]]] = {
     'add a control-plane node': {
         'create': {
@@ -194,23 +203,8 @@ EXPECTED: dict[str, dict[str, set[str]]] = {
             'lb-haproxy-102-install',
             'preflight-lb-haproxy-102',
         },
-        'replace': {
-            'elastic-apiserver-serving-cert',
-            'elastic-apiserver-serving-csr',
-            'pki-apiserver-ubuntu-70-cert',
-            'pki-apiserver-ubuntu-70-csr',
-            'pki-apiserver-ubuntu-72-cert',
-            'pki-apiserver-ubuntu-72-csr',
-            'pki-apiserver-ubuntu-73-cert',
-            'pki-apiserver-ubuntu-73-csr',
-        },
-        'update': {
-            'kubeadm-ubuntu-70-control-plane',
-            'kubeadm-ubuntu-70-serving-certificate',
-            'kubeadm-ubuntu-72-control-plane',
-            'kubeadm-ubuntu-72-serving-certificate',
-            'kubeadm-ubuntu-73-control-plane',
-            'kubeadm-ubuntu-73-serving-certificate',
+        'replace': EVERY_SERVING_CERTIFICATE,
+        'update': EVERY_CONTROL_PLANE_NODE_STEP | {
             'lb-haproxy-101-configure',
             'lb-haproxy-101-install',
             'preflight-control-plane-ubuntu-70',
@@ -222,24 +216,9 @@ EXPECTED: dict[str, dict[str, set[str]]] = {
         },
     },
     'switch node-local proxies on': {
-        'replace': {
-            'elastic-apiserver-serving-cert',
-            'elastic-apiserver-serving-csr',
-            'pki-apiserver-ubuntu-70-cert',
-            'pki-apiserver-ubuntu-70-csr',
-            'pki-apiserver-ubuntu-72-cert',
-            'pki-apiserver-ubuntu-72-csr',
-            'pki-apiserver-ubuntu-73-cert',
-            'pki-apiserver-ubuntu-73-csr',
-        },
-        'update': {
+        'replace': EVERY_SERVING_CERTIFICATE,
+        'update': EVERY_CONTROL_PLANE_NODE_STEP | {
             'kubeadm-kube-proxy',
-            'kubeadm-ubuntu-70-control-plane',
-            'kubeadm-ubuntu-70-serving-certificate',
-            'kubeadm-ubuntu-72-control-plane',
-            'kubeadm-ubuntu-72-serving-certificate',
-            'kubeadm-ubuntu-73-control-plane',
-            'kubeadm-ubuntu-73-serving-certificate',
             'kubeadm-ubuntu-74-join',
             'kubeadm-ubuntu-75-join',
             'preflight-control-plane-ubuntu-70',
