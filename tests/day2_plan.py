@@ -24,8 +24,8 @@ import copy
 from collections.abc import Callable
 from typing import Any
 
-from tests.mocks import ClusterMocks, plain
-from tests.program import Run, dev_stack, run_program, value_of
+from tests.mocks import plain
+from tests.program import Run, dev_stack, run_after, run_program
 
 Edit = Callable[[dict[str, Any]], None]
 OPS = ("create", "delete", "forget", "replace", "update")
@@ -66,9 +66,7 @@ def plan(edit: Edit, start: Callable[[], dict[str, Any]] = dev_stack
     """The plan of `edit` applied to the stack `start()` after an `up` of it."""
     raw = start()
     before = run_program(raw)
-    mocks = ClusterMocks()
-    mocks.previous_outputs = {k: value_of(v) for k, v in before.scope["ha"].recorded.items()}
     changed = copy.deepcopy(raw)
     edit(changed)
-    after = run_program(changed, mocks=mocks)
+    after = run_after(before, changed)
     return plan_between(before, after), before, after

@@ -144,6 +144,14 @@ def run_program(config: dict[str, Any], preview: bool = False,
     return Run(mocks, monitor, scope)
 
 
+def run_after(before: Run, config: dict[str, Any], preview: bool = False) -> Run:
+    """The next `up` after `before`: `config` run with every output `before` recorded read
+    back, as the engine answers readStackOutputs from the stack's last checkpoint."""
+    mocks = ClusterMocks()
+    mocks.previous_outputs = {k: value_of(v) for k, v in before.scope["ha"].recorded.items()}
+    return run_program(config, preview=preview, mocks=mocks)
+
+
 def run_bare_commands(count: int) -> float:
     """Seconds the SDK takes, under the same mocks, to register `count` bare remote Commands
     (one connection, one script each): the floor any program of that size pays."""

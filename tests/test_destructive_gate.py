@@ -17,8 +17,8 @@ from typing import Any
 
 import pytest
 
-from tests.mocks import ClusterMocks, is_secret
-from tests.program import dev_stack, run_program, value_of
+from tests.mocks import is_secret
+from tests.program import dev_stack, run_after, run_program
 from tools import destructive_gate
 
 
@@ -36,13 +36,10 @@ def _shown(value: Any) -> Any:
 def plan(before: dict[str, Any], after: dict[str, Any], earlier: bool = False
          ) -> dict[str, Any]:
     """The plan of `after` against a stack whose last `up` ran `before` (the program reads
-    that run's `membership` output back, as it does from the engine). `earlier`: the state
-    an earlier kube-ha left (no record, nothing retained on delete)."""
+    that run's outputs back, as it does from the engine). `earlier`: the state an earlier
+    kube-ha left (no record, nothing retained on delete)."""
     old = run_program(before)
-    mocks = ClusterMocks()
-    if not earlier:
-        mocks.previous_outputs = {"membership": value_of(old.scope["ha"].recorded["membership"])}
-    new = run_program(after, mocks=mocks)
+    new = run_program(after) if earlier else run_after(old, after)
 
     def states(run: Any) -> dict[str, dict[str, Any]]:
         return {reg.urn: {"urn": reg.urn, "type": reg.typ,

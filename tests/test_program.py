@@ -10,8 +10,8 @@ import pytest
 
 from kube_ha.config import parse_cluster
 from tests.harness.hosts import host
-from tests.mocks import ClusterMocks, is_secret, plain
-from tests.program import SSH_KEY, Run, dev_stack, run_program, scaled_stack, value_of, vip_stack
+from tests.mocks import is_secret, plain
+from tests.program import SSH_KEY, Run, dev_stack, run_after, run_program, scaled_stack, vip_stack
 
 COMMAND = "command:remote:Command"
 
@@ -253,9 +253,7 @@ def test_removed_workers_are_drained_from_the_bootstrap_node_before_their_reset(
     raw["workers"] = [w for w in raw["workers"] if w["name"] != "ubuntu-75"]
     raw["elasticApiserver"]["poolNodes"] = ["ubuntu-74"]
     raw["elasticApiserver"]["maxReplicas"] = 1
-    mocks = ClusterMocks()
-    mocks.previous_outputs = {"membership": value_of(before.scope["ha"].recorded["membership"])}
-    after = run_program(raw, mocks=mocks)
+    after = run_after(before, raw)
     step = plain(after.inputs("kubernetes-kubeadm-workers"))
     assert step["connection"]["host"] == "10.21.22.73"
     assert "departing=ubuntu-75\n" in step["stdin"] and "drain" in step["stdin"]
