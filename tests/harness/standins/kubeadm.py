@@ -25,7 +25,10 @@ Each follows kubeadm v1.31/v1.32 (kubernetes/kubernetes cmd/kubeadm/app/...):
   apiserver.crt, writes admin.conf for the controlPlaneEndpoint and adds its etcd member as a
   learner, then promotes it (etcd.py).
 - reset (cmd/phases/reset/*): --force only (without it kubeadm prompts on stdin); removes this
-  node's etcd member if still listed (warnings only) and empties /var/lib/etcd; stops the kubelet
+  node's etcd member if still listed, a member already gone counting as done (phases/etcd/
+  local.go ErrNoMemberIDForPeerURL, kubernetes#117724) and any other etcd error only a warning
+  (removeetcdmember.go klog.Warningf; the log in kubernetes#133437), and empties /var/lib/etcd
+  all the same; stops the kubelet
   and removes the containers; empties /etc/kubernetes/manifests, /var/lib/kubelet and
   /etc/kubernetes/pki (the directories stay) and deletes admin.conf, super-admin.conf,
   kubelet.conf, bootstrap-kubelet.conf, controller-manager.conf, scheduler.conf
