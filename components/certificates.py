@@ -120,8 +120,14 @@ class ClusterCertificates(pulumi.ComponentResource):
                 opts=pulumi.ResourceOptions(parent=self),
             )
             return ca.cert_pem, pulumi.Output.secret(key.private_key_pem)
+        # Read once: a kubeadm cluster's CA does not change, so moving or removing the
+        # bootstrap node does not read it again (preview would otherwise not know it, and
+        # show every certificate replaced). A `rotation` bump reads it again, from the
+        # bootstrap node of that run; 0 (the default) keeps earlier stacks' step as it was.
+        rotation = cluster.certificates.rotation
         read = run_script(f"{name}-read-ca", cluster.bootstrap, ssh, read_ca_script(),
-                          parent=self, secret_stdout=True)
+                          parent=self, secret_stdout=True, read_once=True,
+                          triggers=[f"rotation {rotation}"] if rotation else None)
         pair = read.stdout.apply(split_pem_bundle)
         # The CA certificate is public; only the key stays secret.
         cert = pulumi.Output.unsecret(pair.apply(lambda p: p[0]))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import functools
 import json
 from typing import Any
 
@@ -36,6 +37,10 @@ def own_stack_reference() -> pulumi.StackReference:
     return pulumi.StackReference("kube-ha-previous-run", stack_name=this_stack())
 
 
+def _read_files_of(spec: SecretSpec, generation: str) -> str:
+    return read_files_script(spec.files, generation)
+
+
 class ClusterAccess(pulumi.ComponentResource):
     """A kubernetes Provider from the bootstrap node's admin.conf (read as a secret, server
     rewritten to the HA endpoint), and the control-plane files the Deployments mount."""
@@ -61,19 +66,31 @@ class ClusterAccess(pulumi.ComponentResource):
         first = f"{cluster.name}@{cluster.endpoint.host_port}"
         self.cluster_identifier: pulumi.Output[str] = previous.get_output(IDENTIFIER_OUTPUT).apply(
             lambda kept: kept or first)
+        # Secrets are patched, not replaced, when what they hold changes (pulumi-kubernetes
+        # provider/pkg/provider/diff.go forceNewProperties: `.data` forces a new Secret unless
+        # enableSecretMutable). A replacement deletes and re-creates a Secret the Deployments
+        # mount; and a re-read whose content preview cannot know would show as a replacement
+        # that `up` may not do. Turning it on updates the provider, never replaces it: the
+        # identifier is unchanged (DiffConfig).
         self.provider = k8s.Provider(
             f"{name}-provider", kubeconfig=self.kubeconfig,
-            cluster_identifier=self.cluster_identifier,
+            cluster_identifier=self.cluster_identifier, enable_secret_mutable=True,
             opts=pulumi.ResourceOptions(parent=self))
 
-        files = {key: path for spec in secrets for key, path in spec.files.items()}
-        self.files: pulumi.Output[dict[str, str]] = pulumi.Output.from_input({})
-        if files:
+        # One read per Secret, so switching one Deployment off or on leaves the others' reads
+        # (and what preview knows of their content) alone. The first keeps the URN of the
+        # single read earlier versions made; it has no delete, so the rename runs nothing.
+        self._files: dict[str, pulumi.Output[dict[str, str]]] = {}
+        for i, spec in enumerate(secrets):
             read_files = run_script(
-                f"{name}-read-control-plane-files", boot, ssh,
-                generation.apply(lambda g: read_files_script(files, g)), parent=self,
-                secret_stdout=True, depends_on=[after])
-            self.files = pulumi.Output.secret(read_files.stdout.apply(json.loads))  # type: ignore[arg-type]
+                f"{name}-read-{spec.name.removeprefix('kube-ha-')}", boot, ssh,
+                generation.apply(functools.partial(_read_files_of, spec)),
+                parent=self, secret_stdout=True, depends_on=[after],
+                aliases=[pulumi.Alias(name=f"{name}-read-control-plane-files")] if i == 0 else ())
+            self._files[spec.name] = pulumi.Output.secret(  # type: ignore[assignment]
+                read_files.stdout.apply(json.loads))
+        self.files: pulumi.Output[dict[str, str]] = pulumi.Output.all(
+            *self._files.values()).apply(lambda parts: {k: v for p in parts for k, v in p.items()})
 
         def record(values: list[Any]) -> dict[str, Any]:
             gen, admin, copied = values
@@ -99,7 +116,7 @@ class ClusterAccess(pulumi.ComponentResource):
                 data[key] = base64.b64encode(kubeconfig_with_server(text, url).encode()).decode()
             return data
 
-        return pulumi.Output.secret(self.files.apply(pick))  # type: ignore[arg-type]
+        return pulumi.Output.secret(self._files[spec.name].apply(pick))  # type: ignore[arg-type]
 
     def secret(self, resource_name: str, spec: SecretSpec, opts: pulumi.ResourceOptions
                ) -> k8s.core.v1.Secret:

@@ -51,9 +51,14 @@ def run_script(
     retain_on_delete: bool = False,
     depends_on: Sequence[pulumi.Resource] = (),
     aliases: Sequence[pulumi.Alias] = (),
+    read_once: bool = False,
+    triggers: Sequence[str] | None = None,
 ) -> command.remote.Command:
     """One idempotent script on one host. `secret` marks the script (it carries a key or
-    token); `secret_stdout` hides what it prints (kubeconfigs, tokens) from state and logs."""
+    token); `secret_stdout` hides what it prints (kubeconfigs, tokens) from state and logs.
+    `read_once`: a read whose answer does not change by itself. It runs on create and again
+    only when its `triggers` change (a replacement); a new host or script changes nothing,
+    so its stdout stays known in preview."""
     run = shell_for(host)
     return command.remote.Command(
         name,
@@ -66,14 +71,23 @@ def run_script(
         # The provider otherwise hands the previous stdout to the next run as the SSH
         # environment variable PULUMI_COMMAND_STDOUT (sshd may accept it): not for secrets.
         add_previous_output_in_env=False if secret_stdout else None,
+        triggers=list(triggers) if triggers else None,
         opts=pulumi.ResourceOptions(
             parent=parent,
             depends_on=list(depends_on),
             additional_secret_outputs=["stdout"] if secret_stdout else None,
             aliases=list(aliases) or None,
             retain_on_delete=retain_on_delete or None,
+            ignore_changes=list(READ_ONCE_IGNORES) if read_once else None,
         ),
     )
+
+
+# Every input of a read-once step but its `triggers`: the engine keeps their stored values
+# (a moved bootstrap node, a new script) and runs nothing; a new trigger replaces the step,
+# and a replacement is created from the current inputs.
+READ_ONCE_IGNORES = ("connection", "create", "update", "stdin", "logging",
+                     "add_previous_output_in_env")
 
 
 def retire(name: str, host: Host, ssh: Ssh, remote_script: str, *, parent: pulumi.Resource,

@@ -15,7 +15,13 @@ readStackOutputs), then each resource is classed by what the step would be:
   enables them mutable (provider/pkg/provider/provider.go, `enableSecretMutable`), a changed
   `metadata.name` replaces any object, and the provider is replaced when its
   `cluster_identifier` changes; anything else is an update.
+Before any of that the engine puts back the old value of every `ignore_changes` input.
 Component resources carry no inputs of their own and are left out.
+
+`preview_plan` is the same edit as `pulumi preview` shows it: the engine answers with the
+recorded outputs of a resource whose inputs are unchanged, and leaves unknown every output a
+provider computes for one it would create, update or replace (`PreviewMocks`); whatever reads
+those outputs then sees unknown inputs, and is planned from them as the providers would.
 """
 
 from __future__ import annotations
@@ -24,29 +30,39 @@ import copy
 from collections.abc import Callable
 from typing import Any
 
-from tests.mocks import plain
+from tests.mocks import ClusterMocks, plain, seen_by_engine
 from tests.program import Run, dev_stack, run_after, run_program
 
 Edit = Callable[[dict[str, Any]], None]
 OPS = ("create", "delete", "forget", "replace", "update")
 
 
-def _replaces(typ: str, old: dict[str, Any], new: dict[str, Any]) -> bool:
+def _replaces(typ: str, old: dict[str, Any], new: dict[str, Any],
+              secrets_mutable: bool = False) -> bool:
     if typ.startswith("command:"):
         return old.get("triggers") != new.get("triggers")
     if typ.startswith("tls:"):
         return True
     if typ == "pulumi:providers:kubernetes":
         return old.get("clusterIdentifier") != new.get("clusterIdentifier")
-    if typ in ("kubernetes:core/v1:Secret", "kubernetes:core/v1:ConfigMap") and any(
+    mutable = secrets_mutable and typ == "kubernetes:core/v1:Secret"
+    if typ in ("kubernetes:core/v1:Secret", "kubernetes:core/v1:ConfigMap") and not mutable and any(
             old.get(k) != new.get(k) for k in ("data", "stringData", "binaryData")):
         return True
     return (old.get("metadata") or {}).get("name") != (new.get("metadata") or {}).get("name")
 
 
+def _secrets_mutable(run: Run) -> bool:
+    """Whether the run's Kubernetes provider patches Secrets (`enableSecretMutable`)."""
+    providers = run.mocks.by_type("pulumi:providers:kubernetes")
+    return any(str(plain(p.inputs).get("enableSecretMutable")).lower() == "true"
+               for p in providers)
+
+
 def plan_between(before: Run, after: Run) -> dict[str, set[str]]:
     a = {r.name: (r.typ, plain(r.inputs)) for r in before.mocks.resources}
     b = {r.name: (r.typ, plain(r.inputs)) for r in after.mocks.resources}
+    mutable = _secrets_mutable(after)
     out: dict[str, set[str]] = {op: set() for op in OPS}
     for name in a.keys() | b.keys():
         typ = (b.get(name) or a[name])[0]
@@ -56,9 +72,31 @@ def plan_between(before: Run, after: Run) -> dict[str, set[str]]:
             out["create"].add(name)
         elif name not in b:
             out["forget" if before.reg(name).retain_on_delete else "delete"].add(name)
-        elif a[name][1] != b[name][1] or a[name][0] != b[name][0]:
-            out["replace" if _replaces(typ, a[name][1], b[name][1]) else "update"].add(name)
+        else:
+            reg = after.monitor.registrations.get(name)  # a StackReference is read, not registered
+            new = seen_by_engine(b[name][1], a[name][1], reg.ignore_changes if reg else ())
+            trigger_changed = reg is not None and (
+                reg.replacement_trigger != before.reg(name).replacement_trigger)
+            if trigger_changed or new != a[name][1] or a[name][0] != b[name][0]:
+                replace = trigger_changed or _replaces(typ, a[name][1], new, mutable)
+                out["replace" if replace else "update"].add(name)
     return out
+
+
+class PreviewMocks(ClusterMocks):
+    """The engine and providers in `pulumi preview` after the run `before`. A resource the
+    engine sees unchanged keeps its recorded outputs (ClusterMocks.after). Any other gets back
+    only its inputs, so each output its provider computes is unknown: pulumi-command 1.2.1
+    marks `stdout` computed in a preview update whenever an input changed (pulumi-go-provider
+    v1.3.0 infer/resource.go markComputed: every output depends on every input), and a created
+    or replaced resource's computed outputs (a tls key or certificate, a command's stdout) are
+    unknown in preview."""
+
+    def computed(self, typ: str, name: str, inputs: dict[str, Any]) -> dict[str, Any]:
+        state = dict(inputs)
+        if typ == "pulumi:pulumi:StackReference":
+            state.update(outputs=self.previous_outputs, secretOutputNames=[])
+        return state
 
 
 def plan(edit: Edit, start: Callable[[], dict[str, Any]] = dev_stack
@@ -69,4 +107,15 @@ def plan(edit: Edit, start: Callable[[], dict[str, Any]] = dev_stack
     changed = copy.deepcopy(raw)
     edit(changed)
     after = run_after(before, changed)
+    return plan_between(before, after), before, after
+
+
+def preview_plan(edit: Edit, start: Callable[[], dict[str, Any]] = dev_stack
+                 ) -> tuple[dict[str, set[str]], Run, Run]:
+    """The plan `pulumi preview` shows for `edit` applied to `start()` after an `up` of it."""
+    raw = start()
+    before = run_program(raw)
+    changed = copy.deepcopy(raw)
+    edit(changed)
+    after = run_after(before, changed, preview=True, mocks=PreviewMocks())
     return plan_between(before, after), before, after

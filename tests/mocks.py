@@ -32,6 +32,20 @@ def is_secret(value: Any) -> bool:
     return isinstance(value, dict) and value.get(SECRET_SIG) == "1b47061264138c4ac30d75fd1eb44270"
 
 
+def seen_by_engine(new: dict[str, Any], old: dict[str, Any], ignored: tuple[str, ...]
+                   ) -> dict[str, Any]:
+    """`new` after the engine put back the old value of each ignored input (pkg/resource/
+    deploy/step_generator.go processIgnoreChanges; only top-level names are used here)."""
+    out = dict(new)
+    for key in ignored:
+        assert key.isidentifier(), f"nested ignore_changes path {key!r} is not modelled"
+        if key in old:
+            out[key] = old[key]
+        else:
+            out.pop(key, None)
+    return out
+
+
 def plain(value: Any) -> Any:
     """Unwrap secret markers, recursively."""
     if is_secret(value):
@@ -79,6 +93,9 @@ class Registration:
     alias_urns: tuple[str, ...] = ()
     # The engine never calls the provider's Delete for it (the `retainOnDelete` option).
     retain_on_delete: bool = False
+    # Inputs whose new value the engine replaces by the old one before diffing
+    # (`ignoreChanges`; pulumi/pulumi pkg/resource/deploy/step_generator.go processIgnoreChanges).
+    ignore_changes: tuple[str, ...] = ()
 
 
 class RecordingMonitor(MockMonitor):
@@ -102,15 +119,20 @@ class RecordingMonitor(MockMonitor):
                           parent.split("::")[1], type_, name])
 
     def RegisterResource(self, request):  # type: ignore[no-untyped-def]  # noqa: N802
-        response = super().RegisterResource(request)
+        ignored = tuple(request.ignoreChanges)
         trigger = None
         if request.HasField("replacement_trigger"):
             trigger = json_format.MessageToDict(request.replacement_trigger)
+        if isinstance(self.mocks, ClusterMocks):
+            with self.mocks.lock:
+                self.mocks.ignore_changes[request.name] = ignored
+                self.mocks.triggers[request.name] = trigger
+        response = super().RegisterResource(request)
         self.registrations[request.name] = Registration(
             response.urn, request.type, request.name, request.parent,
             list(request.dependencies), list(request.additionalSecretOutputs), trigger,
             tuple(self._alias_urn(request, alias) for alias in request.aliases),
-            request.HasField("retainOnDelete") and request.retainOnDelete)
+            request.HasField("retainOnDelete") and request.retainOnDelete, ignored)
         return response
 
     def _alias_urn(self, request: Any, alias: Any) -> str:
@@ -160,11 +182,38 @@ class ClusterMocks(pulumi.runtime.Mocks):
         self.lock = threading.Lock()
         self.ca = _CA
         self.outputs: dict[str, dict[str, Any]] = {}
+        # Each resource's `ignore_changes` and `replacement_trigger`, as the monitor saw them
+        # before calling new_resource.
+        self.ignore_changes: dict[str, tuple[str, ...]] = {}
+        self.triggers: dict[str, Any] = {}
+        # The last `up`'s resources {name: (type, inputs, replacement trigger, state)}, when this
+        # run is the next one (see `after`).
+        self.previous: dict[str, tuple[str, dict[str, Any], Any, dict[str, Any]]] = {}
         self.files_suffix = ""  # what the node's copied files hold differs when set
         # When the certificates in the copied files end (kubeadm issues them for a year).
         self.copied_not_after = datetime(2027, 11, 22, tzinfo=UTC)
         # The stack outputs of the last `up`, as a StackReference to this stack reads them.
         self.previous_outputs: dict[str, Any] = {}
+
+    def after(self, before: ClusterMocks) -> ClusterMocks:
+        """Make this the engine of the run after `before`: a resource the engine sees
+        unchanged (same type and replacement trigger, the same inputs once `ignore_changes` put
+        the old values back) is not sent to its provider and keeps the state it had; any
+        other is computed afresh. A StackReference is read on every run."""
+        self.previous = {r.name: (r.typ, plain(r.inputs), before.triggers.get(r.name),
+                                  before.outputs[r.name]) for r in before.resources}
+        return self
+
+    def kept_state(self, name: str, typ: str, inputs: dict[str, Any]) -> dict[str, Any] | None:
+        """The state the engine keeps for an unchanged resource; None when it changed."""
+        old = self.previous.get(name)
+        if old is None or old[0] != typ or typ == "pulumi:pulumi:StackReference":
+            return None
+        with self.lock:
+            ignored, trigger = self.ignore_changes.get(name, ()), self.triggers.get(name)
+        if trigger != old[2] or seen_by_engine(inputs, old[1], ignored) != old[1]:
+            return None
+        return dict(old[3])
 
     def by_type(self, typ: str) -> list[Recorded]:
         return [r for r in self.resources if r.typ == typ]
@@ -176,39 +225,50 @@ class ClusterMocks(pulumi.runtime.Mocks):
         with self.lock:
             self.resources.append(Recorded(args.typ, args.name, dict(args.inputs)))
         inputs = plain(dict(args.inputs))
+        state = self.kept_state(args.name, args.typ, inputs)
+        if state is None:
+            state = self.computed(args.typ, args.name, inputs)
+        with self.lock:
+            self.outputs[args.name] = state
+        return f"{args.name}-id", state
+
+    def computed(self, typ: str, name: str, inputs: dict[str, Any]) -> dict[str, Any]:
+        """What the provider answers for a created, updated or replaced resource."""
         state = dict(inputs)
-        digest = (args.name, json.dumps(inputs, sort_keys=True, default=str))
-        if args.typ == "tls:index/privateKey:PrivateKey":
-            key = _KEYS.setdefault(args.name, pki.new_key_pem())
+        digest = (name, json.dumps(inputs, sort_keys=True, default=str))
+        if typ == "tls:index/privateKey:PrivateKey":
+            # A new key for each replacement trigger: a replaced key is a new key.
+            trigger = json.dumps(self.triggers.get(name), sort_keys=True)
+            key = _KEYS.setdefault(f"{name} {trigger}", pki.new_key_pem())
             state.update(privateKeyPem=key, publicKeyPem="")
-        elif args.typ == "tls:index/certRequest:CertRequest":
+        elif typ == "tls:index/certRequest:CertRequest":
             state["certRequestPem"] = _DERIVED.setdefault(digest, _csr(
                 inputs["privateKeyPem"], inputs.get("subject") or {},
                 inputs.get("dnsNames") or [], inputs.get("ipAddresses") or []))
-        elif args.typ == "tls:index/locallySignedCert:LocallySignedCert":
-            if digest not in _DERIVED:
-                _DERIVED[digest] = self._sign(inputs)
-            state["certPem"] = _DERIVED[digest]
+        elif typ == "tls:index/locallySignedCert:LocallySignedCert":
+            # setdefault, not check-then-set: resources register on several threads, and a
+            # second signature of the same inputs would differ (ECDSA is randomised).
+            state["certPem"] = _DERIVED.get(digest) or _DERIVED.setdefault(
+                digest, self._sign(inputs))
             # The provider records the validity window in RFC 3339 (terraform-provider-tls
             # validity_end_time); the policy pack and the certificateExpiry output read it.
             end = x509.load_pem_x509_certificate(state["certPem"].encode()).not_valid_after_utc
             state["validityEndTime"] = end.strftime("%Y-%m-%dT%H:%M:%SZ")
-        elif args.typ == "tls:index/selfSignedCert:SelfSignedCert":
+        elif typ == "tls:index/selfSignedCert:SelfSignedCert":
             key = inputs["privateKeyPem"]
             state["certPem"] = _DERIVED.setdefault(digest, pki.build_cert(
                 subject_key_pem=key, common_name=(inputs.get("subject") or {}).get(
                     "commonName", "ca"), issuer=None, is_ca=True))
-        elif args.typ == "command:remote:Command":
+        elif typ == "command:remote:Command":
             state["stdout"] = self._stdout(inputs.get("stdin") or "",
-                                           str((inputs.get("connection") or {}).get("host")))
+                                           str((inputs.get("connection") or {}).get("host")),
+                                           digest[1])
             state["stderr"] = ""
-        elif args.typ == "pulumi:pulumi:StackReference":
+        elif typ == "pulumi:pulumi:StackReference":
             # The engine's builtin provider (builtins.go readStackReference): the referenced
             # stack's last outputs and which of them are secret.
             state.update(outputs=self.previous_outputs, secretOutputNames=[])
-        with self.lock:
-            self.outputs[args.name] = state
-        return f"{args.name}-id", state
+        return state
 
     def _sign(self, inputs: dict[str, Any]) -> str:
         csr = x509.load_pem_x509_csr(inputs["certRequestPem"].encode())
@@ -241,32 +301,37 @@ class ClusterMocks(pulumi.runtime.Mocks):
                 return key_pem
         raise AssertionError("no private key for this CSR")
 
-    def _stdout(self, script: str, host: str = "") -> str:
+    def _stdout(self, script: str, host: str = "", run: str = "") -> str:
+        """What the step prints when it runs on `host`; `run` tells one run from another
+        (the step's inputs: a step runs again only when they changed)."""
         if "kube-ha: read-ca" in script:
             return self.ca.cert_pem + self.ca.key_pem
         if "kube-ha: join-credentials" in script:
-            # `kubeadm token create` prints a new random token on every run: a step that runs
-            # again (here: moved to another host) hands its joins new credentials. Stable for
-            # the same host, so an unchanged step's joins see no change.
-            secret = hashlib.sha256(host.encode()).hexdigest()
+            # `kubeadm token create` prints a new random token on every run (and `kubeadm
+            # init phase upload-certs` a new certificate key): a step that runs again hands
+            # its joins new credentials; one the engine leaves alone keeps what it printed.
+            secret = hashlib.sha256((host + run).encode()).hexdigest()
             return json.dumps({"token": f"abcdef.{secret[:16]}", "caCertHash": "sha256:" + "0" * 64,
                                "certificateKey": "f" * 64})
         if "kube-ha: read-admin-kubeconfig" in script:
-            return admin_kubeconfig(self.copied_not_after)
+            return admin_kubeconfig(self.copied_not_after, _node_marker(host))
         if "kube-ha: read-control-plane-files" in script:
             keys = re.findall(r'out\+="\$sep\\"([^\\]+)\\"', script)
             return json.dumps({k.strip("'"): base64.b64encode(
-                self._copied(k.strip("'")).encode()).decode() for k in keys})
+                self._copied(k.strip("'"), host).encode()).decode() for k in keys})
         return ""
 
-    def _copied(self, key: str) -> str:
-        """What the bootstrap node's file holds: a kubeconfig, a certificate (both ending at
-        copied_not_after) or other content; files_suffix marks a renewed one."""
+    def _copied(self, key: str, host: str = "") -> str:
+        """What a control-plane node's file holds: a kubeconfig, a certificate (both ending at
+        copied_not_after) or other content; files_suffix marks a renewed one. Only the files
+        kubeadm copies to every control-plane node are the same on each (SHARED_FILES); the
+        others each node's join makes for itself, so their content depends on the node."""
+        suffix = self.files_suffix + ("" if key in SHARED_FILES else _node_marker(host))
         if key.endswith(".conf"):
-            return admin_kubeconfig(self.copied_not_after, self.files_suffix)
+            return admin_kubeconfig(self.copied_not_after, suffix)
         if key.endswith(".crt"):
-            return copied_cert(key, self.copied_not_after) + f"# {self.files_suffix}\n"
-        return f"content of {key}{self.files_suffix}\n"
+            return copied_cert(key, self.copied_not_after) + f"# {suffix}\n"
+        return f"content of {key}{suffix}\n"
 
     def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]] | None]:
         if args.token == "pulumi:pulumi:readStackOutputs":
@@ -275,6 +340,20 @@ class ClusterMocks(pulumi.runtime.Mocks):
             return {"name": args.args["name"], "outputs": self.previous_outputs,
                     "secretOutputNames": []}, []
         return {}, []
+
+
+# What `kubeadm join --control-plane --certificate-key` copies from the cluster, so the same
+# on every control-plane node (kubernetes cmd/kubeadm/app/phases/copycerts/copycerts.go
+# certsToTransfer: the CA, front-proxy CA, service-account and etcd CA pairs), by the Secret
+# keys kube-ha stores them under. Every other certificate and kubeconfig (admin.conf,
+# controller-manager.conf, front-proxy-client, apiserver-etcd-client...) is made by each node's
+# own certs and kubeconfig phases: its content differs from node to node.
+SHARED_FILES = frozenset({"ca.crt", "ca.key", "sa.key", "sa.pub", "front-proxy-ca.crt",
+                          "front-proxy-ca.key", "etcd-ca.crt", "etcd-ca.key"})
+
+
+def _node_marker(host: str) -> str:
+    return f" made on {host}" if host else ""
 
 
 _COPIED: dict[tuple[str, datetime], str] = {}
@@ -292,13 +371,15 @@ def copied_cert(label: str, not_after: datetime) -> str:
                 .serial_number(len(_COPIED) + 1)
                 .not_valid_before(not_after - timedelta(days=365)).not_valid_after(not_after)
                 .sign(key, hashes.SHA256()))  # type: ignore[arg-type]
-        _COPIED[(label, not_after)] = cert.public_bytes(serialization.Encoding.PEM).decode()
+        # The first one made wins: two reads on two threads must see the same file.
+        _COPIED.setdefault((label, not_after), cert.public_bytes(serialization.Encoding.PEM).decode())
     return _COPIED[(label, not_after)]
 
 
 def admin_kubeconfig(not_after: datetime, marker: str = "") -> str:
-    """admin.conf as kubeadm writes it: the client certificate inline."""
-    data = base64.b64encode(copied_cert("kubernetes-admin", not_after).encode()).decode()
+    """admin.conf as kubeadm writes it: the client certificate inline (its own one per
+    `marker`: a node, a renewal)."""
+    data = base64.b64encode(copied_cert(f"kubernetes-admin{marker}", not_after).encode()).decode()
     return ADMIN_KUBECONFIG.replace("client-certificate-data: ZmFrZQ==",
                                     f"client-certificate-data: {data}") + (
         f"# {marker}\n" if marker else "")

@@ -144,10 +144,11 @@ def run_program(config: dict[str, Any], preview: bool = False,
     return Run(mocks, monitor, scope)
 
 
-def run_after(before: Run, config: dict[str, Any], preview: bool = False) -> Run:
+def run_after(before: Run, config: dict[str, Any], preview: bool = False,
+              mocks: ClusterMocks | None = None) -> Run:
     """The next `up` after `before`: `config` run with every output `before` recorded read
     back, as the engine answers readStackOutputs from the stack's last checkpoint."""
-    mocks = ClusterMocks()
+    mocks = (mocks or ClusterMocks()).after(before.mocks)
     mocks.previous_outputs = {k: value_of(v) for k, v in before.scope["ha"].recorded.items()}
     return run_program(config, preview=preview, mocks=mocks)
 

@@ -1,24 +1,28 @@
-"""Each day-2 edit of the README's table, planned: the exact steps `pulumi up` would create,
-delete, forget (retained on delete: the provider is never called), replace and update, judged
-by the pinned providers' own rules (tests/day2_plan.py). Remote steps, certificates and the
-Kubernetes provider are pinned exactly; in-cluster objects are covered by their own tests.
+"""Each day-2 edit of the README's table, planned: the exact resources `pulumi up` would
+create, delete, forget (retained on delete: the provider is never called), replace and update,
+judged by the pinned providers' own rules (tests/day2_plan.py), every resource type pinned.
+The same edit as `pulumi preview` shows it must match (issue 12, item 8).
 
 Beside the pins, a guard over every edit: no step the engine would delete or replace runs a
 delete script on a host (every per-node step is retained), no remote step reaches a node that
-left the list, and the Kubernetes provider is never replaced."""
+left the list, and neither the Kubernetes provider nor a Secret is ever replaced.
+
+Renames and role moves are refused, not planned (tests/test_day2.py); removing a dead node
+plans as removing a live one (the config edit is the same; tests/test_retire.py runs it)."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import pytest
+from pulumi.output import Unknown
 
-from tests.day2_plan import Edit, plan
+from tests.day2_plan import Edit, plan, preview_plan
 from tests.harness.hosts import host
 from tests.mocks import plain
+from tests.program import dev_stack
 
 PREFIX = "kubernetes-"  # the dev stack's clusterName, before every resource name
-PINNED_TYPES = ("command:", "tls:", "pulumi:providers:")
 
 
 def _add_control_plane(r: dict[str, Any]) -> None:
@@ -46,6 +50,21 @@ def _to_virtual_ip(r: dict[str, Any]) -> None:
     r["loadBalancers"].append(host("haproxy-102", "10.21.22.102"))
 
 
+def _replace_load_balancer(r: dict[str, Any]) -> None:
+    r["loadBalancers"] = [host("haproxy-103", "10.21.22.103")]
+    r["endpoint"]["address"] = "10.21.22.103"  # a single LB is the endpoint
+
+
+def _rotate(r: dict[str, Any]) -> None:
+    r["certificates"]["rotation"] += 1
+
+
+def _node_local_stack() -> dict[str, Any]:
+    raw = dev_stack()
+    raw["nodeLocalProxy"] = True
+    return raw
+
+
 EDITS: dict[str, Edit] = {
     "add a control-plane node": _add_control_plane,
     "remove a control-plane node": _remove_control_plane,
@@ -56,16 +75,15 @@ EDITS: dict[str, Edit] = {
     "move from one LB to a virtual IP": _to_virtual_ip,
     "switch node-local proxies on": lambda r: r.update(nodeLocalProxy=True),
     "switch the elastic apiserver off": lambda r: r["elasticApiserver"].update(enabled=False),
+    "switch node-local proxies off": lambda r: r.update(nodeLocalProxy=False),
+    "more apiserver capacity": lambda r: r["elasticApiserver"].update(minReplicas=2),
+    "replace an LB host": _replace_load_balancer,
+    "rotate the certificates": _rotate,
+    "upgrade Kubernetes (kubernetesVersion to match)": lambda r: r.update(
+        kubernetesVersion="v1.32.4"),
 }
-
-# A new name every apiserver must serve (a VIP, 127.0.0.1): every serving certificate is
-# re-issued (tls: any input change replaces) and each node's steps install it.
-EVERY_SERVING_CERTIFICATE = {
-    f"{kind}-{part}" for kind in ("elastic-apiserver-serving", *(
-        f"pki-apiserver-ubuntu-{n}" for n in (70, 72, 73))) for part in ("cert", "csr")}
-EVERY_CONTROL_PLANE_NODE_STEP = {
-    f"kubeadm-ubuntu-{n}-{step}" for n in (70, 72, 73)
-    for step in ("control-plane", "serving-certificate")}
+# The stack each edit starts from, when not the dev stack.
+STARTS = {"switch node-local proxies off": _node_local_stack}
 
 EXPECTED: dict[str, dict[str, set[str]]] = {
     'add a control-plane node': {
@@ -80,6 +98,8 @@ EXPECTED: dict[str, dict[str, set[str]]] = {
             'preflight-control-plane-ubuntu-76',
         },
         'update': {
+            'controller-manager-deployment',
+            'elastic-apiserver-deployment',
             'kubeadm-revoke-join-credentials',
             'kubeadm-workers',
             'lb-haproxy-101-configure',
@@ -105,6 +125,8 @@ EXPECTED: dict[str, dict[str, set[str]]] = {
             'kubeadm-ubuntu-72-membership',
         },
         'update': {
+            'controller-manager-deployment',
+            'elastic-apiserver-deployment',
             'kubeadm-control-plane-removals',
             'kubeadm-revoke-join-credentials',
             'kubeadm-workers',
@@ -130,8 +152,14 @@ EXPECTED: dict[str, dict[str, set[str]]] = {
             'kubeadm-ubuntu-73-membership',
         },
         'update': {
+            'access-provider',
             'access-read-admin-kubeconfig',
-            'access-read-control-plane-files',
+            'access-read-controller-manager-pki',
+            'access-read-elastic-apiserver-pki',
+            'controller-manager-deployment',
+            'controller-manager-secret',
+            'elastic-apiserver-deployment',
+            'elastic-apiserver-pki-secret',
             'kubeadm-control-plane-removals',
             'kubeadm-kube-proxy',
             'kubeadm-revoke-join-credentials',
@@ -146,7 +174,6 @@ EXPECTED: dict[str, dict[str, set[str]]] = {
             'kubeadm-ubuntu-75-join-credentials',
             'kubeadm-workers',
             'lb-haproxy-101-configure',
-            'pki-read-ca',
             'preflight-control-plane-ubuntu-70',
             'preflight-control-plane-ubuntu-72',
         },
@@ -167,6 +194,7 @@ EXPECTED: dict[str, dict[str, set[str]]] = {
             'kubeadm-ubuntu-75-retire',
         },
         'delete': {
+            'elastic-apiserver-pool-ubuntu-75',
             'kubeadm-ubuntu-75-join-credentials',
             'preflight-worker-ubuntu-75',
         },
@@ -178,6 +206,9 @@ EXPECTED: dict[str, dict[str, set[str]]] = {
             'elastic-apiserver-serving-csr',
         },
         'update': {
+            'elastic-apiserver-deployment',
+            'elastic-apiserver-hpa',
+            'elastic-apiserver-serving-secret',
             'kubeadm-revoke-join-credentials',
             'kubeadm-workers',
             'lb-haproxy-101-configure',
@@ -186,6 +217,8 @@ EXPECTED: dict[str, dict[str, set[str]]] = {
     'move the endpoint to another port': {
         'update': {
             'access-provider',
+            'controller-manager-deployment',
+            'controller-manager-secret',
             'kubeadm-kube-proxy',
             'kubeadm-ubuntu-70-control-plane',
             'kubeadm-ubuntu-72-control-plane',
@@ -203,8 +236,24 @@ EXPECTED: dict[str, dict[str, set[str]]] = {
             'lb-haproxy-102-install',
             'preflight-lb-haproxy-102',
         },
-        'replace': EVERY_SERVING_CERTIFICATE,
-        'update': EVERY_CONTROL_PLANE_NODE_STEP | {
+        'replace': {
+            'elastic-apiserver-serving-cert',
+            'elastic-apiserver-serving-csr',
+            'pki-apiserver-ubuntu-70-cert',
+            'pki-apiserver-ubuntu-70-csr',
+            'pki-apiserver-ubuntu-72-cert',
+            'pki-apiserver-ubuntu-72-csr',
+            'pki-apiserver-ubuntu-73-cert',
+            'pki-apiserver-ubuntu-73-csr',
+        },
+        'update': {
+            'elastic-apiserver-serving-secret',
+            'kubeadm-ubuntu-70-control-plane',
+            'kubeadm-ubuntu-70-serving-certificate',
+            'kubeadm-ubuntu-72-control-plane',
+            'kubeadm-ubuntu-72-serving-certificate',
+            'kubeadm-ubuntu-73-control-plane',
+            'kubeadm-ubuntu-73-serving-certificate',
             'lb-haproxy-101-configure',
             'lb-haproxy-101-install',
             'preflight-control-plane-ubuntu-70',
@@ -216,9 +265,25 @@ EXPECTED: dict[str, dict[str, set[str]]] = {
         },
     },
     'switch node-local proxies on': {
-        'replace': EVERY_SERVING_CERTIFICATE,
-        'update': EVERY_CONTROL_PLANE_NODE_STEP | {
+        'replace': {
+            'elastic-apiserver-serving-cert',
+            'elastic-apiserver-serving-csr',
+            'pki-apiserver-ubuntu-70-cert',
+            'pki-apiserver-ubuntu-70-csr',
+            'pki-apiserver-ubuntu-72-cert',
+            'pki-apiserver-ubuntu-72-csr',
+            'pki-apiserver-ubuntu-73-cert',
+            'pki-apiserver-ubuntu-73-csr',
+        },
+        'update': {
+            'elastic-apiserver-serving-secret',
             'kubeadm-kube-proxy',
+            'kubeadm-ubuntu-70-control-plane',
+            'kubeadm-ubuntu-70-serving-certificate',
+            'kubeadm-ubuntu-72-control-plane',
+            'kubeadm-ubuntu-72-serving-certificate',
+            'kubeadm-ubuntu-73-control-plane',
+            'kubeadm-ubuntu-73-serving-certificate',
             'kubeadm-ubuntu-74-join',
             'kubeadm-ubuntu-75-join',
             'preflight-control-plane-ubuntu-70',
@@ -230,39 +295,192 @@ EXPECTED: dict[str, dict[str, set[str]]] = {
     },
     'switch the elastic apiserver off': {
         'delete': {
+            'access-read-elastic-apiserver-pki',
+            'elastic-apiserver-deployment',
+            'elastic-apiserver-hpa',
+            'elastic-apiserver-pdb',
+            'elastic-apiserver-pki-secret',
+            'elastic-apiserver-pool-ubuntu-74',
+            'elastic-apiserver-pool-ubuntu-75',
             'elastic-apiserver-serving-cert',
             'elastic-apiserver-serving-csr',
             'elastic-apiserver-serving-key',
+            'elastic-apiserver-serving-secret',
         },
         'update': {
-            'access-read-control-plane-files',
             'lb-haproxy-101-configure',
+        },
+    },
+    'switch node-local proxies off': {
+        'replace': {
+            'elastic-apiserver-serving-cert',
+            'elastic-apiserver-serving-csr',
+            'pki-apiserver-ubuntu-70-cert',
+            'pki-apiserver-ubuntu-70-csr',
+            'pki-apiserver-ubuntu-72-cert',
+            'pki-apiserver-ubuntu-72-csr',
+            'pki-apiserver-ubuntu-73-cert',
+            'pki-apiserver-ubuntu-73-csr',
+        },
+        'update': {
+            'elastic-apiserver-serving-secret',
+            'kubeadm-kube-proxy',
+            'kubeadm-ubuntu-70-control-plane',
+            'kubeadm-ubuntu-70-serving-certificate',
+            'kubeadm-ubuntu-72-control-plane',
+            'kubeadm-ubuntu-72-serving-certificate',
+            'kubeadm-ubuntu-73-control-plane',
+            'kubeadm-ubuntu-73-serving-certificate',
+            'kubeadm-ubuntu-74-join',
+            'kubeadm-ubuntu-75-join',
+            'preflight-control-plane-ubuntu-70',
+            'preflight-control-plane-ubuntu-72',
+            'preflight-control-plane-ubuntu-73',
+            'preflight-worker-ubuntu-74',
+            'preflight-worker-ubuntu-75',
+        },
+    },
+    'more apiserver capacity': {
+        'update': {
+            'elastic-apiserver-hpa',
+        },
+    },
+    'replace an LB host': {
+        'create': {
+            'lb-haproxy-103-configure',
+            'lb-haproxy-103-install',
+            'preflight-lb-haproxy-103',
+        },
+        'delete': {
+            'lb-haproxy-101-configure',
+            'lb-haproxy-101-install',
+            'preflight-lb-haproxy-101',
+        },
+        'replace': {
+            'elastic-apiserver-serving-cert',
+            'elastic-apiserver-serving-csr',
+            'pki-apiserver-ubuntu-70-cert',
+            'pki-apiserver-ubuntu-70-csr',
+            'pki-apiserver-ubuntu-72-cert',
+            'pki-apiserver-ubuntu-72-csr',
+            'pki-apiserver-ubuntu-73-cert',
+            'pki-apiserver-ubuntu-73-csr',
+        },
+        'update': {
+            'elastic-apiserver-serving-secret',
+            'kubeadm-ubuntu-70-control-plane',
+            'kubeadm-ubuntu-70-serving-certificate',
+            'kubeadm-ubuntu-72-control-plane',
+            'kubeadm-ubuntu-72-serving-certificate',
+            'kubeadm-ubuntu-73-control-plane',
+            'kubeadm-ubuntu-73-serving-certificate',
+            'preflight-control-plane-ubuntu-70',
+            'preflight-control-plane-ubuntu-72',
+            'preflight-control-plane-ubuntu-73',
+            'preflight-worker-ubuntu-74',
+            'preflight-worker-ubuntu-75',
+        },
+    },
+    'rotate the certificates': {
+        'replace': {
+            'elastic-apiserver-serving-cert',
+            'elastic-apiserver-serving-csr',
+            'elastic-apiserver-serving-key',
+            'pki-apiserver-ubuntu-70-cert',
+            'pki-apiserver-ubuntu-70-csr',
+            'pki-apiserver-ubuntu-70-key',
+            'pki-apiserver-ubuntu-72-cert',
+            'pki-apiserver-ubuntu-72-csr',
+            'pki-apiserver-ubuntu-72-key',
+            'pki-apiserver-ubuntu-73-cert',
+            'pki-apiserver-ubuntu-73-csr',
+            'pki-apiserver-ubuntu-73-key',
+            'pki-lb-health-check-cert',
+            'pki-lb-health-check-csr',
+            'pki-lb-health-check-key',
+            'pki-read-ca',
+        },
+        'update': {
+            'access-read-admin-kubeconfig',
+            'access-read-controller-manager-pki',
+            'access-read-elastic-apiserver-pki',
+            'elastic-apiserver-serving-secret',
+            'kubeadm-ubuntu-70-control-plane',
+            'kubeadm-ubuntu-70-serving-certificate',
+            'kubeadm-ubuntu-72-control-plane',
+            'kubeadm-ubuntu-72-serving-certificate',
+            'kubeadm-ubuntu-73-control-plane',
+            'kubeadm-ubuntu-73-serving-certificate',
+            'lb-haproxy-101-configure',
+        },
+    },
+    'upgrade Kubernetes (kubernetesVersion to match)': {
+        'update': {
+            'controller-manager-deployment',
+            'elastic-apiserver-deployment',
+            'kubeadm-revoke-join-credentials',
+            'kubeadm-ubuntu-70-control-plane',
+            'kubeadm-ubuntu-70-join-credentials',
+            'kubeadm-ubuntu-72-control-plane',
+            'kubeadm-ubuntu-72-join-credentials',
+            'kubeadm-ubuntu-73-control-plane',
+            'preflight-control-plane-ubuntu-70',
+            'preflight-control-plane-ubuntu-72',
+            'preflight-control-plane-ubuntu-73',
+            'preflight-worker-ubuntu-74',
+            'preflight-worker-ubuntu-75',
         },
     },
 }
 
 
-def pinned_plan(what: str) -> tuple[dict[str, set[str]], Any, Any]:
-    p, before, after = plan(EDITS[what])
-    types = {r.name: r.typ for r in [*before.mocks.resources, *after.mocks.resources]}
-    return ({op: {n.removeprefix(PREFIX) for n in names if types[n].startswith(PINNED_TYPES)}
-             for op, names in p.items()}, before, after)
+def _plans(what: str, preview: bool = False) -> tuple[dict[str, set[str]], Any, Any]:
+    return (preview_plan if preview else plan)(EDITS[what], STARTS.get(what, dev_stack))
 
 
 @pytest.mark.parametrize("what", sorted(EDITS))
 def test_the_plan_of_each_edit_is_exactly_what_up_does(what: str) -> None:
-    got, _, _ = pinned_plan(what)
-    assert {op: names for op, names in got.items() if names} == EXPECTED[what]
+    got, _, _ = _plans(what)
+    assert {op: {n.removeprefix(PREFIX) for n in names}
+            for op, names in got.items() if names} == EXPECTED[what]
+
+
+@pytest.mark.parametrize("what", sorted(EDITS))
+def test_preview_shows_what_up_does(what: str) -> None:
+    """`pulumi preview` of the edit creates, deletes, forgets and replaces exactly what `up`
+    does. It may show more updates only where it cannot know a value yet: a resource whose
+    inputs hold an output that is unknown until `up` runs the step that prints it (the
+    CLI shows those inputs as computed); the update then happens only if the value did
+    change (a file re-read from a node, for instance)."""
+    up, _, _ = _plans(what)
+    shown, _, after = _plans(what, preview=True)
+    for op in ("create", "delete", "forget", "replace"):
+        assert shown[op] == up[op], op
+    assert up["update"] <= shown["update"]
+    for name in shown["update"] - up["update"]:
+        assert _holds_unknown(after.mocks.named(name).inputs), name
+
+
+def _holds_unknown(value: Any) -> bool:
+    if isinstance(value, Unknown):
+        return True
+    if isinstance(value, dict):
+        return any(_holds_unknown(v) for v in value.values())
+    if isinstance(value, list):
+        return any(_holds_unknown(v) for v in value)
+    return False
 
 
 @pytest.mark.parametrize("what", sorted(EDITS))
 def test_no_edit_runs_a_delete_on_a_host_or_replaces_the_provider(what: str) -> None:
-    p, before, after = plan(EDITS[what])
+    p, before, after = _plans(what)
     for name in p["delete"] | p["replace"]:
         reg = before.reg(name)
         if reg.typ == "command:remote:Command":
             assert not before.mocks.named(name).inputs.get("delete"), name
         assert reg.typ != "pulumi:providers:kubernetes", name
+    # Secrets are patched: a replacement would delete one the Deployments mount.
+    assert not {n for n in p["replace"] if before.reg(n).typ == "kubernetes:core/v1:Secret"}
     left = {str(h.address) for h in before.scope["cluster"].nodes} - {
         str(h.address) for h in after.scope["cluster"].nodes}
     reached = {plain(r.inputs["connection"])["host"]

@@ -249,17 +249,22 @@ def test_switching_the_elastic_apiserver_off_removes_its_objects_and_lb_entries(
     """`elasticApiserver.enabled: false` on a running stack: its in-cluster objects are no longer
     registered, so `up` deletes them (pulumi-kubernetes deletes what leaves the program), the LB
     configs lose the pool's server lines (an in-place update of the configure step), and no
-    remote step is deleted (a remote delete resets a node or removes an etcd member)."""
+    remote step with a delete script is deleted (a remote delete resets a node or removes an
+    etcd member): only the read of its Secret's files goes."""
     raw = dev_stack()
     raw["elasticApiserver"]["enabled"] = False
     off = run_program(raw)
     before = {r.name: r.typ for r in dev.mocks.resources}
     after = {r.name: r.typ for r in off.mocks.resources}
     gone = set(before) - set(after)
-    assert gone and all(n.startswith("kubernetes-elastic-apiserver") for n in gone), gone
+    assert gone and all(n.startswith(("kubernetes-elastic-apiserver",
+                                      "kubernetes-access-read-elastic-apiserver-pki"))
+                        for n in gone), gone
     assert {"kubernetes-elastic-apiserver-deployment", "kubernetes-elastic-apiserver-hpa",
             "kubernetes-elastic-apiserver-pool-ubuntu-74"} <= gone
-    assert not [n for n in gone if before[n].startswith("command:")]
+    assert [n for n in gone if before[n].startswith("command:")] == [
+        "kubernetes-access-read-elastic-apiserver-pki"]
+    assert not dev.inputs("kubernetes-access-read-elastic-apiserver-pki").get("delete")
     assert "kubernetes-lb-haproxy-101-configure" in changed_between(dev, off)
     assert "server elastic-" in render_haproxy_cfg(parse_cluster(dev_stack()))
     assert "server elastic-" not in render_haproxy_cfg(parse_cluster(raw))

@@ -84,7 +84,8 @@ def test_expiry_of_every_issued_certificate_is_a_stack_output() -> None:
 # --- copies of the nodes' files: re-read inside their renewal window ----------------------
 
 WINDOW = renewal.COPY_REREAD_WINDOW
-READS = ("kubernetes-access-read-admin-kubeconfig", "kubernetes-access-read-control-plane-files")
+READS = ("kubernetes-access-read-admin-kubeconfig", "kubernetes-access-read-elastic-apiserver-pki",
+         "kubernetes-access-read-controller-manager-pki")
 
 
 @pytest.mark.parametrize("rotation, record, now, expected", [
