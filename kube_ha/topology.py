@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 from dataclasses import dataclass
 
@@ -27,6 +28,8 @@ class Backend:
     address: str
     port: int
     elastic: bool = False
+    # The name its health check asks for (SNI) and verifies in the served certificate.
+    check_name: str | None = None
 
 
 def kubernetes_service_ip(cluster: Cluster) -> str:
@@ -67,11 +70,33 @@ def apiserver_sans(cluster: Cluster, node: Host) -> SanSet:
     return SanSet(_unique([*dns, node.name]), _unique([*ips, str(node.address)]))
 
 
+# Reserved: never resolves, never a real name (RFC 2606).
+MARKER_DOMAIN = "kube-ha.invalid"
+
+
 def elastic_apiserver_sans(cluster: Cluster) -> SanSet:
-    """One certificate serves every elastic apiserver pod, so it names every pool node."""
+    """One certificate serves every elastic apiserver pod, so it names every pool node, and
+    a marker name that stands for this very set of names (elastic_san_marker)."""
+    dns, ips = _elastic_names(cluster)
+    return SanSet((*dns, elastic_san_marker(cluster)), ips)
+
+
+def elastic_san_marker(cluster: Cluster) -> str:
+    """A DNS name only a certificate issued for the elastic apiservers' current names carries.
+    The LBs' and node-local proxies' checks of the elastic servers verify it: those pods get
+    their re-issued certificate from a Secret after every host was re-pointed (the Kubernetes
+    provider needs the cluster first), so until a pod serves one that names a new address
+    (a VIP, 127.0.0.1, an extra SAN) it stays DOWN and no client that dials that address
+    reaches it. haproxy's `verifyhost` checks DNS names only, hence a name for the set."""
+    dns, ips = _elastic_names(cluster)
+    digest = hashlib.sha256("\n".join([*dns, "", *ips]).encode()).hexdigest()[:16]
+    return f"sans-{digest}.{MARKER_DOMAIN}"
+
+
+def _elastic_names(cluster: Cluster) -> tuple[tuple[str, ...], tuple[str, ...]]:
     dns, ips = shared_sans(cluster)
     pool = [cluster.node(n) for n in cluster.elastic_apiserver.pool_nodes]
-    return SanSet(_unique(dns + [h.name for h in pool]), _unique(ips + [str(h.address) for h in pool]))
+    return _unique(dns + [h.name for h in pool]), _unique(ips + [str(h.address) for h in pool])
 
 
 def all_sans(cluster: Cluster) -> dict[str, dict[str, list[str]]]:
@@ -91,8 +116,10 @@ def lb_backends(cluster: Cluster) -> list[Backend]:
     backends = [Backend(h.name, str(h.address), cluster.apiserver_port) for h in cluster.control_plane]
     e = cluster.elastic_apiserver
     if e.enabled:
+        marker = elastic_san_marker(cluster)
         backends += [
-            Backend(f"elastic-{n}", str(cluster.node(n).address), e.port, elastic=True)
+            Backend(f"elastic-{n}", str(cluster.node(n).address), e.port, elastic=True,
+                    check_name=marker)
             for n in e.pool_nodes
         ]
     return backends

@@ -55,6 +55,11 @@ def _replace_load_balancer(r: dict[str, Any]) -> None:
     r["endpoint"]["address"] = "10.21.22.103"  # a single LB is the endpoint
 
 
+def _promote(r: dict[str, Any]) -> None:
+    del r["controlPlane"][0]["bootstrap"]  # ubuntu-73 stays, as an ordinary member
+    r["controlPlane"][1]["bootstrap"] = True  # ubuntu-70
+
+
 def _rotate(r: dict[str, Any]) -> None:
     r["certificates"]["rotation"] += 1
 
@@ -69,6 +74,7 @@ EDITS: dict[str, Edit] = {
     "add a control-plane node": _add_control_plane,
     "remove a control-plane node": _remove_control_plane,
     "remove the bootstrap node": _remove_bootstrap,
+    "make another node the bootstrap node": _promote,
     "add a worker": lambda r: r["workers"].append(host("ubuntu-76", "10.21.22.76")),
     "remove a worker": _remove_worker,
     "move the endpoint to another port": lambda r: r["endpoint"].update(port=7443),
@@ -176,6 +182,41 @@ EXPECTED: dict[str, dict[str, set[str]]] = {
             'lb-haproxy-101-configure',
             'preflight-control-plane-ubuntu-70',
             'preflight-control-plane-ubuntu-72',
+        },
+    },
+    'make another node the bootstrap node': {
+        'create': {
+            'kubeadm-ubuntu-73-join-credentials',
+        },
+        'delete': {
+            'kubeadm-ubuntu-70-join-credentials',
+        },
+        'update': {
+            'access-provider',
+            'access-read-admin-kubeconfig',
+            'access-read-controller-manager-pki',
+            'access-read-elastic-apiserver-pki',
+            'controller-manager-deployment',
+            'controller-manager-secret',
+            'elastic-apiserver-deployment',
+            'elastic-apiserver-pki-secret',
+            'kubeadm-control-plane-removals',
+            'kubeadm-kube-proxy',
+            'kubeadm-revoke-join-credentials',
+            'kubeadm-ubuntu-70-control-plane',
+            'kubeadm-ubuntu-70-membership',
+            'kubeadm-ubuntu-72-control-plane',
+            'kubeadm-ubuntu-72-join-credentials',
+            'kubeadm-ubuntu-72-membership',
+            'kubeadm-ubuntu-73-control-plane',
+            'kubeadm-ubuntu-73-membership',
+            'kubeadm-ubuntu-74-join',
+            'kubeadm-ubuntu-74-join-credentials',
+            'kubeadm-ubuntu-75-join',
+            'kubeadm-ubuntu-75-join-credentials',
+            'kubeadm-workers',
+            'preflight-control-plane-ubuntu-70',
+            'preflight-control-plane-ubuntu-73',
         },
     },
     'add a worker': {
@@ -286,6 +327,7 @@ EXPECTED: dict[str, dict[str, set[str]]] = {
             'kubeadm-ubuntu-73-serving-certificate',
             'kubeadm-ubuntu-74-join',
             'kubeadm-ubuntu-75-join',
+            'lb-haproxy-101-configure',
             'preflight-control-plane-ubuntu-70',
             'preflight-control-plane-ubuntu-72',
             'preflight-control-plane-ubuntu-73',
@@ -333,6 +375,7 @@ EXPECTED: dict[str, dict[str, set[str]]] = {
             'kubeadm-ubuntu-73-serving-certificate',
             'kubeadm-ubuntu-74-join',
             'kubeadm-ubuntu-75-join',
+            'lb-haproxy-101-configure',
             'preflight-control-plane-ubuntu-70',
             'preflight-control-plane-ubuntu-72',
             'preflight-control-plane-ubuntu-73',

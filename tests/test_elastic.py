@@ -14,6 +14,8 @@ import kubernetes_validate
 from kube_ha.config import parse_cluster
 from kube_ha.elastic import manifests as m
 from kube_ha.loadbalancer.haproxy import render_haproxy_cfg
+from kube_ha.topology import elastic_apiserver_sans, elastic_san_marker
+from tests.harness import pki
 from tests.harness.hosts import host
 from tests.harness.lab import Lab
 from tests.mocks import ClusterMocks, is_secret, plain
@@ -295,6 +297,43 @@ def test_hpa_added_apiserver_takes_traffic_within_3s_and_leaves_without_errors(t
                             watch="elastic-pool-1")
         assert scale_in.failed == [], scale_in.summary()
         assert pool[0].proc is not None and pool[0].proc.poll() is not None
+
+
+def test_an_elastic_apiserver_on_its_certificate_from_before_a_san_change_stays_out(
+        tmp_path: Path) -> None:
+    """Issue 12 item 5. An elastic pod gets its re-issued certificate from a Secret the
+    Kubernetes provider writes after every host was re-pointed at the new address (a VIP,
+    127.0.0.1, an extra SAN), so the LB must not send it clients until it serves the new one.
+    Its check verifies the marker name that stands for the current names (haproxy verifyhost
+    checks DNS names only): on real haproxy, a pod still on the old certificate (which names
+    the endpoint's DNS name and is signed by the cluster CA: only the marker tells it apart)
+    stays DOWN and gets no request; once it serves the new one it is back in rotation."""
+    probe = Lab(tmp_path / "probe", pool_n=1)
+    assert probe.ca is not None
+    before = parse_cluster(probe.raw_config())
+    lab = Lab(tmp_path / "lab", pool_n=1, ca=probe.ca, prefix=probe.prefix,
+              config_overrides={"certificates": {"extraSans": ["203.0.113.7"]}})
+    old_sans = elastic_apiserver_sans(before)
+    assert lab.dns_name in old_sans.dns_names
+    assert elastic_san_marker(before) != elastic_san_marker(lab.cluster)
+    lab.certs["elastic-pool-1"] = pki.issue(probe.ca, "kube-apiserver",
+                                            dns=list(old_sans.dns_names),
+                                            ips=list(old_sans.ip_addresses))
+    with lab:
+        lab.start()
+        lab.wait_states({"cp-1": "UP", "cp-2": "UP", "cp-3": "UP"}, 10)
+        lab.wait_states({"elastic-pool-1": "DOWN"}, 10)
+        report = lab.load(3, 40)
+        assert report.failed == [], report.summary()
+        assert "elastic-pool-1" not in {r.backend for r in report.results}
+
+        del lab.certs["elastic-pool-1"]  # the re-issued certificate, rolled out
+        lab.crash("elastic-pool-1")
+        lab.start_backend(lab.server("elastic-pool-1"))
+        lab.wait_states({"elastic-pool-1": "UP"}, 10)
+        report = lab.load(3, 40)
+    assert report.failed == [], report.summary()
+    assert "elastic-pool-1" in {r.backend for r in report.results}
 
 
 def test_pods_restart_when_the_files_they_mount_change_and_only_then() -> None:

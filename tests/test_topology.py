@@ -8,7 +8,13 @@ from typing import Any
 import pytest
 
 from kube_ha.config import parse_cluster
-from kube_ha.topology import apiserver_sans, kubernetes_service_ip, lb_backends
+from kube_ha.topology import (
+    apiserver_sans,
+    elastic_apiserver_sans,
+    elastic_san_marker,
+    kubernetes_service_ip,
+    lb_backends,
+)
 from tests.harness.hosts import host
 from tests.program import grown_stack
 
@@ -66,3 +72,33 @@ def test_elastic_pool_nodes_are_backends_on_elastic_port(raw: dict[str, Any]) ->
     backends = lb_backends(parse_cluster(raw))
     elastic = [(b.address, b.port) for b in backends if b.elastic]
     assert elastic == [("10.21.22.74", 7443), ("10.21.22.75", 7443)]
+
+
+@pytest.mark.parametrize("what, edit, renamed", [
+    ("a virtual IP", lambda r: (r["endpoint"].update(address="10.21.22.100", virtualIp=True),
+                                r["loadBalancers"].append(host("lb-b", "10.21.22.102"))), True),
+    ("node-local proxies", lambda r: r.update(nodeLocalProxy=True), True),
+    ("an extra SAN", lambda r: r["certificates"].update(extraSans=["k8s.example.com"]), True),
+    ("another endpoint name", lambda r: r["endpoint"].update(dnsName="api.example.com"), True),
+    ("a pool node fewer", lambda r: r["elasticApiserver"].update(
+        poolNodes=["ubuntu-74"], maxReplicas=1), True),
+    ("more replicas", lambda r: r["elasticApiserver"].update(minReplicas=2), False),
+    ("another endpoint port", lambda r: r["endpoint"].update(port=7443), False),
+    ("a control-plane node more", lambda r: (r["controlPlane"].append(
+        host("ubuntu-76", "10.21.22.76")), r.update(allowEvenControlPlane=True)), False),
+])
+def test_the_elastic_marker_names_exactly_the_elastic_certificate_s_names(
+        raw: dict[str, Any], what: str, edit: Any, renamed: bool) -> None:
+    """The marker every elastic server's check verifies changes with the elastic certificate's
+    names, and only then: any other edit would take every elastic pod out of rotation until
+    a certificate it did not need rolled out."""
+    before = parse_cluster(raw)
+    changed = copy.deepcopy(raw)
+    edit(changed)
+    after = parse_cluster(changed)
+    assert elastic_san_marker(after) in elastic_apiserver_sans(after).dns_names
+    assert (elastic_san_marker(after) != elastic_san_marker(before)) is renamed
+    assert ((elastic_apiserver_sans(after) != elastic_apiserver_sans(before)) is renamed)
+    checked = {b.check_name for b in lb_backends(after) if b.elastic}
+    assert checked == {elastic_san_marker(after)}
+    assert {b.check_name for b in lb_backends(after) if not b.elastic} == {None}

@@ -218,7 +218,9 @@ def render_haproxy_cfg(cluster: Cluster, paths: HaproxyPaths | None = None,
     if ep.dns_name:
         # Clients dial the name: a backend still on a certificate without it (before its
         # re-issue rolled out) stays out of rotation. haproxy verifies DNS names only, not IP
-        # SANs, so an IP-only endpoint relies on the rollout order instead.
+        # SANs, so an IP-only endpoint relies on the rollout order instead (each control-plane
+        # node serves its certificate before anything is re-pointed). Elastic servers are
+        # checked for their own name (topology.elastic_san_marker), set per server below.
         check_tls += f" check-sni {ep.dns_name} verifyhost {ep.dns_name}"
     if paths.client_cert:
         # Checks authenticate, so they pass on clusters with --anonymous-auth=false.
@@ -268,7 +270,8 @@ def render_haproxy_cfg(cluster: Cluster, paths: HaproxyPaths | None = None,
     ]
     backends = lb_backends(cluster)
     for b in backends:
-        lines.append(f"    server {b.name} {host_port(b.address, b.port)}")
+        own_check = f" check-sni {b.check_name} verifyhost {b.check_name}" if b.check_name else ""
+        lines.append(f"    server {b.name} {host_port(b.address, b.port)}{own_check}")
     # The fail-open twins: used only while no checked server is UP. The static apiservers only:
     # they are the floor that always exists (a pool node without an elastic pod refuses).
     for b in (b for b in backends if not b.elastic):

@@ -32,6 +32,7 @@ from kube_ha.loadbalancer.haproxy import (
     session_guard_lua,
 )
 from kube_ha.model import HealthCheckSettings
+from kube_ha.topology import elastic_apiserver_sans
 from tests.harness import pki
 from tests.harness.hosts import host
 from tests.harness.wait import wait_until
@@ -218,8 +219,7 @@ class Lab:
     # --- processes -------------------------------------------------------------------------
     def start_backend(self, server: FakeApiserver) -> None:
         assert self.ca is not None
-        cert = self.certs.get(server.name) or pki.issue(
-            self.ca, server.name, dns=[server.name, self.dns_name], ips=[server.address, self.endpoint])
+        cert = self.certs.get(server.name) or self.issued_cert(server.name)
         crt, key = cert.write(self.workdir, server.name)
         cmd = [sys.executable, "-m", "tests.harness.fake_apiserver", "--bind", server.address,
                "--port", str(server.port), "--cert", str(crt), "--key", str(key),
@@ -234,6 +234,18 @@ class Lab:
         assert server.proc.stdout is not None
         line = server.proc.stdout.readline()
         assert line.strip() == "ready", f"{server.name} did not start: {line!r}"
+
+    def issued_cert(self, name: str) -> pki.KeyPair:
+        """The serving certificate the program issues for server `name`: the elastic
+        apiservers' one names what elastic_apiserver_sans lists, marker included."""
+        assert self.ca is not None
+        if name.startswith("elastic-"):
+            sans = elastic_apiserver_sans(self.cluster)
+            return pki.issue(self.ca, "kube-apiserver", dns=list(sans.dns_names),
+                             ips=list(sans.ip_addresses))
+        server = self.server(name)
+        return pki.issue(self.ca, name, dns=[name, self.dns_name],
+                         ips=[server.address, self.endpoint])
 
     def start(self, backends: list[FakeApiserver] | None = None) -> None:
         for s in self.servers if backends is None else backends:
