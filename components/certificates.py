@@ -123,11 +123,12 @@ class ClusterCertificates(pulumi.ComponentResource):
         # Read once: a kubeadm cluster's CA does not change, so moving or removing the
         # bootstrap node does not read it again (preview would otherwise not know it, and
         # show every certificate replaced). A `rotation` bump reads it again, from the
-        # bootstrap node of that run; 0 (the default) keeps earlier stacks' step as it was.
+        # bootstrap node of that run: a step of a new name, made from the current inputs (the
+        # old one has no delete). Rotation 0, the default, keeps earlier stacks' step.
         rotation = cluster.certificates.rotation
-        read = run_script(f"{name}-read-ca", cluster.bootstrap, ssh, read_ca_script(),
-                          parent=self, secret_stdout=True, read_once=True,
-                          triggers=[f"rotation {rotation}"] if rotation else None)
+        read = run_script(f"{name}-read-ca" + (f"-rotation-{rotation}" if rotation else ""),
+                          cluster.bootstrap, ssh, read_ca_script(), parent=self,
+                          secret_stdout=True, read_once=True)
         pair = read.stdout.apply(split_pem_bundle)
         # The CA certificate is public; only the key stays secret.
         cert = pulumi.Output.unsecret(pair.apply(lambda p: p[0]))

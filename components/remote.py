@@ -52,13 +52,13 @@ def run_script(
     depends_on: Sequence[pulumi.Resource] = (),
     aliases: Sequence[pulumi.Alias] = (),
     read_once: bool = False,
-    triggers: Sequence[str] | None = None,
 ) -> command.remote.Command:
     """One idempotent script on one host. `secret` marks the script (it carries a key or
     token); `secret_stdout` hides what it prints (kubeconfigs, tokens) from state and logs.
-    `read_once`: a read whose answer does not change by itself. It runs on create and again
-    only when its `triggers` change (a replacement); a new host or script changes nothing,
-    so its stdout stays known in preview."""
+    `read_once`: a read whose answer does not change by itself. It runs when created, never
+    again: a new host or script changes nothing, so its stdout stays known in preview. To
+    read again, register it under a new name (a replacement would not do: the engine builds
+    it from the ignored inputs' old values, step_generator.go processIgnoreChanges)."""
     run = shell_for(host)
     return command.remote.Command(
         name,
@@ -71,7 +71,6 @@ def run_script(
         # The provider otherwise hands the previous stdout to the next run as the SSH
         # environment variable PULUMI_COMMAND_STDOUT (sshd may accept it): not for secrets.
         add_previous_output_in_env=False if secret_stdout else None,
-        triggers=list(triggers) if triggers else None,
         opts=pulumi.ResourceOptions(
             parent=parent,
             depends_on=list(depends_on),
@@ -83,9 +82,8 @@ def run_script(
     )
 
 
-# Every input of a read-once step but its `triggers`: the engine keeps their stored values
-# (a moved bootstrap node, a new script) and runs nothing; a new trigger replaces the step,
-# and a replacement is created from the current inputs.
+# Every input of a read-once step: the engine keeps their stored values (a moved bootstrap
+# node, a new script) and runs nothing.
 READ_ONCE_IGNORES = ("connection", "create", "update", "stdin", "logging",
                      "add_previous_output_in_env")
 

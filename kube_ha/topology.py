@@ -82,13 +82,15 @@ def elastic_apiserver_sans(cluster: Cluster) -> SanSet:
 
 
 def elastic_san_marker(cluster: Cluster) -> str:
-    """A DNS name only a certificate issued for the elastic apiservers' current names carries.
+    """A DNS name only a certificate issued for the names clients dial (shared_sans) carries.
     The LBs' and node-local proxies' checks of the elastic servers verify it: those pods get
     their re-issued certificate from a Secret after every host was re-pointed (the Kubernetes
     provider needs the cluster first), so until a pod serves one that names a new address
     (a VIP, 127.0.0.1, an extra SAN) it stays DOWN and no client that dials that address
-    reaches it. haproxy's `verifyhost` checks DNS names only, hence a name for the set."""
-    dns, ips = _elastic_names(cluster)
+    reaches it. haproxy's `verifyhost` checks DNS names only, hence a name for the set. The
+    pool nodes' own names are left out: nobody dials them through a proxy, so a pool change
+    takes no pod out of rotation."""
+    dns, ips = shared_sans(cluster)
     digest = hashlib.sha256("\n".join([*dns, "", *ips]).encode()).hexdigest()[:16]
     return f"sans-{digest}.{MARKER_DOMAIN}"
 

@@ -30,7 +30,7 @@ import copy
 from collections.abc import Callable
 from typing import Any
 
-from tests.mocks import ClusterMocks, plain, seen_by_engine
+from tests.mocks import ClusterMocks, plain
 from tests.program import Run, dev_stack, run_after, run_program
 
 Edit = Callable[[dict[str, Any]], None]
@@ -60,8 +60,10 @@ def _secrets_mutable(run: Run) -> bool:
 
 
 def plan_between(before: Run, after: Run) -> dict[str, set[str]]:
-    a = {r.name: (r.typ, plain(r.inputs)) for r in before.mocks.resources}
-    b = {r.name: (r.typ, plain(r.inputs)) for r in after.mocks.resources}
+    """Classes every resource by the inputs the engine stores for it (ignored inputs keep
+    their old values: ClusterMocks.engine_inputs)."""
+    a = {r.name: (r.typ, before.mocks.stored[r.name]) for r in before.mocks.resources}
+    b = {r.name: (r.typ, after.mocks.stored[r.name]) for r in after.mocks.resources}
     mutable = _secrets_mutable(after)
     out: dict[str, set[str]] = {op: set() for op in OPS}
     for name in a.keys() | b.keys():
@@ -74,7 +76,7 @@ def plan_between(before: Run, after: Run) -> dict[str, set[str]]:
             out["forget" if before.reg(name).retain_on_delete else "delete"].add(name)
         else:
             reg = after.monitor.registrations.get(name)  # a StackReference is read, not registered
-            new = seen_by_engine(b[name][1], a[name][1], reg.ignore_changes if reg else ())
+            new = b[name][1]
             trigger_changed = reg is not None and (
                 reg.replacement_trigger != before.reg(name).replacement_trigger)
             if trigger_changed or new != a[name][1] or a[name][0] != b[name][0]:

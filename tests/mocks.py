@@ -189,6 +189,9 @@ class ClusterMocks(pulumi.runtime.Mocks):
         # The last `up`'s resources {name: (type, inputs, replacement trigger, state)}, when this
         # run is the next one (see `after`).
         self.previous: dict[str, tuple[str, dict[str, Any], Any, dict[str, Any]]] = {}
+        # Each resource's inputs as the engine stores them (and hands its provider): the
+        # program's, with the old value of every `ignore_changes` input put back.
+        self.stored: dict[str, dict[str, Any]] = {}
         self.files_suffix = ""  # what the node's copied files hold differs when set
         # When the certificates in the copied files end (kubeadm issues them for a year).
         self.copied_not_after = datetime(2027, 11, 22, tzinfo=UTC)
@@ -200,18 +203,29 @@ class ClusterMocks(pulumi.runtime.Mocks):
         unchanged (same type and replacement trigger, the same inputs once `ignore_changes` put
         the old values back) is not sent to its provider and keeps the state it had; any
         other is computed afresh. A StackReference is read on every run."""
-        self.previous = {r.name: (r.typ, plain(r.inputs), before.triggers.get(r.name),
+        self.previous = {r.name: (r.typ, before.stored[r.name], before.triggers.get(r.name),
                                   before.outputs[r.name]) for r in before.resources}
         return self
 
-    def kept_state(self, name: str, typ: str, inputs: dict[str, Any]) -> dict[str, Any] | None:
+    def engine_inputs(self, name: str, typ: str, inputs: dict[str, Any]) -> dict[str, Any]:
+        """The inputs the engine stores and sends to the provider, for an update and for a
+        replacement alike (pkg/resource/deploy/step_generator.go: processIgnoreChanges runs
+        before the diff; only a targeted `--replace` takes the program's values)."""
+        old = self.previous.get(name)
+        if old is None or old[0] != typ:
+            return inputs
+        with self.lock:
+            ignored = self.ignore_changes.get(name, ())
+        return seen_by_engine(inputs, old[1], ignored)
+
+    def kept_state(self, name: str, typ: str, stored: dict[str, Any]) -> dict[str, Any] | None:
         """The state the engine keeps for an unchanged resource; None when it changed."""
         old = self.previous.get(name)
         if old is None or old[0] != typ or typ == "pulumi:pulumi:StackReference":
             return None
         with self.lock:
-            ignored, trigger = self.ignore_changes.get(name, ()), self.triggers.get(name)
-        if trigger != old[2] or seen_by_engine(inputs, old[1], ignored) != old[1]:
+            trigger = self.triggers.get(name)
+        if trigger != old[2] or stored != old[1]:
             return None
         return dict(old[3])
 
@@ -224,7 +238,9 @@ class ClusterMocks(pulumi.runtime.Mocks):
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str | None, dict[str, Any]]:
         with self.lock:
             self.resources.append(Recorded(args.typ, args.name, dict(args.inputs)))
-        inputs = plain(dict(args.inputs))
+        inputs = self.engine_inputs(args.name, args.typ, plain(dict(args.inputs)))
+        with self.lock:
+            self.stored[args.name] = inputs
         state = self.kept_state(args.name, args.typ, inputs)
         if state is None:
             state = self.computed(args.typ, args.name, inputs)

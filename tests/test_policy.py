@@ -202,3 +202,12 @@ def test_the_packs_markers_are_the_programs_own(dev_resources: list[PolicyResour
     assert any(live in s and pack.HAPROXY_CHECK in s for s in stdins)
     members = [r.name for r in dev_resources if r.name.endswith(pack.MEMBERSHIP_STEP)]
     assert len(members) == 3, members
+
+
+def test_a_rotated_stack_passes_every_policy() -> None:
+    """A `certificates.rotation` bump (the README's way to re-key, and to read the CA again)
+    must not trip a mandatory policy: the CA is read again by a step of a new name, not by
+    `triggers`, which `scripts-update-in-place` refuses."""
+    raw = pinned_dev_stack()
+    raw["certificates"] = {**raw["certificates"], "rotation": 1}
+    assert violations(_resources(run_program(raw))) == {}

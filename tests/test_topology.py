@@ -74,31 +74,37 @@ def test_elastic_pool_nodes_are_backends_on_elastic_port(raw: dict[str, Any]) ->
     assert elastic == [("10.21.22.74", 7443), ("10.21.22.75", 7443)]
 
 
-@pytest.mark.parametrize("what, edit, renamed", [
+@pytest.mark.parametrize("what, edit, renamed, pool_changed", [
     ("a virtual IP", lambda r: (r["endpoint"].update(address="10.21.22.100", virtualIp=True),
-                                r["loadBalancers"].append(host("lb-b", "10.21.22.102"))), True),
-    ("node-local proxies", lambda r: r.update(nodeLocalProxy=True), True),
-    ("an extra SAN", lambda r: r["certificates"].update(extraSans=["k8s.example.com"]), True),
-    ("another endpoint name", lambda r: r["endpoint"].update(dnsName="api.example.com"), True),
+                                r["loadBalancers"].append(host("lb-b", "10.21.22.102"))),
+     True, False),
+    ("node-local proxies", lambda r: r.update(nodeLocalProxy=True), True, False),
+    ("an extra SAN", lambda r: r["certificates"].update(extraSans=["k8s.example.com"]),
+     True, False),
+    ("another endpoint name", lambda r: r["endpoint"].update(dnsName="api.example.com"),
+     True, False),
     ("a pool node fewer", lambda r: r["elasticApiserver"].update(
-        poolNodes=["ubuntu-74"], maxReplicas=1), True),
-    ("more replicas", lambda r: r["elasticApiserver"].update(minReplicas=2), False),
-    ("another endpoint port", lambda r: r["endpoint"].update(port=7443), False),
+        poolNodes=["ubuntu-74"], maxReplicas=1), False, True),
+    ("more replicas", lambda r: r["elasticApiserver"].update(minReplicas=2), False, False),
+    ("another endpoint port", lambda r: r["endpoint"].update(port=7443), False, False),
     ("a control-plane node more", lambda r: (r["controlPlane"].append(
-        host("ubuntu-76", "10.21.22.76")), r.update(allowEvenControlPlane=True)), False),
+        host("ubuntu-76", "10.21.22.76")), r.update(allowEvenControlPlane=True)), False, False),
 ])
-def test_the_elastic_marker_names_exactly_the_elastic_certificate_s_names(
-        raw: dict[str, Any], what: str, edit: Any, renamed: bool) -> None:
-    """The marker every elastic server's check verifies changes with the elastic certificate's
-    names, and only then: any other edit would take every elastic pod out of rotation until
-    a certificate it did not need rolled out."""
+def test_the_elastic_marker_stands_for_the_names_clients_dial(
+        raw: dict[str, Any], what: str, edit: Any, renamed: bool, pool_changed: bool) -> None:
+    """The marker every elastic server's check verifies changes with the names clients dial
+    (shared_sans), and only then: any other edit would take every elastic pod out of rotation
+    until a certificate it did not need rolled out. A pool change re-issues the certificate
+    (it names the pool nodes) but keeps the marker: a pod on the old one still serves every
+    name a client dials."""
     before = parse_cluster(raw)
     changed = copy.deepcopy(raw)
     edit(changed)
     after = parse_cluster(changed)
     assert elastic_san_marker(after) in elastic_apiserver_sans(after).dns_names
     assert (elastic_san_marker(after) != elastic_san_marker(before)) is renamed
-    assert ((elastic_apiserver_sans(after) != elastic_apiserver_sans(before)) is renamed)
+    assert (elastic_apiserver_sans(after) != elastic_apiserver_sans(before)) is (
+        renamed or pool_changed)
     checked = {b.check_name for b in lb_backends(after) if b.elastic}
     assert checked == {elastic_san_marker(after)}
     assert {b.check_name for b in lb_backends(after) if not b.elastic} == {None}
