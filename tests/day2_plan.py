@@ -101,23 +101,20 @@ class PreviewMocks(ClusterMocks):
         return state
 
 
-def plan(edit: Edit, start: Callable[[], dict[str, Any]] = dev_stack
+def plan(edit: Edit, start: Callable[[], dict[str, Any]] = dev_stack, preview: bool = False
          ) -> tuple[dict[str, set[str]], Run, Run]:
-    """The plan of `edit` applied to the stack `start()` after an `up` of it."""
+    """The plan of `edit` applied to the stack `start()` after an `up` of it: what `up` does,
+    or with `preview` what `pulumi preview` shows."""
     raw = start()
     before = run_program(raw)
     changed = copy.deepcopy(raw)
     edit(changed)
-    after = run_after(before, changed)
+    after = run_after(before, changed, preview=preview,
+                      mocks=PreviewMocks() if preview else None)
     return plan_between(before, after), before, after
 
 
 def preview_plan(edit: Edit, start: Callable[[], dict[str, Any]] = dev_stack
                  ) -> tuple[dict[str, set[str]], Run, Run]:
     """The plan `pulumi preview` shows for `edit` applied to `start()` after an `up` of it."""
-    raw = start()
-    before = run_program(raw)
-    changed = copy.deepcopy(raw)
-    edit(changed)
-    after = run_after(before, changed, preview=True, mocks=PreviewMocks())
-    return plan_between(before, after), before, after
+    return plan(edit, start, preview=True)

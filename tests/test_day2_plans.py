@@ -91,6 +91,56 @@ EDITS: dict[str, Edit] = {
 # The stack each edit starts from, when not the dev stack.
 STARTS = {"switch node-local proxies off": _node_local_stack}
 
+# A change of the names clients dial (a VIP, node-local proxies, a new LB address): every
+# serving certificate is re-issued (tls: any input change replaces), each control-plane node's
+# steps install it, the elastic one's Secret is patched, and each host's preflight checks the
+# new names and ports.
+NEW_NAMES_REISSUED = {f"pki-apiserver-ubuntu-{n}-{part}" for n in (70, 72, 73)
+                      for part in ("cert", "csr")} | {
+    "elastic-apiserver-serving-cert", "elastic-apiserver-serving-csr"}
+NEW_NAMES_INSTALLED = {f"kubeadm-ubuntu-{n}-{step}" for n in (70, 72, 73)
+                       for step in ("control-plane", "serving-certificate")} | {
+    f"preflight-control-plane-ubuntu-{n}" for n in (70, 72, 73)} | {
+    "preflight-worker-ubuntu-74", "preflight-worker-ubuntu-75", "elastic-apiserver-serving-secret"}
+# Node-local proxies on or off: kube-proxy and each worker re-pointed, and the LB's checks of
+# the elastic servers ask for the new names' marker.
+WORKERS_REPOINTED = {"kubeadm-kube-proxy", "kubeadm-ubuntu-74-join", "kubeadm-ubuntu-75-join",
+                     "lb-haproxy-101-configure"}
+
+
+# Another bootstrap node (it moved, or the old one left): the steps that ran on the old one
+# run on the new one (the reads, every join's credentials), every joined node's step re-runs
+# once with its new credentials, and what the re-read files feed is updated.
+BOOTSTRAP_MOVED = {
+    'access-provider',
+    'access-read-admin-kubeconfig',
+    'access-read-controller-manager-pki',
+    'access-read-elastic-apiserver-pki',
+    'controller-manager-deployment',
+    'controller-manager-secret',
+    'elastic-apiserver-deployment',
+    'elastic-apiserver-pki-secret',
+    'kubeadm-control-plane-removals',
+    'kubeadm-kube-proxy',
+    'kubeadm-revoke-join-credentials',
+    'kubeadm-ubuntu-70-control-plane',
+    'kubeadm-ubuntu-70-membership',
+    'kubeadm-ubuntu-72-control-plane',
+    'kubeadm-ubuntu-72-join-credentials',
+    'kubeadm-ubuntu-72-membership',
+    'kubeadm-ubuntu-74-join',
+    'kubeadm-ubuntu-74-join-credentials',
+    'kubeadm-ubuntu-75-join',
+    'kubeadm-ubuntu-75-join-credentials',
+    'kubeadm-workers',
+    'preflight-control-plane-ubuntu-70',
+}
+
+
+def lb_steps(n: int) -> set[str]:
+    return {f"lb-haproxy-{n}-configure", f"lb-haproxy-{n}-install", f"preflight-lb-haproxy-{n}"}
+
+
 EXPECTED: dict[str, dict[str, set[str]]] = {
     'add a control-plane node': {
         'create': {
@@ -157,30 +207,8 @@ EXPECTED: dict[str, dict[str, set[str]]] = {
             'kubeadm-ubuntu-73-control-plane',
             'kubeadm-ubuntu-73-membership',
         },
-        'update': {
-            'access-provider',
-            'access-read-admin-kubeconfig',
-            'access-read-controller-manager-pki',
-            'access-read-elastic-apiserver-pki',
-            'controller-manager-deployment',
-            'controller-manager-secret',
-            'elastic-apiserver-deployment',
-            'elastic-apiserver-pki-secret',
-            'kubeadm-control-plane-removals',
-            'kubeadm-kube-proxy',
-            'kubeadm-revoke-join-credentials',
-            'kubeadm-ubuntu-70-control-plane',
-            'kubeadm-ubuntu-70-membership',
-            'kubeadm-ubuntu-72-control-plane',
-            'kubeadm-ubuntu-72-join-credentials',
-            'kubeadm-ubuntu-72-membership',
-            'kubeadm-ubuntu-74-join',
-            'kubeadm-ubuntu-74-join-credentials',
-            'kubeadm-ubuntu-75-join',
-            'kubeadm-ubuntu-75-join-credentials',
-            'kubeadm-workers',
+        'update': BOOTSTRAP_MOVED | {
             'lb-haproxy-101-configure',
-            'preflight-control-plane-ubuntu-70',
             'preflight-control-plane-ubuntu-72',
         },
     },
@@ -191,31 +219,9 @@ EXPECTED: dict[str, dict[str, set[str]]] = {
         'delete': {
             'kubeadm-ubuntu-70-join-credentials',
         },
-        'update': {
-            'access-provider',
-            'access-read-admin-kubeconfig',
-            'access-read-controller-manager-pki',
-            'access-read-elastic-apiserver-pki',
-            'controller-manager-deployment',
-            'controller-manager-secret',
-            'elastic-apiserver-deployment',
-            'elastic-apiserver-pki-secret',
-            'kubeadm-control-plane-removals',
-            'kubeadm-kube-proxy',
-            'kubeadm-revoke-join-credentials',
-            'kubeadm-ubuntu-70-control-plane',
-            'kubeadm-ubuntu-70-membership',
-            'kubeadm-ubuntu-72-control-plane',
-            'kubeadm-ubuntu-72-join-credentials',
-            'kubeadm-ubuntu-72-membership',
+        'update': BOOTSTRAP_MOVED | {
             'kubeadm-ubuntu-73-control-plane',
             'kubeadm-ubuntu-73-membership',
-            'kubeadm-ubuntu-74-join',
-            'kubeadm-ubuntu-74-join-credentials',
-            'kubeadm-ubuntu-75-join',
-            'kubeadm-ubuntu-75-join-credentials',
-            'kubeadm-workers',
-            'preflight-control-plane-ubuntu-70',
             'preflight-control-plane-ubuntu-73',
         },
     },
@@ -272,68 +278,13 @@ EXPECTED: dict[str, dict[str, set[str]]] = {
         },
     },
     'move from one LB to a virtual IP': {
-        'create': {
-            'lb-haproxy-102-configure',
-            'lb-haproxy-102-install',
-            'preflight-lb-haproxy-102',
-        },
-        'replace': {
-            'elastic-apiserver-serving-cert',
-            'elastic-apiserver-serving-csr',
-            'pki-apiserver-ubuntu-70-cert',
-            'pki-apiserver-ubuntu-70-csr',
-            'pki-apiserver-ubuntu-72-cert',
-            'pki-apiserver-ubuntu-72-csr',
-            'pki-apiserver-ubuntu-73-cert',
-            'pki-apiserver-ubuntu-73-csr',
-        },
-        'update': {
-            'elastic-apiserver-serving-secret',
-            'kubeadm-ubuntu-70-control-plane',
-            'kubeadm-ubuntu-70-serving-certificate',
-            'kubeadm-ubuntu-72-control-plane',
-            'kubeadm-ubuntu-72-serving-certificate',
-            'kubeadm-ubuntu-73-control-plane',
-            'kubeadm-ubuntu-73-serving-certificate',
-            'lb-haproxy-101-configure',
-            'lb-haproxy-101-install',
-            'preflight-control-plane-ubuntu-70',
-            'preflight-control-plane-ubuntu-72',
-            'preflight-control-plane-ubuntu-73',
-            'preflight-lb-haproxy-101',
-            'preflight-worker-ubuntu-74',
-            'preflight-worker-ubuntu-75',
-        },
+        'create': lb_steps(102),
+        'replace': NEW_NAMES_REISSUED,
+        'update': NEW_NAMES_INSTALLED | lb_steps(101),
     },
     'switch node-local proxies on': {
-        'replace': {
-            'elastic-apiserver-serving-cert',
-            'elastic-apiserver-serving-csr',
-            'pki-apiserver-ubuntu-70-cert',
-            'pki-apiserver-ubuntu-70-csr',
-            'pki-apiserver-ubuntu-72-cert',
-            'pki-apiserver-ubuntu-72-csr',
-            'pki-apiserver-ubuntu-73-cert',
-            'pki-apiserver-ubuntu-73-csr',
-        },
-        'update': {
-            'elastic-apiserver-serving-secret',
-            'kubeadm-kube-proxy',
-            'kubeadm-ubuntu-70-control-plane',
-            'kubeadm-ubuntu-70-serving-certificate',
-            'kubeadm-ubuntu-72-control-plane',
-            'kubeadm-ubuntu-72-serving-certificate',
-            'kubeadm-ubuntu-73-control-plane',
-            'kubeadm-ubuntu-73-serving-certificate',
-            'kubeadm-ubuntu-74-join',
-            'kubeadm-ubuntu-75-join',
-            'lb-haproxy-101-configure',
-            'preflight-control-plane-ubuntu-70',
-            'preflight-control-plane-ubuntu-72',
-            'preflight-control-plane-ubuntu-73',
-            'preflight-worker-ubuntu-74',
-            'preflight-worker-ubuntu-75',
-        },
+        'replace': NEW_NAMES_REISSUED,
+        'update': NEW_NAMES_INSTALLED | WORKERS_REPOINTED,
     },
     'switch the elastic apiserver off': {
         'delete': {
@@ -354,34 +305,9 @@ EXPECTED: dict[str, dict[str, set[str]]] = {
         },
     },
     'switch node-local proxies off': {
-        'replace': {
-            'elastic-apiserver-serving-cert',
-            'elastic-apiserver-serving-csr',
-            'pki-apiserver-ubuntu-70-cert',
-            'pki-apiserver-ubuntu-70-csr',
-            'pki-apiserver-ubuntu-72-cert',
-            'pki-apiserver-ubuntu-72-csr',
-            'pki-apiserver-ubuntu-73-cert',
-            'pki-apiserver-ubuntu-73-csr',
-        },
-        'update': {
-            'elastic-apiserver-serving-secret',
-            'kubeadm-kube-proxy',
-            'kubeadm-ubuntu-70-control-plane',
-            'kubeadm-ubuntu-70-serving-certificate',
-            'kubeadm-ubuntu-72-control-plane',
-            'kubeadm-ubuntu-72-serving-certificate',
-            'kubeadm-ubuntu-73-control-plane',
-            'kubeadm-ubuntu-73-serving-certificate',
-            'kubeadm-ubuntu-74-join',
-            'kubeadm-ubuntu-75-join',
-            'lb-haproxy-101-configure',
-            'preflight-control-plane-ubuntu-70',
-            'preflight-control-plane-ubuntu-72',
-            'preflight-control-plane-ubuntu-73',
-            'preflight-worker-ubuntu-74',
-            'preflight-worker-ubuntu-75',
-        },
+        # The same steps as switching them on: every name re-issued, every worker re-pointed.
+        'replace': NEW_NAMES_REISSUED,
+        'update': NEW_NAMES_INSTALLED | WORKERS_REPOINTED,
     },
     'more apiserver capacity': {
         'update': {
@@ -389,40 +315,10 @@ EXPECTED: dict[str, dict[str, set[str]]] = {
         },
     },
     'replace an LB host': {
-        'create': {
-            'lb-haproxy-103-configure',
-            'lb-haproxy-103-install',
-            'preflight-lb-haproxy-103',
-        },
-        'delete': {
-            'lb-haproxy-101-configure',
-            'lb-haproxy-101-install',
-            'preflight-lb-haproxy-101',
-        },
-        'replace': {
-            'elastic-apiserver-serving-cert',
-            'elastic-apiserver-serving-csr',
-            'pki-apiserver-ubuntu-70-cert',
-            'pki-apiserver-ubuntu-70-csr',
-            'pki-apiserver-ubuntu-72-cert',
-            'pki-apiserver-ubuntu-72-csr',
-            'pki-apiserver-ubuntu-73-cert',
-            'pki-apiserver-ubuntu-73-csr',
-        },
-        'update': {
-            'elastic-apiserver-serving-secret',
-            'kubeadm-ubuntu-70-control-plane',
-            'kubeadm-ubuntu-70-serving-certificate',
-            'kubeadm-ubuntu-72-control-plane',
-            'kubeadm-ubuntu-72-serving-certificate',
-            'kubeadm-ubuntu-73-control-plane',
-            'kubeadm-ubuntu-73-serving-certificate',
-            'preflight-control-plane-ubuntu-70',
-            'preflight-control-plane-ubuntu-72',
-            'preflight-control-plane-ubuntu-73',
-            'preflight-worker-ubuntu-74',
-            'preflight-worker-ubuntu-75',
-        },
+        'create': lb_steps(103),
+        'delete': lb_steps(101),  # no delete script: haproxy-101 is left as it is
+        'replace': NEW_NAMES_REISSUED,
+        'update': NEW_NAMES_INSTALLED,
     },
     'rotate the certificates': {
         'create': {
