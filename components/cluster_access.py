@@ -78,8 +78,8 @@ class ClusterAccess(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self))
 
         # One read per Secret, so switching one Deployment off or on leaves the others' reads
-        # (and what preview knows of their content) alone. The first keeps the URN of the
-        # single read earlier versions made; it has no delete, so the rename runs nothing.
+        # (and what preview knows of their content) alone. An alias moves the single read
+        # earlier versions made onto the first; it has no delete, so the rename runs nothing.
         self._files: dict[str, pulumi.Output[dict[str, str]]] = {}
         for i, spec in enumerate(secrets):
             read_files = run_script(

@@ -76,9 +76,11 @@ MARKER_DOMAIN = "kube-ha.invalid"
 
 def elastic_apiserver_sans(cluster: Cluster) -> SanSet:
     """One certificate serves every elastic apiserver pod, so it names every pool node, and
-    a marker name that stands for this very set of names (elastic_san_marker)."""
-    dns, ips = _elastic_names(cluster)
-    return SanSet((*dns, elastic_san_marker(cluster)), ips)
+    the marker name that stands for the names clients dial (elastic_san_marker)."""
+    dns, ips = shared_sans(cluster)
+    pool = [cluster.node(n) for n in cluster.elastic_apiserver.pool_nodes]
+    return SanSet(_unique([*dns, *(h.name for h in pool), elastic_san_marker(cluster)]),
+                  _unique(ips + [str(h.address) for h in pool]))
 
 
 def elastic_san_marker(cluster: Cluster) -> str:
@@ -93,12 +95,6 @@ def elastic_san_marker(cluster: Cluster) -> str:
     dns, ips = shared_sans(cluster)
     digest = hashlib.sha256("\n".join([*dns, "", *ips]).encode()).hexdigest()[:16]
     return f"sans-{digest}.{MARKER_DOMAIN}"
-
-
-def _elastic_names(cluster: Cluster) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    dns, ips = shared_sans(cluster)
-    pool = [cluster.node(n) for n in cluster.elastic_apiserver.pool_nodes]
-    return _unique(dns + [h.name for h in pool]), _unique(ips + [str(h.address) for h in pool])
 
 
 def all_sans(cluster: Cluster) -> dict[str, dict[str, list[str]]]:

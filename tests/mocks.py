@@ -93,9 +93,6 @@ class Registration:
     alias_urns: tuple[str, ...] = ()
     # The engine never calls the provider's Delete for it (the `retainOnDelete` option).
     retain_on_delete: bool = False
-    # Inputs whose new value the engine replaces by the old one before diffing
-    # (`ignoreChanges`; pulumi/pulumi pkg/resource/deploy/step_generator.go processIgnoreChanges).
-    ignore_changes: tuple[str, ...] = ()
 
 
 class RecordingMonitor(MockMonitor):
@@ -132,7 +129,7 @@ class RecordingMonitor(MockMonitor):
             response.urn, request.type, request.name, request.parent,
             list(request.dependencies), list(request.additionalSecretOutputs), trigger,
             tuple(self._alias_urn(request, alias) for alias in request.aliases),
-            request.HasField("retainOnDelete") and request.retainOnDelete, ignored)
+            request.HasField("retainOnDelete") and request.retainOnDelete)
         return response
 
     def _alias_urn(self, request: Any, alias: Any) -> str:
