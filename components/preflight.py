@@ -7,7 +7,7 @@ import pulumi
 
 from components.remote import Ssh, run_script
 from kube_ha.model import Cluster
-from kube_ha.preflight import preflight_script, targets
+from kube_ha.preflight import preflight_command, preflight_script, targets
 
 
 class Preflight(pulumi.ComponentResource):
@@ -19,6 +19,6 @@ class Preflight(pulumi.ComponentResource):
         # edit that matters re-runs it; an unchanged host is not re-checked.
         self.steps: list[pulumi.Resource] = [
             run_script(f"{name}-{t.role}-{t.host.name}", t.host, ssh,
-                       preflight_script(cluster, t), parent=self)
+                       preflight_script(cluster, t), parent=self, run=preflight_command(t))
             for t in targets(cluster)]
         self.register_outputs({})

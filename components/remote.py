@@ -52,14 +52,16 @@ def run_script(
     depends_on: Sequence[pulumi.Resource] = (),
     aliases: Sequence[pulumi.Alias] = (),
     read_once: bool = False,
+    run: str | None = None,
 ) -> command.remote.Command:
     """One idempotent script on one host. `secret` marks the script (it carries a key or
     token); `secret_stdout` hides what it prints (kubeconfigs, tokens) from state and logs.
     `read_once`: a read whose answer does not change by itself. It runs when created, never
     again: a new host or script changes nothing, so its stdout stays known in preview. To
     read again, register it under a new name (a replacement would not do: the engine builds
-    it from the ignored inputs' old values, step_generator.go processIgnoreChanges)."""
-    run = shell_for(host)
+    it from the ignored inputs' old values, step_generator.go processIgnoreChanges).
+    `run`: the command that runs the script on stdin, if not `shell_for(host)`."""
+    run = run or shell_for(host)
     return command.remote.Command(
         name,
         connection=ssh.connection(host),

@@ -584,7 +584,8 @@ def _load_balancer(r: _Reader, value: Any) -> LoadBalancerSettings:
     if not 1 <= lb.virtual_router_id <= 255:
         r.fail("loadBalancer.virtualRouterId", f"{lb.virtual_router_id} is out of range. "
                "Fix: 1-255, unique on the LBs' network.")
-    if not re.fullmatch(r"[A-Za-z0-9_.:-]{1,15}", lb.vrrp_interface):
+    if lb.vrrp_interface is not None and not re.fullmatch(r"[A-Za-z0-9_.:-]{1,15}",
+                                                          lb.vrrp_interface):
         r.fail("loadBalancer.vrrpInterface", f"{lb.vrrp_interface!r} is not an interface name. "
                "Fix: e.g. eth0 or ens192.")
     if lb.stats_bind is not None:

@@ -135,8 +135,9 @@ class LoadBalancerSettings:
     retries: int = 3
     # With a virtual IP endpoint (an address no LB host owns), keepalived on every LB host
     # moves it to a host whose haproxy answers (VRRP over unicast, so clouds without
-    # multicast work too).
-    vrrp_interface: str = "eth0"
+    # multicast work too). None: the interface that holds the LB host's `address`, found on
+    # the host by its configure step (keepalived.DETECTED in the rendered file until then).
+    vrrp_interface: str | None = None
     virtual_router_id: int = 51
 
     @property

@@ -5,7 +5,8 @@ What a real host must bring (README, "Prerequisites"): Debian/Ubuntu or the RHEL
 on nodes kubeadm, kubelet and crictl (kubectl on control-plane nodes) at versions kubeadm's
 skew policy allows for `kubernetesVersion`, and a container runtime answering crictl; the
 ports kubeadm's nodes use free on a node that has not joined; on LB hosts the endpoint's ports
-free or already haproxy's, and the VRRP interface present.
+free or already haproxy's, and the VRRP interface present; and from each host, a path to every
+port it will dial on the others (`_paths`).
 """
 
 from __future__ import annotations
@@ -13,9 +14,15 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass
 
+from kube_ha.elastic.manifests import (
+    controller_manager_flags,
+    elastic_apiserver_flags,
+    scheduler_flags,
+)
+from kube_ha.kubeadm.admin import KUBECTL
 from kube_ha.model import KUBEADM_PORTS, Cluster, Host
 from kube_ha.paths import ADMIN_CONF, KUBELET_CONF, PKI, STATIC_PODS
-from kube_ha.shell import quote, script
+from kube_ha.shell import bounded, indent, quote, script, shell_for
 from kube_ha.topology import apiserver_sans
 
 SUPPORTED_OS = ("debian", "ubuntu", "rhel", "centos", "rocky", "almalinux", "fedora")
@@ -43,6 +50,65 @@ _HELPERS = r"""problems=()
 problem() { problems+=("$where: $*"); }
 minor() { sed -n 's/^[^0-9]*\([0-9][0-9]*\)\.\([0-9][0-9]*\).*/\1 \2/p' | head -n 1; }
 listeners() { ss -Hltnp "( sport = :$1 )" 2>/dev/null || true; }"""
+
+# A path to a port: a connection, or a refusal (nothing listens there yet: the host answered),
+# passes; a drop (no answer in REACH_S) or an ICMP error (a firewall's reject, no route) is a
+# problem. In parallel, each probe's finding in a file, read back in a fixed order.
+REACH_S = 3
+_REACH = r"""reach_dir=$(mktemp -d)
+reach() {  # address port what
+  (
+    rc=0
+    # shellcheck disable=SC2016  # expanded by the inner bash
+    out=$(timeout %(s)d bash -c ': <>"/dev/tcp/$0/$1"' "$1" "$2" 2>&1) || rc=$?
+    if [ "$rc" = 0 ]; then exit 0; fi
+    case "$out" in *"Connection refused"*) exit 0;; esac
+    if [ "$rc" = 124 ]; then why="no answer in %(s)d s: a firewall dropping it?"
+    else why=${out##*: }; fi
+    printf '%s' "cannot reach $3 at $1:$2 ($why): open it between these hosts (README, Ports)" \
+      > "$reach_dir/$1 $2"
+  ) &
+}""".replace("%(s)d", str(REACH_S))
+_REACHED = """wait
+for found in "$reach_dir"/*; do
+  if [ -f "$found" ]; then problem "$(cat "$found")"; fi
+done
+rm -rf "$reach_dir"
+"""
+
+
+def _paths(cluster: Cluster, t: Target) -> list[tuple[Host, int, str]]:
+    """What this host dials on others, as kubeadm's "Ports and Protocols" has it: control-plane
+    nodes each other's apiserver, etcd (client and peer) and kubelet; workers every apiserver
+    (the `kubernetes` Service's endpoints, and their node-local proxy's servers), pool nodes
+    etcd too; LB hosts every apiserver and elastic port. Toward LB hosts nothing is probed:
+    the program opens their ports itself, after this."""
+    cps = cluster.control_plane
+    api = cluster.apiserver_port
+    e = cluster.elastic_apiserver
+    if t.role == "control-plane":
+        return [(p, port, what) for p in cps if p != t.host
+                for port, what in ((api, "apiserver"), (2379, "etcd client port"),
+                                   (2380, "etcd peer port"), (10250, "kubelet"))]
+    if t.role == "worker":
+        pool = e.enabled and t.host.name in e.pool_nodes
+        return [(p, port, what) for p in cps
+                for port, what in ((api, "apiserver"), *([(2379, "etcd client port")]
+                                                         if pool else []))]
+    pool_hosts = [cluster.node(n) for n in e.pool_nodes] if e.enabled else []
+    return ([(p, api, "apiserver") for p in cps]
+            + [(p, e.port, "elastic apiserver port") for p in pool_hosts])
+
+
+def _reachable(cluster: Cluster, t: Target) -> str:
+    keys = {(x.role, x.host.name): x.key for x in targets(cluster)}
+    role = {h.name: "control-plane" for h in cluster.control_plane}
+    calls = []
+    for peer, port, what in _paths(cluster, t):
+        key = keys[(role.get(peer.name, "worker"), peer.name)]
+        calls.append(f"reach {quote(str(peer.address))} {port}"
+                     f" {quote(f'the {what} of {key} ({peer.name})')}")
+    return "\n".join([_REACH, *calls, _REACHED]) if calls else ""
 
 
 def _os() -> str:
@@ -83,13 +149,13 @@ def _versions(cluster: Cluster, control_plane: bool) -> str:
     return "\n".join(lines)
 
 
-def _address_here(host: Host) -> str:
+def _address_here(host: Host, why: str = "it is what the cluster will dial") -> str:
     # Captured first: under pipefail, `ip | grep -q` fails when grep exits before ip's last
     # write (SIGPIPE).
     return "\n".join([
         "addrs=$(ip -o addr show 2>/dev/null || true)",
         f'case "$addrs" in *" {host.address}/"*) ;; *) problem "{host.address} is not an address'
-        ' of this host (it is what the cluster will dial)";; esac'])
+        f' of this host ({why})";; esac'])
 
 
 def _free(ports: list[int], owner: str | None = None) -> str:
@@ -144,6 +210,113 @@ def _served_names_kept(cluster: Cluster, node: Host) -> str:
     ])
 
 
+def _live_cluster(cluster: Cluster) -> str:
+    """On the bootstrap node of a running cluster, read-only through its admin.conf: the
+    networking kubeadm recorded (kube-system/kubeadm-config, which every join and the
+    Deployments' flags follow) must be the stack's; with elasticApiserver, whose HPA scales on
+    CPU and memory, the metrics API must answer."""
+    net = cluster.networking
+    lines = [
+        f"cc=$({KUBECTL} -n kube-system get configmap kubeadm-config"
+        " -o jsonpath='{.data.ClusterConfiguration}' 2>&1) || {",
+        '  problem "the running cluster does not answer kubectl with its admin.conf (reading'
+        ' kube-system/kubeadm-config: ${cc##*$\'\\n\'}): is its apiserver up?"; cc=""; }',
+    ]
+    for key, field, want in (("clusterName", "clusterName", cluster.name),
+                             ("serviceSubnet", "networking.serviceSubnet", net.service_subnet),
+                             ("podSubnet", "networking.podSubnet", net.pod_subnet),
+                             ("clusterDomain", "networking.dnsDomain", net.cluster_domain)):
+        lines += [
+            f"live=$(sed -n 's/^ *{field.rpartition('.')[2]}: *//p' <<< \"$cc\" | head -n 1"
+            " | tr -d \"\\\"'\" || true)",
+            f'if [ -n "$live" ] && [ "$live" != {quote(str(want))} ]; then',
+            f'  problem "{key}: the cluster runs {field} $live (kubeadm-config), the'
+            f' stack says {want}: set {key} to the cluster\'s"; fi',
+        ]
+    if cluster.elastic_apiserver.enabled:
+        lines += [
+            f"if [ -n \"$cc\" ] && ! out=$({KUBECTL} get --raw=/apis/metrics.k8s.io/v1beta1 2>&1);"
+            " then",
+            '  problem "elasticApiserver.enabled: the metrics API does not answer (${out##*$\'\\n\'}),'
+            " so the elastic apiservers' HorizontalPodAutoscaler could never scale: install"
+            ' metrics-server first (README, Prerequisites)"; fi',
+        ]
+    return "\n".join(lines)
+
+
+# Flags whose value is each instance's own (its address, port, serving certificate,
+# kubeconfig, the etcd it dials): the in-cluster pods set theirs.
+_OWN = {
+    "kube-apiserver": ("advertise-address", "bind-address", "secure-port", "etcd-servers",
+                       "tls-cert-file", "tls-private-key-file", "endpoint-reconciler-type",
+                       "shutdown-delay-duration"),
+    "kube-controller-manager": ("kubeconfig", "authentication-kubeconfig",
+                                "authorization-kubeconfig", "bind-address", "secure-port"),
+}
+_OWN["kube-scheduler"] = _OWN["kube-controller-manager"]
+
+# `flag<TAB>static value<TAB>ours` per flag where the static pod's command line (each
+# `- --name=value`, as kubeadm's ArgumentsToCommand writes it, extraArgs merged in) and the
+# in-cluster pods' differ, skipping their own flags; a file is compared by its name (the pods
+# mount the same files elsewhere). "-" where one side lacks the flag.
+_DIVERGE = r"""diverge() {  # manifest, flags to skip, our flags (name=value each)
+  local ours; ours=$(printf '%s\n' "${@:3}")
+  sed -n "s/^ *- *['\"]\{0,1\}--\([^=]*\)=\(.*\)$/\1=\2/p" "$1" | sed "s/['\"]$//" |
+    OURS=$ours SKIP=$2 awk '
+      function base(v) { if (v ~ /^\//) sub(/.*\//, "", v); return v }
+      BEGIN {
+        n = split(ENVIRON["OURS"], o, "\n")
+        for (i = 1; i <= n; i++) { k = o[i]; sub(/=.*/, "", k); want[k] = substr(o[i], length(k) + 2) }
+        n = split(ENVIRON["SKIP"], s, " "); for (i = 1; i <= n; i++) skip[s[i]] = 1
+      }
+      { k = $0; sub(/=.*/, "", k); v = substr($0, length(k) + 2) }
+      (k in skip) { next }
+      { seen[k] = 1 }
+      !(k in want) { print k "\t" v "\t-"; next }
+      base(want[k]) != base(v) { print k "\t" v "\t" want[k] }
+      END { for (k in want) if (!(k in seen) && !(k in skip)) print k "\t-\t" want[k] }' | sort
+}"""
+
+
+def _same_flags(cluster: Cluster) -> list[str]:
+    """The in-cluster control-plane pods this stack asks for run what the static pods here
+    run: a flag only the static pod has (encryption at rest, OIDC, audit, an admission plugin)
+    or a value that differs would make them a different control plane. Read here, before
+    anything changes; refused naming the key that asks for them."""
+    wanted = []
+    if cluster.elastic_apiserver.enabled:
+        wanted.append(("kube-apiserver", "elasticApiserver.enabled", "elastic kube-apiservers",
+                       elastic_apiserver_flags(cluster)[1:]))
+    if cluster.controller_manager.replicas:
+        wanted.append(("kube-controller-manager", "controllerManager.replicas",
+                       "controller-manager Deployment", controller_manager_flags(cluster)))
+    if cluster.scheduler.replicas:
+        wanted.append(("kube-scheduler", "kubeScheduler.replicas", "scheduler Deployment",
+                       scheduler_flags(cluster)))
+    lines = [_DIVERGE] if wanted else []
+    for comp, key, what, flags in wanted:
+        ours = " ".join(quote(f) for f in (f.removeprefix("--") for f in flags)
+                        if f.partition("=")[0] not in _OWN[comp])
+        lines += [
+            f"if [ -f {STATIC_PODS}/{comp}.yaml ]; then",
+            "  while IFS=$'\\t' read -r flag have want; do",
+            '    if [ "$want" = - ]; then',
+            f'      problem "{key}: the static {comp} here runs --$flag=$have; the {what} would'
+            ' run without it (carry it over is not supported yet: switch them off, or drop the'
+            ' flag)"',
+            '    elif [ "$have" = - ]; then',
+            f'      problem "{key}: the {what} would run --$flag=$want, which the static {comp}'
+            ' here does not"',
+            "    else",
+            f'      problem "{key}: the static {comp} here runs --$flag=$have; the {what} would'
+            ' run --$flag=$want"',
+            "    fi",
+            f"  done < <(diverge {STATIC_PODS}/{comp}.yaml {quote(' '.join(_OWN[comp]))} {ours})",
+            "fi",
+        ]
+    return lines
+
+
 def _node(cluster: Cluster, t: Target) -> str:
     cp = t.role == "control-plane"
     name = t.host.name
@@ -186,12 +359,16 @@ def _node(cluster: Cluster, t: Target) -> str:
             f' {cluster.kubernetes_version}: set kubernetesVersion to the cluster\'s version'
             ' (this program does not upgrade)"; fi',
             _served_names_kept(cluster, t.host),
+            *indent(_same_flags(cluster)),
         ]
     if t.host.bootstrap:
         lines += [
             f"  if [ -f {ADMIN_CONF} ] && ! ls /etc/cni/net.d/*.conf* >/dev/null 2>&1; then",
             '    problem "the cluster has no pod network (no CNI config in /etc/cni/net.d): joined'
             ' nodes would never turn Ready; install one first"; fi',
+            f"  if [ -f {ADMIN_CONF} ]; then",
+            *indent([_live_cluster(cluster)], "    "),
+            "  fi",
         ]
     lines += ["else", _free(ports), "fi"]
     if cluster.endpoint.dns_name:
@@ -219,8 +396,12 @@ def _lb(cluster: Cluster, t: Target) -> str:
         '  problem "no haproxy, and neither apt-get nor dnf to install it"; fi',
         _free(ports, owner="haproxy"),
     ]
-    if cluster.uses_vip:
-        iface = lb.vrrp_interface
+    iface = lb.vrrp_interface
+    if cluster.uses_vip and iface is None:
+        # The configure step runs VRRP on the interface holding this address.
+        lines.append(_address_here(t.host, "VRRP runs on the interface that holds it; or set"
+                                           " loadBalancer.vrrpInterface"))
+    elif cluster.uses_vip and iface is not None:
         lines += [
             _address_here(t.host),
             f"if ! ip link show dev {quote(iface)} >/dev/null 2>&1; then",
@@ -228,6 +409,19 @@ def _lb(cluster: Cluster, t: Target) -> str:
             ' $(ip -o link show | awk -F\': \' \'{print $2}\' | tr \'\\n\' \' \'))"; fi',
         ]
     return "\n".join(lines)
+
+
+def preflight_command(t: Target) -> str:
+    """The preflight runs as every step does (`shell_for`), after asking `sudo -n true`
+    whether sudo needs a password: sudo then fails with its own terse message ("sudo: a
+    password is required"), which says neither which host nor what to do."""
+    if t.host.user == "root":
+        return shell_for(t.host)
+    why = (f"kube-ha: {t.key} ({t.host.name}): the SSH user {t.host.user} cannot run sudo"
+           " without a password here: allow it passwordless sudo (NOPASSWD in sudoers), or"
+           " connect as root. sudo said: ")
+    return bounded(t.host, "bash -s",
+                   first=f'out=$(sudo -n true 2>&1) || {{ echo {quote(why)}"$out" >&2; exit 1; }}; ')
 
 
 def preflight_script(cluster: Cluster, t: Target) -> str:
@@ -239,6 +433,7 @@ def preflight_script(cluster: Cluster, t: Target) -> str:
         _HELPERS,
         _os(),
         body,
+        _reachable(cluster, t),
         'if [ "${#problems[@]}" -gt 0 ]; then',
         '  log "refusing before any host is changed:"',
         "  printf '  %s\\n' \"${problems[@]}\" >&2",

@@ -49,18 +49,20 @@ GOES_LIVE = 'mv -f "$tmp" {path}'
 
 
 def write_file(path: str, content: str, mode: str = "0644", owner: str = "root:root",
-               flag: str | None = "changed", check: str | None = None) -> str:
+               flag: str | None = "changed", check: str | None = None,
+               through: str = "cat") -> str:
     """Write `path` atomically (temp file beside it, then mv). No-op when it already matches.
 
     `check` (a command on "$tmp", e.g. `haproxy -c -f "$tmp"`) must pass before the file can go
     live; a rejected file is removed and the script stops. With `flag`, sets `<flag>=1` when the
-    file was replaced, so a caller can reload only then.
+    file was replaced, so a caller can reload only then. `through` filters the content on its
+    way (a `sed` filling in what only the host knows).
     """
     q = quote(path)
     mark = f" {flag}=1;" if flag else ""
     lines = [
         f"tmp=$(mktemp {quote(path + '.kube-ha.XXXXXX')})",
-        heredoc('cat > "$tmp"', content),
+        heredoc(f'{through} > "$tmp"', content),
         f'chmod {mode} "$tmp"; chown {owner} "$tmp"',
     ]
     if check:
@@ -88,12 +90,12 @@ def _sudo(host: Host) -> str:
 STEP_TIMEOUT_S = 1800
 
 
-def bounded(host: Host, command: str, seconds: int = STEP_TIMEOUT_S) -> str:
+def bounded(host: Host, command: str, seconds: int = STEP_TIMEOUT_S, first: str = "") -> str:
     """`command` under `timeout` (SIGTERM, then SIGKILL 30 s later), saying so when it fires.
     The whole line runs under `sh -c`, so the user's login shell (fish, tcsh...) never parses
-    it; the message part runs without sudo."""
+    it; the message part runs without sudo. `first`: a check before it, that may end it."""
     return "sh -c " + quote(
-        f"{_sudo(host)}timeout -k 30 {seconds} {command} || {{ rc=$?; "
+        f"{first}{_sudo(host)}timeout -k 30 {seconds} {command} || {{ rc=$?; "
         f'[ "$rc" != 124 ] || echo "kube-ha: this step timed out after {seconds} s and '
         "was stopped; the host is as the script left it and every step is idempotent: fix "
         'what it was waiting for (see the log above), then run pulumi up again" >&2; '

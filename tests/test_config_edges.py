@@ -142,7 +142,7 @@ def test_every_default() -> None:
     assert (lb.bind_address, lb.stats_bind, lb.prometheus_metrics, lb.max_conn,
             lb.connect_timeout_ms, lb.client_timeout_s, lb.tunnel_timeout_s, lb.retries,
             lb.vrrp_interface, lb.virtual_router_id) == (
-        "*", None, True, 20000, 350, 600, 3600, 3, "eth0", 51)
+        "*", None, True, 20000, 350, 600, 3600, 3, None, 51)
     ce = c.certificates
     assert (ce.ca_source, ce.rotation, ce.extra_sans, ce.validity_hours) == (
         "import", 0, (), 8760)

@@ -137,6 +137,14 @@ BOOTSTRAP_MOVED = {
 }
 
 
+# Every host's preflight probes the control-plane nodes it will dial (kubeadm's ports): a
+# change of members re-runs each (read-only) against the new list.
+PROBE_THE_CONTROL_PLANE = {"preflight-lb-haproxy-101", "preflight-worker-ubuntu-74",
+                           "preflight-worker-ubuntu-75"}
+EVERY_PREFLIGHT = PROBE_THE_CONTROL_PLANE | {
+    f"preflight-control-plane-ubuntu-{n}" for n in (70, 72, 73)}
+
+
 def lb_steps(n: int) -> set[str]:
     return {f"lb-haproxy-{n}-configure", f"lb-haproxy-{n}-install", f"preflight-lb-haproxy-{n}"}
 
@@ -153,7 +161,7 @@ EXPECTED: dict[str, dict[str, set[str]]] = {
             'pki-apiserver-ubuntu-76-key',
             'preflight-control-plane-ubuntu-76',
         },
-        'update': {
+        'update': PROBE_THE_CONTROL_PLANE | {
             'controller-manager-deployment',
             'elastic-apiserver-deployment',
             'kubeadm-revoke-join-credentials',
@@ -180,7 +188,7 @@ EXPECTED: dict[str, dict[str, set[str]]] = {
             'kubeadm-ubuntu-72-control-plane',
             'kubeadm-ubuntu-72-membership',
         },
-        'update': {
+        'update': PROBE_THE_CONTROL_PLANE | {
             'controller-manager-deployment',
             'elastic-apiserver-deployment',
             'kubeadm-control-plane-removals',
@@ -207,7 +215,7 @@ EXPECTED: dict[str, dict[str, set[str]]] = {
             'kubeadm-ubuntu-73-control-plane',
             'kubeadm-ubuntu-73-membership',
         },
-        'update': BOOTSTRAP_MOVED | {
+        'update': BOOTSTRAP_MOVED | PROBE_THE_CONTROL_PLANE | {
             'lb-haproxy-101-configure',
             'preflight-control-plane-ubuntu-72',
         },
@@ -253,6 +261,7 @@ EXPECTED: dict[str, dict[str, set[str]]] = {
             'elastic-apiserver-serving-csr',
         },
         'update': {
+            'preflight-lb-haproxy-101',
             'elastic-apiserver-deployment',
             'elastic-apiserver-hpa',
             'elastic-apiserver-serving-secret',
@@ -300,7 +309,8 @@ EXPECTED: dict[str, dict[str, set[str]]] = {
             'elastic-apiserver-serving-key',
             'elastic-apiserver-serving-secret',
         },
-        'update': {
+        # No metrics API, flags, pool etcd or elastic ports to check any more.
+        'update': EVERY_PREFLIGHT | {
             'lb-haproxy-101-configure',
         },
     },

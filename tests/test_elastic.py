@@ -242,6 +242,10 @@ def test_changing_the_pool_touches_affinity_labels_lb_and_the_pool_cert() -> Non
         "kubernetes-elastic-apiserver-serving-csr",
         "kubernetes-elastic-apiserver-serving-cert",
         "kubernetes-elastic-apiserver-serving-secret",
+        # Read-only checks re-run: the LB now probes the new pool node's elastic port, the
+        # pool node the control plane's etcd.
+        "kubernetes-preflight-lb-haproxy-101",
+        "kubernetes-preflight-worker-ubuntu-81",
     }, changed
 
 

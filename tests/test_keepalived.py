@@ -17,7 +17,13 @@ import pytest
 
 from kube_ha.config import parse_cluster
 from kube_ha.loadbalancer.haproxy import render_haproxy_cfg
-from kube_ha.loadbalancer.keepalived import check_script, render_keepalived_conf
+from kube_ha.loadbalancer.keepalived import (
+    check_script,
+    detect_interface,
+    fill_interface,
+    render_keepalived_conf,
+)
+from kube_ha.model import Host
 from tests.harness import pki
 from tests.harness.lab import ROOT, haproxy_paths_under
 from tests.harness.netns import Segment
@@ -38,6 +44,16 @@ exec keepalived -n -l -D -P -f /etc/keepalived/keepalived.conf -p "$1/k.pid" -r 
 
 def vip_holder(seg: Segment) -> list[str]:
     return [h for h in LBS if VIP in seg.addresses(h)]
+
+
+def on_host(seg: Segment, name: str, lb: Host, conf: str) -> str:
+    """keepalived.conf as the configure step writes it on that LB host: the VRRP interface
+    found from the host's address, in its network namespace."""
+    filled = subprocess.run(seg.cmd(name, ["bash", "-c", "log() { echo \"$*\" >&2; }\n"
+                                           + detect_interface(lb) + "\n" + fill_interface()]),
+                            input=conf, capture_output=True, text=True, check=True)
+    assert "VRRP on eth0" in filled.stderr, filled.stderr
+    return filled.stdout
 
 
 @contextlib.contextmanager
@@ -67,13 +83,14 @@ def vip_pair(tmp_path: Path, extra_hosts: dict[str, str] | None = None
             haproxy[name] = seg.start(name, ["haproxy", "-W", "-db", "-f", str(d / "haproxy.cfg")],
                                       d / "haproxy.log")
             (d / "check.sh").write_text(check_script(cluster))
-            conf = render_keepalived_conf(cluster, cluster.load_balancers[i],
-                                          check_path="/etc/keepalived/check.sh")
-            (d / "keepalived.conf").write_text(conf)
+            lb = cluster.load_balancers[i]
+            (d / "keepalived.conf").write_text(on_host(seg, name, lb, render_keepalived_conf(
+                cluster, lb, check_path="/etc/keepalived/check.sh")))
             (d / "check.sh").chmod(0o755)
-            (d / "validate.conf").write_text(render_keepalived_conf(
-                cluster, cluster.load_balancers[i], check_path=str(d / "check.sh")))
-            check = subprocess.run(["keepalived", "-t", "-f", str(d / "validate.conf")],
+            (d / "validate.conf").write_text(on_host(seg, name, lb, render_keepalived_conf(
+                cluster, lb, check_path=str(d / "check.sh"))))
+            check = subprocess.run(seg.cmd(name, ["keepalived", "-t", "-f",
+                                                  str(d / "validate.conf")]),
                                    capture_output=True, text=True)
             assert check.returncode == 0, check.stderr
             seg.start(name, ["unshare", "--mount", "--propagation", "private", "bash", "-c",

@@ -105,11 +105,13 @@ def test_configure_runs_twice_rejects_bad_config_and_reloads_in_place(
     assert not list((tmp_path / "etc-haproxy").glob("*.kube-ha.*"))  # no candidate left over
 
 
-# lb1 of segment_vip_stack(), alone on its segment.
+# lb1 of segment_vip_stack(), alone on its segment, its address on ens5 (no eth0 here): the
+# configure step finds the interface by the address. Step 3 is the same script on a host whose
+# address is gone: it stops before writing keepalived.conf.
 VIP_DRIVER = f"""
 set -u
-ip link add eth0 type veth peer name eth0p && ip link set eth0p up
-ip addr add {SEGMENT_LBS["lb1"]}/24 dev eth0 && ip link set eth0 up
+ip link add ens5 type veth peer name ens5p && ip link set ens5p up
+ip addr add {SEGMENT_LBS["lb1"]}/24 dev ens5 && ip link set ens5 up
 ip link set lo up
 mount -t tmpfs tmpfs /run
 mount --bind "$T/etc-haproxy" /etc/haproxy
@@ -122,9 +124,13 @@ for step in 1 2; do
   bash "$T/step$step.sh" 2> "$T/err$step"; echo "RC$step=$?"
   echo "KPID$step=$(cat /run/keepalived.pid 2>/dev/null)"
 done
-for _ in $(seq 50); do ip -o addr show dev eth0 | grep -q {SEGMENT_VIP} && break; sleep 0.1; done
-ip -o addr show dev eth0 | grep -q {SEGMENT_VIP} && echo VIP=1
+for _ in $(seq 50); do ip -o addr show dev ens5 | grep -q {SEGMENT_VIP} && break; sleep 0.1; done
+ip -o addr show dev ens5 | grep -q {SEGMENT_VIP} && echo VIP=1
 cp /run/keepalived.log "$T/keepalived.log" 2>/dev/null
+cp /etc/keepalived/keepalived.conf "$T/keepalived.conf"
+ip addr del {SEGMENT_LBS["lb1"]}/24 dev ens5
+bash "$T/step1.sh" 2> "$T/err3"; echo "RC3=$?"
+cmp -s /etc/keepalived/keepalived.conf "$T/keepalived.conf" && echo KEPT3=1
 """
 
 
@@ -146,6 +152,13 @@ def test_vip_configure_starts_keepalived_once_and_takes_the_vip(tmp_path: Path) 
     assert "/etc/keepalived/keepalived.conf unchanged" in err[2]
     assert "keepalived running with this config already" in err[2]
     assert out["KPID1"] and out["KPID1"] == out["KPID2"]
+    assert f"VRRP on ens5 (it holds {SEGMENT_LBS['lb1']})" in err[1]
+    conf = (tmp_path / "keepalived.conf").read_text()
+    assert "interface ens5\n" in conf and f"{SEGMENT_VIP}/32 dev ens5\n" in conf
+    # No interface holds the address: refused naming the keys, the live config untouched.
+    assert out.get("RC3") == "1" and out.get("KEPT3") == "1"
+    assert (f"no interface here holds {SEGMENT_LBS['lb1']}" in (tmp_path / "err3").read_text()
+            and "loadBalancer.vrrpInterface" in (tmp_path / "err3").read_text())
     for d in ("etc-haproxy", "etc-keepalived"):  # unchanged candidates are removed too
         assert not list((tmp_path / d).glob("*.kube-ha.*")), d
     # Alone on its segment, the LB whose haproxy answers takes the VIP.

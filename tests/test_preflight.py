@@ -23,7 +23,7 @@ import pytest
 
 from kube_ha.config import parse_cluster
 from kube_ha.model import Cluster
-from kube_ha.preflight import Target, openssl_san, preflight_script, targets
+from kube_ha.preflight import Target, openssl_san, preflight_command, preflight_script, targets
 from tests.harness import pki
 from tests.harness.hosts import host
 from tests.harness.script_host import ScriptHost, StepResult, seed_cluster
@@ -67,6 +67,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> World:
     with ScriptHost(tmp_path_factory.mktemp("preflight"), cluster) as h:
         seed_cluster(h, control_plane=[n["ubuntu-73"], n["ubuntu-72"]], workers=[n["ubuntu-75"]],
                      endpoint="10.21.22.101:6443")
+        h.metrics_api("available")  # the dev stack's elastic apiservers scale on it
         for t in targets(cluster):
             if t.role != "lb":
                 runs[f"good {t.host.name}"] = h.run(t.host.name, preflight_script(cluster, t))
@@ -78,6 +79,35 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> World:
         vip_lb = dataclasses.replace(vip.load_balancers[0], address=lb.address)
         runs["vip lb without its interface"] = h.run("ubuntu-74", preflight_script(
             vip, Target(vip_lb, "loadBalancers[0]", "lb")))
+        # No vrrpInterface: the one holding the LB's address, which must then be on the host.
+        found = parse_cluster(vip_stack())
+        runs["good vip lb, interface from its address"] = h.run("ubuntu-74", preflight_script(
+            found, Target(dataclasses.replace(found.load_balancers[0], address=lb.address),
+                          "loadBalancers[0]", "lb")))
+        runs["vip lb, address not here"] = h.run("ubuntu-74", preflight_script(
+            found, Target(found.load_balancers[0], "loadBalancers[0]", "lb")))
+        # ubuntu-70 (to join the control plane) cut off from its peers two ways: no route to
+        # ubuntu-73 here (an ICMP error at once), and ubuntu-72 dropping what it would answer
+        # (a firewall's DROP: no answer at all). Undone after.
+        cut = (f"ip route add unreachable {n['ubuntu-73'].address}/32\n",
+               f"ip route add blackhole {n['ubuntu-70'].address}/32\n")
+        h.run("ubuntu-70", cut[0])
+        h.run("ubuntu-72", cut[1])
+        runs["cut off ubuntu-70"] = h.run("ubuntu-70", preflight_script(
+            cluster, target(cluster, "ubuntu-70")))
+        h.run("ubuntu-70", cut[0].replace(" add ", " del "))
+        h.run("ubuntu-72", cut[1].replace(" add ", " del "))
+        # The stack's networking is not the running cluster's; metrics-server is down, then
+        # absent.
+        other_net = cluster_of(serviceSubnet="10.100.0.0/16", clusterDomain="corp.internal",
+                               clusterName="prod")
+        h.metrics_api("unavailable")
+        runs["other networking, metrics down"] = h.run("ubuntu-73", preflight_script(
+            other_net, target(other_net, "ubuntu-73")))
+        h.metrics_api(None)
+        runs["no metrics api"] = h.run("ubuntu-73", preflight_script(
+            cluster, target(cluster, "ubuntu-73")))
+        h.metrics_api("available")
 
         # ubuntu-70: kubeadm missing, a kubelet newer than the control plane, no runtime,
         # and something already on etcd's port.
@@ -142,12 +172,13 @@ def problems(res: StepResult) -> list[str]:
 def test_every_good_host_passes_and_changes_nothing(world: World) -> None:
     """Joined or not, control plane, worker or LB: no problem. Only read-only calls ran."""
     good = {k: r for k, r in world.runs.items() if k.startswith("good")}
-    assert len(good) == 6
+    assert len(good) == 7
     for name, res in good.items():
         assert res.rc == 0, (name, res.explain())
         assert "is ready" in res.stderr
         assert {c.verb for c in res.calls} <= {"kubeadm version", "kubelet --version",
-                                               "crictl version"}, name
+                                               "crictl version", "kubectl get configmap",
+                                               "kubectl get"}, name
 
 
 def test_a_host_with_many_problems_lists_them_all_naming_its_key(world: World) -> None:
@@ -212,6 +243,59 @@ def test_lb_ports_taken_by_another_program_and_a_missing_vrrp_interface(world: W
     assert "loadBalancer.vrrpInterface: ens3 does not exist here (this host has: lo eth0" in vip
 
 
+def test_the_vrrp_interface_is_the_one_holding_the_lb_address(world: World) -> None:
+    """Without loadBalancer.vrrpInterface the configure step runs VRRP where the address is
+    (test_lb_scripts); the preflight asks only that the address be this host's."""
+    assert problems(world.runs["vip lb, address not here"]) == [
+        "loadBalancers[0] (haproxy-101): 10.21.22.101 is not an address of this host (VRRP runs"
+        " on the interface that holds it; or set loadBalancer.vrrpInterface)"]
+
+
+def test_every_port_a_host_dials_is_reachable_or_refused(world: World) -> None:
+    """Nothing listens on most of ubuntu-73's and ubuntu-72's probed ports in this world, and
+    the good runs pass: a refusal is an answer. A route that fails at once (EHOSTUNREACH:
+    bash prints strerror, "No route to host") and a peer that never answers (a DROP) are each
+    named with the peer's key and the port, every port of it."""
+    found = problems(world.runs["cut off ubuntu-70"])
+    where = "controlPlane[1] (ubuntu-70): "
+    assert all(p.startswith(where) for p in found), found
+    ports = {"6443": "apiserver", "2379": "etcd client port", "2380": "etcd peer port",
+             "10250": "kubelet"}
+    expected = sorted(
+        f"{where}cannot reach the {what} of controlPlane[{i}] ({peer}) at 10.21.22.{peer[-2:]}"
+        f":{port} ({why}): open it between these hosts (README, Ports)"
+        for i, peer, why in ((0, "ubuntu-73", "No route to host"),
+                             (2, "ubuntu-72", "no answer in 3 s: a firewall dropping it?"))
+        for port, what in ports.items())
+    assert sorted(found) == expected
+
+
+def test_the_live_cluster_networking_and_metrics_api_are_checked(world: World) -> None:
+    """On the bootstrap node of a running cluster, through its admin.conf: kubeadm-config's
+    networking (what the seed's `kubeadm init` recorded: 10.96.0.0/12, cluster.local) against
+    the stack; the metrics API the elastic apiservers' HPA needs."""
+    where = "controlPlane[0] (ubuntu-73): "
+    # (The running certificate's service address and name would be lost too: extraSans; and
+    # the in-cluster pods' flags would differ from the static pods': test below.)
+    assert [p for p in problems(world.runs["other networking, metrics down"])
+            if "extraSans" not in p and "would run" not in p] == [
+        f"{where}clusterName: the cluster runs clusterName kubernetes (kubeadm-config), the stack"
+        " says prod: set clusterName to the cluster's",
+        f"{where}serviceSubnet: the cluster runs networking.serviceSubnet 10.96.0.0/12"
+        " (kubeadm-config), the stack says 10.100.0.0/16: set serviceSubnet to the cluster's",
+        f"{where}clusterDomain: the cluster runs networking.dnsDomain cluster.local"
+        " (kubeadm-config), the stack says corp.internal: set clusterDomain to the cluster's",
+        f"{where}elasticApiserver.enabled: the metrics API does not answer (Error from server"
+        " (ServiceUnavailable): the server is currently unable to handle the request), so the"
+        " elastic apiservers' HorizontalPodAutoscaler could never scale: install metrics-server"
+        " first (README, Prerequisites)"]
+    assert problems(world.runs["no metrics api"]) == [
+        f"{where}elasticApiserver.enabled: the metrics API does not answer (Error from server"
+        " (NotFound): the server could not find the requested resource), so the elastic"
+        " apiservers' HorizontalPodAutoscaler could never scale: install metrics-server first"
+        " (README, Prerequisites)"]
+
+
 def test_an_unresolvable_endpoint_name_and_a_missing_pod_network(world: World) -> None:
     found = "\n".join(problems(world.runs["bare ubuntu-73"]))
     assert "endpoint.dnsName api.elsewhere.internal does not resolve here" in found
@@ -270,3 +354,69 @@ def test_no_step_changes_a_host_before_every_preflight_passed() -> None:
     assert len(changing) > 10
     for name in changing:
         assert preflights <= run.upstream(name), name
+
+
+# sudo -n when the sudoers rule needs a password: "sudo: a password is required", exit 1
+# (sudo-project/sudo
+# plugins/sudoers/check.c check_user: with -n, log_auth_failure in logging.c prints "a password is
+# required" through sudo_warnx, which puts "sudo: " first; src/sudo.c returns EXIT_FAILURE). A
+# user not in sudoers at all gets the same with -n: check_user runs before log_denial.
+SUDO_ASKS = '#!/bin/sh\n[ "$1" = -n ] || exit 99\necho "sudo: a password is required" >&2\nexit 1\n'
+SUDO_LETS = '#!/bin/sh\n[ "$1" = -n ] || exit 99\nshift\nexec "$@"\n'
+
+
+@pytest.mark.parametrize("sudo", [SUDO_ASKS, SUDO_LETS])
+def test_a_user_without_passwordless_sudo_is_named(sudo: str, tmp_path: Path) -> None:
+    """The preflight's command asks sudo first, so a host where sudo wants a password is
+    refused naming the host and what to change, before the script runs."""
+    cluster = cluster_of(sshUser="ubuntu")
+    t = target(cluster, "ubuntu-70")
+    assert t.host.user == "ubuntu"
+    assert "sudo" not in preflight_command(target(cluster_of(), "ubuntu-70"))  # root: no sudo
+    (tmp_path / "sudo").write_text(sudo)
+    (tmp_path / "sudo").chmod(0o755)
+    ran = subprocess.run(["sh", "-c", preflight_command(t)], input="echo the script ran\n",
+                         capture_output=True, text=True, timeout=30,
+                         env={"PATH": f"{tmp_path}:/usr/bin:/bin"})
+    if sudo is SUDO_LETS:
+        assert (ran.returncode, ran.stdout) == (0, "the script ran\n"), ran
+        return
+    assert ran.returncode == 1 and ran.stdout == ""
+    assert ran.stderr == (
+        "kube-ha: controlPlane[1] (ubuntu-70): the SSH user ubuntu cannot run sudo without a"
+        " password here: allow it passwordless sudo (NOPASSWD in sudoers), or connect as root."
+        " sudo said: sudo: a password is required\n")
+
+
+def test_in_cluster_control_plane_pods_must_run_what_the_static_pods_run(
+        tmp_path: Path) -> None:
+    """A cluster built with extraArgs (kubeadm merges them into the static pods' command lines,
+    util/arguments.go ArgumentsToCommand: the stand-in writes them so): encryption at rest and
+    another admission plugin set on the apiserver, a node CIDR size on the controller-manager.
+    The elastic apiservers and the controller-manager Deployment would run without them (an
+    elastic apiserver without the encryption config reads no encrypted Secret and writes new
+    ones in plaintext): refused, each flag named with the key that asks for those pods. The
+    scheduler's flags are kubeadm's defaults: nothing said about it."""
+    cluster = cluster_of(kubeScheduler={"replicas": 2, "port": 10359})
+    cp = cluster.node("ubuntu-73")
+    with ScriptHost(tmp_path, cluster) as h:
+        seed_cluster(h, control_plane=[cp], extra_args={
+            "apiServer": {"encryption-provider-config": "/etc/kubernetes/enc/enc.yaml",
+                          "enable-admission-plugins": "NodeRestriction,EventRateLimit"},
+            "controllerManager": {"node-cidr-mask-size": "26"}})
+        h.metrics_api("available")
+        refused = h.run("ubuntu-73", preflight_script(cluster, target(cluster, "ubuntu-73")))
+        off = cluster_of(elasticApiserver={"enabled": False}, controllerManager={"replicas": 0})
+        allowed = h.run("ubuntu-73", preflight_script(off, target(off, "ubuntu-73")))
+    where = "controlPlane[0] (ubuntu-73): "
+    assert [p.removeprefix(where) for p in problems(refused)] == [
+        "elasticApiserver.enabled: the static kube-apiserver here runs --enable-admission-plugins"
+        "=NodeRestriction,EventRateLimit; the elastic kube-apiservers would run"
+        " --enable-admission-plugins=NodeRestriction",
+        "elasticApiserver.enabled: the static kube-apiserver here runs --encryption-provider-config"
+        "=/etc/kubernetes/enc/enc.yaml; the elastic kube-apiservers would run without it (carry"
+        " it over is not supported yet: switch them off, or drop the flag)",
+        "controllerManager.replicas: the static kube-controller-manager here runs"
+        " --node-cidr-mask-size=26; the controller-manager Deployment would run without it (carry"
+        " it over is not supported yet: switch them off, or drop the flag)"]
+    assert allowed.rc == 0, allowed.explain()

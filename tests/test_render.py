@@ -13,6 +13,7 @@ import pytest
 
 from components.config import stack_values
 from kube_ha.config import parse_cluster
+from kube_ha.loadbalancer import keepalived
 from kube_ha.loadbalancer.haproxy import render_haproxy_cfg
 from kube_ha.render import stack_config
 from tests.program import ROOT, Run, dev_stack, stack_file, vip_stack
@@ -69,13 +70,19 @@ def test_render_vip_topology_writes_keepalived_per_lb(tmp_path: Path) -> None:
         out / "keepalived-haproxy-102.conf").read_text()
     assert "priority 150" in one and "priority 140" in two
     assert "unicast_src_ip 10.21.22.101" in one and "10.21.22.102" in one
-    assert "10.21.22.100/32 dev eth0" in two
+    # The VRRP interface is the one holding the host's address, known only on the host.
+    assert f"10.21.22.100/32 dev {keepalived.DETECTED}" in two
     configure = (out / "configure-haproxy-102.sh").read_text()
     assert 'keepalived -t -f "$tmp"' in configure
     assert "keepalived" in (out / "install.sh").read_text()
     for conf in (out / "keepalived-haproxy-101.conf", out / "keepalived-haproxy-102.conf"):
-        checked = subprocess.run(["keepalived", "-t", "-f", str(conf)], capture_output=True,
-                                 text=True)
+        # As the configure step writes it on a host whose address is on ens5 (keepalived -t
+        # refuses an interface the host lacks, so in a namespace that has one).
+        checked = subprocess.run(
+            ["unshare", "--net", "bash", "-c",
+             "ip link add ens5 type veth peer name ens5p && vrrp_iface=ens5 && "
+             f"{keepalived.fill_interface()} < \"$1\" > \"$1.filled\" && "
+             'keepalived -t -f "$1.filled"', "-", str(conf)], capture_output=True, text=True)
         # The check script lives on the LB host, not here; everything else must parse.
         assert checked.stderr.strip() in ("", "Disabling track script kube_ha_haproxy since "
                                           "not found/accessible"), checked.stderr

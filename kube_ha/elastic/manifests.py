@@ -312,11 +312,12 @@ def _leader_elected(cluster: Cluster, name: str, component: str, port: int, repl
     }
 
 
-def controller_manager_deployment(cluster: Cluster) -> Manifest:
+def controller_manager_flags(cluster: Cluster) -> list[str]:
+    """kubeadm's static pod's flags (getControllerManagerCommand), with this pod's files."""
     cm = cluster.controller_manager
     conf = POD_CONFIG
     net = cluster.networking
-    flags = [
+    return [
         f"--kubeconfig={conf}/controller-manager.conf",
         f"--authentication-kubeconfig={conf}/controller-manager.conf",
         f"--authorization-kubeconfig={conf}/controller-manager.conf",
@@ -337,14 +338,20 @@ def controller_manager_deployment(cluster: Cluster) -> Manifest:
         f"--cluster-cidr={net.pod_subnet}",
         f"--service-cluster-ip-range={net.service_subnet}",
     ]
+
+
+def controller_manager_deployment(cluster: Cluster) -> Manifest:
+    cm = cluster.controller_manager
     return _leader_elected(cluster, CONTROLLER_MANAGER, "kube-controller-manager", cm.port,
-                           cm.replicas, flags, CONTROLLER_MANAGER_PKI, "200m")
+                           cm.replicas, controller_manager_flags(cluster),
+                           CONTROLLER_MANAGER_PKI, "200m")
 
 
-def scheduler_deployment(cluster: Cluster) -> Manifest:
+def scheduler_flags(cluster: Cluster) -> list[str]:
+    """kubeadm's static pod's flags (getSchedulerCommand), with this pod's kubeconfig."""
     s = cluster.scheduler
     conf = f"{POD_CONFIG}/scheduler.conf"
-    flags = [
+    return [
         f"--kubeconfig={conf}",
         f"--authentication-kubeconfig={conf}",
         f"--authorization-kubeconfig={conf}",
@@ -352,8 +359,12 @@ def scheduler_deployment(cluster: Cluster) -> Manifest:
         f"--secure-port={s.port}",
         "--leader-elect=true",
     ]
-    return _leader_elected(cluster, SCHEDULER, "kube-scheduler", s.port, s.replicas, flags,
-                           SCHEDULER_PKI, "100m")
+
+
+def scheduler_deployment(cluster: Cluster) -> Manifest:
+    s = cluster.scheduler
+    return _leader_elected(cluster, SCHEDULER, "kube-scheduler", s.port, s.replicas,
+                           scheduler_flags(cluster), SCHEDULER_PKI, "100m")
 
 
 def secret_manifest(name: str, keys: list[str], secret_type: str = "Opaque") -> Manifest:

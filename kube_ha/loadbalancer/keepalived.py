@@ -6,17 +6,41 @@ the listed peers, which works where multicast does not (most clouds); `check_uni
 keepalived drop adverts whose source is not a listed peer (without it, any host that can reach
 the LBs with IP protocol 112 takes the VIP: unicast alone does not filter senders), and
 firewalld admits VRRP from the peers only. A host whose check fails two seconds running enters
-FAULT and gives the VIP up at once.
+FAULT and gives the VIP up at once. VRRP runs on `loadBalancer.vrrpInterface`, or by default on
+the interface that holds the host's own address, which only the host knows: the rendered file
+says DETECTED there and the configure step fills it in (`detect_interface`).
 """
 
 from __future__ import annotations
 
 from kube_ha.model import Cluster, Host
 from kube_ha.paths import KEEPALIVED_CHECK, KEEPALIVED_CONF
-from kube_ha.shell import script, tcp_probe
+from kube_ha.shell import quote, script, tcp_probe
 
 CHECK_SCRIPT = KEEPALIVED_CHECK
 CONF = KEEPALIVED_CONF
+DETECTED = "@KUBE_HA_VRRP_INTERFACE@"
+
+
+def detect_interface(host: Host) -> str:
+    """Shell: `$vrrp_iface` := the interface holding `host.address` (`ip -o addr show to`
+    prints `<index>: <name> inet <address>/<length> ...`), or stop naming the keys to fix."""
+    return "\n".join([
+        f"vrrp_iface=$(ip -o addr show to {quote(str(host.address))} | awk '{{print $2; exit}}')",
+        'vrrp_iface=${vrrp_iface%%@*}',
+        # Linux refuses '/', ':' and blanks in a name; this keeps the sed below literal too.
+        'case "$vrrp_iface" in',
+        f"  ''|*[!A-Za-z0-9_.-]*) log \"no interface here holds {host.address} (this host's address"
+        " in loadBalancers), so VRRP has no interface: fix the address or set"
+        ' loadBalancer.vrrpInterface"; exit 1;;',
+        "esac",
+        f'log "VRRP on $vrrp_iface (it holds {host.address})"',
+    ])
+
+
+def fill_interface() -> str:
+    """The filter that writes keepalived.conf with the detected interface in."""
+    return f'sed "s/{DETECTED}/$vrrp_iface/g"'
 
 
 def check_script(cluster: Cluster) -> str:
@@ -29,6 +53,7 @@ def check_script(cluster: Cluster) -> str:
 
 def render_keepalived_conf(cluster: Cluster, host: Host, check_path: str = CHECK_SCRIPT) -> str:
     lb = cluster.load_balancer
+    interface = lb.vrrp_interface or DETECTED
     index = cluster.load_balancers.index(host)
     peers = "\n".join(f"        {p.address}" for p in cluster.load_balancers if p != host)
     prefix = 32 if cluster.endpoint.address.version == 4 else 128
@@ -52,7 +77,7 @@ vrrp_script kube_ha_haproxy {{
 vrrp_instance kube_ha_apiserver {{
     state BACKUP
     nopreempt
-    interface {lb.vrrp_interface}
+    interface {interface}
     virtual_router_id {lb.virtual_router_id}
     priority {max(1, 150 - 10 * index)}
     advert_int 1
@@ -62,7 +87,7 @@ vrrp_instance kube_ha_apiserver {{
 {peers}
     }}
     virtual_ipaddress {{
-        {cluster.endpoint.address}/{prefix} dev {lb.vrrp_interface}
+        {cluster.endpoint.address}/{prefix} dev {interface}
     }}
     track_script {{
         kube_ha_haproxy

@@ -186,13 +186,16 @@ def configure_script(cluster: Cluster, cfg: str, ca_pem: str, client_pem: str | 
         ]),
     ]
     if vip_host is not None:
+        detect = cluster.load_balancer.vrrp_interface is None
         parts += [
+            *([keepalived.detect_interface(vip_host)] if detect else []),
             "vrrp_changed=0",
             f"install -d -m 0755 {quote(keepalived.CHECK_SCRIPT.rsplit('/', 1)[0])} /etc/keepalived",
             write_file(keepalived.CHECK_SCRIPT, keepalived.check_script(cluster), "0755",
                        flag=None),
             write_file(keepalived.CONF, keepalived.render_keepalived_conf(cluster, vip_host),
-                       flag="vrrp_changed", check='keepalived -t -f "$tmp"'),
+                       flag="vrrp_changed", check='keepalived -t -f "$tmp"',
+                       through=keepalived.fill_interface() if detect else "cat"),
             "command -v restorecon >/dev/null 2>&1 && restorecon -R /etc/keepalived "
             + quote(keepalived.CHECK_SCRIPT),
             *_start_or_reload("keepalived", "vrrp_changed"),

@@ -320,6 +320,14 @@ class ScriptHost:
         st.setdefault("installed", {}).setdefault(node, {}).update(tools)
         path.write_text(json.dumps(st, indent=1))
 
+    def metrics_api(self, answer: str | None) -> None:
+        """The aggregated metrics API: "available" (metrics-server installed and serving),
+        "unavailable" (its APIService registered, its backend down) or None (not installed)."""
+        path = self.t / "state/cluster.json"
+        st = json.loads(path.read_text())
+        st["metricsApi"] = answer
+        path.write_text(json.dumps(st, indent=1))
+
     def configmap(self, namespace: str, name: str) -> dict[str, str] | None:
         return self.state()["configmaps"].get(f"{namespace}/{name}")  # type: ignore[no-any-return]
 
@@ -368,11 +376,13 @@ def _which(tool: str) -> str:
 
 def seed_cluster(host: ScriptHost, *, control_plane: list[Host], workers: Iterable[Host] = (),
                  endpoint: str | None = None, kube_proxy: bool = True,
-                 cert_sans: Iterable[str] = ()) -> None:
+                 cert_sans: Iterable[str] = (),
+                 extra_args: dict[str, dict[str, str]] | None = None) -> None:
     """`kubeadm init` on the first node (controlPlaneEndpoint `endpoint`, none by default;
-    apiServer.certSANs `cert_sans`), then `kubeadm join` for the others, all through the
-    stand-ins: the files, API objects and etcd members are those kubeadm leaves. Each step must
-    succeed."""
+    apiServer.certSANs `cert_sans`; `extra_args` per component section, e.g. {"apiServer":
+    {"audit-log-path": "/var/log/audit.log"}}), then `kubeadm join` for the others, all
+    through the stand-ins: the files, API objects and etcd members are those kubeadm leaves.
+    Each step must succeed."""
     first, *others = control_plane
     c = host.cluster
     init = {"apiVersion": "kubeadm.k8s.io/v1beta4", "kind": "InitConfiguration",
@@ -388,6 +398,9 @@ def seed_cluster(host: ScriptHost, *, control_plane: list[Host], workers: Iterab
         cc["controlPlaneEndpoint"] = endpoint
     if cert_sans:
         cc["apiServer"] = {"certSANs": list(cert_sans)}
+    for section, args in (extra_args or {}).items():  # v1beta4: a list of name/value
+        cc.setdefault(section, {})["extraArgs"] = [{"name": k, "value": v}
+                                                   for k, v in args.items()]
     path = host.t / "seed" / f"init-{first.name}.yaml"
     path.write_text(yaml.safe_dump_all([init, cc]))
     skip = "" if kube_proxy else " --skip-phases=addon/kube-proxy"

@@ -266,15 +266,84 @@ users:
 """
 
 
+def _arguments_to_command(base: list[tuple[str, str]], extra: list[dict[str, str]] | None
+                          ) -> list[str]:
+    """util/arguments.go ArgumentsToCommand: every extraArg first; a default only where no
+    extraArg has its name; sorted by name, then value; each `--name=value`."""
+    overrides = [(a["name"], a["value"]) for a in extra or []]
+    names = {n for n, _ in overrides}
+    args = overrides + [(n, v) for n, v in base if n not in names]
+    return [f"--{n}={v}" for n, v in sorted(args)]
+
+
+def _apiserver_flags(advertise: str, port: int, cc: dict[str, Any]) -> list[str]:
+    """phases/controlplane/manifests.go getAPIServerCommand, stacked etcd, v1.31-v1.33 (the
+    flags match the v1.31.0 and v1.33.1 manifests in kubernetes#128354 and website#51166)."""
+    pki, net = cc["certificatesDir"], cc["networking"]
+    etcd_host = "[::1]" if ":" in advertise else "127.0.0.1"
+    base = [("advertise-address", advertise), ("allow-privileged", "true"),
+            ("authorization-mode", "Node,RBAC"), ("client-ca-file", f"{pki}/ca.crt"),
+            ("enable-admission-plugins", "NodeRestriction"),
+            ("enable-bootstrap-token-auth", "true"), ("etcd-cafile", f"{pki}/etcd/ca.crt"),
+            ("etcd-certfile", f"{pki}/apiserver-etcd-client.crt"),
+            ("etcd-keyfile", f"{pki}/apiserver-etcd-client.key"),
+            ("etcd-servers", f"https://{etcd_host}:2379"),
+            ("kubelet-client-certificate", f"{pki}/apiserver-kubelet-client.crt"),
+            ("kubelet-client-key", f"{pki}/apiserver-kubelet-client.key"),
+            ("kubelet-preferred-address-types", "InternalIP,ExternalIP,Hostname"),
+            ("proxy-client-cert-file", f"{pki}/front-proxy-client.crt"),
+            ("proxy-client-key-file", f"{pki}/front-proxy-client.key"),
+            ("requestheader-allowed-names", "front-proxy-client"),
+            ("requestheader-client-ca-file", f"{pki}/front-proxy-ca.crt"),
+            ("requestheader-extra-headers-prefix", "X-Remote-Extra-"),
+            ("requestheader-group-headers", "X-Remote-Group"),
+            ("requestheader-username-headers", "X-Remote-User"), ("secure-port", str(port)),
+            ("service-account-issuer", f"https://kubernetes.default.svc.{net['dnsDomain']}"),
+            ("service-account-key-file", f"{pki}/sa.pub"),
+            ("service-account-signing-key-file", f"{pki}/sa.key"),
+            ("service-cluster-ip-range", net["serviceSubnet"]),
+            ("tls-cert-file", f"{pki}/apiserver.crt"),
+            ("tls-private-key-file", f"{pki}/apiserver.key")]
+    return _arguments_to_command(base, cc["apiServer"].get("extraArgs"))
+
+
+def _controller_manager_flags(cc: dict[str, Any]) -> list[str]:
+    """getControllerManagerCommand: --allocate-node-cidrs, --cluster-cidr and
+    --service-cluster-ip-range only with a podSubnet; --cluster-name from clusterName."""
+    pki, net, conf = cc["certificatesDir"], cc["networking"], f"{K8S}/controller-manager.conf"
+    base = [("authentication-kubeconfig", conf), ("authorization-kubeconfig", conf),
+            ("bind-address", "127.0.0.1"), ("client-ca-file", f"{pki}/ca.crt"),
+            ("cluster-name", cc["clusterName"]), ("cluster-signing-cert-file", f"{pki}/ca.crt"),
+            ("cluster-signing-key-file", f"{pki}/ca.key"),
+            ("controllers", "*,bootstrapsigner,tokencleaner"), ("kubeconfig", conf),
+            ("leader-elect", "true"),
+            ("requestheader-client-ca-file", f"{pki}/front-proxy-ca.crt"),
+            ("root-ca-file", f"{pki}/ca.crt"),
+            ("service-account-private-key-file", f"{pki}/sa.key"),
+            ("use-service-account-credentials", "true")]
+    if net.get("podSubnet"):
+        base += [("allocate-node-cidrs", "true"), ("cluster-cidr", net["podSubnet"]),
+                 ("service-cluster-ip-range", net["serviceSubnet"])]
+    return _arguments_to_command(base, cc["controllerManager"].get("extraArgs"))
+
+
+def _scheduler_flags(cc: dict[str, Any]) -> list[str]:
+    """getSchedulerCommand."""
+    conf = f"{K8S}/scheduler.conf"
+    base = [("authentication-kubeconfig", conf), ("authorization-kubeconfig", conf),
+            ("bind-address", "127.0.0.1"), ("kubeconfig", conf), ("leader-elect", "true")]
+    return _arguments_to_command(base, cc["scheduler"].get("extraArgs"))
+
+
 def _control_plane_manifests(name: str, advertise: str, port: int, cc: dict[str, Any]) -> None:
-    image = f"{cc.get('imageRepository', 'registry.k8s.io')}/kube-apiserver:{cc['kubernetesVersion']}"
-    write(MANIFESTS / "kube-apiserver.yaml", common.static_pod("kube-apiserver", [
-        "kube-apiserver", f"--advertise-address={advertise}", f"--secure-port={port}",
-        "--etcd-servers=https://127.0.0.1:2379", f"--tls-cert-file={PKI}/apiserver.crt",
-        f"--tls-private-key-file={PKI}/apiserver.key"], image=image), 0o600)
-    for comp in ("kube-controller-manager", "kube-scheduler"):
-        conf = comp.removeprefix("kube-") + ".conf"
-        write(MANIFESTS / f"{comp}.yaml", common.static_pod(comp, [comp, f"--kubeconfig={K8S}/{conf}"]),
+    """The three static pods, each command as getXCommand builds it, image
+    registry/component:kubernetesVersion."""
+    flags = {"kube-apiserver": _apiserver_flags(advertise, port, cc),
+             "kube-controller-manager": _controller_manager_flags(cc),
+             "kube-scheduler": _scheduler_flags(cc)}
+    for comp, args in flags.items():
+        image = f"{cc.get('imageRepository', 'registry.k8s.io')}/{comp}:{cc['kubernetesVersion']}"
+        write(MANIFESTS / f"{comp}.yaml", common.static_pod(comp, [comp, *args], image=image),
               0o600)
 
 

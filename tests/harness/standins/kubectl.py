@@ -45,6 +45,7 @@ What it reproduces, from kubernetes/kubernetes staging/src/k8s.io/kubectl (v1.32
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -132,6 +133,31 @@ def _not_found(resource: str, name: str) -> ToolError:
     return ToolError(f'Error from server (NotFound): {resource} "{name}" not found')
 
 
+METRICS_API = "/apis/metrics.k8s.io/v1beta1"
+
+
+def _metrics_api() -> int:
+    """The group-version document when metrics-server serves. Without its APIService the
+    request reaches the apiserver's notfoundhandler (a plain-text 404), with it but its backend
+    down kube-aggregator's proxyHandler answers a plain-text 503 (handler_proxy.go
+    proxyError); client-go then uses apimachinery's NewGenericServerResponse messages, which
+    kubectl prints as "Error from server (<Reason>): <message>", exit 1 (cmd/util/helpers.go
+    StandardErrorMessage). As seen in kubernetes-sigs/metrics-server#283 and
+    opsnull/follow-me-install-kubernetes-cluster#409."""
+    answer = common.load().get("metricsApi")
+    if answer == "available":
+        print(json.dumps({"kind": "APIResourceList", "apiVersion": "v1",
+                          "groupVersion": "metrics.k8s.io/v1beta1",
+                          "resources": [{"name": "nodes", "kind": "NodeMetrics"},
+                                        {"name": "pods", "kind": "PodMetrics"}]}))
+        return 0
+    if answer == "unavailable":
+        raise ToolError("Error from server (ServiceUnavailable): the server is currently unable"
+                        " to handle the request")
+    raise ToolError("Error from server (NotFound): the server could not find the requested"
+                    " resource")
+
+
 def _jsonpath(obj: dict[str, Any], expr: str) -> str:
     """Only the `{.a.b}` paths our scripts use, with `\\.` inside a key."""
     found = re.fullmatch(r"\{\.(.+)\}", expr)
@@ -149,6 +175,8 @@ def _get(inv: Invocation, args: list[str], ns: str) -> int:
     pos, f = common.parse_flags(args, {"-o": True, "--output": True, "--raw": True,
                                        "--ignore-not-found": False, "--no-headers": False})
     if "raw" in f:
+        if f["raw"] == METRICS_API:
+            return _metrics_api()
         if f["raw"] not in ("/readyz", "/livez", "/healthz"):
             raise UnsupportedError(f"--raw={f['raw']}")
         sys.stdout.write("ok")
