@@ -20,6 +20,7 @@ from kube_ha.elastic.manifests import (
     scheduler_flags,
 )
 from kube_ha.kubeadm.admin import KUBECTL
+from kube_ha.loadbalancer import keepalived
 from kube_ha.model import KUBEADM_PORTS, Cluster, Host
 from kube_ha.paths import ADMIN_CONF, KUBELET_CONF, PKI, STATIC_PODS
 from kube_ha.shell import bounded, indent, quote, script, shell_for
@@ -109,6 +110,11 @@ def _reachable(cluster: Cluster, t: Target) -> str:
         calls.append(f"reach {quote(str(peer.address))} {port}"
                      f" {quote(f'the {what} of {key} ({peer.name})')}")
     return "\n".join([_REACH, *calls, _REACHED]) if calls else ""
+
+
+def preflight_helpers() -> str:
+    """`problem` and the small readers every check uses."""
+    return _HELPERS
 
 
 def _os() -> str:
@@ -229,7 +235,7 @@ def _live_cluster(cluster: Cluster) -> str:
         lines += [
             f"live=$(sed -n 's/^ *{field.rpartition('.')[2]}: *//p' <<< \"$cc\" | head -n 1"
             " | tr -d \"\\\"'\" || true)",
-            f'if [ -n "$live" ] && [ "$live" != {quote(str(want))} ]; then',
+            f'if [ -n "$live" ] && [ "${{live,,}}" != {quote(str(want).lower())} ]; then',
             f'  problem "{key}: the cluster runs {field} $live (kubeadm-config), the'
             f' stack says {want}: set {key} to the cluster\'s"; fi',
         ]
@@ -255,15 +261,19 @@ _OWN = {
 }
 _OWN["kube-scheduler"] = _OWN["kube-controller-manager"]
 
-# `flag<TAB>static value<TAB>ours` per flag where the static pod's command line (each
+# `flag<US>static value<US>ours` (US: \037, which no flag holds) per flag where the static pod's command line (each
 # `- --name=value`, as kubeadm's ArgumentsToCommand writes it, extraArgs merged in) and the
 # in-cluster pods' differ, skipping their own flags; a file is compared by its name (the pods
-# mount the same files elsewhere). "-" where one side lacks the flag.
+# mount the same files elsewhere), each of a comma list. "-" where one side lacks the flag.
 _DIVERGE = r"""diverge() {  # manifest, flags to skip, our flags (name=value each)
   local ours; ours=$(printf '%s\n' "${@:3}")
   sed -n "s/^ *- *['\"]\{0,1\}--\([^=]*\)=\(.*\)$/\1=\2/p" "$1" | sed "s/['\"]$//" |
     OURS=$ours SKIP=$2 awk '
-      function base(v) { if (v ~ /^\//) sub(/.*\//, "", v); return v }
+      function base(v,  a, n, i, r) {
+        n = split(v, a, ","); r = ""
+        for (i = 1; i <= n; i++) { if (a[i] ~ /^\//) sub(/.*\//, "", a[i]); r = r "," a[i] }
+        return r
+      }
       BEGIN {
         n = split(ENVIRON["OURS"], o, "\n")
         for (i = 1; i <= n; i++) { k = o[i]; sub(/=.*/, "", k); want[k] = substr(o[i], length(k) + 2) }
@@ -272,9 +282,10 @@ _DIVERGE = r"""diverge() {  # manifest, flags to skip, our flags (name=value eac
       { k = $0; sub(/=.*/, "", k); v = substr($0, length(k) + 2) }
       (k in skip) { next }
       { seen[k] = 1 }
-      !(k in want) { print k "\t" v "\t-"; next }
-      base(want[k]) != base(v) { print k "\t" v "\t" want[k] }
-      END { for (k in want) if (!(k in seen) && !(k in skip)) print k "\t-\t" want[k] }' | sort
+      !(k in want) { print k "\037" v "\037-"; next }
+      base(want[k]) != base(v) { print k "\037" v "\037" want[k] }
+      END { for (k in want) if (!(k in seen) && !(k in skip)) print k "\037-\037" want[k] }' |
+    sort
 }"""
 
 
@@ -299,19 +310,23 @@ def _same_flags(cluster: Cluster) -> list[str]:
                         if f.partition("=")[0] not in _OWN[comp])
         lines += [
             f"if [ -f {STATIC_PODS}/{comp}.yaml ]; then",
-            "  while IFS=$'\\t' read -r flag have want; do",
+            f"  if ! found=$(diverge {STATIC_PODS}/{comp}.yaml {quote(' '.join(_OWN[comp]))}"
+            f" {ours}); then",
+            f'    problem "{key}: could not read the static {comp}\'s flags here"; found=""; fi',
+            "  while IFS=$'\\037' read -r flag have want; do",
+            '    if [ -z "$flag" ]; then continue; fi',
             '    if [ "$want" = - ]; then',
             f'      problem "{key}: the static {comp} here runs --$flag=$have; the {what} would'
             ' run without it (carry it over is not supported yet: switch them off, or drop the'
             ' flag)"',
             '    elif [ "$have" = - ]; then',
             f'      problem "{key}: the {what} would run --$flag=$want, which the static {comp}'
-            ' here does not"',
+            ' here does not (switch them off)"',
             "    else",
             f'      problem "{key}: the static {comp} here runs --$flag=$have; the {what} would'
             ' run --$flag=$want"',
             "    fi",
-            f"  done < <(diverge {STATIC_PODS}/{comp}.yaml {quote(' '.join(_OWN[comp]))} {ours})",
+            '  done <<< "$found"',
             "fi",
         ]
     return lines
@@ -383,8 +398,24 @@ def _node(cluster: Cluster, t: Target) -> str:
             f' {address}"; fi',
         ]
     if t.role == "worker" and cluster.node_local_proxy:
-        lines.append(_free([cluster.apiserver_port], owner="haproxy"))
+        lines += [_free([cluster.apiserver_port], owner="haproxy"), haproxy_version()]
     return "\n".join(lines)
+
+
+def haproxy_version() -> str:
+    """An installed haproxy older than 2.4 (what the rendered config needs). `haproxy -v`
+    prints "HAProxy version 2.8.5-1 ..." (2.4 on), "HA-Proxy version 2.2.9-2 ..." before
+    (haproxy.c display_version); a host without one gets it from apt/dnf, whose version the
+    install step checks."""
+    return "\n".join([
+        "if command -v haproxy >/dev/null 2>&1; then",
+        "  v=$(haproxy -v 2>/dev/null | minor) || v=''",
+        '  if [ -n "$v" ] && { [ "${v% *}" -lt 2 ] || { [ "${v% *}" = 2 ] && [ "${v#* }" -lt 4 ]; }; };'
+        " then",
+        '    problem "haproxy ${v% *}.${v#* } is installed here; kube-ha needs 2.4 or later:'
+        ' upgrade it"; fi',
+        "fi",
+    ])
 
 
 def _lb(cluster: Cluster, t: Target) -> str:
@@ -394,13 +425,16 @@ def _lb(cluster: Cluster, t: Target) -> str:
         "if ! command -v haproxy >/dev/null 2>&1 && ! command -v apt-get >/dev/null 2>&1 \\",
         "    && ! command -v dnf >/dev/null 2>&1; then",
         '  problem "no haproxy, and neither apt-get nor dnf to install it"; fi',
+        haproxy_version(),
         _free(ports, owner="haproxy"),
     ]
     iface = lb.vrrp_interface
     if cluster.uses_vip and iface is None:
         # The configure step runs VRRP on the interface holding this address.
-        lines.append(_address_here(t.host, "VRRP runs on the interface that holds it; or set"
-                                           " loadBalancer.vrrpInterface"))
+        lines += [_address_here(t.host, "VRRP runs on the interface that holds it; or set"
+                                        " loadBalancer.vrrpInterface"),
+                  keepalived.find_interface(t.host),
+                  f'if {keepalived.MOVED}; then problem "{keepalived.moved_message(t.host)}"; fi']
     elif cluster.uses_vip and iface is not None:
         lines += [
             _address_here(t.host),
@@ -420,8 +454,9 @@ def preflight_command(t: Target) -> str:
     why = (f"kube-ha: {t.key} ({t.host.name}): the SSH user {t.host.user} cannot run sudo"
            " without a password here: allow it passwordless sudo (NOPASSWD in sudoers), or"
            " connect as root. sudo said: ")
-    return bounded(t.host, "bash -s",
-                   first=f'out=$(sudo -n true 2>&1) || {{ echo {quote(why)}"$out" >&2; exit 1; }}; ')
+    return bounded(t.host, "bash -s", first=(
+        f"out=$(timeout 30 sudo -n true 2>&1) || {{ printf '%s%s\\n' {quote(why)} \"$out\" >&2;"
+        " exit 1; }; "))
 
 
 def preflight_script(cluster: Cluster, t: Target) -> str:
@@ -429,6 +464,9 @@ def preflight_script(cluster: Cluster, t: Target) -> str:
     body = _lb(cluster, t) if t.role == "lb" else _node(cluster, t)
     return script(
         f"preflight {t.host.name}",
+        # What it parses (bash's connect errors, ip, ss, openssl) in English: sshd's PAM and
+        # sudo pass a host's LANG through, and a translated "Connection refused" is no refusal.
+        "export LC_ALL=C",
         f"where={quote(f'{t.key} ({t.host.name})')}",
         _HELPERS,
         _os(),

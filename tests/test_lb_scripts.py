@@ -14,7 +14,8 @@ import pytest
 
 from kube_ha.config import parse_cluster
 from kube_ha.loadbalancer.haproxy import render_haproxy_cfg
-from kube_ha.loadbalancer.scripts import configure_script, install_script
+from kube_ha.loadbalancer.scripts import configure_script, install_script, package_steps
+from kube_ha.shell import script
 from tests.harness import pki
 from tests.program import SEGMENT_LBS, SEGMENT_VIP, grown_stack, segment_vip_stack, vip_stack
 
@@ -131,6 +132,13 @@ cp /etc/keepalived/keepalived.conf "$T/keepalived.conf"
 ip addr del {SEGMENT_LBS["lb1"]}/24 dev ens5
 bash "$T/step1.sh" 2> "$T/err3"; echo "RC3=$?"
 cmp -s /etc/keepalived/keepalived.conf "$T/keepalived.conf" && echo KEPT3=1
+# Step 4: the address is back, but an earlier kube-ha ran VRRP on eth9 here (its default was
+# eth0; the address may sit on a management NIC): not moved by default.
+ip addr add {SEGMENT_LBS["lb1"]}/24 dev ens5
+sed -i 's/ens5/eth9/g' /etc/keepalived/keepalived.conf
+cp /etc/keepalived/keepalived.conf "$T/eth9.conf"
+bash "$T/step1.sh" 2> "$T/err4"; echo "RC4=$?"
+cmp -s /etc/keepalived/keepalived.conf "$T/eth9.conf" && echo KEPT4=1
 """
 
 
@@ -159,6 +167,10 @@ def test_vip_configure_starts_keepalived_once_and_takes_the_vip(tmp_path: Path) 
     assert out.get("RC3") == "1" and out.get("KEPT3") == "1"
     assert (f"no interface here holds {SEGMENT_LBS['lb1']}" in (tmp_path / "err3").read_text()
             and "loadBalancer.vrrpInterface" in (tmp_path / "err3").read_text())
+    assert out.get("RC4") == "1" and out.get("KEPT4") == "1"
+    assert ("loadBalancer.vrrpInterface: keepalived here runs VRRP on eth9, but the interface"
+            f" holding {SEGMENT_LBS['lb1']} is ens5: set loadBalancer.vrrpInterface to eth9 to"
+            " keep it there, or to ens5 to move it") in (tmp_path / "err4").read_text()
     for d in ("etc-haproxy", "etc-keepalived"):  # unchanged candidates are removed too
         assert not list((tmp_path / d).glob("*.kube-ha.*")), d
     # Alone on its segment, the LB whose haproxy answers takes the VIP.
@@ -213,3 +225,22 @@ def test_firewalld_admits_vrrp_from_the_peer_lbs_only(tmp_path: Path) -> None:
     assert sorted(state["rich_rules"]) == [
         f'rule family="ipv4" source address="{a}" protocol value="vrrp" accept'
         for a in ("10.21.22.101", "10.21.22.102")]  # and the open rule of older versions is gone
+
+
+@pytest.mark.parametrize(("banner", "refused"), [
+    # haproxy.c display_version: "HA-Proxy version" up to 2.3, "HAProxy version" since.
+    ("HA-Proxy version 2.2.9-2+deb11u6 2023/12/17 - https://haproxy.org/", True),
+    ("HAProxy version 2.3.21 2022/07/27 - https://haproxy.org/", True),
+    ("HAProxy version 2.4.22-0ubuntu0.22.04.3 2023/08/14 - https://haproxy.org/", False),
+])
+def test_the_install_step_refuses_an_haproxy_older_than_2_4(banner: str, refused: bool,
+                                                             tmp_path: Path) -> None:
+    """The package part of the install step, with haproxy (and socat) already there."""
+    for tool, body in (("haproxy", f"echo '{banner}'"), ("socat", "exit 0")):
+        (tmp_path / tool).write_text(f"#!/bin/sh\n{body}\n")
+        (tmp_path / tool).chmod(0o755)
+    ran = subprocess.run(["bash", "-c", script("t", *package_steps(["haproxy", "socat"]))],
+                         capture_output=True, text=True, timeout=30,
+                         env={"PATH": f"{tmp_path}:/usr/bin:/bin"})
+    assert ran.returncode == (1 if refused else 0), ran.stderr
+    assert ("is too old: 2.4 or later is needed" in ran.stderr) == refused

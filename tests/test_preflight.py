@@ -23,7 +23,15 @@ import pytest
 
 from kube_ha.config import parse_cluster
 from kube_ha.model import Cluster
-from kube_ha.preflight import Target, openssl_san, preflight_command, preflight_script, targets
+from kube_ha.preflight import (
+    Target,
+    haproxy_version,
+    openssl_san,
+    preflight_command,
+    preflight_helpers,
+    preflight_script,
+    targets,
+)
 from tests.harness import pki
 from tests.harness.hosts import host
 from tests.harness.script_host import ScriptHost, StepResult, seed_cluster
@@ -86,6 +94,13 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> World:
                           "loadBalancers[0]", "lb")))
         runs["vip lb, address not here"] = h.run("ubuntu-74", preflight_script(
             found, Target(found.load_balancers[0], "loadBalancers[0]", "lb")))
+        # An earlier kube-ha configured keepalived on eth9 here (its default was eth0).
+        h.run("ubuntu-74", "mkdir -p /etc/keepalived\n"
+                           "printf '    interface eth9\\n' > /etc/keepalived/keepalived.conf\n")
+        runs["vip lb, keepalived on another interface"] = h.run("ubuntu-74", preflight_script(
+            found, Target(dataclasses.replace(found.load_balancers[0], address=lb.address),
+                          "loadBalancers[0]", "lb")))
+        h.run("ubuntu-74", "rm -r /etc/keepalived\n")
         # ubuntu-70 (to join the control plane) cut off from its peers two ways: no route to
         # ubuntu-73 here (an ICMP error at once), and ubuntu-72 dropping what it would answer
         # (a firewall's DROP: no answer at all). Undone after.
@@ -249,6 +264,10 @@ def test_the_vrrp_interface_is_the_one_holding_the_lb_address(world: World) -> N
     assert problems(world.runs["vip lb, address not here"]) == [
         "loadBalancers[0] (haproxy-101): 10.21.22.101 is not an address of this host (VRRP runs"
         " on the interface that holds it; or set loadBalancer.vrrpInterface)"]
+    assert problems(world.runs["vip lb, keepalived on another interface"]) == [
+        "loadBalancers[0] (haproxy-101): loadBalancer.vrrpInterface: keepalived here runs VRRP on"
+        " eth9, but the interface holding 10.21.22.74 is eth0: set loadBalancer.vrrpInterface to"
+        " eth9 to keep it there, or to eth0 to move it"]
 
 
 def test_every_port_a_host_dials_is_reachable_or_refused(world: World) -> None:
@@ -403,7 +422,8 @@ def test_in_cluster_control_plane_pods_must_run_what_the_static_pods_run(
         seed_cluster(h, control_plane=[cp], extra_args={
             "apiServer": {"encryption-provider-config": "/etc/kubernetes/enc/enc.yaml",
                           "enable-admission-plugins": "NodeRestriction,EventRateLimit"},
-            "controllerManager": {"node-cidr-mask-size": "26"}})
+            # kubeadm writes an empty value as `--name=` (an external CA's signing key).
+            "controllerManager": {"node-cidr-mask-size": "26", "cluster-signing-key-file": ""}})
         h.metrics_api("available")
         refused = h.run("ubuntu-73", preflight_script(cluster, target(cluster, "ubuntu-73")))
         off = cluster_of(elasticApiserver={"enabled": False}, controllerManager={"replicas": 0})
@@ -417,6 +437,30 @@ def test_in_cluster_control_plane_pods_must_run_what_the_static_pods_run(
         "=/etc/kubernetes/enc/enc.yaml; the elastic kube-apiservers would run without it (carry"
         " it over is not supported yet: switch them off, or drop the flag)",
         "controllerManager.replicas: the static kube-controller-manager here runs"
+        " --cluster-signing-key-file=; the controller-manager Deployment would run"
+        " --cluster-signing-key-file=/etc/kubernetes/kube-ha/ca.key",
+        "controllerManager.replicas: the static kube-controller-manager here runs"
         " --node-cidr-mask-size=26; the controller-manager Deployment would run without it (carry"
         " it over is not supported yet: switch them off, or drop the flag)"]
     assert allowed.rc == 0, allowed.explain()
+
+
+@pytest.mark.parametrize(("banner", "found"), [
+    # haproxy.c display_version: "HA-Proxy version" up to 2.3 (Debian 11's 2.2.9),
+    # "HAProxy version" since.
+    ("HA-Proxy version 2.2.9-2+deb11u6 2023/12/17 - https://haproxy.org/",
+     "where: haproxy 2.2 is installed here; kube-ha needs 2.4 or later: upgrade it"),
+    ("HA-Proxy version 1.8.27-2+deb10u1 2021/06/11", "where: haproxy 1.8 is installed here;"
+     " kube-ha needs 2.4 or later: upgrade it"),
+    ("HAProxy version 2.4.22-0ubuntu0.22.04.3 2023/08/14 - https://haproxy.org/", ""),
+    ("HAProxy version 3.0.11-1 2025/06/03 - https://haproxy.org/", ""),
+])
+def test_an_installed_haproxy_older_than_2_4_is_named(banner: str, found: str,
+                                                      tmp_path: Path) -> None:
+    (tmp_path / "haproxy").write_text(f"#!/bin/sh\necho '{banner}'\n")
+    (tmp_path / "haproxy").chmod(0o755)
+    ran = subprocess.run(["bash", "-c", "\n".join([
+        "set -euo pipefail", "where=where", preflight_helpers(), haproxy_version(),
+        'printf "%s" "${problems[*]-}"'])], capture_output=True, text=True, timeout=30,
+        env={"PATH": f"{tmp_path}:/usr/bin:/bin"})
+    assert (ran.returncode, ran.stdout) == (0, found), ran.stderr

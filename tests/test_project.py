@@ -110,7 +110,11 @@ def test_pull_requests_pass_the_destructive_change_gate() -> None:
     workflow = yaml.safe_load((ROOT / ".github" / "workflows" / "preview.yml").read_text())
     steps = workflow["jobs"]["preview"]["steps"]
     gate = next(s for s in steps if s.get("name") == "Destructive-change gate")
-    assert "pulumi preview --stack dev --json > preview.json" in gate["run"]
+    assert 'pulumi preview --stack "$STACK" --json > preview.json' in gate["run"]
+    # One stack name for the render, the preview and the gate.
+    assert workflow["env"]["STACK"] == "dev"
+    preview = next(s for s in steps if str(s.get("uses", "")).startswith("pulumi/actions"))
+    assert preview["with"]["stack-name"] == "${{ env.STACK }}"
     assert "python -m tools.destructive_gate preview.json" in gate["run"]
     assert "approve-destructive" in gate["env"]["APPROVED"]
 

@@ -22,18 +22,42 @@ CONF = KEEPALIVED_CONF
 DETECTED = "@KUBE_HA_VRRP_INTERFACE@"
 
 
-def detect_interface(host: Host) -> str:
+def find_interface(host: Host) -> str:
     """Shell: `$vrrp_iface` := the interface holding `host.address` (`ip -o addr show to`
-    prints `<index>: <name> inet <address>/<length> ...`), or stop naming the keys to fix."""
+    prints `<index>: <name> inet <address>/<length> ...`; empty when none does), and
+    `$live_iface` := the one the keepalived.conf in place uses (empty when none)."""
     return "\n".join([
-        f"vrrp_iface=$(ip -o addr show to {quote(str(host.address))} | awk '{{print $2; exit}}')",
+        # Captured first: under pipefail, `ip | awk '...; exit'` can fail on SIGPIPE, silently.
+        f"vrrp_iface=$(ip -o addr show to {quote(str(host.address))} 2>/dev/null || true)",
+        "vrrp_iface=$(awk '{print $2; exit}' <<< \"$vrrp_iface\")",
         'vrrp_iface=${vrrp_iface%%@*}',
+        f"live_iface=$(sed -n 's/^ *interface  *\\([^ ]*\\) *$/\\1/p' {CONF} 2>/dev/null"
+        " | head -n 1 || true)",
+    ])
+
+
+# A keepalived this program configured on another interface (the old default was eth0, the
+# address may be on a management NIC): moving the VIP to another segment is the user's call.
+MOVED = '[ -n "$vrrp_iface" ] && [ -n "$live_iface" ] && [ "$live_iface" != "$vrrp_iface" ]'
+
+
+def moved_message(host: Host) -> str:
+    return (f"loadBalancer.vrrpInterface: keepalived here runs VRRP on $live_iface, but the"
+            f" interface holding {host.address} is $vrrp_iface: set loadBalancer.vrrpInterface"
+            " to $live_iface to keep it there, or to $vrrp_iface to move it")
+
+
+def detect_interface(host: Host) -> str:
+    """Shell: `$vrrp_iface` for the configure step, or stop naming the keys to fix."""
+    return "\n".join([
+        find_interface(host),
         # Linux refuses '/', ':' and blanks in a name; this keeps the sed below literal too.
         'case "$vrrp_iface" in',
         f"  ''|*[!A-Za-z0-9_.-]*) log \"no interface here holds {host.address} (this host's address"
         " in loadBalancers), so VRRP has no interface: fix the address or set"
         ' loadBalancer.vrrpInterface"; exit 1;;',
         "esac",
+        f'if {MOVED}; then log "{moved_message(host)}"; exit 1; fi',
         f'log "VRRP on $vrrp_iface (it holds {host.address})"',
     ])
 

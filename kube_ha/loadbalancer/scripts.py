@@ -48,14 +48,14 @@ def install_script(cluster: Cluster, node_local: bool = False) -> str:
         cluster.uses_vip and not node_local) else None
     return script(
         "lb-install",
-        *_package_steps(packages(cluster, node_local)),
+        *package_steps(packages(cluster, node_local)),
         _SELINUX_BOOLEAN,
         *_firewalld_steps([] if node_local else firewall_ports(cluster), vrrp_peers),
         f"install -d -m 0750 -o root -g haproxy {HAPROXY_FILES}",
     )
 
 
-def _package_steps(pkgs: Sequence[str]) -> list[str]:
+def package_steps(pkgs: Sequence[str]) -> list[str]:
     """haproxy (>= 2.4) and friends from the distro's package manager, when missing."""
     return [f"pkgs=({' '.join(pkgs)})", _INSTALL_PACKAGES]
 
@@ -93,7 +93,8 @@ if [ "$need_install" = 1 ]; then
 else
   log "${pkgs[*]} already installed"
 fi
-version=$(haproxy -v | sed -n 's/^HAProxy version \\([0-9]*\\.[0-9]*\\).*/\\1/p')
+# "HA-Proxy version 2.2.9-2 ..." up to 2.3, "HAProxy version 2.4.22 ..." since (haproxy.c).
+version=$(haproxy -v | sed -n 's/^HA-\\{0,1\\}Proxy version \\([0-9]*\\.[0-9]*\\).*/\\1/p')
 case "$version" in
   1.*|2.[0-3]) log "haproxy $version is too old: 2.4 or later is needed"; exit 1 ;;
 esac
