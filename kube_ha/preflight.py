@@ -21,6 +21,7 @@ from kube_ha.elastic.manifests import (
 )
 from kube_ha.kubeadm.admin import KUBECTL
 from kube_ha.loadbalancer import keepalived
+from kube_ha.loadbalancer.scripts import HAPROXY_VERSION, TOO_OLD
 from kube_ha.model import KUBEADM_PORTS, Cluster, Host
 from kube_ha.paths import ADMIN_CONF, KUBELET_CONF, PKI, STATIC_PODS
 from kube_ha.shell import bounded, indent, quote, script, shell_for
@@ -47,7 +48,7 @@ def targets(cluster: Cluster) -> list[Target]:
             for i, h in enumerate(hosts)]
 
 
-_HELPERS = r"""problems=()
+HELPERS = r"""problems=()
 problem() { problems+=("$where: $*"); }
 minor() { sed -n 's/^[^0-9]*\([0-9][0-9]*\)\.\([0-9][0-9]*\).*/\1 \2/p' | head -n 1; }
 listeners() { ss -Hltnp "( sport = :$1 )" 2>/dev/null || true; }"""
@@ -101,20 +102,17 @@ def _paths(cluster: Cluster, t: Target) -> list[tuple[Host, int, str]]:
             + [(p, e.port, "elastic apiserver port") for p in pool_hosts])
 
 
+def _node_key(cluster: Cluster, node: Host) -> str:
+    """A node's stack key (`controlPlane[1]`, `workers[3]`), as `targets` names it."""
+    return next(f"{key}[{hosts.index(node)}]" for key, hosts in cluster.node_groups
+                if node in hosts)
+
+
 def _reachable(cluster: Cluster, t: Target) -> str:
-    keys = {(x.role, x.host.name): x.key for x in targets(cluster)}
-    role = {h.name: "control-plane" for h in cluster.control_plane}
-    calls = []
-    for peer, port, what in _paths(cluster, t):
-        key = keys[(role.get(peer.name, "worker"), peer.name)]
-        calls.append(f"reach {quote(str(peer.address))} {port}"
-                     f" {quote(f'the {what} of {key} ({peer.name})')}")
+    calls = [f"reach {quote(str(peer.address))} {port}"
+             f" {quote(f'the {what} of {_node_key(cluster, peer)} ({peer.name})')}"
+             for peer, port, what in _paths(cluster, t)]
     return "\n".join([_REACH, *calls, _REACHED]) if calls else ""
-
-
-def preflight_helpers() -> str:
-    """`problem` and the small readers every check uses."""
-    return _HELPERS
 
 
 def _os() -> str:
@@ -403,17 +401,13 @@ def _node(cluster: Cluster, t: Target) -> str:
 
 
 def haproxy_version() -> str:
-    """An installed haproxy older than 2.4 (what the rendered config needs). `haproxy -v`
-    prints "HAProxy version 2.8.5-1 ..." (2.4 on), "HA-Proxy version 2.2.9-2 ..." before
-    (haproxy.c display_version); a host without one gets it from apt/dnf, whose version the
-    install step checks."""
+    """An installed haproxy older than 2.4, judged as the install step judges it; a host
+    without one gets it from apt/dnf, whose version the install step checks."""
     return "\n".join([
         "if command -v haproxy >/dev/null 2>&1; then",
-        "  v=$(haproxy -v 2>/dev/null | minor) || v=''",
-        '  if [ -n "$v" ] && { [ "${v% *}" -lt 2 ] || { [ "${v% *}" = 2 ] && [ "${v#* }" -lt 4 ]; }; };'
-        " then",
-        '    problem "haproxy ${v% *}.${v#* } is installed here; kube-ha needs 2.4 or later:'
-        ' upgrade it"; fi',
+        f"  v=$({HAPROXY_VERSION} 2>/dev/null) || v=''",
+        f'  case "$v" in {TOO_OLD}) problem "haproxy $v is installed here; kube-ha needs 2.4 or'
+        ' later: upgrade it";; esac',
         "fi",
     ])
 
@@ -429,13 +423,15 @@ def _lb(cluster: Cluster, t: Target) -> str:
         _free(ports, owner="haproxy"),
     ]
     iface = lb.vrrp_interface
-    if cluster.uses_vip and iface is None:
+    if not cluster.uses_vip:
+        return "\n".join(lines)
+    if iface is None:
         # The configure step runs VRRP on the interface holding this address.
         lines += [_address_here(t.host, "VRRP runs on the interface that holds it; or set"
                                         " loadBalancer.vrrpInterface"),
                   keepalived.find_interface(t.host),
                   f'if {keepalived.MOVED}; then problem "{keepalived.moved_message(t.host)}"; fi']
-    elif cluster.uses_vip and iface is not None:
+    else:
         lines += [
             _address_here(t.host),
             f"if ! ip link show dev {quote(iface)} >/dev/null 2>&1; then",
@@ -468,7 +464,7 @@ def preflight_script(cluster: Cluster, t: Target) -> str:
         # sudo pass a host's LANG through, and a translated "Connection refused" is no refusal.
         "export LC_ALL=C",
         f"where={quote(f'{t.key} ({t.host.name})')}",
-        _HELPERS,
+        HELPERS,
         _os(),
         body,
         _reachable(cluster, t),

@@ -24,11 +24,11 @@ import pytest
 from kube_ha.config import parse_cluster
 from kube_ha.model import Cluster
 from kube_ha.preflight import (
+    HELPERS,
     Target,
     haproxy_version,
     openssl_san,
     preflight_command,
-    preflight_helpers,
     preflight_script,
     targets,
 )
@@ -460,7 +460,7 @@ def test_an_installed_haproxy_older_than_2_4_is_named(banner: str, found: str,
     (tmp_path / "haproxy").write_text(f"#!/bin/sh\necho '{banner}'\n")
     (tmp_path / "haproxy").chmod(0o755)
     ran = subprocess.run(["bash", "-c", "\n".join([
-        "set -euo pipefail", "where=where", preflight_helpers(), haproxy_version(),
+        "set -euo pipefail", "where=where", HELPERS, haproxy_version(),
         'printf "%s" "${problems[*]-}"'])], capture_output=True, text=True, timeout=30,
         env={"PATH": f"{tmp_path}:/usr/bin:/bin"})
     assert (ran.returncode, ran.stdout) == (0, found), ran.stderr

@@ -72,6 +72,13 @@ def _firewalld_steps(ports: Sequence[int], vrrp_peers: Sequence[IPAddress] | Non
             "fi"]
 
 
+# The installed haproxy's major.minor, from `haproxy -v`: "HA-Proxy version 2.2.9-2 ..." up to
+# 2.3, "HAProxy version 2.4.22 ..." since (haproxy.c display_version). Empty if neither.
+HAPROXY_VERSION = ("haproxy -v | sed -n"
+                   " 's/^HA-\\{0,1\\}Proxy version \\([0-9]*\\.[0-9]*\\).*/\\1/p'")
+# A case pattern for a version the rendered config is too new for (it needs 2.4).
+TOO_OLD = "1.*|2.[0-3]"
+
 _INSTALL_PACKAGES = """\
 need_install=0
 for bin in "${pkgs[@]}"; do
@@ -94,12 +101,12 @@ else
   log "${pkgs[*]} already installed"
 fi
 # "HA-Proxy version 2.2.9-2 ..." up to 2.3, "HAProxy version 2.4.22 ..." since (haproxy.c).
-version=$(haproxy -v | sed -n 's/^HA-\\{0,1\\}Proxy version \\([0-9]*\\.[0-9]*\\).*/\\1/p')
+version=$(HAPROXY_VERSION)
 case "$version" in
-  1.*|2.[0-3]) log "haproxy $version is too old: 2.4 or later is needed"; exit 1 ;;
+  TOO_OLD) log "haproxy $version is too old: 2.4 or later is needed"; exit 1 ;;
 esac
 
-"""
+""".replace("HAPROXY_VERSION", HAPROXY_VERSION).replace("TOO_OLD", TOO_OLD)
 _SELINUX_BOOLEAN = """
 # SELinux stays enforcing: allow haproxy to bind and connect to the apiserver ports.
 if command -v getenforce >/dev/null 2>&1 && [ "$(getenforce)" != "Disabled" ]; then
