@@ -50,13 +50,22 @@ _DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
 _IMAGE_REPOSITORY = re.compile(r"[a-z0-9]([-a-z0-9.:]*[a-z0-9])?(/[a-z0-9._-]+)*")
 
 
+class Verbatim(str):
+    """A stack-file key as the user wrote it, namespace-less: shown as is, not as kube-ha:key."""
+
+
+def _namespaced(key: str) -> bool:
+    """Whether a problem's key is shown as is: written without a namespace, or with one."""
+    return isinstance(key, Verbatim) or ":" in re.split(r"[.\[]", key, maxsplit=1)[0]
+
+
 class ConfigError(ValueError):
     """One or more config problems; each line names the key and the fix."""
 
     def __init__(self, problems: list[tuple[str, str]]):
         self.problems = problems
         self.keys = [key for key, _ in problems]
-        lines = [f"{key if ':' in key else f'{PROJECT}:{key}'}: {message}"
+        lines = [f"{key if _namespaced(key) else f'{PROJECT}:{key}'}: {message}"
                  for key, message in problems]
         super().__init__("invalid stack config:\n  " + "\n  ".join(lines))
 
@@ -80,18 +89,21 @@ SCALAR_KEYS: dict[str, tuple[type, Any, str]] = {
     "insecureSkipHostKeyCheck": (bool, False, "Throwaway labs only: hosts without hostKey are "
                                  "trusted on first answer (no SSH host key verification)."),
 }
-OBJECT_KEYS = {
-    "endpoint",
-    "controlPlane",
-    "workers",
-    "loadBalancers",
-    "healthCheck",
-    "loadBalancer",
-    "certificates",
-    "elasticApiserver",
-    "controllerManager",
-    "kubeScheduler",
-    "imageDigests",
+# Structured keys: name -> (list or dict, default, description); no default means required.
+# Pulumi.yaml declares them too (`type: object`, or `array` of objects; CLI 3.187+), so the CLI
+# refuses a value of the wrong shape; every field inside is checked here, naming the bad one.
+OBJECT_KEYS: dict[str, tuple[type, Any, str]] = {
+    "endpoint": (dict, None, "The address (and dnsName, port) every client dials."),
+    "controlPlane": (list, None, "Control-plane nodes: name, address; one bootstrap: true."),
+    "workers": (list, [], "Worker nodes: name, address."),
+    "loadBalancers": (list, [], "haproxy hosts in front of the apiservers: name, address."),
+    "healthCheck": (dict, {}, "haproxy's /readyz checks: intervals, rise, fall, timeout."),
+    "loadBalancer": (dict, {}, "haproxy and keepalived settings."),
+    "certificates": (dict, {}, "CA source, extra SANs, validity, rotation."),
+    "elasticApiserver": (dict, {}, "Extra kube-apiservers as a Deployment + HPA on poolNodes."),
+    "controllerManager": (dict, {}, "controller-manager Deployment: replicas, port."),
+    "kubeScheduler": (dict, {}, "kube-scheduler Deployment: replicas, port."),
+    "imageDigests": (dict, {}, "Image name -> sha256 digest the Deployments pin."),
 }
 SECRET_KEYS = {"sshPrivateKey"}
 
@@ -108,6 +120,11 @@ class _Reader:
 
     def __init__(self) -> None:
         self.problems: list[tuple[str, str]] = []
+        # Every object read: its key (list indexes as `[]`) -> the fields it takes.
+        self.fields: dict[str, set[str]] = {}
+
+    def declare(self, key: str, allowed: set[str]) -> None:
+        self.fields.setdefault(re.sub(r"\[[0-9]+\]", "[]", key), set()).update(allowed)
 
     def fail(self, key: str, message: str) -> None:
         self.problems.append((key, message))
@@ -170,12 +187,18 @@ class _Reader:
         return name
 
     def obj(self, key: str, value: Any, allowed: set[str]) -> Mapping[str, Any]:
+        self.declare(key, allowed)
         if value is None:
             return {}
         if not isinstance(value, Mapping):
             self.fail(key, "must be a mapping. Fix: give key: value pairs.")
             return {}
         for unknown in sorted(set(value) - allowed):
+            if str(unknown).startswith(f"{PROJECT}:"):
+                # A stack key indented into this one: YAML made it a field.
+                self.fail(f"{key}.{unknown}", f"is a stack key, indented into {PROJECT}:{key}. "
+                          f"Fix: dedent it to the level of {PROJECT}:{key.split('.')[0]}.")
+                continue
             hint = _closest(unknown, allowed)
             self.fail(
                 f"{key}.{unknown}",
@@ -189,15 +212,52 @@ def misplaced_config_keys(full_keys: Iterable[str]) -> dict[str, str]:
     """Stack config keys meant for this program that it would never see, with why: no
     namespace (the CLI refuses those: `<namespace>:<name>`), or a namespace a typo away from
     `kube-ha` (the CLI hands those to no one, silently)."""
-    found = {}
+    found: dict[str, str] = {}
     for full in full_keys:
         namespace, sep, key = str(full).partition(":")
         if not sep:
-            found[full] = f"has no namespace. Fix: write {PROJECT}:{full}."
+            # parse_cluster says more when it is a field of an object, dedented out of it.
+            found[Verbatim(full)] = (f"has no namespace, which the Pulumi CLI refuses. "
+                                     f"Fix: write {PROJECT}:{full}.")
         elif namespace != PROJECT and _closest(namespace, {PROJECT}):
             found[full] = (f"is in namespace {namespace!r}, which nothing reads. Did you mean "
                            f"'{PROJECT}:{key}'?")
     return found
+
+
+def _meant(raw: Mapping[str, Any], unreadable: Mapping[str, str]) -> set[str]:
+    """Keys whose own problems go unsaid: those that did not decode, and the stack keys a
+    misplaced one was meant to be while unset (no `not set` after `write kube-ha:endpoint`)."""
+    keys = set()
+    for full in unreadable:
+        if not (isinstance(full, Verbatim) or ":" in full):
+            keys.add(str(full))  # did not decode
+        elif (meant := full.rpartition(":")[2]) in {*SCALAR_KEYS, *OBJECT_KEYS} \
+                and raw.get(meant) is None:
+            keys.add(meant)
+    return keys
+
+
+def _misplaced(r: _Reader, raw: Mapping[str, Any], unreadable: Mapping[str, str]) -> dict[str, str]:
+    """The unreadable keys' messages; a namespace-less key that is no stack key is told
+    where it belongs: a field of an object, dedented out of it, or a near-miss."""
+    out = dict(unreadable)
+    for key in unreadable:
+        if not isinstance(key, Verbatim) or key in SCALAR_KEYS or key in OBJECT_KEYS:
+            continue
+        owners = [f"each entry of {PROJECT}:{o[:-2]}" if o.endswith("[]") else f"{PROJECT}:{o}"
+                  for o in sorted(r.fields, key=lambda o: (o.endswith("[]"), o))
+                  if key in r.fields[o]]
+        if owners:
+            which = "that key" if len(owners) == 1 else "the one it belongs to"
+            out[key] = (f"has no namespace, and is a field of {' or '.join(owners)}: indented "
+                        f"too little? Fix: indent it under {which}.")
+        else:
+            hint = _closest(key, {*SCALAR_KEYS, *OBJECT_KEYS})
+            out[key] = (f"has no namespace, and no stack key has this name."
+                        f"{f' Did you mean {PROJECT}:{hint}?' if hint else ''} Fix: remove it "
+                        "or correct its spelling.")
+    return out
 
 
 def _closest(word: str, choices: set[str]) -> str | None:
@@ -236,13 +296,14 @@ def _host_key(r: _Reader, key: str, value: Any, required: bool) -> str | None:
 
 def _hosts(r: _Reader, key: str, value: Any, user: str, port: int, cp: bool,
            need_host_key: bool) -> list[Host]:
+    allowed = _HOST_KEYS if cp else _HOST_KEYS - {"bootstrap"}
+    r.declare(f"{key}[]", allowed)
     if value is None:
         return []
     if not isinstance(value, list):
         r.fail(key, "must be a list of hosts. Fix: give - name: ..., address: ... entries.")
         return []
     hosts = []
-    allowed = _HOST_KEYS if cp else _HOST_KEYS - {"bootstrap"}
     for i, entry in enumerate(value):
         k = f"{key}[{i}]"
         if entry is None:
@@ -303,8 +364,8 @@ def parse_cluster(raw: Mapping[str, Any],
     `unreadable`: keys whose value could not even be decoded (key -> why); they are reported
     with every other problem, and nothing else is said about them."""
     r = _Reader()
-    for unknown in sorted(set(raw) - set(SCALAR_KEYS) - OBJECT_KEYS):
-        hint = _closest(unknown, set(SCALAR_KEYS) | OBJECT_KEYS)
+    for unknown in sorted(set(raw) - set(SCALAR_KEYS) - set(OBJECT_KEYS)):
+        hint = _closest(unknown, {*SCALAR_KEYS, *OBJECT_KEYS})
         r.fail(unknown, f"unknown key.{f' Did you mean {hint!r}?' if hint else ''} "
                "Fix: remove it or correct its spelling.")
 
@@ -430,8 +491,9 @@ def parse_cluster(raw: Mapping[str, Any],
     image_digests = _image_digests(r, raw.get("imageDigests"))
 
     if unreadable:
-        r.problems = [*unreadable.items(), *((k, m) for k, m in r.problems if not any(
-            k == bad or k.startswith((f"{bad}.", f"{bad}[")) for bad in unreadable))]
+        r.problems = [*_misplaced(r, raw, unreadable).items(), *(
+            (k, m) for k, m in r.problems if not any(
+                k == bad or k.startswith((f"{bad}.", f"{bad}[")) for bad in _meant(raw, unreadable)))]
     if r.problems:
         raise ConfigError(r.problems)
     assert service is not None and pod is not None

@@ -55,7 +55,19 @@ class StackFileError(ValueError):
 
 class _Yaml12Loader(yaml.SafeLoader):
     """Booleans as YAML 1.2 (the CLI's go-yaml v3) has them: `yes`, `on` and `no` are strings,
-    which the program then refuses as booleans, as it would under `pulumi up`."""
+    which the program then refuses as booleans, as it would under `pulumi up`. A key given twice
+    in one mapping is an error, as in go-yaml v3, not the last one silently winning."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, yaml.Node] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)  # type: ignore[no-untyped-call]
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"mapping key {json.dumps(key)} already defined at line "
+                    f"{seen[key].start_mark.line + 1}", key_node.start_mark)
+            seen[key] = key_node
+        return super().construct_mapping(node, deep=deep)
 
 
 _Yaml12Loader.yaml_implicit_resolvers = {

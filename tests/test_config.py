@@ -8,7 +8,7 @@ import pulumi
 import pytest
 import yaml
 
-from kube_ha.config import SCALAR_KEYS, ConfigError, parse_cluster
+from kube_ha.config import OBJECT_KEYS, SCALAR_KEYS, ConfigError, misplaced_config_keys, parse_cluster
 from tests.harness.hosts import host
 from tests.mocks import ClusterMocks
 from tests.program import ROOT, run_program, vip_stack
@@ -115,15 +115,49 @@ def test_program_accepts_dev_stack(raw: dict[str, Any]) -> None:
     assert mocks.by_type("command:remote:Command")
 
 
-def test_pulumi_yaml_declares_every_scalar_with_model_defaults() -> None:
+def test_pulumi_yaml_declares_every_key_with_model_defaults() -> None:
+    """Types as the pinned CLI's project schema has them (pulumi sdk/go/common/workspace/
+    project.json simpleConfigType: string, integer, boolean, array, object; an array needs
+    `items`; ValidateConfigValue checks each item). A key without a default is one the CLI
+    requires (pkg/workspace/config.go mergeConfig: "is missing configuration value")."""
     declared = yaml.safe_load((ROOT / "Pulumi.yaml").read_text())["config"]
-    types = {str: "string", int: "integer", bool: "boolean"}
-    assert set(declared) == set(SCALAR_KEYS)
-    for key, (kind, default, _) in SCALAR_KEYS.items():
+    types = {str: "string", int: "integer", bool: "boolean", dict: "object", list: "array"}
+    assert set(declared) == set(SCALAR_KEYS) | set(OBJECT_KEYS)
+    for key, (kind, default, _) in {**SCALAR_KEYS, **OBJECT_KEYS}.items():
         assert declared[key]["type"] == types[kind], key
         assert declared[key].get("default") == default, key
         assert declared[key]["description"]
+        if kind is list:  # every list is of objects: hosts
+            assert declared[key]["items"] == {"type": "object"}, key
     assert declared["sshPrivateKey"]["secret"] is True
+    required = {k for k, spec in declared.items() if "default" not in spec}
+    assert required == {"sshPrivateKey", "endpoint", "controlPlane"}
+
+
+@pytest.mark.parametrize("written", ["kube_ha:endpoint", "endpoint"])
+def test_a_misplaced_key_is_said_once(raw: dict[str, Any], written: str) -> None:
+    """The key the user meant is not also reported as unset: one line, the misplaced key as
+    written, and what it should be."""
+    raw.pop("endpoint")
+    with pytest.raises(ConfigError) as err:
+        parse_cluster(raw, misplaced_config_keys([written, "kube-ha:clusterName"]))
+    assert err.value.keys == [written]
+    assert str(err.value).endswith(f"\n  {written}: " + err.value.problems[0][1])
+    assert "kube-ha:endpoint" in err.value.problems[0][1]
+    # Set as well, the misplaced one is still refused and the real one still checked.
+    raw["endpoint"] = {"address": "10.0.0.300"}
+    with pytest.raises(ConfigError) as err:
+        parse_cluster(raw, misplaced_config_keys([written]))
+    assert err.value.keys == [written, "endpoint.address"]
+
+
+def test_the_defaults_the_cli_fills_in_read_as_unset(raw: dict[str, Any]) -> None:
+    """The CLI hands a declared default to the program as if the stack set it (mergeConfig):
+    an empty object or list must mean what leaving the key out means."""
+    optional = {k: df for k, (_, df, _) in OBJECT_KEYS.items() if df is not None}
+    left_out = {k: v for k, v in raw.items() if k not in optional or k == "loadBalancers"}
+    assert set(raw) - set(left_out), "the dev stack sets no optional key: nothing is tested"
+    assert parse_cluster({**optional, **left_out}) == parse_cluster(left_out)
 
 
 def test_readme_error_example_is_the_real_output(raw: dict[str, Any]) -> None:

@@ -76,7 +76,8 @@ def test_pull_requests_run_the_tests_and_preview_with_the_policy_pack() -> None:
     assert any(s.get("run") == "bash .ci/run" for s in test_steps)
     preview = workflow["jobs"]["preview"]
     assert preview["needs"] == "test"
-    assert preview["permissions"] == {"contents": "read", "pull-requests": "write"}
+    assert preview["permissions"] == {"contents": "read", "pull-requests": "write",
+                                      "id-token": "write"}
     assert preview["environment"] == "pr-preview"  # secrets only after a reviewer approves
     action = next(s for s in preview["steps"] if str(s.get("uses", "")).startswith("pulumi/actions"))
     assert action["with"]["command"] == "preview"
@@ -104,6 +105,23 @@ def test_workflow_least_privilege_and_pinned_actions() -> None:
             if set(secrets) - {"GITHUB_TOKEN"}:
                 assert str(uses).startswith("pulumi/actions") or step.get("name") == (
                     "Destructive-change gate"), (name, step)
+
+
+def test_a_state_bucket_is_reached_with_oidc_when_configured() -> None:
+    """A self-managed backend works out of the box: each cloud login runs only when the
+    environment names a role (vars, not secrets: they are identifiers), and before every step
+    that reads the state."""
+    workflow = yaml.safe_load((ROOT / ".github" / "workflows" / "preview.yml").read_text())
+    steps = workflow["jobs"]["preview"]["steps"]
+    uses = [str(s.get("uses", "")).split("@")[0] for s in steps]
+    logins = {"aws-actions/configure-aws-credentials": "vars.AWS_ROLE_ARN != ''",
+              "google-github-actions/auth": "vars.GCP_WORKLOAD_IDENTITY_PROVIDER != ''"}
+    first_state_read = uses.index("pulumi/actions")
+    for action, condition in logins.items():
+        step = steps[uses.index(action)]
+        assert step["if"] == condition
+        assert uses.index(action) < first_state_read
+        assert "secrets." not in yaml.safe_dump(step)
 
 
 def test_pull_requests_pass_the_destructive_change_gate() -> None:

@@ -128,9 +128,26 @@ def _adding_to_config(line: str) -> Callable[[str], str]:
     ("namespace", _adding_to_config("kube_ha:nodeLocalProxy: true"),
      "kube_ha:nodeLocalProxy: is in namespace 'kube_ha', which nothing reads. Did you mean "
      "'kube-ha:nodeLocalProxy'?"),
-    # No namespace at all: the CLI refuses the file.
+    # No namespace at all: the CLI refuses the file (config.ParseKey wants `<namespace>:<name>`).
+    # The key is shown as written, not as the kube-ha:nodeLocalProxy the fix asks for.
     ("no namespace", _adding_to_config("nodeLocalProxy: true"),
-     "nodeLocalProxy: has no namespace. Fix: write kube-ha:nodeLocalProxy."),
+     "\n  nodeLocalProxy: has no namespace, which the Pulumi CLI refuses. "
+     "Fix: write kube-ha:nodeLocalProxy."),
+    # A field of an object dedented to the level of the stack keys: told where it belongs.
+    ("dedented field", _replacing("    fall: 2\n", "  fall: 2\n"),
+     "\n  fall: has no namespace, and is a field of kube-ha:healthCheck: indented too "
+     "little? Fix: indent it under that key."),
+    ("near miss", _adding_to_config("nodeLocalPrxy: true"),
+     "nodeLocalPrxy: has no namespace, and no stack key has this name. Did you mean "
+     "kube-ha:nodeLocalProxy?"),
+    # A stack key indented into the one above it: YAML makes it a field of that object.
+    ("indented key", _replacing("  kube-ha:loadBalancer:", "    kube-ha:loadBalancer:"),
+     "\n  kube-ha:healthCheck.kube-ha:loadBalancer: is a stack key, indented into "
+     "kube-ha:healthCheck. Fix: dedent it to the level of kube-ha:healthCheck."),
+    # go-yaml v3 (v3.0.1, which the CLI pins) refuses a key given twice in one mapping:
+    # decode.go `mapping key %#v already defined at line %d`; PyYAML would keep the last one.
+    ("duplicate", _adding_to_config("kube-ha:clusterName: other"),
+     'not valid YAML (mapping key "kube-ha:clusterName" already defined at line 7)'),
 ])
 def test_render_reads_the_stack_file_as_the_cli_does(tmp_path: Path, case: str,
                                                      edit: Callable[[str], str], said: str) -> None:
