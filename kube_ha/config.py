@@ -89,12 +89,14 @@ SCALAR_KEYS: dict[str, tuple[type, Any, str]] = {
     "insecureSkipHostKeyCheck": (bool, False, "Throwaway labs only: hosts without hostKey are "
                                  "trusted on first answer (no SSH host key verification)."),
 }
-# Structured keys: name -> (list or dict, default, description); no default means required.
-# Pulumi.yaml declares them too (`type: object`, or `array` of objects; CLI 3.187+), so the CLI
-# refuses a value of the wrong shape; every field inside is checked here, naming the bad one.
+# Structured keys: name -> (list or dict, default, description). Pulumi.yaml declares them too
+# (`type: object`, or `array` of objects; CLI 3.187+), so the CLI refuses a value of the wrong
+# shape; every field inside is checked here, naming the bad one. Each has an empty default, even
+# those a stack must set: the CLI's "missing configuration value" would stop before this
+# program could say what to set and how (or that a misspelled key was meant).
 OBJECT_KEYS: dict[str, tuple[type, Any, str]] = {
-    "endpoint": (dict, None, "The address (and dnsName, port) every client dials."),
-    "controlPlane": (list, None, "Control-plane nodes: name, address; one bootstrap: true."),
+    "endpoint": (dict, {}, "The address (and dnsName, port) every client dials."),
+    "controlPlane": (list, [], "Control-plane nodes: name, address; one bootstrap: true."),
     "workers": (list, [], "Worker nodes: name, address."),
     "loadBalancers": (list, [], "haproxy hosts in front of the apiservers: name, address."),
     "healthCheck": (dict, {}, "haproxy's /readyz checks: intervals, rise, fall, timeout."),
@@ -196,10 +198,11 @@ class _Reader:
         for unknown in sorted(set(value) - allowed):
             if str(unknown).startswith(f"{PROJECT}:"):
                 # A stack key indented into this one: YAML made it a field.
+                top = re.split(r"[.\[]", key, maxsplit=1)[0]
                 self.fail(f"{key}.{unknown}", f"is a stack key, indented into {PROJECT}:{key}. "
-                          f"Fix: dedent it to the level of {PROJECT}:{key.split('.')[0]}.")
+                          f"Fix: dedent it to the level of {PROJECT}:{top}.")
                 continue
-            hint = _closest(unknown, allowed)
+            hint = _closest(str(unknown), allowed)
             self.fail(
                 f"{key}.{unknown}",
                 f"unknown key.{f' Did you mean {hint!r}?' if hint else ''} "
@@ -219,6 +222,9 @@ def misplaced_config_keys(full_keys: Iterable[str]) -> dict[str, str]:
             # parse_cluster says more when it is a field of an object, dedented out of it.
             found[Verbatim(full)] = (f"has no namespace, which the Pulumi CLI refuses. "
                                      f"Fix: write {PROJECT}:{full}.")
+        elif ":" in key:
+            found[full] = ("is not a key the Pulumi CLI reads (config/key.go ParseKey: "
+                           "`<namespace>:<name>`). Fix: one colon, after the namespace.")
         elif namespace != PROJECT and _closest(namespace, {PROJECT}):
             found[full] = (f"is in namespace {namespace!r}, which nothing reads. Did you mean "
                            f"'{PROJECT}:{key}'?")
@@ -232,8 +238,9 @@ def _meant(raw: Mapping[str, Any], unreadable: Mapping[str, str]) -> set[str]:
     for full in unreadable:
         if not (isinstance(full, Verbatim) or ":" in full):
             keys.add(str(full))  # did not decode
+        # Unset: absent, or the empty default the CLI fills in for a declared key.
         elif (meant := full.rpartition(":")[2]) in {*SCALAR_KEYS, *OBJECT_KEYS} \
-                and raw.get(meant) is None:
+                and raw.get(meant) in (None, {}, []):
             keys.add(meant)
     return keys
 
@@ -243,6 +250,11 @@ def _misplaced(r: _Reader, raw: Mapping[str, Any], unreadable: Mapping[str, str]
     where it belongs: a field of an object, dedented out of it, or a near-miss."""
     out = dict(unreadable)
     for key in unreadable:
+        meant = key.rpartition(":")[2]
+        if (isinstance(key, Verbatim) or ":" in key) and raw.get(meant) not in (None, {}, []):
+            out[key] = (f"{unreadable[key].split('.')[0]}, and {PROJECT}:{meant} is set as well. "
+                        "Fix: remove this one, or merge what it holds into that key.")
+            continue
         if not isinstance(key, Verbatim) or key in SCALAR_KEYS or key in OBJECT_KEYS:
             continue
         owners = [f"each entry of {PROJECT}:{o[:-2]}" if o.endswith("[]") else f"{PROJECT}:{o}"
@@ -522,6 +534,8 @@ def parse_cluster(raw: Mapping[str, Any],
 def _image_digests(r: _Reader, value: Any) -> dict[str, str]:
     digests = {}
     for component, digest in r.obj("imageDigests", value, set(DEPLOYED_IMAGES)).items():
+        if component not in DEPLOYED_IMAGES:
+            continue  # already refused, as an unknown key
         if isinstance(digest, str) and _DIGEST.fullmatch(digest):
             digests[component] = digest
         else:
@@ -733,7 +747,7 @@ def _elastic(r: _Reader, value: Any, node_names: set[str], apiserver_port: int) 
         "maxReplicas": ("max_replicas", d.max_replicas, r.within(1, 1000)),
         "cpuTargetPercent": ("cpu_target_percent", d.cpu_target_percent, r.within(1, 1000)),
         "memoryTargetPercent": ("memory_target_percent", d.memory_target_percent,
-                                r.within(1, 1000)),
+                                lambda k, v, df: df if v is None else r.positive(k, v, 1, 1, 1000)),
         # The HPA API refuses a stabilization window over one hour (autoscaling/v2 validation).
         "scaleDownStabilizationSeconds": ("scale_down_stabilization_s",
                                           d.scale_down_stabilization_s, r.within(0, 3600)),

@@ -163,7 +163,10 @@ class ElasticApiserverSettings:
     min_replicas: int = 1
     max_replicas: int = 3
     cpu_target_percent: int = 70
-    memory_target_percent: int = 80
+    # Off unless set: an apiserver's memory is mostly its watch cache, which every replica
+    # holds whole and which does not shrink with load, so a memory target would keep the HPA at
+    # maxReplicas (and it rarely tracks request load, which CPU does).
+    memory_target_percent: int | None = None
     scale_down_stabilization_s: int = 300
     cpu_request: str = "250m"
     memory_request: str = "512Mi"

@@ -253,7 +253,7 @@ def _live_cluster(cluster: Cluster) -> str:
 _OWN = {
     "kube-apiserver": ("advertise-address", "bind-address", "secure-port", "etcd-servers",
                        "tls-cert-file", "tls-private-key-file", "endpoint-reconciler-type",
-                       "shutdown-delay-duration"),
+                       "shutdown-delay-duration", "goaway-chance"),
     "kube-controller-manager": ("kubeconfig", "authentication-kubeconfig",
                                 "authorization-kubeconfig", "bind-address", "secure-port"),
 }

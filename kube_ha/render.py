@@ -18,7 +18,7 @@ from typing import Any
 
 import yaml
 
-from kube_ha.config import SECRET_KEYS, ConfigError, misplaced_config_keys, parse_cluster
+from kube_ha.config import OBJECT_KEYS, SECRET_KEYS, ConfigError, misplaced_config_keys, parse_cluster
 from kube_ha.elastic.manifests import all_manifests
 from kube_ha.kubeadm.config import kubeadm_config
 from kube_ha.kubeadm.etcd import control_plane_removals_script, membership_check_script
@@ -59,14 +59,17 @@ class _Yaml12Loader(yaml.SafeLoader):
     in one mapping is an error, as in go-yaml v3, not the last one silently winning."""
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-        seen: dict[Any, yaml.Node] = {}
+        # go-yaml compares keys as written (decode.go: same node kind, same Value), before any
+        # typing: `1` and '1' clash, `true` and `True` do not. Merge keys (`<<`) are allowed.
+        seen: dict[str, yaml.Node] = {}
         for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=deep)  # type: ignore[no-untyped-call]
-            if key in seen:
+            if not isinstance(key_node, yaml.ScalarNode) or key_node.tag.endswith(":merge"):
+                continue
+            first = seen.setdefault(key_node.value, key_node)
+            if first is not key_node:
                 raise yaml.constructor.ConstructorError(
-                    None, None, f"mapping key {json.dumps(key)} already defined at line "
-                    f"{seen[key].start_mark.line + 1}", key_node.start_mark)
-            seen[key] = key_node
+                    None, None, f"mapping key {json.dumps(key_node.value, ensure_ascii=False)} "
+                    f"already defined at line {first.start_mark.line + 1}", key_node.start_mark)
         return super().construct_mapping(node, deep=deep)
 
 
@@ -97,15 +100,33 @@ def stack_config(path: Path) -> tuple[dict[str, Any], dict[str, str]]:
             f"{path.name}: {', '.join(stray)} outside `config:` (indented too little?); a stack "
             f"file holds only {', '.join(sorted(STACK_FILE_KEYS))}")
     config = doc.get("config") or {}
+    if not isinstance(config, dict):
+        raise StackFileError(f"{path.name}: `config:` is not a mapping of keys to values")
+    config = {_cli_key(k): v for k, v in config.items()}
     raw: dict[str, Any] = {}
+    empty: dict[str, str] = {}
     for full_key, value in config.items():
-        namespace, _, key = str(full_key).partition(":")
-        if namespace == PROJECT:
-            raw[key] = "[secret]" if isinstance(value, dict) and "secure" in value else value
+        namespace, _, key = full_key.partition(":")
+        if namespace != PROJECT:
+            continue
+        if value is None and key in OBJECT_KEYS:
+            # Declared object/array in Pulumi.yaml: the CLI refuses a null (every entry
+            # commented out), "must be of type" (pkg/workspace/config.go).
+            empty[key] = "is empty (null), which the Pulumi CLI refuses for this key. Fix: give " \
+                         "its entries, or remove the key to take the default."
+            continue
+        raw[key] = "[secret]" if isinstance(value, dict) and "secure" in value else value
     for key in SECRET_KEYS:
         # Rendering needs no secret: a stack without one still renders for review.
         raw.setdefault(key, "[secret: set at deploy time]")
-    return raw, misplaced_config_keys(config)
+    return raw, {**misplaced_config_keys(config), **empty}
+
+
+def _cli_key(key: object) -> str:
+    """A stack file's key as the CLI reads it (sdk/go/common/resource/config/key.go
+    ParseKey): `<namespace>:config:<name>`, an old form, is `<namespace>:<name>`."""
+    parts = str(key).split(":")
+    return f"{parts[0]}:{parts[2]}" if len(parts) == 3 and parts[1] == "config" else str(key)
 
 
 def artifacts(cluster: Cluster) -> dict[str, str]:

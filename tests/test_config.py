@@ -130,8 +130,8 @@ def test_pulumi_yaml_declares_every_key_with_model_defaults() -> None:
         if kind is list:  # every list is of objects: hosts
             assert declared[key]["items"] == {"type": "object"}, key
     assert declared["sshPrivateKey"]["secret"] is True
-    required = {k for k, spec in declared.items() if "default" not in spec}
-    assert required == {"sshPrivateKey", "endpoint", "controlPlane"}
+    # Only the secret has no default: the program names every other unset key itself.
+    assert {k for k, spec in declared.items() if "default" not in spec} == {"sshPrivateKey"}
 
 
 @pytest.mark.parametrize("written", ["kube_ha:endpoint", "endpoint"])
@@ -154,10 +154,19 @@ def test_a_misplaced_key_is_said_once(raw: dict[str, Any], written: str) -> None
 def test_the_defaults_the_cli_fills_in_read_as_unset(raw: dict[str, Any]) -> None:
     """The CLI hands a declared default to the program as if the stack set it (mergeConfig):
     an empty object or list must mean what leaving the key out means."""
-    optional = {k: df for k, (_, df, _) in OBJECT_KEYS.items() if df is not None}
-    left_out = {k: v for k, v in raw.items() if k not in optional or k == "loadBalancers"}
+    needed = {"endpoint", "controlPlane", "loadBalancers"}  # the dev stack's LB topology
+    optional = {k: df for k, (_, df, _) in OBJECT_KEYS.items() if k not in needed}
+    left_out = {k: v for k, v in raw.items() if k not in optional}
     assert set(raw) - set(left_out), "the dev stack sets no optional key: nothing is tested"
     assert parse_cluster({**optional, **left_out}) == parse_cluster(left_out)
+    # Unset required keys read the same whether absent or filled with the CLI's default.
+    for key in needed:
+        bare = {k: v for k, v in left_out.items() if k != key}
+        with pytest.raises(ConfigError) as absent:
+            parse_cluster(bare)
+        with pytest.raises(ConfigError) as filled:
+            parse_cluster({**bare, key: OBJECT_KEYS[key][1]})
+        assert absent.value.problems == filled.value.problems, key
 
 
 def test_readme_error_example_is_the_real_output(raw: dict[str, Any]) -> None:

@@ -126,7 +126,7 @@ def minimal_stack() -> dict[str, Any]:
 
 def test_every_default() -> None:
     """What a stack gets for each key it leaves out, each value stated once (Pulumi.yaml
-    declares the scalar ones: test_config keeps it equal to the model)."""
+    declares every key with the model's default: test_config keeps the two equal)."""
     c: Cluster = parse_cluster(minimal_stack())
     assert (c.name, c.kubernetes_version, c.apiserver_port) == ("kubernetes", "v1.32.3", 6443)
     assert {h.user for h in c.nodes} == {"root"} and {h.port for h in c.nodes} == {22}
@@ -150,7 +150,7 @@ def test_every_default() -> None:
     assert (e.enabled, e.pool_nodes, e.port, e.min_replicas, e.max_replicas,
             e.cpu_target_percent, e.memory_target_percent, e.scale_down_stabilization_s,
             e.cpu_request, e.memory_request) == (
-        False, (), 7443, 1, 3, 70, 80, 300, "250m", "512Mi")
+        False, (), 7443, 1, 3, 70, None, 300, "250m", "512Mi")
     assert (c.controller_manager.replicas, c.controller_manager.port) == (0, 10357)
     assert (c.scheduler.replicas, c.scheduler.port) == (0, 10359)
     assert c.bootstrap.name == c.control_plane[0].name

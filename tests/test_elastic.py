@@ -11,6 +11,7 @@ from typing import Any
 
 import kubernetes_validate
 
+from kube_ha import preflight
 from kube_ha.config import parse_cluster
 from kube_ha.elastic import manifests as m
 from kube_ha.loadbalancer.haproxy import render_haproxy_cfg
@@ -83,6 +84,30 @@ def test_hpa_targets_the_deployment_and_deployment_leaves_replicas_to_it(dev: Ru
     assert hpa["spec"]["scaleTargetRef"]["kind"] == "Deployment"
     assert "replicas" not in dep["spec"]
     assert (hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]) == (1, 2)
+
+
+def test_the_hpa_scales_on_cpu_and_on_memory_only_when_asked(raw: dict[str, Any]) -> None:
+    """An apiserver's memory is mostly its watch cache, held whole by every replica: by
+    default only CPU drives the HPA; a memory target is added when the stack sets one."""
+    def targets(cluster_raw: dict[str, Any]) -> dict[str, int]:
+        hpa = m.elastic_apiserver_hpa(parse_cluster(cluster_raw))
+        return {x["resource"]["name"]: x["resource"]["target"]["averageUtilization"]
+                for x in hpa["spec"]["metrics"]}
+
+    assert targets(raw) == {"cpu": 70}
+    raw["elasticApiserver"]["memoryTargetPercent"] = 90
+    assert targets(raw) == {"cpu": 70, "memory": 90}
+
+
+def test_elastic_apiservers_recycle_connections(dev: Run) -> None:
+    """They close one HTTP/2 connection in a thousand requests (kube-apiserver
+    --goaway-chance: 0 is off, at most .02), so clients that dial the endpoint spread onto
+    replicas the HPA adds; the static apiservers' own flag is theirs, so the preflight's flag
+    comparison skips it."""
+    command = _k8s(dev, "apps/v1:Deployment")["kubernetes-elastic-apiserver-deployment"][
+        "spec"]["template"]["spec"]["containers"][0]["command"]
+    assert 0 < float(_flag(command, "goaway-chance")) <= 0.02
+    assert "goaway-chance" in preflight._OWN["kube-apiserver"]
 
 
 def _flag(command: list[str], name: str) -> str:

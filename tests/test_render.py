@@ -12,7 +12,7 @@ import pulumi
 import pytest
 
 from components.config import stack_values
-from kube_ha.config import parse_cluster
+from kube_ha.config import ConfigError, parse_cluster
 from kube_ha.loadbalancer import keepalived
 from kube_ha.loadbalancer.haproxy import render_haproxy_cfg
 from kube_ha.render import stack_config
@@ -144,6 +144,17 @@ def _adding_to_config(line: str) -> Callable[[str], str]:
     ("indented key", _replacing("  kube-ha:loadBalancer:", "    kube-ha:loadBalancer:"),
      "\n  kube-ha:healthCheck.kube-ha:loadBalancer: is a stack key, indented into "
      "kube-ha:healthCheck. Fix: dedent it to the level of kube-ha:healthCheck."),
+    # Given twice, once without its namespace: not "write kube-ha:workers" (a duplicate).
+    ("set twice", _adding_to_config("workers: []"),
+     "\n  workers: has no namespace, which the Pulumi CLI refuses, and kube-ha:workers is set as "
+     "well. Fix: remove this one, or merge what it holds into that key."),
+    # A stack key indented into a list entry: dedent to the list's own level.
+    ("indented into a list", _replacing("Xlog54BG\n", "Xlog54BG\n      kube-ha:nodeLocalProxy: true\n"),
+     "kube-ha:loadBalancers[0].kube-ha:nodeLocalProxy: is a stack key, indented into "
+     "kube-ha:loadBalancers[0]. Fix: dedent it to the level of kube-ha:loadBalancers."),
+    # A declared list with every entry commented out is a null, which the CLI refuses.
+    ("null object", _adding_to_config("kube-ha:imageDigests:"),
+     "kube-ha:imageDigests: is empty (null), which the Pulumi CLI refuses for this key."),
     # go-yaml v3 (v3.0.1, which the CLI pins) refuses a key given twice in one mapping:
     # decode.go `mapping key %#v already defined at line %d`; PyYAML would keep the last one.
     ("duplicate", _adding_to_config("kube-ha:clusterName: other"),
@@ -164,6 +175,38 @@ def test_a_true_written_as_yaml_1_2_allows_renders(tmp_path: Path) -> None:
     result = _render(tmp_path, _adding_to_config("kube-ha:nodeLocalProxy: true")(DEV))
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "out/node-local/haproxy.cfg").exists()
+
+
+def test_merge_keys_and_the_old_key_form_render_as_the_cli_reads_them(tmp_path: Path) -> None:
+    """go-yaml v3 resolves `<<` merge keys, and the CLI's ParseKey takes
+    `<namespace>:config:<name>` as `<namespace>:<name>`: the same artifacts as the plain file."""
+    edited = _replacing("    interMs: 800\n", "    <<: {interMs: 800}\n")(
+        _replacing("  kube-ha:clusterName:", "  kube-ha:config:clusterName:")(DEV))
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    plain_run, edited_run = _render(tmp_path / "a", DEV), _render(tmp_path / "b", edited)
+    assert edited_run.returncode == 0, edited_run.stderr
+    assert plain_run.returncode == 0, plain_run.stderr
+    files = sorted(p.relative_to(tmp_path / "a/out") for p in (tmp_path / "a/out").rglob("*")
+                   if p.is_file())
+    assert files and files == sorted(p.relative_to(tmp_path / "b/out")
+                                     for p in (tmp_path / "b/out").rglob("*") if p.is_file())
+    for f in files:
+        assert (tmp_path / "a/out" / f).read_text() == (tmp_path / "b/out" / f).read_text(), f
+
+
+def test_a_misspelled_key_with_the_clis_default_is_said_once() -> None:
+    """Under `pulumi up` the CLI fills the declared key's default (`[]`) in where the stack
+    spelled it wrong: the program says the misspelling once, not also "no load-balancer
+    hosts", as the render does."""
+    config = {f"kube-ha:{k}": v if isinstance(v, str) else json.dumps(v)
+              for k, v in dev_stack().items()}
+    config["kube_ha:loadBalancers"] = config.pop("kube-ha:loadBalancers")
+    config["kube-ha:loadBalancers"] = "[]"  # Pulumi.yaml's default, as mergeConfig sets it
+    pulumi.runtime.set_all_config(config)
+    with pytest.raises(ConfigError) as err:
+        parse_cluster(*stack_values())
+    assert err.value.keys == ["kube_ha:loadBalancers"], str(err.value)
 
 
 def test_the_program_refuses_a_misspelled_namespace() -> None:

@@ -29,6 +29,11 @@ ELASTIC = "kube-ha-elastic-apiserver"
 CONTROLLER_MANAGER = "kube-ha-controller-manager"
 SCHEDULER = "kube-ha-scheduler"
 SHUTDOWN_DELAY_S = 10  # haproxy takes a draining apiserver out in ~2 s; 10 s is ample
+# The share of HTTP/2 requests after which the apiserver closes the connection (GOAWAY; the
+# request itself is served, in-flight watches run on): the client's next requests reconnect
+# through the LB, so clients that dial the endpoint (kubelets, node-local proxies, kubectl)
+# move onto replicas the HPA adds. kube-apiserver's recommended start (min 0, max .02).
+GOAWAY_CHANCE = "0.001"
 TERMINATION_GRACE_S = 60
 
 Manifest = dict[str, Any]
@@ -172,6 +177,7 @@ def elastic_apiserver_flags(cluster: Cluster) -> list[str]:
         # Service's endpoints (all of which share one port). Clients reach it via the LB.
         "--endpoint-reconciler-type=none",
         f"--shutdown-delay-duration={SHUTDOWN_DELAY_S}s",
+        f"--goaway-chance={GOAWAY_CHANCE}",
     ]
 
 
@@ -242,11 +248,10 @@ def elastic_apiserver_hpa(cluster: Cluster) -> Manifest:
             "minReplicas": e.min_replicas,
             "maxReplicas": e.max_replicas,
             "metrics": [
-                {"type": "Resource", "resource": {"name": "cpu", "target": {
-                    "type": "Utilization", "averageUtilization": e.cpu_target_percent}}},
-                {"type": "Resource", "resource": {"name": "memory", "target": {
-                    "type": "Utilization", "averageUtilization": e.memory_target_percent}}},
-            ],
+                {"type": "Resource", "resource": {"name": name, "target": {
+                    "type": "Utilization", "averageUtilization": percent}}}
+                for name, percent in (("cpu", e.cpu_target_percent),
+                                      ("memory", e.memory_target_percent)) if percent],
             "behavior": {
                 "scaleDown": {"stabilizationWindowSeconds": e.scale_down_stabilization_s,
                               "policies": [{"type": "Pods", "value": 1, "periodSeconds": 60}]},
