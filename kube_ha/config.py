@@ -231,16 +231,26 @@ def misplaced_config_keys(full_keys: Iterable[str]) -> dict[str, str]:
     return found
 
 
+def _stands_for(key: str) -> str | None:
+    """The name a misplaced key (misplaced_config_keys) was written for; None for a key of
+    ours whose value did not decode."""
+    return key.rpartition(":")[2] if isinstance(key, Verbatim) or ":" in key else None
+
+
+def _unset(value: Any) -> bool:
+    """Absent, or the empty default the CLI fills in for a key Pulumi.yaml declares."""
+    return value in (None, {}, [])
+
+
 def _meant(raw: Mapping[str, Any], unreadable: Mapping[str, str]) -> set[str]:
     """Keys whose own problems go unsaid: those that did not decode, and the stack keys a
     misplaced one was meant to be while unset (no `not set` after `write kube-ha:endpoint`)."""
     keys = set()
     for full in unreadable:
-        if not (isinstance(full, Verbatim) or ":" in full):
-            keys.add(str(full))  # did not decode
-        # Unset: absent, or the empty default the CLI fills in for a declared key.
-        elif (meant := full.rpartition(":")[2]) in {*SCALAR_KEYS, *OBJECT_KEYS} \
-                and raw.get(meant) in (None, {}, []):
+        meant = _stands_for(full)
+        if meant is None:
+            keys.add(str(full))
+        elif meant in {*SCALAR_KEYS, *OBJECT_KEYS} and _unset(raw.get(meant)):
             keys.add(meant)
     return keys
 
@@ -250,10 +260,11 @@ def _misplaced(r: _Reader, raw: Mapping[str, Any], unreadable: Mapping[str, str]
     where it belongs: a field of an object, dedented out of it, or a near-miss."""
     out = dict(unreadable)
     for key in unreadable:
-        meant = key.rpartition(":")[2]
-        if (isinstance(key, Verbatim) or ":" in key) and raw.get(meant) not in (None, {}, []):
-            out[key] = (f"{unreadable[key].split('.')[0]}, and {PROJECT}:{meant} is set as well. "
-                        "Fix: remove this one, or merge what it holds into that key.")
+        meant = _stands_for(key)
+        if meant is not None and not _unset(raw.get(meant)):
+            # Its first sentence (". " ends one; "key.go" does not), then what to do instead.
+            out[key] = (f"{unreadable[key].split('. ')[0]}, and {PROJECT}:{meant} is set as "
+                        "well. Fix: remove this one, or merge what it holds into that key.")
             continue
         if not isinstance(key, Verbatim) or key in SCALAR_KEYS or key in OBJECT_KEYS:
             continue

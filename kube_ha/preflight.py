@@ -218,7 +218,7 @@ def _live_cluster(cluster: Cluster) -> str:
     """On the bootstrap node of a running cluster, read-only through its admin.conf: the
     networking kubeadm recorded (kube-system/kubeadm-config, which every join and the
     Deployments' flags follow) must be the stack's; with elasticApiserver, whose HPA scales on
-    CPU and memory, the metrics API must answer."""
+    the metrics API's figures, that API must answer."""
     net = cluster.networking
     lines = [
         f"cc=$({KUBECTL} -n kube-system get configmap kubeadm-config"

@@ -151,6 +151,21 @@ def test_a_misplaced_key_is_said_once(raw: dict[str, Any], written: str) -> None
     assert err.value.keys == [written, "endpoint.address"]
 
 
+@pytest.mark.parametrize("written, first", [
+    ("workers", "has no namespace, which the Pulumi CLI refuses"),
+    ("kube_ha:workers", "is in namespace 'kube_ha', which nothing reads"),
+    # A dot inside the sentence ("key.go") does not end it.
+    ("kube-ha:x:workers", "is not a key the Pulumi CLI reads (config/key.go ParseKey: "
+                          "`<namespace>:<name>`)"),
+])
+def test_a_misplaced_key_beside_the_real_one_says_so(raw: dict[str, Any], written: str,
+                                                      first: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        parse_cluster(raw, misplaced_config_keys([written]))
+    assert err.value.problems == [(written, f"{first}, and kube-ha:workers is set as well. Fix: "
+                                            "remove this one, or merge what it holds into that key.")]
+
+
 def test_the_defaults_the_cli_fills_in_read_as_unset(raw: dict[str, Any]) -> None:
     """The CLI hands a declared default to the program as if the stack set it (mergeConfig):
     an empty object or list must mean what leaving the key out means."""
