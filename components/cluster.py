@@ -52,7 +52,8 @@ class HaCluster(pulumi.ComponentResource):
         self.control_plane.after_joins(self.workers.joins)
         self.access = ClusterAccess(
             f"{name}-access", cluster, ssh, after=self.control_plane.last_control_plane_step,
-            secrets=_secrets_needed(cluster), opts=child)
+            secrets=_secrets_needed(cluster), static_pods=_static_pods_copied(cluster),
+            opts=child)
         self.kubeconfig = self.access.kubeconfig
         issued = {f"apiserver-{n}": c for n, c in self.certificates.apiserver.items()}
         issued["lb-health-check"] = self.certificates.health
@@ -89,6 +90,13 @@ def _once_retired(record: dict[str, object], retired: list[pulumi.CustomResource
     if not retired:
         return record
     return pulumi.Output.all(*[r.id for r in retired]).apply(lambda _: record)
+
+
+def _static_pods_copied(cluster: Cluster) -> list[str]:
+    wanted = [(cluster.elastic_apiserver.enabled, "kube-apiserver"),
+              (cluster.controller_manager.replicas > 0, "kube-controller-manager"),
+              (cluster.scheduler.replicas > 0, "kube-scheduler")]
+    return [component for on, component in wanted if on]
 
 
 def _secrets_needed(cluster: Cluster) -> list[SecretSpec]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import functools
 import json
+from collections.abc import Sequence
 from typing import Any
 
 import pulumi
@@ -14,13 +15,23 @@ from components import certificates
 from components.previous_run import this_stack
 from components.remote import Ssh, run_script
 from kube_ha.certificates import renewal
+from kube_ha.elastic.carry import Carried, PodView, carry, read_static_pod_output
 from kube_ha.elastic.manifests import (
+    CARRIED_ANNOTATION,
+    Manifest,
     SecretSpec,
+    carried_secret,
     content_sha256,
     kubeconfig_with_server,
     secret_manifest,
+    with_command,
+    with_pod_annotations,
 )
-from kube_ha.kubeadm.scripts import read_admin_kubeconfig_script, read_files_script
+from kube_ha.kubeadm.scripts import (
+    read_admin_kubeconfig_script,
+    read_files_script,
+    read_static_pod_script,
+)
 from kube_ha.model import Cluster
 
 # Stack outputs the next run reads back (through a reference to this very stack): the copies'
@@ -37,6 +48,10 @@ def own_stack_reference() -> pulumi.StackReference:
     return pulumi.StackReference("kube-ha-previous-run", stack_name=this_stack())
 
 
+def _read_static_pod(component: str, revision: int, generation: str) -> str:
+    return read_static_pod_script(component, f"{generation}+{revision}" if revision else generation)
+
+
 def _read_files_of(spec: SecretSpec, generation: str) -> str:
     return read_files_script(spec.files, generation)
 
@@ -46,7 +61,8 @@ class ClusterAccess(pulumi.ComponentResource):
     rewritten to the HA endpoint), and the control-plane files the Deployments mount."""
 
     def __init__(self, name: str, cluster: Cluster, ssh: Ssh, after: pulumi.Resource,
-                 secrets: list[SecretSpec], opts: pulumi.ResourceOptions | None = None):
+                 secrets: list[SecretSpec], static_pods: Sequence[str] = (),
+                 opts: pulumi.ResourceOptions | None = None):
         super().__init__("kube-ha:k8s:ClusterAccess", name, None, opts)
         boot = cluster.bootstrap
         rotation = cluster.certificates.rotation
@@ -89,6 +105,18 @@ class ClusterAccess(pulumi.ComponentResource):
                 aliases=[pulumi.Alias(name=f"{name}-read-control-plane-files")] if i == 0 else ())
             self._files[spec.name] = pulumi.Output.secret(  # type: ignore[assignment]
                 read_files.stdout.apply(json.loads))
+        # The static pods the Deployments copy (kube_ha.elastic.carry), one read each: the
+        # copy generation re-reads them with the files, staticPodsRevision when the operator
+        # changed them.
+        revision = cluster.static_pods_revision
+        self._static: dict[str, pulumi.Output[tuple[str, dict[str, str]]]] = {}
+        for component in static_pods:
+            read_pod = run_script(
+                f"{name}-read-static-{component}", boot, ssh,
+                generation.apply(functools.partial(_read_static_pod, component, revision)),
+                parent=self, secret_stdout=True, depends_on=[after])
+            self._static[component] = pulumi.Output.secret(  # type: ignore[assignment]
+                read_pod.stdout.apply(read_static_pod_output))
         self.files: pulumi.Output[dict[str, str]] = pulumi.Output.all(
             *self._files.values()).apply(lambda parts: {k: v for p in parts for k, v in p.items()})
 
@@ -124,6 +152,28 @@ class ClusterAccess(pulumi.ComponentResource):
         shape = secret_manifest(spec.name, [])
         return k8s.core.v1.Secret(resource_name, metadata=shape["metadata"], type=shape["type"],
                                   data=self._data(spec), opts=opts)
+
+    def carried(self, view: PodView) -> tuple[pulumi.Output[list[str]], pulumi.Output[dict[str, str]]]:
+        """The pod's flags, carried from its static pod (plain: flags hold paths and options),
+        and the carried files Secret's data (a Pulumi secret)."""
+        both: pulumi.Output[Carried] = self._static[view.component].apply(
+            lambda read: carry(view, *read))
+        flags: pulumi.Output[list[str]] = pulumi.Output.unsecret(both.apply(lambda c: c.flags))
+        files: pulumi.Output[dict[str, str]] = both.apply(lambda c: c.files)
+        return flags, pulumi.Output.secret(files)  # type: ignore[arg-type]
+
+    def carry_into(self, resource_name: str, app: str, view: PodView, spec: Manifest,
+                   opts: pulumi.ResourceOptions) -> tuple[Manifest, k8s.core.v1.Secret]:
+        """`spec` running its static pod's flags, and the Secret of the files they name
+        (its digest on the pod template: the component reads them only at start)."""
+        flags, files = self.carried(view)
+        shape = secret_manifest(carried_secret(app), [])
+        stored = k8s.core.v1.Secret(resource_name, metadata=shape["metadata"], type=shape["type"],
+                                    data=files, opts=opts)
+        digest = pulumi.Output.unsecret(files.apply(content_sha256))
+        binary = spec["template"]["spec"]["containers"][0]["command"][0]
+        spec = with_command(spec, flags.apply(lambda f: [binary, *f]))
+        return with_pod_annotations(spec, {CARRIED_ANNOTATION: digest}), stored
 
     def checksum(self, spec: SecretSpec) -> pulumi.Output[str]:
         """SHA-256 of what the Secret holds: as a pod-template annotation it restarts the pods

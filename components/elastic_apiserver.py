@@ -21,6 +21,7 @@ from kube_ha.elastic.manifests import (
     POOL_LABEL,
     elastic_apiserver_deployment,
     elastic_apiserver_hpa,
+    elastic_apiserver_view,
     pdb,
     secret_manifest,
     with_pod_annotations,
@@ -57,14 +58,17 @@ class ElasticApiserver(pulumi.ComponentResource):
         pki_secret = access.secret(f"{name}-pki-secret", ELASTIC_PKI, k8s_opts)
 
         dep = elastic_apiserver_deployment(cluster)
-        spec: Any = with_pod_annotations(dep["spec"], {
+        carried, carried_secret = access.carry_into(
+            f"{name}-carried-secret", ELASTIC, elastic_apiserver_view(cluster), dep["spec"],
+            k8s_opts)
+        spec: Any = with_pod_annotations(carried, {
             # Not the serving pair: kube-apiserver reloads that from disk by itself, so a SAN
             # change rolls no pod.
             CHECKSUM_ANNOTATION: access.checksum(ELASTIC_PKI)})
         self.deployment = k8s.apps.v1.Deployment(
             f"{name}-deployment", metadata=dep["metadata"], spec=spec,
             opts=pulumi.ResourceOptions.merge(k8s_opts, pulumi.ResourceOptions(
-                depends_on=[serving_secret, pki_secret, *labels])))
+                depends_on=[serving_secret, pki_secret, carried_secret, *labels])))
         hpa = elastic_apiserver_hpa(cluster)
         # The Deployment's name as an output: the HPA waits for the Deployment it scales.
         target: dict[str, Any] = {**hpa["spec"]["scaleTargetRef"],

@@ -13,6 +13,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from components.cluster_access import ClusterAccess
+from kube_ha.elastic.carry import PodView
 from kube_ha.elastic.manifests import (
     CHECKSUM_ANNOTATION,
     CONTROLLER_MANAGER,
@@ -22,8 +23,10 @@ from kube_ha.elastic.manifests import (
     Manifest,
     SecretSpec,
     controller_manager_deployment,
+    controller_manager_view,
     pdb,
     scheduler_deployment,
+    scheduler_view,
     with_pod_annotations,
 )
 from kube_ha.model import Cluster
@@ -33,17 +36,18 @@ class LeaderElected(pulumi.ComponentResource):
     """A Deployment that joins a static pod's leader election, its Secret and its PDB."""
 
     def __init__(self, name: str, access: ClusterAccess,
-                 deployment: Manifest, secret: SecretSpec, app: str,
+                 deployment: Manifest, secret: SecretSpec, app: str, view: PodView,
                  opts: pulumi.ResourceOptions | None = None):
         super().__init__("kube-ha:k8s:LeaderElected", name, None, opts)
         k8s_opts = pulumi.ResourceOptions(parent=self, provider=access.provider)
         stored = access.secret(f"{name}-secret", secret, k8s_opts)
-        spec: Any = with_pod_annotations(deployment["spec"], {
-            CHECKSUM_ANNOTATION: access.checksum(secret)})
+        carried, carried_secret = access.carry_into(f"{name}-carried-secret", app, view,
+                                                    deployment["spec"], k8s_opts)
+        spec: Any = with_pod_annotations(carried, {CHECKSUM_ANNOTATION: access.checksum(secret)})
         k8s.apps.v1.Deployment(f"{name}-deployment", metadata=deployment["metadata"],
                                spec=spec,
-                               opts=pulumi.ResourceOptions.merge(
-                                   k8s_opts, pulumi.ResourceOptions(depends_on=[stored])))
+                               opts=pulumi.ResourceOptions.merge(k8s_opts, pulumi.ResourceOptions(
+                                   depends_on=[stored, carried_secret])))
         budget = pdb(app)
         k8s.policy.v1.PodDisruptionBudget(f"{name}-pdb", metadata=budget["metadata"],
                                           spec=budget["spec"], opts=k8s_opts)
@@ -53,10 +57,11 @@ class LeaderElected(pulumi.ComponentResource):
 def controller_manager(name: str, cluster: Cluster, access: ClusterAccess,
                        opts: pulumi.ResourceOptions) -> LeaderElected:
     return LeaderElected(name, access, controller_manager_deployment(cluster),
-                         CONTROLLER_MANAGER_PKI, CONTROLLER_MANAGER, opts)
+                         CONTROLLER_MANAGER_PKI, CONTROLLER_MANAGER,
+                         controller_manager_view(cluster), opts)
 
 
 def scheduler(name: str, cluster: Cluster, access: ClusterAccess,
               opts: pulumi.ResourceOptions) -> LeaderElected:
     return LeaderElected(name, access, scheduler_deployment(cluster), SCHEDULER_PKI,
-                         SCHEDULER, opts)
+                         SCHEDULER, scheduler_view(cluster), opts)

@@ -86,6 +86,8 @@ SCALAR_KEYS: dict[str, tuple[type, Any, str]] = {
     "allowEvenControlPlane": (bool, False, "Allow an even control-plane count (etcd quorum)."),
     "nodeLocalProxy": (bool, False, "Workers run haproxy on 127.0.0.1; kubelets and kube-proxy dial it."),
     "imageRepository": (str, "registry.k8s.io", "Registry of the control-plane images."),
+    "staticPodsRevision": (int, 0, "Bump after changing the static control-plane pods' flags or "
+                           "the files they name: the in-cluster Deployments copy them again."),
     "insecureSkipHostKeyCheck": (bool, False, "Throwaway labs only: hosts without hostKey are "
                                  "trusted on first answer (no SSH host key verification)."),
 }
@@ -512,6 +514,8 @@ def parse_cluster(raw: Mapping[str, Any],
         r.fail("imageRepository", f"{image_repository!r} is not a registry path. "
                "Fix: e.g. registry.k8s.io or registry.example.com/k8s.")
     image_digests = _image_digests(r, raw.get("imageDigests"))
+    static_pods_revision = r.positive("staticPodsRevision", raw.get("staticPodsRevision"),
+                                      default("staticPodsRevision"), minimum=0)
 
     if unreadable:
         r.problems = [*_misplaced(r, raw, unreadable).items(), *(
@@ -539,6 +543,7 @@ def parse_cluster(raw: Mapping[str, Any],
         image_repository=image_repository,
         image_digests=image_digests,
         insecure_skip_host_key_check=not need_key,
+        static_pods_revision=static_pods_revision,
     )
 
 

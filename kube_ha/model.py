@@ -209,6 +209,8 @@ class Cluster:
     # or mirror cannot swap what runs with the cluster's keys.
     image_digests: Mapping[str, str]
     insecure_skip_host_key_check: bool
+    # Re-reads the static pods the in-cluster Deployments copy (kube_ha.elastic.carry).
+    static_pods_revision: int = 0
 
     @property
     def node_url(self) -> str:

@@ -14,10 +14,17 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass
 
+from kube_ha.elastic.carry import (
+    CARRIED_FILE_FLAGS,
+    NOT_PATHS,
+    SHELL_HELPERS,
+    WRITTEN,
+    nested_pattern,
+)
 from kube_ha.elastic.manifests import (
-    controller_manager_flags,
-    elastic_apiserver_flags,
-    scheduler_flags,
+    controller_manager_view,
+    elastic_apiserver_view,
+    scheduler_view,
 )
 from kube_ha.kubeadm.admin import KUBECTL
 from kube_ha.loadbalancer import keepalived
@@ -248,86 +255,83 @@ def _live_cluster(cluster: Cluster) -> str:
     return "\n".join(lines)
 
 
-# Flags whose value is each instance's own (its address, port, serving certificate,
-# kubeconfig, the etcd it dials): the in-cluster pods set theirs.
-_OWN = {
-    "kube-apiserver": ("advertise-address", "bind-address", "secure-port", "etcd-servers",
-                       "tls-cert-file", "tls-private-key-file", "endpoint-reconciler-type",
-                       "shutdown-delay-duration", "goaway-chance"),
-    "kube-controller-manager": ("kubeconfig", "authentication-kubeconfig",
-                                "authorization-kubeconfig", "bind-address", "secure-port"),
-}
-_OWN["kube-scheduler"] = _OWN["kube-controller-manager"]
-
-# `flag<US>static value<US>ours` (US: \037, which no flag holds) per flag where the static pod's command line (each
-# `- --name=value`, as kubeadm's ArgumentsToCommand writes it, extraArgs merged in) and the
-# in-cluster pods' differ, skipping their own flags; a file is compared by its name (the pods
-# mount the same files elsewhere), each of a comma list. "-" where one side lacks the flag.
-_DIVERGE = r"""diverge() {  # manifest, flags to skip, our flags (name=value each)
-  local ours; ours=$(printf '%s\n' "${@:3}")
-  sed -n "s/^ *- *['\"]\{0,1\}--\([^=]*\)=\(.*\)$/\1=\2/p" "$1" | sed "s/['\"]$//" |
-    OURS=$ours SKIP=$2 awk '
-      function base(v,  a, n, i, r) {
-        n = split(v, a, ","); r = ""
-        for (i = 1; i <= n; i++) { if (a[i] ~ /^\//) sub(/.*\//, "", a[i]); r = r "," a[i] }
-        return r
-      }
-      BEGIN {
-        n = split(ENVIRON["OURS"], o, "\n")
-        for (i = 1; i <= n; i++) { k = o[i]; sub(/=.*/, "", k); want[k] = substr(o[i], length(k) + 2) }
-        n = split(ENVIRON["SKIP"], s, " "); for (i = 1; i <= n; i++) skip[s[i]] = 1
-      }
-      { k = $0; sub(/=.*/, "", k); v = substr($0, length(k) + 2) }
-      (k in skip) { next }
-      { seen[k] = 1 }
-      !(k in want) { print k "\037" v "\037-"; next }
-      base(want[k]) != base(v) { print k "\037" v "\037" want[k] }
-      END { for (k in want) if (!(k in seen) && !(k in skip)) print k "\037-\037" want[k] }' |
-    sort
-}"""
-
-
-def _same_flags(cluster: Cluster) -> list[str]:
-    """The in-cluster control-plane pods this stack asks for run what the static pods here
-    run: a flag only the static pod has (encryption at rest, OIDC, audit, an admission plugin)
-    or a value that differs would make them a different control plane. Read here, before
-    anything changes; refused naming the key that asks for them."""
+def _carryable(cluster: Cluster) -> list[str]:
+    """The in-cluster control-plane pods this stack asks for run the static pods' flags
+    (kube_ha.elastic.carry): each file a flag names must be one they can be given, read here
+    before anything changes. A host file no table knows, one that is missing, or a config
+    naming further host files or a KMS plugin's socket is refused, naming the key that asks
+    for the pods."""
     wanted = []
     if cluster.elastic_apiserver.enabled:
-        wanted.append(("kube-apiserver", "elasticApiserver.enabled", "elastic kube-apiservers",
-                       elastic_apiserver_flags(cluster)[1:]))
+        wanted.append(("elasticApiserver.enabled", "elastic kube-apiservers",
+                       elastic_apiserver_view(cluster)))
     if cluster.controller_manager.replicas:
-        wanted.append(("kube-controller-manager", "controllerManager.replicas",
-                       "controller-manager Deployment", controller_manager_flags(cluster)))
+        wanted.append(("controllerManager.replicas", "controller-manager Deployment",
+                       controller_manager_view(cluster)))
     if cluster.scheduler.replicas:
-        wanted.append(("kube-scheduler", "kubeScheduler.replicas", "scheduler Deployment",
-                       scheduler_flags(cluster)))
-    lines = [_DIVERGE] if wanted else []
-    for comp, key, what, flags in wanted:
-        ours = " ".join(quote(f) for f in (f.removeprefix("--") for f in flags)
-                        if f.partition("=")[0] not in _OWN[comp])
+        wanted.append(("kubeScheduler.replicas", "scheduler Deployment", scheduler_view(cluster)))
+    lines = [SHELL_HELPERS, 'in_list() { case " $2 " in *" $1 "*) return 0;; esac; return 1; }'
+             ] if wanted else []
+    for key, what, view in wanted:
+        comp = view.component
+        manifest = f"{STATIC_PODS}/{comp}.yaml"
+        skip = " ".join([*view.own, *WRITTEN, *NOT_PATHS])
+        carried = CARRIED_FILE_FLAGS[comp]
         lines += [
-            f"if [ -f {STATIC_PODS}/{comp}.yaml ]; then",
-            f"  if ! found=$(diverge {STATIC_PODS}/{comp}.yaml {quote(' '.join(_OWN[comp]))}"
-            f" {ours}); then",
+            f"if [ -f {manifest} ]; then",
+            f"  if ! found=$(static_flags {manifest}); then",
             f'    problem "{key}: could not read the static {comp}\'s flags here"; found=""; fi',
-            "  while IFS=$'\\037' read -r flag have want; do",
-            '    if [ -z "$flag" ]; then continue; fi',
-            '    if [ "$want" = - ]; then',
-            f'      problem "{key}: the static {comp} here runs --$flag=$have; the {what} would'
-            ' run without it (carry it over is not supported yet: switch them off, or drop the'
-            ' flag)"',
-            '    elif [ "$have" = - ]; then',
-            f'      problem "{key}: the {what} would run --$flag=$want, which the static {comp}'
-            ' here does not (switch them off)"',
-            "    else",
-            f'      problem "{key}: the static {comp} here runs --$flag=$have; the {what} would'
-            ' run --$flag=$want"',
-            "    fi",
+            "  while IFS='=' read -r flag value; do",
+            f"    if in_list \"$flag\" {quote(skip)}; then continue; fi",
+            "    IFS=, read -ra parts <<< \"$value\"",
+            '    for part in "${parts[@]}"; do',
+            '      case "$part" in /*) ;; *) continue;; esac',
+            f"      if in_list \"$part\" {quote(' '.join(view.mapped))}; then continue; fi",
+            f"      if in_list \"$flag\" {quote(' '.join(carried))}; then",
+            '        if [ ! -r "$part" ]; then',
+            f'          problem "{key}: the static {comp} here runs --$flag=$value, but $part is'
+            ' missing"',
+            "        else",
+            "          case $flag in",
+            "            encryption-provider-config) pattern="
+            f"{quote(nested_pattern('encryption-provider-config'))};;",
+            f"            *) pattern={quote(nested_pattern(''))};;",
+            "          esac",
+            # -o: the key matched, never the line (a one-line JSON config holds its keys).
+            '          if bad=$(grep -m1 -oE "$pattern" "$part" 2>/dev/null); then',
+            f'            problem "{key}: the static {comp} here runs --$flag=$part, whose'
+            ' \\"${bad#"${bad%%[![:space:]]*}"}\\" names a KMS plugin or a host file a pod'
+            f' on another node does not have: the {what} cannot run it (switch them off)"; fi',
+            "        fi",
+            "      else",
+            f'        problem "{key}: the static {comp} here runs --$flag=$value: $part is a'
+            f' host file the {what} cannot be given (switch them off, or drop the flag)"',
+            "      fi",
+            "    done",
             '  done <<< "$found"',
             "fi",
         ]
     return lines
+
+
+def _not_newer(cluster: Cluster) -> list[str]:
+    """The in-cluster control-plane pods run kubernetesVersion: never newer than a static
+    kube-apiserver, not even by a patch (the version skew policy's newest apiserver comes
+    first; an upgrade moves the static pods, then the stack)."""
+    pods = [what for on, what in ((cluster.elastic_apiserver.enabled, "elastic kube-apiservers"),
+                                  (cluster.controller_manager.replicas > 0,
+                                   "controller-manager Deployment"),
+                                  (cluster.scheduler.replicas > 0, "scheduler Deployment")) if on]
+    if not pods:
+        return []
+    want = cluster.kubernetes_version
+    return [
+        f'  elif [ -n "$v" ] && [ "$(printf \'%s\\n\' "$tag" {want} | sort -V | tail -n 1)" != "$tag" ]'
+        "; then",
+        f'    problem "kubernetesVersion: the {" and ".join(pods)} would run {want}, newer than'
+        ' the static kube-apiserver here ($tag): set kubernetesVersion to $tag, or upgrade'
+        ' this node first"',
+    ]
 
 
 def _node(cluster: Cluster, t: Target) -> str:
@@ -370,9 +374,11 @@ def _node(cluster: Cluster, t: Target) -> str:
             f'  elif [ -n "$v" ] && [ "${{v#* }}" != {target} ]; then',
             '    problem "kube-apiserver runs $tag here but kubernetesVersion is'
             f' {cluster.kubernetes_version}: set kubernetesVersion to the cluster\'s version'
-            ' (this program does not upgrade)"; fi',
+            ' (this program does not upgrade)"',
+            *_not_newer(cluster),
+            "  fi",
             _served_names_kept(cluster, t.host),
-            *indent(_same_flags(cluster)),
+            *indent(_carryable(cluster)),
         ]
     if t.host.bootstrap:
         lines += [

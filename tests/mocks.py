@@ -194,6 +194,13 @@ class ClusterMocks(pulumi.runtime.Mocks):
         self.copied_not_after = datetime(2027, 11, 22, tzinfo=UTC)
         # The stack outputs of the last `up`, as a StackReference to this stack reads them.
         self.previous_outputs: dict[str, Any] = {}
+        # The stack config the program runs with (tests/program.run_program sets it): the
+        # bootstrap node's static pods are what kubeadm wrote for it, with `extra_args`
+        # {kubeadm component key: [{name, value}]} merged in, and `host_files` {path: text}
+        # beside them.
+        self.config: dict[str, Any] = {}
+        self.extra_args: dict[str, list[dict[str, str]]] = {}
+        self.host_files: dict[str, str] = {}
 
     def after(self, before: ClusterMocks) -> ClusterMocks:
         """Make this the engine of the run after `before`: a resource the engine sees
@@ -332,7 +339,42 @@ class ClusterMocks(pulumi.runtime.Mocks):
             keys = re.findall(r'out\+="\$sep\\"([^\\]+)\\"', script)
             return json.dumps({k.strip("'"): base64.b64encode(
                 self._copied(k.strip("'"), host).encode()).decode() for k in keys})
+        if "kube-ha: read-static-pod" in script:
+            return self._static_pod(script)
         return ""
+
+    def _static_pod(self, script: str) -> str:
+        """What read_static_pod_script prints on a node kubeadm built from this stack: the
+        manifest the kubeadm stand-in writes (getXCommand, cited there), each file its carried
+        flags name."""
+        from kube_ha.config import parse_cluster
+        from kube_ha.elastic.carry import CARRIED_FILE_FLAGS, host_paths, split_flag
+        from tests.harness.standins import common, kubeadm
+
+        match = re.search(r"/etc/kubernetes/manifests/([a-z-]+)\.yaml", script)
+        assert match, "a static pod read names its manifest"
+        comp = match[1]
+        c = parse_cluster(self.config)
+        cc = {"certificatesDir": "/etc/kubernetes/pki", "clusterName": c.name,
+              "networking": {"dnsDomain": c.networking.cluster_domain,
+                             "serviceSubnet": c.networking.service_subnet,
+                             "podSubnet": c.networking.pod_subnet},
+              **{k: {"extraArgs": self.extra_args.get(k)}
+                 for k in ("apiServer", "controllerManager", "scheduler")}}
+        flags = {"kube-apiserver": lambda: kubeadm._apiserver_flags(
+                     str(c.bootstrap.address), c.apiserver_port, cc),
+                 "kube-controller-manager": lambda: kubeadm._controller_manager_flags(cc),
+                 "kube-scheduler": lambda: kubeadm._scheduler_flags(cc)}[comp]()
+        image = f"{c.image_repository}/{comp}:{c.kubernetes_version}"
+        manifest = common.static_pod(comp, [comp, *flags], image=image)
+        lines = [f"manifest {base64.b64encode(manifest.encode()).decode()}"]
+        for name, value in map(split_flag, flags):
+            if name in CARRIED_FILE_FLAGS[comp] and value:
+                for path in host_paths(name, value):
+                    text = self.host_files.get(path, f"content of {path}\n")
+                    lines.append(f"file {base64.b64encode(path.encode()).decode()} "
+                                 f"{base64.b64encode(text.encode()).decode()}")
+        return "\n".join(lines) + "\n"
 
     def _copied(self, key: str, host: str = "") -> str:
         """What a control-plane node's file holds: a kubeconfig, a certificate (both ending at

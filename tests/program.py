@@ -127,6 +127,7 @@ def value_of(output: pulumi.Input[Any]) -> Any:
 def run_program(config: dict[str, Any], preview: bool = False,
                 mocks: ClusterMocks | None = None) -> Run:
     mocks = mocks or ClusterMocks()
+    mocks.config = config
     monitor = RecordingMonitor(mocks)
     pulumi.runtime.set_mocks(mocks, project="kube-ha", stack="dev", preview=preview,
                              monitor=monitor)

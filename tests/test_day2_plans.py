@@ -85,6 +85,8 @@ EDITS: dict[str, Edit] = {
     "more apiserver capacity": lambda r: r["elasticApiserver"].update(minReplicas=2),
     "replace an LB host": _replace_load_balancer,
     "rotate the certificates": _rotate,
+    # The operator changed a static pod's flags or an encryption key on the nodes.
+    "copy the static pods again": lambda r: r.update(staticPodsRevision=1),
     "upgrade Kubernetes (kubernetesVersion to match)": lambda r: r.update(
         kubernetesVersion="v1.32.4"),
 }
@@ -116,6 +118,8 @@ BOOTSTRAP_MOVED = {
     'access-read-admin-kubeconfig',
     'access-read-controller-manager-pki',
     'access-read-elastic-apiserver-pki',
+    'access-read-static-kube-apiserver',
+    'access-read-static-kube-controller-manager',
     'controller-manager-deployment',
     'controller-manager-secret',
     'elastic-apiserver-deployment',
@@ -298,6 +302,8 @@ EXPECTED: dict[str, dict[str, set[str]]] = {
     'switch the elastic apiserver off': {
         'delete': {
             'access-read-elastic-apiserver-pki',
+            'access-read-static-kube-apiserver',
+            'elastic-apiserver-carried-secret',
             'elastic-apiserver-deployment',
             'elastic-apiserver-hpa',
             'elastic-apiserver-pdb',
@@ -322,6 +328,14 @@ EXPECTED: dict[str, dict[str, set[str]]] = {
     'more apiserver capacity': {
         'update': {
             'elastic-apiserver-hpa',
+        },
+    },
+    # The reads run again; what they feed changes only if the nodes' files did (here they
+    # did not: the Deployments and Secrets stay).
+    'copy the static pods again': {
+        'update': {
+            'access-read-static-kube-apiserver',
+            'access-read-static-kube-controller-manager',
         },
     },
     'replace an LB host': {
@@ -358,6 +372,8 @@ EXPECTED: dict[str, dict[str, set[str]]] = {
             'access-read-admin-kubeconfig',
             'access-read-controller-manager-pki',
             'access-read-elastic-apiserver-pki',
+            'access-read-static-kube-apiserver',
+            'access-read-static-kube-controller-manager',
             'elastic-apiserver-serving-secret',
             'kubeadm-ubuntu-70-control-plane',
             'kubeadm-ubuntu-70-serving-certificate',

@@ -11,7 +11,6 @@ from typing import Any
 
 import kubernetes_validate
 
-from kube_ha import preflight
 from kube_ha.config import parse_cluster
 from kube_ha.elastic import manifests as m
 from kube_ha.loadbalancer.haproxy import render_haproxy_cfg
@@ -49,7 +48,7 @@ def _k8s(run: Run, kind: str) -> dict[str, dict[str, Any]]:
 def test_rendered_manifests_validate_strictly(raw: dict[str, Any]) -> None:
     raw["kubeScheduler"] = {"replicas": 2}
     manifests = m.all_manifests(parse_cluster(raw))
-    assert len(manifests) == 11
+    assert len(manifests) == 14
     for manifest in manifests.values():
         kubernetes_validate.validate(manifest, _version(raw), strict=True)
 
@@ -107,7 +106,7 @@ def test_elastic_apiservers_recycle_connections(dev: Run) -> None:
     command = _k8s(dev, "apps/v1:Deployment")["kubernetes-elastic-apiserver-deployment"][
         "spec"]["template"]["spec"]["containers"][0]["command"]
     assert 0 < float(_flag(command, "goaway-chance")) <= 0.02
-    assert "goaway-chance" in preflight._OWN["kube-apiserver"]
+    assert "goaway-chance" in m.OWN_FLAGS["kube-apiserver"]
 
 
 def _flag(command: list[str], name: str) -> str:
@@ -281,7 +280,7 @@ def test_switching_the_elastic_apiserver_off_removes_its_objects_and_lb_entries(
     registered, so `up` deletes them (pulumi-kubernetes deletes what leaves the program), the LB
     configs lose the pool's server lines (an in-place update of the configure step), and no
     remote step with a delete script is deleted (a remote delete resets a node or removes an
-    etcd member): only the read of its Secret's files goes."""
+    etcd member): only the reads of its Secret's files and of the static pod it copies go."""
     raw = dev_stack()
     raw["elasticApiserver"]["enabled"] = False
     off = run_program(raw)
@@ -289,13 +288,15 @@ def test_switching_the_elastic_apiserver_off_removes_its_objects_and_lb_entries(
     after = {r.name: r.typ for r in off.mocks.resources}
     gone = set(before) - set(after)
     assert gone and all(n.startswith(("kubernetes-elastic-apiserver",
-                                      "kubernetes-access-read-elastic-apiserver-pki"))
+                                      "kubernetes-access-read-elastic-apiserver-pki",
+                                      "kubernetes-access-read-static-kube-apiserver"))
                         for n in gone), gone
     assert {"kubernetes-elastic-apiserver-deployment", "kubernetes-elastic-apiserver-hpa",
             "kubernetes-elastic-apiserver-pool-ubuntu-74"} <= gone
-    assert [n for n in gone if before[n].startswith("command:")] == [
-        "kubernetes-access-read-elastic-apiserver-pki"]
-    assert not dev.inputs("kubernetes-access-read-elastic-apiserver-pki").get("delete")
+    reads = sorted(n for n in gone if before[n].startswith("command:"))
+    assert reads == ["kubernetes-access-read-elastic-apiserver-pki",
+                     "kubernetes-access-read-static-kube-apiserver"]
+    assert not any(dev.inputs(n).get("delete") for n in reads)
     assert "kubernetes-lb-haproxy-101-configure" in changed_between(dev, off)
     assert "server elastic-" in render_haproxy_cfg(parse_cluster(dev_stack()))
     assert "server elastic-" not in render_haproxy_cfg(parse_cluster(raw))

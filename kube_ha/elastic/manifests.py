@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from kube_ha.elastic.carry import CARRIED_DIR, PodView, split_flag
 from kube_ha.model import Cluster
 from kube_ha.paths import K8S, PKI, POD_CONFIG
 from kube_ha.topology import etcd_endpoints
@@ -139,12 +140,30 @@ def _secret_source(secret: str, items: dict[str, str]) -> Manifest:
     return {"secret": {"name": secret, "items": [{"key": k, "path": p} for k, p in items.items()]}}
 
 
+# Flags whose value is each instance's own (its address, port, serving certificate,
+# kubeconfig, the etcd it dials, how it drains): the in-cluster pods set theirs; every other
+# flag is the static pod's (kube_ha.elastic.carry).
+OWN_FLAGS = {
+    "kube-apiserver": ("advertise-address", "bind-address", "secure-port", "etcd-servers",
+                       "tls-cert-file", "tls-private-key-file", "endpoint-reconciler-type",
+                       "shutdown-delay-duration", "goaway-chance"),
+    "kube-controller-manager": ("kubeconfig", "authentication-kubeconfig",
+                                "authorization-kubeconfig", "bind-address", "secure-port"),
+}
+OWN_FLAGS["kube-scheduler"] = OWN_FLAGS["kube-controller-manager"]
+
+
+def _kubeadm_order(flags: list[str]) -> list[str]:
+    # As kubeadm's ArgumentsToCommand writes a static pod's: by name, then value.
+    return sorted(flags, key=lambda f: (split_flag(f)[0], split_flag(f)[1] or ""))
+
+
 def elastic_apiserver_flags(cluster: Cluster) -> list[str]:
-    """The kubeadm static pod's flags, with this pod's port and certificates."""
+    """The kubeadm static pod's flags, with this pod's port and certificates: what the
+    Deployment runs on a cluster kubeadm built with its defaults (`carry` reads the live one's)."""
     e = cluster.elastic_apiserver
     net = cluster.networking
-    return [
-        "kube-apiserver",
+    return ["kube-apiserver", *_kubeadm_order([
         "--advertise-address=$(HOST_IP)",
         "--bind-address=0.0.0.0",
         f"--secure-port={e.port}",
@@ -178,7 +197,45 @@ def elastic_apiserver_flags(cluster: Cluster) -> list[str]:
         "--endpoint-reconciler-type=none",
         f"--shutdown-delay-duration={SHUTDOWN_DELAY_S}s",
         f"--goaway-chance={GOAWAY_CHANCE}",
-    ]
+    ])]
+
+
+def _view(component: str, flags: list[str], spec: SecretSpec, pod_paths: dict[str, str]
+          ) -> PodView:
+    own = {n: v or "" for n, v in map(split_flag, flags) if n in OWN_FLAGS[component]}
+    return PodView(component, own, {spec.files[k]: p for k, p in pod_paths.items()})
+
+
+def elastic_apiserver_view(cluster: Cluster) -> PodView:
+    return _view("kube-apiserver", elastic_apiserver_flags(cluster)[1:], ELASTIC_PKI,
+                 {k: f"{PKI}/{p}" for k, p in _elastic_pki_items().items()})
+
+
+def controller_manager_view(cluster: Cluster) -> PodView:
+    return _view("kube-controller-manager", controller_manager_flags(cluster),
+                 CONTROLLER_MANAGER_PKI, {k: f"{POD_CONFIG}/{k}" for k in CONTROLLER_MANAGER_PKI.files})
+
+
+def scheduler_view(cluster: Cluster) -> PodView:
+    return _view("kube-scheduler", scheduler_flags(cluster), SCHEDULER_PKI,
+                 {k: f"{POD_CONFIG}/{k}" for k in SCHEDULER_PKI.files})
+
+
+def carried_secret(name: str) -> str:
+    """The Secret holding the files the static pod's flags name beyond the PKI copies."""
+    return f"{name}-carried"
+
+
+def _carried_volume(name: str) -> tuple[Manifest, Manifest]:
+    return ({"name": "carried", "secret": {"secretName": carried_secret(name),
+                                           "defaultMode": 0o440}},
+            {"name": "carried", "mountPath": CARRIED_DIR, "readOnly": True})
+
+
+def _elastic_pki_items() -> dict[str, str]:
+    items = {k: k for k in ELASTIC_PKI.files}
+    items["etcd-ca.crt"] = "etcd/ca.crt"
+    return items
 
 
 def elastic_apiserver_deployment(cluster: Cluster) -> Manifest:
@@ -195,10 +252,10 @@ def elastic_apiserver_deployment(cluster: Cluster) -> Manifest:
         "livenessProbe": _probe("/livez", e.port, 10, 8),
         "readinessProbe": _probe("/readyz", e.port, 2, 3),
         "securityContext": _CONTAINER_SECURITY,
-        "volumeMounts": [{"name": "pki", "mountPath": PKI, "readOnly": True}],
+        "volumeMounts": [{"name": "pki", "mountPath": PKI, "readOnly": True},
+                         _carried_volume(ELASTIC)[1]],
     }
-    pki_items = {k: k for k in ELASTIC_PKI.files}
-    pki_items["etcd-ca.crt"] = "etcd/ca.crt"
+    pki_items = _elastic_pki_items()
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
@@ -229,7 +286,7 @@ def elastic_apiserver_deployment(cluster: Cluster) -> Manifest:
                         _secret_source(ELASTIC_SERVING, {"tls.crt": "apiserver.crt",
                                                          "tls.key": "apiserver.key"}),
                         _secret_source(ELASTIC_PKI.name, pki_items),
-                    ]}}],
+                    ]}}, _carried_volume(ELASTIC)[0]],
                 },
             },
         },
@@ -307,10 +364,11 @@ def _leader_elected(cluster: Cluster, name: str, component: str, port: int, repl
                         "livenessProbe": _probe("/healthz", port, 10, 8, host="127.0.0.1"),
                         "securityContext": _CONTAINER_SECURITY,
                         "volumeMounts": [{"name": "config", "mountPath": POD_CONFIG,
-                                          "readOnly": True}],
+                                          "readOnly": True}, _carried_volume(name)[1]],
                     }],
                     "volumes": [{"name": "config", "secret": {"secretName": secret.name,
-                                                              "defaultMode": 0o440}}],
+                                                              "defaultMode": 0o440}},
+                                _carried_volume(name)[0]],
                 },
             },
         },
@@ -322,7 +380,7 @@ def controller_manager_flags(cluster: Cluster) -> list[str]:
     cm = cluster.controller_manager
     conf = POD_CONFIG
     net = cluster.networking
-    return [
+    return _kubeadm_order([
         f"--kubeconfig={conf}/controller-manager.conf",
         f"--authentication-kubeconfig={conf}/controller-manager.conf",
         f"--authorization-kubeconfig={conf}/controller-manager.conf",
@@ -342,7 +400,7 @@ def controller_manager_flags(cluster: Cluster) -> list[str]:
         "--allocate-node-cidrs=true",
         f"--cluster-cidr={net.pod_subnet}",
         f"--service-cluster-ip-range={net.service_subnet}",
-    ]
+    ])
 
 
 def controller_manager_deployment(cluster: Cluster) -> Manifest:
@@ -356,14 +414,14 @@ def scheduler_flags(cluster: Cluster) -> list[str]:
     """kubeadm's static pod's flags (getSchedulerCommand), with this pod's kubeconfig."""
     s = cluster.scheduler
     conf = f"{POD_CONFIG}/scheduler.conf"
-    return [
+    return _kubeadm_order([
         f"--kubeconfig={conf}",
         f"--authentication-kubeconfig={conf}",
         f"--authorization-kubeconfig={conf}",
         "--bind-address=127.0.0.1",
         f"--secure-port={s.port}",
         "--leader-elect=true",
-    ]
+    ])
 
 
 def scheduler_deployment(cluster: Cluster) -> Manifest:
@@ -394,20 +452,25 @@ def all_manifests(cluster: Cluster) -> dict[str, Manifest]:
             ELASTIC_SERVING, ["tls.crt", "tls.key"], "kubernetes.io/tls")
         out["elastic-apiserver-pki-secret.yaml"] = secret_manifest(ELASTIC_PKI.name,
                                                                    list(ELASTIC_PKI.files))
+        out["elastic-apiserver-carried-secret.yaml"] = secret_manifest(carried_secret(ELASTIC), [])
     if cluster.controller_manager.replicas:
         out["controller-manager-deployment.yaml"] = controller_manager_deployment(cluster)
         out["controller-manager-pdb.yaml"] = pdb(CONTROLLER_MANAGER)
         out["controller-manager-secret.yaml"] = secret_manifest(
             CONTROLLER_MANAGER_PKI.name, list(CONTROLLER_MANAGER_PKI.files))
+        out["controller-manager-carried-secret.yaml"] = secret_manifest(
+            carried_secret(CONTROLLER_MANAGER), [])
     if cluster.scheduler.replicas:
         out["scheduler-deployment.yaml"] = scheduler_deployment(cluster)
         out["scheduler-pdb.yaml"] = pdb(SCHEDULER)
         out["scheduler-secret.yaml"] = secret_manifest(SCHEDULER_PKI.name,
                                                        list(SCHEDULER_PKI.files))
+        out["scheduler-carried-secret.yaml"] = secret_manifest(carried_secret(SCHEDULER), [])
     return out
 
 
 CHECKSUM_ANNOTATION = "kube-ha.io/mounted-content-sha256"
+CARRIED_ANNOTATION = "kube-ha.io/carried-content-sha256"
 
 
 def content_sha256(value: Any) -> str:
@@ -425,6 +488,13 @@ def with_pod_annotations(spec: Manifest, annotations: dict[str, Any]) -> Manifes
     metadata = {**template["metadata"],
                 "annotations": {**template["metadata"].get("annotations", {}), **annotations}}
     return {**spec, "template": {**template, "metadata": metadata}}
+
+
+def with_command(spec: Manifest, command: Any) -> Manifest:
+    """A Deployment spec whose (single) container runs `command` (may be a Pulumi Output)."""
+    pod = spec["template"]["spec"]
+    container = {**pod["containers"][0], "command": command}
+    return {**spec, "template": {**spec["template"], "spec": {**pod, "containers": [container]}}}
 
 
 def kubeconfig_with_server(text: str, url: str) -> str:

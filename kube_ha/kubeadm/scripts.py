@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 
+from kube_ha.elastic.carry import CARRIED_FILE_FLAGS, SHELL_HELPERS
 from kube_ha.kubeadm.admin import (
     KUBECTL,
     KUBECTL_LONG,
@@ -81,6 +82,28 @@ def read_files_script(files: dict[str, str], generation: int | str = 0) -> str:
                   f'out+="$sep\\"{key}\\":\\"$b64\\""', 'sep=","']
     lines.append("out+='}'")
     return script("read-control-plane-files", *lines, _print_secret_last("%s\\n", "out"))
+
+
+def read_static_pod_script(component: str, generation: str) -> str:
+    """Print a static pod's manifest and each file its carried flags name (kube_ha.elastic.
+    carry), a line each: `manifest <base64>`, `file <base64 path> <base64 content>`. Secret
+    stdout: an encryption config holds keys. `generation` re-reads when it changes."""
+    manifest = f"{STATIC_PODS}/{component}.yaml"
+    names = " ".join(CARRIED_FILE_FLAGS[component])
+    return script(
+        "read-static-pod",
+        f"# generation {generation}",
+        SHELL_HELPERS,
+        f'[ -s {manifest} ] || {{ log "{manifest} missing: is this a control-plane node?"; exit 1; }}',
+        f'out="manifest $(base64 -w0 < {manifest})"',
+        f"paths=$(static_flags {manifest} | host_files {quote(names)})",
+        "while IFS= read -r path; do",
+        '  [ -n "$path" ] || continue',
+        '  [ -r "$path" ] || { log "$path, which the static pod names, is missing"; exit 1; }',
+        '  out+=$\'\\n\'"file $(printf %s "$path" | base64 -w0) $(base64 -w0 < "$path")"',
+        'done <<< "$paths"',
+        _print_secret_last("%s\\n", "out"),
+    )
 
 
 def install_ca_script(ca_cert: str, ca_key: str) -> str:

@@ -14,7 +14,9 @@ real process states, driven by signals from the test:
 --readyz-latency makes every /readyz take that long (a healthy but loaded apiserver). A client
 that asks for keep-alive keeps its connection (kubelets and controllers hold one for hours).
 With --require-client-cert, health endpoints answer 401 to anonymous callers
-(--anonymous-auth=false).
+(--anonymous-auth=false). With --goaway-chance, a kept connection is closed after that share of
+its requests, the request itself answered: kube-apiserver's goaway filter (staging/src/k8s.io/
+apiserver/pkg/server/filters/goaway.go) sends HTTP/2 GOAWAY so; here `Connection: close`.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import random
 import signal
 import socket
 import ssl
@@ -40,6 +43,7 @@ class State:
     brownout_delay = 0.0
     name = "apiserver"
     require_client_cert = False
+    goaway_chance = 0.0
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -72,6 +76,8 @@ class Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(data)))
         self.send_header("X-Backend", State.name)
         keep = self.headers.get("Connection", "").lower() == "keep-alive"
+        if keep and State.goaway_chance and random.random() < State.goaway_chance:
+            keep = False
         self.send_header("Connection", "keep-alive" if keep else "close")
         self.end_headers()
         self.wfile.write(data)
@@ -117,8 +123,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--readyz-latency", type=float, default=0.0)
     p.add_argument("--brownout-delay", type=float, default=1.0)
     p.add_argument("--brownout-seconds", type=float, default=8.0)
+    p.add_argument("--goaway-chance", type=float, default=0.0)
     args = p.parse_args(argv)
     State.readyz_latency = args.readyz_latency
+    State.goaway_chance = args.goaway_chance
 
     State.name = args.name
     State.require_client_cert = args.require_client_cert

@@ -165,6 +165,7 @@ class Lab:
     readyz_latency: float = 0.0  # every /readyz takes this long (healthy, loaded)
     brownout_delay: float = 1.0  # during a brownout, /readyz takes this long on every backend
     brownout_seconds: float = 8.0
+    goaway_chance: float = 0.0  # the share of a kept connection's requests that end it
     renderer: ConfigRenderer = ours
     config_overrides: dict[str, object] = field(default_factory=dict)
     prefix: str = field(default_factory=loopback_block)
@@ -227,7 +228,8 @@ class Lab:
                "--drain-seconds", str(self.drain_seconds),
                "--readyz-latency", str(self.readyz_latency),
                "--brownout-delay", str(self.brownout_delay),
-               "--brownout-seconds", str(self.brownout_seconds)]
+               "--brownout-seconds", str(self.brownout_seconds),
+               "--goaway-chance", str(self.goaway_chance)]
         if self.require_client_cert:
             cmd.append("--require-client-cert")
         server.proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, text=True)
@@ -476,8 +478,9 @@ def keep_alive_clients(lab: Lab, clients: int, duration: float, interval: float 
     return LongLivedReport(fault_at, successes, t0 + duration, reconnects[0])
 
 
-def _read_response(tls: ssl.SSLSocket) -> str:
-    """One HTTP/1.1 response with Content-Length; its X-Backend. ValueError if not a 200."""
+def read_response(tls: ssl.SSLSocket) -> tuple[str, bool]:
+    """One HTTP/1.1 200 response with Content-Length: its X-Backend, and whether the server
+    closes the connection after it. ValueError if the peer closes first or it is not a 200."""
     data = b""
     while b"\r\n\r\n" not in data:
         chunk = tls.recv(65536)
@@ -495,6 +498,12 @@ def _read_response(tls: ssl.SSLSocket) -> str:
         body += chunk
     if not lines[0].startswith("HTTP/1.1 200"):
         raise ValueError(lines[0])
-    if fields.get("connection", "").lower() == "close":
+    return fields.get("x-backend", ""), fields.get("connection", "").lower() == "close"
+
+
+def _read_response(tls: ssl.SSLSocket) -> str:
+    """One response's X-Backend; ValueError if the server closes the connection with it."""
+    backend, closing = read_response(tls)
+    if closing:
         raise ValueError("server closed")
-    return fields.get("x-backend", "")
+    return backend
