@@ -16,7 +16,7 @@ from components.leader_elected import controller_manager, scheduler
 from components.loadbalancer import LoadBalancer, node_local_proxy
 from components.preflight import Preflight
 from components.remote import Ssh
-from kube_ha.elastic.manifests import CONTROLLER_MANAGER_PKI, ELASTIC_PKI, SCHEDULER_PKI, SecretSpec
+from kube_ha.elastic.manifests import in_cluster_pods
 from kube_ha.membership import membership_record
 from kube_ha.model import Cluster, Host
 from kube_ha.topology import all_sans
@@ -52,8 +52,8 @@ class HaCluster(pulumi.ComponentResource):
         self.control_plane.after_joins(self.workers.joins)
         self.access = ClusterAccess(
             f"{name}-access", cluster, ssh, after=self.control_plane.last_control_plane_step,
-            secrets=_secrets_needed(cluster), static_pods=_static_pods_copied(cluster),
-            opts=child)
+            secrets=[p.pki for p in in_cluster_pods(cluster)],
+            static_pods=[p.view.component for p in in_cluster_pods(cluster)], opts=child)
         self.kubeconfig = self.access.kubeconfig
         issued = {f"apiserver-{n}": c for n, c in self.certificates.apiserver.items()}
         issued["lb-health-check"] = self.certificates.health
@@ -92,15 +92,3 @@ def _once_retired(record: dict[str, object], retired: list[pulumi.CustomResource
     return pulumi.Output.all(*[r.id for r in retired]).apply(lambda _: record)
 
 
-def _static_pods_copied(cluster: Cluster) -> list[str]:
-    wanted = [(cluster.elastic_apiserver.enabled, "kube-apiserver"),
-              (cluster.controller_manager.replicas > 0, "kube-controller-manager"),
-              (cluster.scheduler.replicas > 0, "kube-scheduler")]
-    return [component for on, component in wanted if on]
-
-
-def _secrets_needed(cluster: Cluster) -> list[SecretSpec]:
-    wanted = [(cluster.elastic_apiserver.enabled, ELASTIC_PKI),
-              (cluster.controller_manager.replicas > 0, CONTROLLER_MANAGER_PKI),
-              (cluster.scheduler.replicas > 0, SCHEDULER_PKI)]
-    return [spec for on, spec in wanted if on]

@@ -17,15 +17,11 @@ from dataclasses import dataclass
 from kube_ha.elastic.carry import (
     CARRIED_FILE_FLAGS,
     NOT_PATHS,
-    SHELL_HELPERS,
+    STATIC_FLAGS,
     WRITTEN,
     nested_pattern,
 )
-from kube_ha.elastic.manifests import (
-    controller_manager_view,
-    elastic_apiserver_view,
-    scheduler_view,
-)
+from kube_ha.elastic.manifests import in_cluster_pods
 from kube_ha.kubeadm.admin import KUBECTL
 from kube_ha.loadbalancer import keepalived
 from kube_ha.loadbalancer.scripts import HAPROXY_VERSION, TOO_OLD
@@ -261,18 +257,11 @@ def _carryable(cluster: Cluster) -> list[str]:
     before anything changes. A host file no table knows, one that is missing, or a config
     naming further host files or a KMS plugin's socket is refused, naming the key that asks
     for the pods."""
-    wanted = []
-    if cluster.elastic_apiserver.enabled:
-        wanted.append(("elasticApiserver.enabled", "elastic kube-apiservers",
-                       elastic_apiserver_view(cluster)))
-    if cluster.controller_manager.replicas:
-        wanted.append(("controllerManager.replicas", "controller-manager Deployment",
-                       controller_manager_view(cluster)))
-    if cluster.scheduler.replicas:
-        wanted.append(("kubeScheduler.replicas", "scheduler Deployment", scheduler_view(cluster)))
-    lines = [SHELL_HELPERS, 'in_list() { case " $2 " in *" $1 "*) return 0;; esac; return 1; }'
+    wanted = in_cluster_pods(cluster)
+    lines = [STATIC_FLAGS, 'in_list() { case " $2 " in *" $1 "*) return 0;; esac; return 1; }'
              ] if wanted else []
-    for key, what, view in wanted:
+    for pod in wanted:
+        key, what, view = pod.key, pod.what, pod.view
         comp = view.component
         manifest = f"{STATIC_PODS}/{comp}.yaml"
         skip = " ".join([*view.own, *WRITTEN, *NOT_PATHS])
@@ -318,15 +307,13 @@ def _not_newer(cluster: Cluster) -> list[str]:
     """The in-cluster control-plane pods run kubernetesVersion: never newer than a static
     kube-apiserver, not even by a patch (the version skew policy's newest apiserver comes
     first; an upgrade moves the static pods, then the stack)."""
-    pods = [what for on, what in ((cluster.elastic_apiserver.enabled, "elastic kube-apiservers"),
-                                  (cluster.controller_manager.replicas > 0,
-                                   "controller-manager Deployment"),
-                                  (cluster.scheduler.replicas > 0, "scheduler Deployment")) if on]
+    pods = [pod.what for pod in in_cluster_pods(cluster)]
     if not pods:
         return []
     want = cluster.kubernetes_version
     return [
-        f'  elif [ -n "$v" ] && [ "$(printf \'%s\\n\' "$tag" {want} | sort -V | tail -n 1)" != "$tag" ]'
+        f'  elif [ -n "$v" ] && [ "$(printf \'%s\\n\' "$tag" {quote(want)} | sort -V | tail -n 1)"'
+        ' != "$tag" ]'
         "; then",
         f'    problem "kubernetesVersion: the {" and ".join(pods)} would run {want}, newer than'
         ' the static kube-apiserver here ($tag): set kubernetesVersion to $tag, or upgrade'

@@ -171,6 +171,26 @@ _KEYS: dict[str, str] = {}
 _DERIVED: dict[tuple[str, str], str] = {}
 
 
+def kubeadm_static_flags(c: Any, component: str,
+                         extra_args: dict[str, list[dict[str, str]]] | None = None) -> list[str]:
+    """The flags the kubeadm stand-in writes into the bootstrap node's static pod of
+    `component` for cluster `c` (a kube_ha Cluster), `extra_args` per ClusterConfiguration
+    section merged in."""
+    from tests.harness.standins import kubeadm
+
+    cc = {"certificatesDir": "/etc/kubernetes/pki", "clusterName": c.name,
+          "networking": {"dnsDomain": c.networking.cluster_domain,
+                         "serviceSubnet": c.networking.service_subnet,
+                         "podSubnet": c.networking.pod_subnet},
+          **{k: {"extraArgs": (extra_args or {}).get(k)}
+             for k in ("apiServer", "controllerManager", "scheduler")}}
+    if component == "kube-apiserver":
+        return kubeadm._apiserver_flags(str(c.bootstrap.address), c.apiserver_port, cc)
+    if component == "kube-controller-manager":
+        return kubeadm._controller_manager_flags(cc)
+    return kubeadm._scheduler_flags(cc)
+
+
 class ClusterMocks(pulumi.runtime.Mocks):
     """Keeps every resource it sees in `resources`, in registration order."""
 
@@ -349,22 +369,13 @@ class ClusterMocks(pulumi.runtime.Mocks):
         flags name."""
         from kube_ha.config import parse_cluster
         from kube_ha.elastic.carry import CARRIED_FILE_FLAGS, host_paths, split_flag
-        from tests.harness.standins import common, kubeadm
+        from tests.harness.standins import common
 
         match = re.search(r"/etc/kubernetes/manifests/([a-z-]+)\.yaml", script)
         assert match, "a static pod read names its manifest"
         comp = match[1]
         c = parse_cluster(self.config)
-        cc = {"certificatesDir": "/etc/kubernetes/pki", "clusterName": c.name,
-              "networking": {"dnsDomain": c.networking.cluster_domain,
-                             "serviceSubnet": c.networking.service_subnet,
-                             "podSubnet": c.networking.pod_subnet},
-              **{k: {"extraArgs": self.extra_args.get(k)}
-                 for k in ("apiServer", "controllerManager", "scheduler")}}
-        flags = {"kube-apiserver": lambda: kubeadm._apiserver_flags(
-                     str(c.bootstrap.address), c.apiserver_port, cc),
-                 "kube-controller-manager": lambda: kubeadm._controller_manager_flags(cc),
-                 "kube-scheduler": lambda: kubeadm._scheduler_flags(cc)}[comp]()
+        flags = kubeadm_static_flags(c, comp, self.extra_args)
         image = f"{c.image_repository}/{comp}:{c.kubernetes_version}"
         manifest = common.static_pod(comp, [comp, *flags], image=image)
         lines = [f"manifest {base64.b64encode(manifest.encode()).decode()}"]

@@ -24,8 +24,7 @@ from kube_ha.model import Cluster
 from kube_ha.preflight import preflight_script, targets
 from tests.harness.script_host import ScriptHost, StepResult, seed_cluster
 from tests.harness.standins import common
-from tests.harness.standins import kubeadm as kubeadm_standin
-from tests.mocks import ClusterMocks, is_secret, plain
+from tests.mocks import ClusterMocks, is_secret, kubeadm_static_flags, plain
 from tests.program import dev_stack, run_program
 
 # kubernetes.io/docs/tasks/administer-cluster/encrypt-data: an aescbc key, identity to read
@@ -87,6 +86,25 @@ def write_files(h: ScriptHost, node: str, files: dict[str, str]) -> None:
         h.run(node, f"install -d {Path(path).parent}\necho {b64} | base64 -d > {path}\n")
 
 
+def build(h: ScriptHost, node: str, files: dict[str, str], extra_args: dict[str, Any]) -> None:
+    """`files` on the node, then the cluster kubeadm builds there with `extra_args`; the
+    metrics API answers (the elastic apiservers' HPA needs it)."""
+    write_files(h, node, files)
+    seed_cluster(h, control_plane=[h.cluster.node(node)], extra_args=extra_args)
+    h.metrics_api("available")
+
+
+def preflight_on(h: ScriptHost, c: Cluster, node: str) -> StepResult:
+    """Stack `c`'s preflight of `node`, run there."""
+    return h.run(node, preflight_script(c, next(t for t in targets(c) if t.host.name == node)))
+
+
+def read_pods(h: ScriptHost, node: str) -> dict[str, StepResult]:
+    """The read step of the apiserver's and the controller-manager's static pods, run there."""
+    return {comp: h.run(node, read_static_pod_script(comp, "0"))
+            for comp in ("kube-apiserver", "kube-controller-manager")}
+
+
 def problems(res: StepResult) -> list[str]:
     return [line.strip().split(": ", 1)[1] for line in res.stderr.splitlines()
             if line.startswith("  ")]
@@ -100,20 +118,13 @@ def test_kubeadm_defaults_carry_to_the_flags_the_render_shows() -> None:
     """On a cluster kubeadm built with its defaults, each Deployment runs exactly what the
     offline render shows: the render's model of kubeadm's static pods and the stand-in's agree."""
     c = parse_cluster({**dev_stack(), "kubeScheduler": {"replicas": 2}})
-    cc = {"certificatesDir": "/etc/kubernetes/pki", "clusterName": c.name,
-          "networking": {"dnsDomain": c.networking.cluster_domain,
-                         "serviceSubnet": c.networking.service_subnet,
-                         "podSubnet": c.networking.pod_subnet},
-          "apiServer": {}, "controllerManager": {}, "scheduler": {}}
     cases = [
-        ("kube-apiserver", kubeadm_standin._apiserver_flags("10.21.22.73", 6443, cc),
-         m.elastic_apiserver_view(c), m.elastic_apiserver_flags(c)[1:]),
-        ("kube-controller-manager", kubeadm_standin._controller_manager_flags(cc),
-         m.controller_manager_view(c), m.controller_manager_flags(c)),
-        ("kube-scheduler", kubeadm_standin._scheduler_flags(cc), m.scheduler_view(c),
-         m.scheduler_flags(c)),
+        ("kube-apiserver", m.elastic_apiserver_view(c), m.elastic_apiserver_flags(c)[1:]),
+        ("kube-controller-manager", m.controller_manager_view(c), m.controller_manager_flags(c)),
+        ("kube-scheduler", m.scheduler_view(c), m.scheduler_flags(c)),
     ]
-    for comp, static, view, rendered in cases:
+    for comp, view, rendered in cases:
+        static = kubeadm_static_flags(c, comp)
         carried = carry(view, common.static_pod(comp, [comp, *static]), {})
         assert carried.flags == rendered, comp
         assert carried.files == {}
@@ -132,16 +143,11 @@ def test_a_customised_cluster_is_carried_flag_for_flag(version: str, tmp_path: P
     c = custom_stack(version)
     cp = c.node("ubuntu-73")
     with ScriptHost(tmp_path, c) as h:
-        write_files(h, cp.name, FILES)
-        seed_cluster(h, control_plane=[cp], extra_args=CUSTOM)
-        h.metrics_api("available")
-        boot = next(t for t in targets(c) if t.host.name == cp.name)
-        checked = h.run(cp.name, preflight_script(c, boot))
-        read = {comp: h.run(cp.name, read_static_pod_script(comp, "0"))
-                for comp in ("kube-apiserver", "kube-controller-manager")}
+        build(h, cp.name, FILES, CUSTOM)
+        checked = preflight_on(h, c, cp.name)
+        read = read_pods(h, cp.name)
         defaults = parse_cluster({**dev_stack(), "kubernetesVersion": version})
-        refused = h.run(cp.name, preflight_script(
-            defaults, next(t for t in targets(defaults) if t.host.name == cp.name)))
+        refused = preflight_on(h, defaults, cp.name)
         manifest = h.run(cp.name, "cat /etc/kubernetes/manifests/kube-apiserver.yaml\n").stdout
     assert checked.rc == 0, checked.explain()
     for res in read.values():
@@ -162,7 +168,9 @@ def test_a_customised_cluster_is_carried_flag_for_flag(version: str, tmp_path: P
     assert flags["oidc-issuer-url"] == "https://sso.corp.example"
     assert flags["oidc-client-id"] == "kubernetes"
     assert flags["enable-admission-plugins"] == "NodeRestriction,AlwaysPullImages"
-    assert flags["audit-log-path"] == "-"  # the container log, not a host file
+    # The container log, not a host file: "'-' means standard out" (kube-apiserver flag
+    # reference, kubernetes.io/docs/reference/generated/kube-apiserver).
+    assert flags["audit-log-path"] == "-"
     # Each instance's own, and nothing else, differs from the static pod.
     static = _flags(common_command(manifest))
     own = m.elastic_apiserver_view(c).own
@@ -209,17 +217,12 @@ def test_what_cannot_be_carried_is_refused_before_anything_changes(tmp_path: Pat
     flex = "/usr/libexec/kubernetes/kubelet-plugins/volume/exec"
     args = {**CUSTOM, "controllerManager": {"flex-volume-plugin-dir": flex}}
     with ScriptHost(tmp_path, c) as h:
-        write_files(h, cp.name, {**FILES, "/etc/kubernetes/enc/enc.yaml": KMS})
-        seed_cluster(h, control_plane=[cp], extra_args=args)
-        h.metrics_api("available")
-        boot = next(t for t in targets(c) if t.host.name == cp.name)
-        refused = h.run(cp.name, preflight_script(c, boot))
-        read = {comp: h.run(cp.name, read_static_pod_script(comp, "0"))
-                for comp in ("kube-apiserver", "kube-controller-manager")}
+        build(h, cp.name, {**FILES, "/etc/kubernetes/enc/enc.yaml": KMS}, args)
+        refused = preflight_on(h, c, cp.name)
+        read = read_pods(h, cp.name)
         off = custom_stack("v1.32.3", elasticApiserver={"enabled": False},
                            controllerManager={"replicas": 0})
-        allowed = h.run(cp.name, preflight_script(
-            off, next(t for t in targets(off) if t.host.name == cp.name)))
+        allowed = preflight_on(h, off, cp.name)
     assert problems(refused) == [
         "elasticApiserver.enabled: the static kube-apiserver here runs"
         " --encryption-provider-config=/etc/kubernetes/enc/enc.yaml, whose \"kms:\" names a KMS"
@@ -252,8 +255,7 @@ def test_in_cluster_pods_are_never_newer_than_a_static_apiserver(tmp_path: Path)
     with ScriptHost(tmp_path, older) as h:
         seed_cluster(h, control_plane=[cp])
         h.metrics_api("available")
-        runs = {name: h.run(cp.name, preflight_script(c, next(
-                    t for t in targets(c) if t.host.name == cp.name)))
+        runs = {name: preflight_on(h, c, cp.name)
                 for name, c in (("newer", newer), ("plain", plain), ("same", older))}
     assert problems(runs["newer"]) == [
         "kubernetesVersion: the elastic kube-apiservers and controller-manager Deployment would"

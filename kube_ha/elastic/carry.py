@@ -39,8 +39,9 @@ CARRIED_FILE_FLAGS: dict[str, tuple[str, ...]] = {
 }
 # Flags whose value starts with "/" but names no file on the host.
 NOT_PATHS = frozenset({"etcd-prefix"})
-# Files the component writes: a pod writes to its container log instead ("-": stdout), which
-# the node's log pipeline collects like any pod's.
+# Files the component writes: a pod writes to its container log instead ("-": stdout, in
+# kube-apiserver's --audit-log-path reference: "'-' means standard out"), which the node's log
+# pipeline collects like any pod's.
 WRITTEN = {"audit-log-path": "-"}
 # Keys inside a carried config file that name further host files or sockets (admission plugin
 # configs, authorization webhooks' kubeconfigs, egress selectors' TLS files and UDS): a pod on
@@ -149,10 +150,8 @@ def carry(view: PodView, manifest: str, files: Mapping[str, str]) -> Carried:
     carried: dict[str, str] = {}
     keys: set[str] = set()
     by_path: dict[str, str] = {}
-    seen: set[str] = set()
     for arg in static:
         name, value = split_flag(arg)
-        seen.add(name)
         if name in view.own:
             continue
         if value is None:
@@ -162,8 +161,9 @@ def carry(view: PodView, manifest: str, files: Mapping[str, str]) -> Carried:
             out.append((name, WRITTEN[name]))
             continue
         parts = value.split(",")
+        paths = host_paths(name, value)
         for i, part in enumerate(parts):
-            if part not in host_paths(name, value):
+            if part not in paths:
                 continue
             if part in view.mapped:
                 parts[i] = view.mapped[part]
@@ -202,12 +202,12 @@ def read_static_pod_output(text: str) -> tuple[str, dict[str, str]]:
 
 # Shell, for the read step and the preflight: `static_flags MANIFEST` prints each `--name=value`
 # of a static pod's command as `name=value` (kubeadm writes one `- --name=value` per line, quoted
-# when YAML needs it); `host_files NAMES` reads those lines and prints each absolute element of
-# the comma-list values of the flags named (space-separated), once.
-SHELL_HELPERS = r"""static_flags() {
+# when YAML needs it); `host_files NAMES` (the read step's) reads those lines and prints each
+# absolute element of the comma-list values of the flags named (space-separated), once.
+STATIC_FLAGS = r"""static_flags() {
   sed -n "s/^ *- *['\"]\{0,1\}--\([^=]*\)=\(.*\)$/\1=\2/p" "$1" | sed "s/['\"]$//"
-}
-host_files() {
+}"""
+HOST_FILES = r"""host_files() {
   NAMES=" $1 " awk '{ k = $0; sub(/=.*/, "", k); v = substr($0, length(k) + 2) }
     index(ENVIRON["NAMES"], " " k " ") { n = split(v, p, ","); for (i = 1; i <= n; i++)
       if (p[i] ~ /^\// && !(p[i] in seen)) { seen[p[i]] = 1; print p[i] } }'

@@ -221,6 +221,32 @@ def scheduler_view(cluster: Cluster) -> PodView:
                  {k: f"{POD_CONFIG}/{k}" for k in SCHEDULER_PKI.files})
 
 
+@dataclass(frozen=True)
+class InClusterPod:
+    """One in-cluster control-plane Deployment the stack asks for: the key that asks for it,
+    what to call it in a message, how its pods see the host, the PKI Secret it mounts."""
+
+    key: str
+    what: str
+    view: PodView
+    pki: SecretSpec
+
+
+def in_cluster_pods(cluster: Cluster) -> list[InClusterPod]:
+    """The in-cluster control-plane Deployments this stack runs, always in this order (the
+    first PKI read carries the alias of the single read earlier versions made)."""
+    wanted = [
+        (cluster.elastic_apiserver.enabled, "elasticApiserver.enabled",
+         "elastic kube-apiservers", elastic_apiserver_view, ELASTIC_PKI),
+        (cluster.controller_manager.replicas > 0, "controllerManager.replicas",
+         "controller-manager Deployment", controller_manager_view, CONTROLLER_MANAGER_PKI),
+        (cluster.scheduler.replicas > 0, "kubeScheduler.replicas", "scheduler Deployment",
+         scheduler_view, SCHEDULER_PKI),
+    ]
+    return [InClusterPod(key, what, view(cluster), pki)
+            for on, key, what, view, pki in wanted if on]
+
+
 def carried_secret(name: str) -> str:
     """The Secret holding the files the static pod's flags name beyond the PKI copies."""
     return f"{name}-carried"

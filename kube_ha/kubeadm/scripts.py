@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 
-from kube_ha.elastic.carry import CARRIED_FILE_FLAGS, SHELL_HELPERS
+from kube_ha.elastic.carry import CARRIED_FILE_FLAGS, HOST_FILES, STATIC_FLAGS
 from kube_ha.kubeadm.admin import (
     KUBECTL,
     KUBECTL_LONG,
@@ -93,7 +93,8 @@ def read_static_pod_script(component: str, generation: str) -> str:
     return script(
         "read-static-pod",
         f"# generation {generation}",
-        SHELL_HELPERS,
+        STATIC_FLAGS,
+        HOST_FILES,
         f'[ -s {manifest} ] || {{ log "{manifest} missing: is this a control-plane node?"; exit 1; }}',
         f'out="manifest $(base64 -w0 < {manifest})"',
         f"paths=$(static_flags {manifest} | host_files {quote(names)})",
