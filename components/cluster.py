@@ -17,6 +17,7 @@ from components.loadbalancer import LoadBalancer, node_local_proxy
 from components.preflight import Preflight
 from components.remote import Ssh
 from kube_ha.elastic.manifests import in_cluster_pods
+from kube_ha.elastic.pool import UNCHANGED, PoolTaints
 from kube_ha.membership import membership_record
 from kube_ha.model import Cluster, Host
 from kube_ha.topology import all_sans
@@ -28,7 +29,7 @@ class HaCluster(pulumi.ComponentResource):
 
     def __init__(self, name: str, cluster: Cluster, ssh_private_key: pulumi.Output[str],
                  opts: pulumi.ResourceOptions | None = None,
-                 departed: Sequence[tuple[str, Host]] = ()):
+                 departed: Sequence[tuple[str, Host]] = (), pool: PoolTaints = UNCHANGED):
         super().__init__("kube-ha:index:HaCluster", name, None, opts)
         # Linear cycle checks: every worker step is downstream of every host's preflight.
         dependency_check.install()
@@ -48,7 +49,8 @@ class HaCluster(pulumi.ComponentResource):
             f"{name}-workers", cluster, ssh, self.control_plane,
             node_local_proxy(cluster, self.certificates.ca_cert_pem,
                              self.certificates.health_client_pem),
-            opts=child, departed=tuple(h for role, h in departed if role != "controlPlane"))
+            opts=child, departed=tuple(h for role, h in departed if role != "controlPlane"),
+            pool=pool)
         self.control_plane.after_joins(self.workers.joins)
         self.access = ClusterAccess(
             f"{name}-access", cluster, ssh, after=self.control_plane.last_control_plane_step,
@@ -59,7 +61,8 @@ class HaCluster(pulumi.ComponentResource):
         issued["lb-health-check"] = self.certificates.health
         if cluster.elastic_apiserver.enabled:
             elastic = ElasticApiserver(f"{name}-elastic-apiserver", cluster, self.access,
-                                       self.certificates, opts=child)
+                                       self.certificates, self.workers.join_of,
+                                       self.workers.pool, opts=child)
             issued["elastic-apiserver"] = elastic.serving
         # When each certificate this program issued expires (RFC 3339), for dashboards and the
         # policy pack's certificate-expiry check.
@@ -75,20 +78,23 @@ class HaCluster(pulumi.ComponentResource):
         self.recorded: dict[str, object] = {
             COPIES_OUTPUT: self.access.copies,
             IDENTIFIER_OUTPUT: self.access.cluster_identifier,
-            MEMBERSHIP_OUTPUT: _once_retired(membership_record(cluster), [
-                *self.control_plane.retired, *self.workers.retired]),
+            MEMBERSHIP_OUTPUT: _once_done(membership_record(cluster), [
+                *self.control_plane.retired, *self.workers.retired,
+                *([self.workers.pool] if self.workers.pool else [])]),
         }
         self.endpoint = cluster.endpoint.url
         self.sans = all_sans(cluster)
         self.register_outputs({"endpoint": self.endpoint, "sans": self.sans})
 
 
-def _once_retired(record: dict[str, object], retired: list[pulumi.CustomResource]) -> object:
-    """The record, known only once every departed node's retire step is done: a failed `up`
-    leaves the last record in place (the engine keeps outputs that did not resolve,
-    pulumi#15754), so the next run still sees those nodes as departed and retires them."""
-    if not retired:
+def _once_done(record: dict[str, object], steps: list[pulumi.Resource]) -> object:
+    """The record, known only once every departed node's retire step and the pool step are
+    done: a failed `up` leaves the last record in place (the engine keeps outputs that did not
+    resolve, pulumi#15754), so the next run still sees those nodes as departed and retires
+    them, and still untaints a worker that left the pool."""
+    ids = [s.id for s in steps if isinstance(s, pulumi.CustomResource)]
+    if not ids:
         return record
-    return pulumi.Output.all(*[r.id for r in retired]).apply(lambda _: record)
+    return pulumi.Output.all(*ids).apply(lambda _: record)
 
 

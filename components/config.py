@@ -10,6 +10,7 @@ from pulumi.runtime import config as runtime_config
 
 from components.previous_run import previous_outputs
 from kube_ha.config import OBJECT_KEYS, SECRET_KEYS, ConfigError, misplaced_config_keys, parse_cluster
+from kube_ha.elastic.pool import PoolTaints, pool_taints
 from kube_ha.membership import departed, destructive_edits
 from kube_ha.model import PROJECT, Cluster, Host
 
@@ -44,9 +45,10 @@ def stack_values() -> tuple[dict[str, Any], dict[str, str]]:
     return raw, unreadable
 
 
-def load_cluster() -> tuple[Cluster, pulumi.Output[str], list[tuple[str, Host]]]:
-    """The validated cluster, the SSH private key (always a secret Output), and the nodes
-    the last `up` deployed that the config no longer lists (role, host)."""
+def load_cluster() -> tuple[Cluster, pulumi.Output[str], list[tuple[str, Host]], PoolTaints]:
+    """The validated cluster, the SSH private key (always a secret Output), the nodes the
+    last `up` deployed that the config no longer lists (role, host), and the elastic pool's
+    taints to set and remove against what the last `up` tainted."""
     try:
         cluster = parse_cluster(*stack_values())
         record = previous_outputs().get(MEMBERSHIP_OUTPUT)
@@ -63,4 +65,4 @@ def load_cluster() -> tuple[Cluster, pulumi.Output[str], list[tuple[str, Host]]]
             "are not verified. Whoever answers on those addresses receives root scripts with the "
             "cluster's keys and join tokens. Give each host a hostKey before using this stack for "
             "anything you care about.")
-    return cluster, key, departed(record, cluster)
+    return cluster, key, departed(record, cluster), pool_taints(record, cluster)

@@ -6,6 +6,7 @@ no pod fails its check and gets nothing; when the HPA adds a pod, its node turns
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, cast
 
 import pulumi
@@ -32,10 +33,14 @@ from kube_ha.topology import elastic_apiserver_sans
 
 class ElasticApiserver(pulumi.ComponentResource):
     """Extra kube-apiservers behind the endpoint: a Deployment on the pool nodes (labelled
-    here), scaled by an HPA, with its serving certificate and the node-copied keys as Secrets."""
+    here once each joined, its workers tainted by `tainted`, the Workers' pool step), scaled
+    by an HPA, with its serving certificate and the node-copied keys as Secrets.
+
+    `joined`: each worker's join step (control-plane nodes joined before `access`)."""
 
     def __init__(self, name: str, cluster: Cluster, access: ClusterAccess,
-                 certs: ClusterCertificates, opts: pulumi.ResourceOptions | None = None):
+                 certs: ClusterCertificates, joined: Mapping[str, pulumi.Resource],
+                 tainted: pulumi.Resource | None, opts: pulumi.ResourceOptions | None = None):
         super().__init__("kube-ha:k8s:ElasticApiserver", name, None, opts)
         k8s_opts = pulumi.ResourceOptions(parent=self, provider=access.provider)
         e = cluster.elastic_apiserver
@@ -44,7 +49,8 @@ class ElasticApiserver(pulumi.ComponentResource):
             k8s.core.v1.NodePatch(
                 f"{name}-pool-{node}",
                 metadata={"name": node, "labels": {POOL_LABEL: "true"}},
-                opts=k8s_opts)
+                opts=pulumi.ResourceOptions.merge(k8s_opts, pulumi.ResourceOptions(
+                    depends_on=[joined[node]] if node in joined else [])))
             for node in e.pool_nodes
         ]
         self.serving = serving = IssuedCert(f"{name}-serving", "kube-apiserver", elastic_apiserver_sans(cluster),
@@ -68,7 +74,8 @@ class ElasticApiserver(pulumi.ComponentResource):
         self.deployment = k8s.apps.v1.Deployment(
             f"{name}-deployment", metadata=dep["metadata"], spec=spec,
             opts=pulumi.ResourceOptions.merge(k8s_opts, pulumi.ResourceOptions(
-                depends_on=[serving_secret, pki_secret, carried_secret, *labels])))
+                depends_on=[serving_secret, pki_secret, carried_secret, *labels,
+                            *([tainted] if tainted else [])])))
         hpa = elastic_apiserver_hpa(cluster)
         # The Deployment's name as an output: the HPA waits for the Deployment it scales.
         target: dict[str, Any] = {**hpa["spec"]["scaleTargetRef"],

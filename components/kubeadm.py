@@ -28,6 +28,7 @@ import pulumi
 from components.certificates import ClusterCertificates
 from components.loadbalancer import ProxyScripts
 from components.remote import Ssh, retire, run_script
+from kube_ha.elastic.pool import UNCHANGED, PoolTaints, pool_script
 from kube_ha.kubeadm.etcd import control_plane_removals_script, membership_check_script
 from kube_ha.kubeadm.scripts import (
     bootstrap_script,
@@ -46,6 +47,10 @@ from kube_ha.model import Cluster, Host
 
 # Names one step per etcd member (the policy pack counts them); part of every member's URN.
 MEMBERSHIP_STEP = "-membership"
+# Name each node's init or join step, and the workers' reconcile step (the policy pack reads
+# which nodes are control-plane nodes by them); part of their URNs.
+CONTROL_PLANE_STEP = "-control-plane"
+WORKERS_STEP = "-workers"
 
 
 def _serving(cluster: Cluster, node: Host, values: list[str]) -> str:
@@ -117,7 +122,7 @@ class ControlPlane(pulumi.ComponentResource):
                 script = pulumi.Output.all(cert.cert_pem, cert.key_pem, creds.stdout).apply(
                     functools.partial(_cp_join, cluster, node))
                 deps = [creds]
-            step = run_script(f"{name}-{node.name}-control-plane", node, ssh, script,
+            step = run_script(f"{name}-{node.name}{CONTROL_PLANE_STEP}", node, ssh, script,
                               parent=self, secret=True, delete_script=reset_script(),
                               retain_on_delete=True, depends_on=deps)
             if node.bootstrap:
@@ -169,7 +174,9 @@ class Workers(pulumi.ComponentResource):
     """Every worker: the reconcile step on the bootstrap node (drains workers removed from the
     config before their reset), and two steps per worker whatever the topology: its own join
     credentials on the bootstrap node, and one script on the worker (its node-local proxy
-    first, when there is one, then the join and the kubelet re-point).
+    first, when there is one, then the join and the kubelet re-point). Then, when the elastic
+    apiservers' pool has workers or had them, the pool step on the bootstrap node taints
+    (and untaints) them (kube_ha.elastic.pool).
 
     Before this component existed the same steps were children of `ControlPlane`: each carries
     an alias to that parent, so an existing stack moves them over and runs nothing."""
@@ -177,13 +184,13 @@ class Workers(pulumi.ComponentResource):
     def __init__(self, name: str, cluster: Cluster, ssh: Ssh, control_plane: ControlPlane,
                  local_proxy: pulumi.Output[ProxyScripts] | None,
                  opts: pulumi.ResourceOptions | None = None,
-                 departed: tuple[Host, ...] = ()):
+                 departed: tuple[Host, ...] = (), pool: PoolTaints = UNCHANGED):
         super().__init__("kube-ha:kubeadm:Workers", name, None, opts)
         prefix, boot = control_plane.prefix, cluster.bootstrap
         moved = [pulumi.Alias(parent=control_plane)]
         # Runs before removed workers' join steps are deleted (deletes come last): drain first,
         # `kubeadm reset` after.
-        reconcile = run_script(f"{prefix}-workers", boot, ssh,
+        reconcile = run_script(f"{prefix}{WORKERS_STEP}", boot, ssh,
                                workers_reconcile_script(cluster, departed), parent=self,
                                depends_on=[control_plane.bootstrap], aliases=moved)
         self.retired = [retire(f"{prefix}-{h.name}-retire", h, ssh, retire_script(), parent=self,
@@ -197,6 +204,7 @@ class Workers(pulumi.ComponentResource):
         # worker's step runs (see ControlPlane).
         before_workers = [control_plane.kube_proxy] if control_plane.kube_proxy else []
         self.joins: list[pulumi.Resource] = []
+        self.join_of: dict[str, pulumi.Resource] = {}
         for w in cluster.workers:
             creds = run_script(f"{prefix}-{w.name}-join-credentials", boot, ssh, creds_script,
                                parent=self, secret_stdout=True,
@@ -207,4 +215,11 @@ class Workers(pulumi.ComponentResource):
                 f"{prefix}-{w.name}-join", w, ssh, script, parent=self, secret=True,
                 delete_script=reset, retain_on_delete=True,
                 depends_on=[creds, *before_workers], aliases=moved))
+            self.join_of[w.name] = self.joins[-1]
+        # Once the pool's workers joined. No delete: leaving the pool is a change to the script.
+        self.pool: pulumi.Resource | None = None
+        if pool:
+            self.pool = run_script(
+                f"{prefix}-elastic-pool", boot, ssh, pool_script(pool), parent=self,
+                depends_on=[control_plane.bootstrap, *(self.join_of[n] for n in pool.taint)])
         self.register_outputs({})

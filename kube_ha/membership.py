@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from kube_ha.elastic.pool import RECORD_KEY, tainted_pool
 from kube_ha.model import Cluster, Host, parse_ip
 
 # In the record of a run whose per-node steps are retained on delete (their deletes never run;
@@ -25,11 +26,13 @@ RETAINED = {"perNodeDeletes": "retained"}
 
 def membership_record(cluster: Cluster) -> dict[str, Any]:
     """What the next run compares against: the cluster's name, and each node by address: its
-    name, its role, and how to reach it (a node removed from the config is retired with it)."""
+    name, its role, and how to reach it (a node removed from the config is retired with it);
+    and the workers the pool step tainted (untainted when they leave the pool)."""
     return {"clusterName": cluster.name, **RETAINED, "nodes": {
         str(h.address): {"name": h.name, "role": group, "user": h.user, "port": h.port,
                          "hostKey": h.host_key}
-        for group, hosts in cluster.node_groups for h in hosts}}
+        for group, hosts in cluster.node_groups for h in hosts},
+        RECORD_KEY: list(tainted_pool(cluster))}
 
 
 def departed(previous: Mapping[str, Any] | None, cluster: Cluster) -> list[tuple[str, Host]]:

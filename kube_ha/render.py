@@ -20,6 +20,7 @@ import yaml
 
 from kube_ha.config import OBJECT_KEYS, SECRET_KEYS, ConfigError, misplaced_config_keys, parse_cluster
 from kube_ha.elastic.manifests import all_manifests
+from kube_ha.elastic.pool import pool_script, pool_taints
 from kube_ha.kubeadm.config import kubeadm_config
 from kube_ha.kubeadm.etcd import control_plane_removals_script, membership_check_script
 from kube_ha.kubeadm.scripts import (
@@ -174,6 +175,8 @@ def artifacts(cluster: Cluster) -> dict[str, str]:
         out[f"kubeadm/worker-{node.name}.sh"] = worker_join_script(
             cluster, node, PLACEHOLDER_CREDS, local_proxy)
     out["kubeadm/kube-proxy.sh"] = kube_proxy_script(cluster)
+    if taints := pool_taints(None, cluster):  # untaints depend on the last `up`'s record
+        out["kubeadm/elastic-pool.sh"] = pool_script(taints)
     for name, manifest in all_manifests(cluster).items():
         out[f"manifests/{name}"] = yaml.safe_dump(manifest, sort_keys=False)
     return out

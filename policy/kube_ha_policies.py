@@ -28,6 +28,10 @@ HAPROXY_CFG = "/etc/haproxy/haproxy.cfg"  # kube_ha.paths.HAPROXY_CFG
 HAPROXY_CHECK = 'haproxy -c -q -f "$tmp"'  # kube_ha.loadbalancer.scripts.HAPROXY_CHECK
 GOES_LIVE = 'mv -f "$tmp" {path}'  # kube_ha.shell.GOES_LIVE
 MEMBERSHIP_STEP = "-membership"  # components.kubeadm.MEMBERSHIP_STEP: one per etcd member
+CONTROL_PLANE_STEP = "-control-plane"  # components.kubeadm.CONTROL_PLANE_STEP: init or join
+WORKERS_STEP = "-workers"  # components.kubeadm.WORKERS_STEP: on the bootstrap node
+POOL_TAINT = "kube-ha.io/elastic-apiserver=true:NoSchedule"  # kube_ha.elastic.pool
+CONTROL_PLANE_ROLE = "node-role.kubernetes.io/control-plane"  # elastic.manifests.CONTROL_PLANE_LABEL
 _SECRET_ON_COMMAND_LINE = re.compile(
     r"PRIVATE KEY-----|--token[= ]|--certificate-key[= ]|--discovery-token-ca-cert-hash")
 
@@ -162,6 +166,44 @@ def _hpa_owns_replicas(args: StackValidationArgs, report: ReportViolation) -> No
                    "every update would reset the HPA's count.", dep.urn)
 
 
+def _named_nodes(pod: dict[str, Any]) -> list[str]:
+    required = (((pod.get("affinity") or {}).get("nodeAffinity") or {})
+                .get("requiredDuringSchedulingIgnoredDuringExecution") or {})
+    return [v for term in required.get("nodeSelectorTerms") or []
+            for f in term.get("matchFields") or [] if f.get("key") == "metadata.name"
+            for v in f.get("values") or []]
+
+
+def _key_holding_pool_dedicated(args: StackValidationArgs, report: ReportViolation) -> None:
+    """Pods holding the cluster's keys off the control plane (the elastic apiservers) run only
+    on control-plane nodes or on workers a step taints for them, so that no other workload
+    shares those nodes; and they tolerate that taint."""
+    commands = [r for r in args.resources if r.resource_type == COMMAND]
+    # Every node step is named `<prefix>-<node>-<step>`, the workers step `<prefix>-workers`.
+    names = {r.name for r in commands}
+    prefixes = {n.removesuffix(WORKERS_STEP) for n in names if n.endswith(WORKERS_STEP)}
+    key, _, rest = POOL_TAINT.partition("=")
+    tainted = {node for r in commands
+               for node in re.findall(r"taint nodes (\S+) " + re.escape(POOL_TAINT) + " ",
+                                      str(r.props.get("stdin") or ""))}
+    for r in args.resources:
+        found = _key_holding_pod(ResourceValidationArgs(r.resource_type, r.props, r.urn, r.name,
+                                                        r.opts, None))
+        if found is None or CONTROL_PLANE_ROLE in (found[0].get("nodeSelector") or {}):
+            continue
+        bare = sorted(n for n in set(_named_nodes(found[0])) - tainted
+                      if not any(f"{p}-{n}{CONTROL_PLANE_STEP}" in names for p in prefixes))
+        if bare:
+            report(f"{r.name} runs the cluster's keys on {', '.join(bare)}, which no step taints "
+                   f"({POOL_TAINT}): any other pod may share those nodes. Taint them (the "
+                   "program's elastic pool step does) and tolerate only that taint.", r.urn)
+        value, _, effect = rest.partition(":")
+        wanted = {"key": key, "operator": "Equal", "value": value, "effect": effect}
+        if not any(all(t.get(k) == v for k, v in wanted.items())
+                   for t in found[0].get("tolerations") or []):
+            report(f"{r.name} does not tolerate {POOL_TAINT}: it cannot run on its pool.", r.urn)
+
+
 CERTIFICATES = ("tls:index/locallySignedCert:LocallySignedCert",
                 "tls:index/selfSignedCert:SelfSignedCert")
 EXPIRY_WARNING = timedelta(days=30)
@@ -235,6 +277,11 @@ POLICIES = [
         name="leader-election", enforcement_level=EnforcementLevel.MANDATORY,
         description="Extra controller-managers and schedulers join the static pods' election.",
         validate=_leader_election),
+    StackValidationPolicy(
+        name="key-holding-pool-dedicated", enforcement_level=EnforcementLevel.MANDATORY,
+        description="Pods holding the cluster's keys off the control plane run only on nodes "
+                    "tainted for them.",
+        validate=_key_holding_pool_dedicated),
     StackValidationPolicy(
         name="hpa-owns-replicas", enforcement_level=EnforcementLevel.MANDATORY,
         description="A Deployment scaled by an HPA does not set spec.replicas.",

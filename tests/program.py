@@ -96,7 +96,8 @@ class Run:
         todo = list(self.reg(name).dependencies)
         while todo:
             urn = todo.pop()
-            if urn not in seen:
+            # The StackReference is read, not registered: nothing it waits for.
+            if urn not in seen and "::pulumi:pulumi:StackReference::" not in urn:
                 seen.add(urn)
                 todo += self.monitor.by_urn(urn).dependencies
         return {self.monitor.by_urn(u).name for u in seen}

@@ -125,6 +125,7 @@ BOOTSTRAP_MOVED = {
     'elastic-apiserver-deployment',
     'elastic-apiserver-pki-secret',
     'kubeadm-control-plane-removals',
+    'kubeadm-elastic-pool',
     'kubeadm-kube-proxy',
     'kubeadm-revoke-join-credentials',
     'kubeadm-ubuntu-70-control-plane',
@@ -269,6 +270,7 @@ EXPECTED: dict[str, dict[str, set[str]]] = {
             'elastic-apiserver-deployment',
             'elastic-apiserver-hpa',
             'elastic-apiserver-serving-secret',
+            'kubeadm-elastic-pool',  # one worker fewer to taint (ubuntu-75's Node is deleted)
             'kubeadm-revoke-join-credentials',
             'kubeadm-workers',
             'lb-haproxy-101-configure',
@@ -315,8 +317,10 @@ EXPECTED: dict[str, dict[str, set[str]]] = {
             'elastic-apiserver-serving-key',
             'elastic-apiserver-serving-secret',
         },
-        # No metrics API, flags, pool etcd or elastic ports to check any more.
+        # No metrics API, flags, pool etcd or elastic ports to check any more; the pool's
+        # workers untainted.
         'update': EVERY_PREFLIGHT | {
+            'kubeadm-elastic-pool',
             'lb-haproxy-101-configure',
         },
     },

@@ -13,7 +13,9 @@ import kubernetes_validate
 
 from kube_ha.config import parse_cluster
 from kube_ha.elastic import manifests as m
+from kube_ha.elastic import pool
 from kube_ha.loadbalancer.haproxy import render_haproxy_cfg
+from kube_ha.membership import membership_record
 from kube_ha.topology import elastic_apiserver_sans, elastic_san_marker
 from tests.harness import pki
 from tests.harness.hosts import host
@@ -261,6 +263,7 @@ def test_changing_the_pool_touches_affinity_labels_lb_and_the_pool_cert() -> Non
     assert changed == {
         "kubernetes-elastic-apiserver-deployment",      # node affinity
         "kubernetes-elastic-apiserver-pool-ubuntu-81",  # the label (a new NodePatch)
+        "kubernetes-kubeadm-elastic-pool",              # and the taint
         "kubernetes-lb-haproxy-101-configure",          # a new backend line
         # One serving certificate names every pool node, so its request and Secret follow.
         "kubernetes-elastic-apiserver-serving-csr",
@@ -280,10 +283,13 @@ def test_switching_the_elastic_apiserver_off_removes_its_objects_and_lb_entries(
     registered, so `up` deletes them (pulumi-kubernetes deletes what leaves the program), the LB
     configs lose the pool's server lines (an in-place update of the configure step), and no
     remote step with a delete script is deleted (a remote delete resets a node or removes an
-    etcd member): only the reads of its Secret's files and of the static pod it copies go."""
+    etcd member): only the reads of its Secret's files and of the static pod it copies go. The
+    pool step stays, to untaint the workers the last `up` tainted."""
     raw = dev_stack()
     raw["elasticApiserver"]["enabled"] = False
-    off = run_program(raw)
+    mocks = ClusterMocks()
+    mocks.previous_outputs = {"membership": membership_record(parse_cluster(dev_stack()))}
+    off = run_program(raw, mocks=mocks)
     before = {r.name: r.typ for r in dev.mocks.resources}
     after = {r.name: r.typ for r in off.mocks.resources}
     gone = set(before) - set(after)
@@ -298,6 +304,10 @@ def test_switching_the_elastic_apiserver_off_removes_its_objects_and_lb_entries(
                      "kubernetes-access-read-static-kube-apiserver"]
     assert not any(dev.inputs(n).get("delete") for n in reads)
     assert "kubernetes-lb-haproxy-101-configure" in changed_between(dev, off)
+    untaint = off.inputs("kubernetes-kubeadm-elastic-pool")["stdin"]
+    assert "ubuntu-74 kube-ha.io/elastic-apiserver:NoSchedule-" in untaint
+    assert "ubuntu-75 kube-ha.io/elastic-apiserver:NoSchedule-" in untaint
+    assert "--overwrite" not in untaint
     assert "server elastic-" in render_haproxy_cfg(parse_cluster(dev_stack()))
     assert "server elastic-" not in render_haproxy_cfg(parse_cluster(raw))
 
@@ -384,3 +394,41 @@ def test_pods_restart_when_the_files_they_mount_change_and_only_then() -> None:
     assert first == same
     assert all(first[k] != rotated[k] for k in first), (first, rotated)
     assert all(len(v) == 64 for v in first.values())
+
+
+# --- the pool's taint -------------------------------------------------------------------------
+
+def test_the_pool_step_taints_the_pool_workers_and_untaints_those_that_left() -> None:
+    """Only workers are tainted (control-plane nodes keep kubeadm's taint, which the
+    controller-manager and scheduler Deployments tolerate); a worker the last `up` tainted is
+    untainted once it leaves the pool while still listed, not once it left the config (its
+    Node is deleted); switched off, every tainted worker is untainted."""
+    raw = dev_stack()
+    raw["workers"].append(host("ubuntu-81", "10.21.22.81"))
+    raw["elasticApiserver"]["poolNodes"] = ["ubuntu-70", "ubuntu-74", "ubuntu-75"]
+    cluster = parse_cluster(raw)
+    assert pool.tainted_pool(cluster) == ("ubuntu-74", "ubuntu-75")
+    before = {pool.RECORD_KEY: ["ubuntu-74", "ubuntu-81", "ubuntu-99"]}
+    assert pool.pool_taints(before, cluster) == pool.PoolTaints(
+        ("ubuntu-74", "ubuntu-75"), ("ubuntu-81",))
+    assert pool.pool_taints(None, cluster) == pool.PoolTaints(("ubuntu-74", "ubuntu-75"), ())
+    raw["elasticApiserver"]["enabled"] = False
+    off = parse_cluster(raw)
+    assert pool.pool_taints(before, off) == pool.PoolTaints((), ("ubuntu-74", "ubuntu-81"))
+    assert not pool.pool_taints({pool.RECORD_KEY: []}, off)
+    assert membership_record(cluster)[pool.RECORD_KEY] == ["ubuntu-74", "ubuntu-75"]
+
+
+def test_the_pool_is_labelled_and_tainted_after_its_workers_joined(dev: Run) -> None:
+    """The label and the taint wait for the pool workers' joins (a Node that has not
+    registered cannot be patched), the Deployment for both; the pods tolerate the taint."""
+    for node in ("ubuntu-74", "ubuntu-75"):
+        assert f"kubernetes-kubeadm-{node}-join" in dev.upstream(
+            f"kubernetes-elastic-apiserver-pool-{node}")
+        assert f"kubernetes-kubeadm-{node}-join" in dev.upstream("kubernetes-kubeadm-elastic-pool")
+    deployment = dev.upstream("kubernetes-elastic-apiserver-deployment")
+    assert {"kubernetes-kubeadm-elastic-pool", "kubernetes-elastic-apiserver-pool-ubuntu-74"
+            } <= deployment
+    pod = plain(dev.inputs("kubernetes-elastic-apiserver-deployment"))["spec"]["template"]["spec"]
+    assert pool.pool_toleration() in pod["tolerations"]
+    assert not dev.inputs("kubernetes-kubeadm-elastic-pool").get("delete")

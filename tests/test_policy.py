@@ -21,6 +21,7 @@ from pulumi_policy import (
 
 from components import cluster_access, kubeadm
 from kube_ha import paths, shell
+from kube_ha.elastic import manifests, pool
 from kube_ha.loadbalancer import scripts as lb_scripts
 from tests.mocks import ClusterMocks, plain
 from tests.program import ROOT, Run, dev_stack, run_program
@@ -131,6 +132,13 @@ def _edited(resources: list[PolicyResource], name: str, edit: Any) -> list[Polic
          matchFields=[], matchExpressions=[{"key": "kubernetes.io/hostname", "operator": "In",
                                             "values": ["ubuntu-74"]}]),
      "key-holding-pods-pinned"),
+    # A pool worker no step taints: the elastic apiservers' keys would share it with any pod.
+    ("kubernetes-kubeadm-elastic-pool",
+     lambda p: p.update(stdin=p["stdin"].replace("taint nodes ubuntu-75", "label nodes x")),
+     "key-holding-pool-dedicated"),
+    # Pods that do not tolerate the taint cannot run on their pool.
+    ("kubernetes-elastic-apiserver-deployment",
+     lambda p: p["spec"]["template"]["spec"]["tolerations"].pop(), "key-holding-pool-dedicated"),
 ])
 def test_each_policy_catches_its_violation(dev_resources: list[PolicyResource], resource: str,
                                            edit: Any, policy: str) -> None:
@@ -202,6 +210,32 @@ def test_the_packs_markers_are_the_programs_own(dev_resources: list[PolicyResour
     assert any(live in s and pack.HAPROXY_CHECK in s for s in stdins)
     members = [r.name for r in dev_resources if r.name.endswith(pack.MEMBERSHIP_STEP)]
     assert len(members) == 3, members
+    assert (pack.CONTROL_PLANE_STEP, pack.WORKERS_STEP, pack.CONTROL_PLANE_ROLE) == (
+        kubeadm.CONTROL_PLANE_STEP, kubeadm.WORKERS_STEP, manifests.CONTROL_PLANE_LABEL)
+    assert f"{pool.POOL_TAINT}={pool.POOL_TAINT_VALUE}:{pool.POOL_TAINT_EFFECT}" == pack.POOL_TAINT
+    tainted = [s for s in stdins if f"{pack.POOL_TAINT} --overwrite" in s]
+    assert len(tainted) == 1 and all(f"taint nodes {n} " in tainted[0]
+                                     for n in dev_stack()["elasticApiserver"]["poolNodes"])
+    assert sum(r.name.endswith(pack.CONTROL_PLANE_STEP) for r in dev_resources) == 3
+    assert sum(r.name.endswith(pack.WORKERS_STEP) for r in dev_resources
+               if r.resource_type == pack.COMMAND) == 1
+
+
+def test_a_pool_of_control_plane_nodes_needs_no_taint() -> None:
+    """Control-plane nodes carry kubeadm's taint and the control plane's keys already: an
+    elastic pool of them passes with no pool step; one worker in it must be tainted."""
+    raw = pinned_dev_stack()
+    raw["elasticApiserver"].update(poolNodes=["ubuntu-70", "ubuntu-72"], maxReplicas=2)
+    resources = _resources(run_program(raw))
+    assert not any(r.name.endswith("-elastic-pool") for r in resources)
+    assert violations(resources) == {}
+    raw["elasticApiserver"]["poolNodes"].append("ubuntu-74")
+    resources = _resources(run_program(raw))
+    untainted = _edited(resources, "kubernetes-kubeadm-elastic-pool",
+                        lambda p: p.update(stdin="true"))
+    found = violations(untainted)
+    assert list(found) == ["key-holding-pool-dedicated"]
+    assert "on ubuntu-74," in found["key-holding-pool-dedicated"][0]
 
 
 def test_a_rotated_stack_passes_every_policy() -> None:

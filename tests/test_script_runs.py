@@ -47,8 +47,9 @@ import pytest
 import yaml
 
 from kube_ha.config import parse_cluster
+from kube_ha.elastic.pool import POOL_TAINT, PoolTaints, pool_script
 from kube_ha.kubeadm import scripts as ks
-from kube_ha.kubeadm.admin import MANAGED_ANNOTATION, MANAGED_MARKER
+from kube_ha.kubeadm.admin import KUBECTL, MANAGED_ANNOTATION, MANAGED_MARKER
 from kube_ha.kubeadm.etcd import control_plane_removals_script
 from kube_ha.loadbalancer.haproxy import node_local_frontend, render_haproxy_cfg
 from kube_ha.model import Cluster, Host
@@ -755,6 +756,48 @@ def test_workers_that_left_are_drained_or_if_dead_cordoned_then_deleted(tmp_path
     assert again.rc == 0 and not again.of("kubectl cordon") and not again.of("kubectl delete node")
     assert first.rc == 0 and "no worker left the list" in first.stderr
     assert not first.of("kubectl cordon") and not first.of("kubectl delete node")
+
+
+def test_the_pool_step_taints_the_pool_workers_and_untaints_those_that_left(
+        tmp_path: Path) -> None:
+    """The elastic pool step on the bootstrap node (kubectl taint as the stand-in reproduces
+    it, pkg/cmd/taint): run twice it is one taint; another owner's taint on the node stays; a
+    Node that has not joined fails the step, naming it. Untainting removes ours only; again,
+    or for a Node that is gone, it passes (kubectl's exact messages); with no apiserver
+    answering it fails, and the record is not moved on, so the next `up` runs it again."""
+    cluster = dev()
+    n = {h.name: h for h in cluster.nodes}
+    boot = "ubuntu-73"
+    ours = {"key": POOL_TAINT, "value": "true", "effect": "NoSchedule"}
+    theirs = {"key": "example.com/gpu", "value": "a100", "effect": "NoExecute"}
+    taint, untaint = pool_script(PoolTaints(("ubuntu-74",), ())), pool_script(
+        PoolTaints((), ("ubuntu-74", "ubuntu-99")))
+    with ScriptHost(tmp_path, cluster, real_etcd=False) as host:
+        seed_cluster(host, control_plane=[n[boot]], workers=[n["ubuntu-74"], n["ubuntu-75"]])
+        assert host.run(boot, f"{KUBECTL} taint nodes ubuntu-74 example.com/gpu=a100:NoExecute"
+                        ).rc == 0
+        first, second = (host.run(boot, taint) for _ in range(2))
+        tainted = host.state()["nodes"]["ubuntu-74"]["taints"]
+        other = host.state()["nodes"]["ubuntu-75"].get("taints", [])
+        unjoined = host.run(boot, pool_script(PoolTaints(("ubuntu-99",), ())))
+        removed = host.run(boot, untaint)
+        left = host.state()["nodes"]["ubuntu-74"]["taints"]
+        again = host.run(boot, untaint)
+        host.hub("python3 -c 'from tests.harness.standins import common\n"
+                 "with common.mutate() as st:\n    st[\"apiserver\"].clear()'")
+        down = host.run(boot, untaint)
+    assert first.rc == 0 and second.rc == 0, second.explain()
+    assert [c.argv[-2:] for c in second.of("kubectl taint")] == [
+        (f"{POOL_TAINT}=true:NoSchedule", "--overwrite")]
+    assert sorted(tainted, key=str) == sorted([ours, theirs], key=str)
+    assert other == []  # only the named node
+    assert unjoined.rc != 0 and 'nodes "ubuntu-99" not found' in unjoined.stderr
+    assert removed.rc == 0, removed.explain()
+    assert "ubuntu-99 left the elastic apiservers pool" in removed.stderr  # gone: passes
+    assert left == [theirs]
+    assert again.rc == 0 and "ubuntu-74 left the elastic apiservers pool" in again.stderr, \
+        again.explain()
+    assert down.rc != 0 and "was refused" in down.stderr, down.explain()
 
 
 def test_with_nothing_departing_the_removals_step_touches_nothing(story: Story) -> None:

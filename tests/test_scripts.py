@@ -16,6 +16,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from kube_ha.config import parse_cluster
+from kube_ha.elastic.pool import PoolTaints, pool_script
 from kube_ha.kubeadm import scripts as ks
 from kube_ha.kubeadm.config import join_configuration, kubeadm_config
 from kube_ha.kubeadm.etcd import control_plane_removals_script, member_removal_script
@@ -36,6 +37,7 @@ def all_scripts() -> dict[str, str]:
     out["vrrp-check.sh"] = keepalived.check_script(c)
     out["install-ca.sh"] = ks.install_ca_script("CERT", "KEY")
     out["membership.sh"] = member_removal_script("n", "10.0.0.1")
+    out["elastic-pool-untaint.sh"] = pool_script(PoolTaints(("a",), ("b", "c")))
     return out
 
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from kube_ha.elastic.carry import CARRIED_DIR, PodView, split_flag
+from kube_ha.elastic.pool import pool_toleration
 from kube_ha.model import Cluster
 from kube_ha.paths import K8S, PKI, POD_CONFIG
 from kube_ha.topology import etcd_endpoints
@@ -305,7 +306,8 @@ def elastic_apiserver_deployment(cluster: Cluster) -> Manifest:
                         "nodeAffinity": _on_named_nodes(list(e.pool_nodes)),
                         **_one_per_node(ELASTIC),
                     },
-                    "tolerations": _TOLERATIONS,
+                    # Its pool's workers are tainted for these pods alone (elastic.pool).
+                    "tolerations": [*_TOLERATIONS, pool_toleration()],
                     "securityContext": _POD_SECURITY,
                     "containers": [container],
                     "volumes": [{"name": "pki", "projected": {"defaultMode": 0o440, "sources": [

@@ -40,6 +40,14 @@ What it reproduces, from kubernetes/kubernetes staging/src/k8s.io/kubectl (v1.32
   following declared annotation(s): 'key' already has a value (old)", exit 1
   (pkg/cmd/annotate/annotate.go validateNoAnnotationOverwrites). get -o jsonpath reads
   metadata.annotations with `\\.` escaping a dot in the key (kubectl jsonpath docs).
+- taint nodes <n> key=value:Effect [--overwrite] / key:Effect- (kubectl pkg/cmd/taint,
+  v1.32 as at kubernetes/kubectl dee3483): without --overwrite a taint of the same key and
+  effect is refused, "error: node <n> already has <key> taint(s) with same effect(s) and
+  --overwrite is false" (taint.go updateTaints, checkIfTaintsAlreadyExists joins the keys);
+  with it the taint is replaced and the printer says "node/<n> modified"; a new one, without
+  --overwrite, "node/<n> tainted" (utils.go reorganizeTaints); removing one that is not there
+  fails, 'error: taint "<key>:<Effect>" not found' (utils.go deleteTaints), else
+  "node/<n> untainted". A missing Node is NotFound.
 - --request-timeout bounds each request; an answering fake never reaches it.
 """
 
@@ -115,7 +123,7 @@ def _dispatch(inv: Invocation) -> int:
     ns = g.get("namespace", "default")
     handlers = {"get": _get, "apply": _apply, "rollout": _rollout, "wait": _wait,
                 "drain": _drain, "delete": _delete, "annotate": _annotate,
-                "cordon": _cordon_verb}
+                "cordon": _cordon_verb, "taint": _taint}
     if cmd not in handlers:
         raise UnsupportedError(f"command {cmd}")
     return handlers[cmd](inv, rest[1:], ns)
@@ -343,6 +351,39 @@ def _annotate(inv: Invocation, args: list[str], ns: str) -> int:
                             f"annotation(s): '{key}' already has a value ({old})")
         node["annotations"][key] = value
     print(f"node/{name} annotated")
+    return 0
+
+
+def _taint(inv: Invocation, args: list[str], ns: str) -> int:
+    pos, f = common.parse_flags(args, {"--overwrite": False})
+    if len(pos) != 3 or TYPES.get(pos[0]) != "nodes":
+        raise UnsupportedError("only taint nodes <name> <one taint>")
+    name, spec = pos[1], pos[2]
+    removing = spec.endswith("-")
+    found = re.fullmatch(r"([^=:]+)(?:=([^:]*))?:(NoSchedule|PreferNoSchedule|NoExecute)",
+                         spec.removesuffix("-"))
+    if not found or (removing and found.group(2) is not None):
+        raise UnsupportedError(f"taint {spec}")
+    key, value, effect = found.group(1), found.group(2) or "", found.group(3)
+    with common.mutate() as st:
+        node = st["nodes"].get(name)
+        if node is None:
+            raise _not_found("nodes", name)
+        taints = node.setdefault("taints", [])
+        same = [t for t in taints if (t["key"], t["effect"]) == (key, effect)]
+        if removing:
+            if not same:
+                raise ToolError(f'error: taint "{key}:{effect}" not found')
+            node["taints"] = [t for t in taints if t not in same]
+            operation = "untainted"
+        else:
+            if same and "overwrite" not in f:
+                raise ToolError(f"error: node {name} already has {key} taint(s) with same "
+                                "effect(s) and --overwrite is false")
+            node["taints"] = [{"key": key, "value": value, "effect": effect},
+                              *(t for t in taints if t not in same)]
+            operation = "modified" if "overwrite" in f else "tainted"
+    print(f"node/{name} {operation}")
     return 0
 
 
