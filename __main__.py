@@ -5,8 +5,8 @@ import pulumi
 from components.cluster import HaCluster
 from components.config import load_cluster
 
-cluster, ssh_private_key, departed, pool = load_cluster()
-ha = HaCluster(cluster.name, cluster, ssh_private_key, departed=departed, pool=pool)
+cluster, ssh_private_key, last = load_cluster()
+ha = HaCluster(cluster.name, cluster, ssh_private_key, last)
 
 pulumi.export("endpoint", ha.endpoint)
 pulumi.export("apiserverSans", ha.sans)

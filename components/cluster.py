@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import pulumi
 
 from components import dependency_check
@@ -11,15 +9,15 @@ from components.certificates import ClusterCertificates
 from components.cluster_access import COPIES_OUTPUT, IDENTIFIER_OUTPUT, ClusterAccess
 from components.config import MEMBERSHIP_OUTPUT
 from components.elastic_apiserver import ElasticApiserver
+from components.elastic_paths import ElasticPaths
 from components.kubeadm import ControlPlane, Workers
 from components.leader_elected import controller_manager, scheduler
 from components.loadbalancer import LoadBalancer, node_local_proxy
 from components.preflight import Preflight
 from components.remote import Ssh
 from kube_ha.elastic.manifests import in_cluster_pods
-from kube_ha.elastic.pool import UNCHANGED, PoolTaints
-from kube_ha.membership import membership_record
-from kube_ha.model import Cluster, Host
+from kube_ha.membership import SinceLastRun, membership_record
+from kube_ha.model import Cluster
 from kube_ha.topology import all_sans
 
 
@@ -28,8 +26,7 @@ class HaCluster(pulumi.ComponentResource):
     access to the cluster, and the elastic control plane, wired from one `Cluster`."""
 
     def __init__(self, name: str, cluster: Cluster, ssh_private_key: pulumi.Output[str],
-                 opts: pulumi.ResourceOptions | None = None,
-                 departed: Sequence[tuple[str, Host]] = (), pool: PoolTaints = UNCHANGED):
+                 last: SinceLastRun, opts: pulumi.ResourceOptions | None = None):
         super().__init__("kube-ha:index:HaCluster", name, None, opts)
         # Linear cycle checks: every worker step is downstream of every host's preflight.
         dependency_check.install()
@@ -44,13 +41,13 @@ class HaCluster(pulumi.ComponentResource):
         self.control_plane = ControlPlane(
             f"{name}-kubeadm", cluster, ssh, self.certificates,
             endpoint_ready=list(self.load_balancer.configured), opts=child, checked=checked,
-            departed=tuple(h for role, h in departed if role == "controlPlane"))
+            departed=tuple(h for role, h in last.departed if role == "controlPlane"))
         self.workers = Workers(
             f"{name}-workers", cluster, ssh, self.control_plane,
             node_local_proxy(cluster, self.certificates.ca_cert_pem,
                              self.certificates.health_client_pem),
-            opts=child, departed=tuple(h for role, h in departed if role != "controlPlane"),
-            pool=pool)
+            opts=child, departed=tuple(h for role, h in last.departed if role != "controlPlane"),
+            pool=last.pool)
         self.control_plane.after_joins(self.workers.joins)
         self.access = ClusterAccess(
             f"{name}-access", cluster, ssh, after=self.control_plane.last_control_plane_step,
@@ -59,10 +56,14 @@ class HaCluster(pulumi.ComponentResource):
         self.kubeconfig = self.access.kubeconfig
         issued = {f"apiserver-{n}": c for n, c in self.certificates.apiserver.items()}
         issued["lb-health-check"] = self.certificates.health
+        paths = ElasticPaths(f"{name}-elastic-paths", cluster, ssh, last.firewalled, checked,
+                             opts=child) if last.firewalled else None
         if cluster.elastic_apiserver.enabled:
+            ready = [*([self.workers.pool] if self.workers.pool else []),
+                     *(paths.checked if paths else [])]
             elastic = ElasticApiserver(f"{name}-elastic-apiserver", cluster, self.access,
-                                       self.certificates, self.workers.join_of,
-                                       self.workers.pool, opts=child)
+                                       self.certificates, self.workers.join_of, ready,
+                                       opts=child)
             issued["elastic-apiserver"] = elastic.serving
         # When each certificate this program issued expires (RFC 3339), for dashboards and the
         # policy pack's certificate-expiry check.
@@ -80,7 +81,8 @@ class HaCluster(pulumi.ComponentResource):
             IDENTIFIER_OUTPUT: self.access.cluster_identifier,
             MEMBERSHIP_OUTPUT: _once_done(membership_record(cluster), [
                 *self.control_plane.retired, *self.workers.retired,
-                *([self.workers.pool] if self.workers.pool else [])]),
+                *([self.workers.pool] if self.workers.pool else []),
+                *(paths.checked if paths else [])]),
         }
         self.endpoint = cluster.endpoint.url
         self.sans = all_sans(cluster)
@@ -88,10 +90,11 @@ class HaCluster(pulumi.ComponentResource):
 
 
 def _once_done(record: dict[str, object], steps: list[pulumi.Resource]) -> object:
-    """The record, known only once every departed node's retire step and the pool step are
-    done: a failed `up` leaves the last record in place (the engine keeps outputs that did not
-    resolve, pulumi#15754), so the next run still sees those nodes as departed and retires
-    them, and still untaints a worker that left the pool."""
+    """The record, known only once every departed node's retire step, the pool step and the
+    firewall steps are done: a failed `up` leaves the last record in place (the engine keeps
+    outputs that did not resolve, pulumi#15754), so the next run still sees those nodes as
+    departed and retires them, and still untaints a worker that left the pool or closes what
+    it opened."""
     ids = [s.id for s in steps if isinstance(s, pulumi.CustomResource)]
     if not ids:
         return record

@@ -10,9 +10,8 @@ from pulumi.runtime import config as runtime_config
 
 from components.previous_run import previous_outputs
 from kube_ha.config import OBJECT_KEYS, SECRET_KEYS, ConfigError, misplaced_config_keys, parse_cluster
-from kube_ha.elastic.pool import PoolTaints, pool_taints
-from kube_ha.membership import departed, destructive_edits
-from kube_ha.model import PROJECT, Cluster, Host
+from kube_ha.membership import SinceLastRun, destructive_edits, since_last_run
+from kube_ha.model import PROJECT, Cluster
 
 # The stack output recording what was deployed (model.membership_record).
 MEMBERSHIP_OUTPUT = "membership"
@@ -45,10 +44,9 @@ def stack_values() -> tuple[dict[str, Any], dict[str, str]]:
     return raw, unreadable
 
 
-def load_cluster() -> tuple[Cluster, pulumi.Output[str], list[tuple[str, Host]], PoolTaints]:
-    """The validated cluster, the SSH private key (always a secret Output), the nodes the
-    last `up` deployed that the config no longer lists (role, host), and the elastic pool's
-    taints to set and remove against what the last `up` tainted."""
+def load_cluster() -> tuple[Cluster, pulumi.Output[str], SinceLastRun]:
+    """The validated cluster, the SSH private key (always a secret Output), and what this run
+    does about what the last `up` left (nodes to take out, taints and firewall rules)."""
     try:
         cluster = parse_cluster(*stack_values())
         record = previous_outputs().get(MEMBERSHIP_OUTPUT)
@@ -65,4 +63,4 @@ def load_cluster() -> tuple[Cluster, pulumi.Output[str], list[tuple[str, Host]],
             "are not verified. Whoever answers on those addresses receives root scripts with the "
             "cluster's keys and join tokens. Give each host a hostKey before using this stack for "
             "anything you care about.")
-    return cluster, key, departed(record, cluster), pool_taints(record, cluster)
+    return cluster, key, since_last_run(record, cluster)

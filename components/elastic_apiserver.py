@@ -6,7 +6,7 @@ no pod fails its check and gets nothing; when the HPA adds a pod, its node turns
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, cast
 
 import pulumi
@@ -14,6 +14,7 @@ import pulumi_kubernetes as k8s
 
 from components.certificates import SERVER_USES, ClusterCertificates, IssuedCert
 from components.cluster_access import ClusterAccess
+from kube_ha.elastic import metrics_server
 from kube_ha.elastic.manifests import (
     CHECKSUM_ANNOTATION,
     ELASTIC,
@@ -33,14 +34,15 @@ from kube_ha.topology import elastic_apiserver_sans
 
 class ElasticApiserver(pulumi.ComponentResource):
     """Extra kube-apiservers behind the endpoint: a Deployment on the pool nodes (labelled
-    here once each joined, its workers tainted by `tainted`, the Workers' pool step), scaled
-    by an HPA, with its serving certificate and the node-copied keys as Secrets.
+    here once each joined; `ready`: its workers tainted, the paths it needs opened and
+    checked), scaled by an HPA, with its serving certificate and the node-copied keys as
+    Secrets.
 
     `joined`: each worker's join step (control-plane nodes joined before `access`)."""
 
     def __init__(self, name: str, cluster: Cluster, access: ClusterAccess,
                  certs: ClusterCertificates, joined: Mapping[str, pulumi.Resource],
-                 tainted: pulumi.Resource | None, opts: pulumi.ResourceOptions | None = None):
+                 ready: Sequence[pulumi.Resource], opts: pulumi.ResourceOptions | None = None):
         super().__init__("kube-ha:k8s:ElasticApiserver", name, None, opts)
         k8s_opts = pulumi.ResourceOptions(parent=self, provider=access.provider)
         e = cluster.elastic_apiserver
@@ -74,8 +76,16 @@ class ElasticApiserver(pulumi.ComponentResource):
         self.deployment = k8s.apps.v1.Deployment(
             f"{name}-deployment", metadata=dep["metadata"], spec=spec,
             opts=pulumi.ResourceOptions.merge(k8s_opts, pulumi.ResourceOptions(
-                depends_on=[serving_secret, pki_secret, carried_secret, *labels,
-                            *([tainted] if tainted else [])])))
+                depends_on=[serving_secret, pki_secret, carried_secret, *labels, *ready])))
+        # Upstream's release, pinned for this Kubernetes minor, when the stack asks for it
+        # (the preflight refused another owner's metrics API); the HPA follows it.
+        metrics: list[pulumi.Resource] = []
+        if e.install_metrics_server:
+            version = metrics_server.release_for(cluster.minor_version)
+            assert version, "refused by parse_cluster"
+            metrics.append(k8s.yaml.v2.ConfigFile(
+                f"{name}-metrics-server", file=metrics_server.release_url(version),
+                opts=k8s_opts))
         hpa = elastic_apiserver_hpa(cluster)
         # The Deployment's name as an output: the HPA waits for the Deployment it scales.
         target: dict[str, Any] = {**hpa["spec"]["scaleTargetRef"],
@@ -83,7 +93,8 @@ class ElasticApiserver(pulumi.ComponentResource):
         k8s.autoscaling.v2.HorizontalPodAutoscaler(
             f"{name}-hpa", metadata=hpa["metadata"],
             spec=cast(Any, {**hpa["spec"], "scaleTargetRef": target}),
-            opts=k8s_opts)
+            opts=pulumi.ResourceOptions.merge(k8s_opts, pulumi.ResourceOptions(
+                depends_on=metrics)))
         budget = pdb(ELASTIC)
         k8s.policy.v1.PodDisruptionBudget(f"{name}-pdb", metadata=budget["metadata"],
                                           spec=budget["spec"], opts=k8s_opts)

@@ -16,6 +16,7 @@ import re
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, TypeVar
 
+from kube_ha.elastic import metrics_server
 from kube_ha.model import (
     DEPLOYED_IMAGES,
     KUBEADM_PORTS,
@@ -491,6 +492,13 @@ def parse_cluster(raw: Mapping[str, Any],
     certs = _certificates(r, raw.get("certificates"))
     names = {h.name for h in cps + workers}
     elastic = _elastic(r, raw.get("elasticApiserver"), names, apiserver_port)
+    found = VERSION.fullmatch(version)
+    if elastic.enabled and elastic.install_metrics_server and found and metrics_server.release_for(
+            (int(found.group(1)), int(found.group(2)))) is None:
+        r.fail("elasticApiserver.installMetricsServer", f"no metrics-server release supports "
+               f"Kubernetes {version} (the oldest pinned, {metrics_server.RELEASES[-1][1]}, "
+               f"needs 1.{metrics_server.RELEASES[-1][0]}). Fix: install one yourself and "
+               "leave this false.")
     cm_raw = r.obj("controllerManager", raw.get("controllerManager"), {"replicas", "port"})
     cm = ControllerManagerSettings(
         replicas=r.positive("controllerManager.replicas", cm_raw.get("replicas"), 0, minimum=0),
@@ -769,6 +777,8 @@ def _elastic(r: _Reader, value: Any, node_names: set[str], apiserver_port: int) 
                                           d.scale_down_stabilization_s, r.within(0, 3600)),
         "cpuRequest": ("cpu_request", d.cpu_request, quantity),
         "memoryRequest": ("memory_request", d.memory_request, quantity),
+        "installMetricsServer": ("install_metrics_server", d.install_metrics_server,
+                                 lambda k, v, df: r.typed(k, v, bool, df)),
     }))
     if e.enabled:
         if not e.pool_nodes:

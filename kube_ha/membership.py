@@ -6,9 +6,11 @@ Pure: no Pulumi import; `components/config.py` reads the record back from the st
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
-from kube_ha.elastic.pool import RECORD_KEY, tainted_pool
+from kube_ha.elastic import firewall
+from kube_ha.elastic.pool import RECORD_KEY, PoolTaints, pool_taints, tainted_pool
 from kube_ha.model import Cluster, Host, parse_ip
 
 # In the record of a run whose per-node steps are retained on delete (their deletes never run;
@@ -32,7 +34,23 @@ def membership_record(cluster: Cluster) -> dict[str, Any]:
         str(h.address): {"name": h.name, "role": group, "user": h.user, "port": h.port,
                          "hostKey": h.host_key}
         for group, hosts in cluster.node_groups for h in hosts},
-        RECORD_KEY: list(tainted_pool(cluster))}
+        RECORD_KEY: list(tainted_pool(cluster)),
+        firewall.RECORD_KEY: sorted(firewall.openings(cluster))}
+
+
+@dataclass(frozen=True)
+class SinceLastRun:
+    """What this run does about what the last one left: the nodes it takes out (role, host),
+    the pool taints it sets and removes, the nodes whose firewall it converges."""
+
+    departed: list[tuple[str, Host]]
+    pool: PoolTaints
+    firewalled: list[Host]
+
+
+def since_last_run(previous: Mapping[str, Any] | None, cluster: Cluster) -> SinceLastRun:
+    return SinceLastRun(departed(previous, cluster), pool_taints(previous, cluster),
+                        firewall.firewall_nodes(previous, cluster))
 
 
 def departed(previous: Mapping[str, Any] | None, cluster: Cluster) -> list[tuple[str, Host]]:

@@ -170,6 +170,9 @@ class ElasticApiserverSettings:
     scale_down_stabilization_s: int = 300
     cpu_request: str = "250m"
     memory_request: str = "512Mi"
+    # Apply upstream's metrics-server release (kube_ha.elastic.metrics_server); else the
+    # metrics API must already answer.
+    install_metrics_server: bool = False
 
 
 @dataclass(frozen=True)

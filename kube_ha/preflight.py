@@ -14,6 +14,7 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass
 
+from kube_ha.elastic import metrics_server
 from kube_ha.elastic.carry import (
     CARRIED_FILE_FLAGS,
     NOT_PATHS,
@@ -84,25 +85,46 @@ rm -rf "$reach_dir"
 
 def _paths(cluster: Cluster, t: Target) -> list[tuple[Host, int, str]]:
     """What this host dials on others, as kubeadm's "Ports and Protocols" has it: control-plane
-    nodes each other's apiserver, etcd (client and peer) and kubelet; workers every apiserver
-    (the `kubernetes` Service's endpoints, and their node-local proxy's servers), pool nodes
-    etcd too; LB hosts every apiserver and elastic port. Toward LB hosts nothing is probed:
-    the program opens their ports itself, after this."""
+    nodes each other's apiserver, etcd (client and peer) and kubelet; workers and LB hosts
+    every apiserver (the `kubernetes` Service's endpoints, the node-local proxy's and the LB's
+    servers). Toward LB hosts nothing is probed: the program opens their ports itself, after
+    this; nor what the elastic control plane adds (`elastic_paths`)."""
     cps = cluster.control_plane
     api = cluster.apiserver_port
-    e = cluster.elastic_apiserver
     if t.role == "control-plane":
         return [(p, port, what) for p in cps if p != t.host
                 for port, what in ((api, "apiserver"), (2379, "etcd client port"),
                                    (2380, "etcd peer port"), (10250, "kubelet"))]
-    if t.role == "worker":
-        pool = e.enabled and t.host.name in e.pool_nodes
-        return [(p, port, what) for p in cps
-                for port, what in ((api, "apiserver"), *([(2379, "etcd client port")]
-                                                         if pool else []))]
-    pool_hosts = [cluster.node(n) for n in e.pool_nodes] if e.enabled else []
-    return ([(p, api, "apiserver") for p in cps]
-            + [(p, e.port, "elastic apiserver port") for p in pool_hosts])
+    return [(p, api, "apiserver") for p in cps]
+
+
+def elastic_paths(cluster: Cluster, dialer: Host) -> list[tuple[Host, int, str]]:
+    """What the elastic control plane adds to `dialer`'s paths: a pool worker dials etcd on
+    every control-plane node, an LB host every pool node's elastic port. Probed only once
+    kube_ha.elastic.firewall opened them (not in the preflight: firewalld would refuse them
+    before they are opened)."""
+    e = cluster.elastic_apiserver
+    if not e.enabled:
+        return []
+    if dialer in cluster.load_balancers:
+        return [(cluster.node(n), e.port, "elastic apiserver port") for n in e.pool_nodes]
+    if dialer in cluster.workers and dialer.name in e.pool_nodes:
+        return [(p, 2379, "etcd client port") for p in cluster.control_plane]
+    return []
+
+
+def reach_check(cluster: Cluster, where: str, paths: list[tuple[Host, int, str]]) -> str:
+    """Probe `paths` from here (as the preflight does) and fail naming each unreachable one."""
+    return "\n".join([
+        "export LC_ALL=C",
+        f"where={quote(where)}",
+        'problems=()\nproblem() { problems+=("$where: $*"); }',
+        _reachable(cluster, paths),
+        'if [ "${#problems[@]}" -gt 0 ]; then',
+        "  printf '  %s\\n' \"${problems[@]}\" >&2",
+        "  exit 1",
+        "fi",
+    ])
 
 
 def _node_key(cluster: Cluster, node: Host) -> str:
@@ -111,10 +133,10 @@ def _node_key(cluster: Cluster, node: Host) -> str:
                 if node in hosts)
 
 
-def _reachable(cluster: Cluster, t: Target) -> str:
+def _reachable(cluster: Cluster, paths: list[tuple[Host, int, str]]) -> str:
     calls = [f"reach {quote(str(peer.address))} {port}"
              f" {quote(f'the {what} of {_node_key(cluster, peer)} ({peer.name})')}"
-             for peer, port, what in _paths(cluster, t)]
+             for peer, port, what in paths]
     return "\n".join([_REACH, *calls, _REACHED]) if calls else ""
 
 
@@ -240,13 +262,32 @@ def _live_cluster(cluster: Cluster) -> str:
             f'  problem "{key}: the cluster runs {field} $live (kubeadm-config), the'
             f' stack says {want}: set {key} to the cluster\'s"; fi',
         ]
-    if cluster.elastic_apiserver.enabled:
+    e = cluster.elastic_apiserver
+    if e.enabled and e.install_metrics_server:
+        # The release registers this APIService: another one's (prometheus-adapter, say)
+        # would be taken over.
+        key = "elasticApiserver.installMetricsServer"
+        lines += [
+            "if [ -n \"$cc\" ]; then",
+            f"  if svc=$({KUBECTL} get apiservice {metrics_server.APISERVICE}"
+            " -o 'jsonpath={.spec.service.namespace}/{.spec.service.name}' 2>&1); then",
+            f'    if [ "$svc" != {metrics_server.SERVICE} ]; then',
+            f'      problem "{key}: the metrics API is served by $svc (APIService'
+            f" {metrics_server.APISERVICE}), which metrics-server's release would take over."
+            f' Fix: leave {key} false; the HPA reads that API as it is"; fi',
+            '  elif [[ $svc != *"(NotFound)"* ]]; then',
+            f"    problem \"{key}: cannot read APIService {metrics_server.APISERVICE}"
+            " (${svc##*$'\\n'})\"; fi",
+            "fi",
+        ]
+    elif e.enabled:
         lines += [
             f"if [ -n \"$cc\" ] && ! out=$({KUBECTL} get --raw=/apis/metrics.k8s.io/v1beta1 2>&1);"
             " then",
             '  problem "elasticApiserver.enabled: the metrics API does not answer (${out##*$\'\\n\'}),'
             " so the elastic apiservers' HorizontalPodAutoscaler could never scale: install"
-            ' metrics-server first (README, Prerequisites)"; fi',
+            " metrics-server first (README, Prerequisites), or set"
+            ' elasticApiserver.installMetricsServer: true"; fi',
         ]
     return "\n".join(lines)
 
@@ -460,7 +501,7 @@ def preflight_script(cluster: Cluster, t: Target) -> str:
         HELPERS,
         _os(),
         body,
-        _reachable(cluster, t),
+        _reachable(cluster, _paths(cluster, t)),
         'if [ "${#problems[@]}" -gt 0 ]; then',
         '  log "refusing before any host is changed:"',
         "  printf '  %s\\n' \"${problems[@]}\" >&2",

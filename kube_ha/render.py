@@ -19,6 +19,7 @@ from typing import Any
 import yaml
 
 from kube_ha.config import OBJECT_KEYS, SECRET_KEYS, ConfigError, misplaced_config_keys, parse_cluster
+from kube_ha.elastic.firewall import firewall_nodes, lb_reach_script, node_firewall_script
 from kube_ha.elastic.manifests import all_manifests
 from kube_ha.elastic.pool import pool_script, pool_taints
 from kube_ha.kubeadm.config import kubeadm_config
@@ -177,6 +178,11 @@ def artifacts(cluster: Cluster) -> dict[str, str]:
     out["kubeadm/kube-proxy.sh"] = kube_proxy_script(cluster)
     if taints := pool_taints(None, cluster):  # untaints depend on the last `up`'s record
         out["kubeadm/elastic-pool.sh"] = pool_script(taints)
+    for node in firewall_nodes(None, cluster):
+        out[f"elastic/firewall-{node.name}.sh"] = node_firewall_script(cluster, node)
+    for lb in cluster.load_balancers:
+        if reach := lb_reach_script(cluster, lb):
+            out[f"elastic/reach-{lb.name}.sh"] = reach
     for name, manifest in all_manifests(cluster).items():
         out[f"manifests/{name}"] = yaml.safe_dump(manifest, sort_keys=False)
     return out

@@ -150,7 +150,7 @@ def test_a_removal_against_an_earlier_kube_has_record_is_refused_until_one_up_ra
     assert "kube-ha:controlPlane: ubuntu-73 (10.21.22.73) left the list" in str(err.value)
     assert "run `pulumi up` once with it still listed" in str(err.value)
     kept = _run(lambda r: None, preview, record=_earlier_record())
-    assert kept.scope["departed"] == []
+    assert kept.scope["last"].departed == []
 
 
 def _per_node_steps(run: Any) -> list[Any]:
@@ -215,7 +215,7 @@ def test_a_removed_worker_is_retired_after_the_workers_step() -> None:
 def test_nothing_is_retired_without_a_removal() -> None:
     run = _run(lambda r: None, preview=False)
     assert not run.mocks.by_type("command:local:Command")
-    assert run.scope["departed"] == []
+    assert run.scope["last"].departed == []
 
 
 def _resources_behind(output: Any) -> set[str]:
@@ -243,8 +243,11 @@ def test_the_record_moves_on_only_once_the_departed_are_retired() -> None:
     record = removing.scope["ha"].recorded["membership"]
     assert isinstance(record, pulumi.Output)
     assert _resources_behind(record) == {"kubernetes-kubeadm-ubuntu-73-retire",
-                                         "kubernetes-kubeadm-elastic-pool"}
-    untainted = {**deployed(), "elasticPool": []}
+                                         "kubernetes-kubeadm-elastic-pool",
+                                         "kubernetes-elastic-paths-haproxy-101-reach",
+                                         *(f"kubernetes-elastic-paths-ubuntu-{n}-firewall"
+                                           for n in (70, 72, 74, 75))}
+    untainted = {**deployed(), "elasticPool": [], "elasticFirewall": []}
     unchanged = _run(lambda r: r["elasticApiserver"].update(enabled=False), preview=False,
                      record=untainted)
     assert unchanged.scope["ha"].recorded["membership"] == untainted

@@ -150,6 +150,13 @@ EVERY_PREFLIGHT = PROBE_THE_CONTROL_PLANE | {
     f"preflight-control-plane-ubuntu-{n}" for n in (70, 72, 73)}
 
 
+# The elastic control plane's paths (kube_ha.elastic.firewall): each control-plane node admits
+# the pool workers to etcd, each pool worker admits the LB hosts to its elastic port and probes
+# etcd on every control-plane node, each LB host probes the pool's elastic ports.
+POOL_FIREWALLS = {"elastic-paths-ubuntu-74-firewall", "elastic-paths-ubuntu-75-firewall"}
+CONTROL_PLANE_FIREWALLS = {f"elastic-paths-ubuntu-{n}-firewall" for n in (70, 72, 73)}
+
+
 def lb_steps(n: int) -> set[str]:
     return {f"lb-haproxy-{n}-configure", f"lb-haproxy-{n}-install", f"preflight-lb-haproxy-{n}"}
 
@@ -165,8 +172,9 @@ EXPECTED: dict[str, dict[str, set[str]]] = {
             'pki-apiserver-ubuntu-76-csr',
             'pki-apiserver-ubuntu-76-key',
             'preflight-control-plane-ubuntu-76',
+            'elastic-paths-ubuntu-76-firewall',  # admits the pool workers to its etcd
         },
-        'update': PROBE_THE_CONTROL_PLANE | {
+        'update': PROBE_THE_CONTROL_PLANE | POOL_FIREWALLS | {
             'controller-manager-deployment',
             'elastic-apiserver-deployment',
             'kubeadm-revoke-join-credentials',
@@ -188,12 +196,13 @@ EXPECTED: dict[str, dict[str, set[str]]] = {
             'pki-apiserver-ubuntu-72-csr',
             'pki-apiserver-ubuntu-72-key',
             'preflight-control-plane-ubuntu-72',
+            'elastic-paths-ubuntu-72-firewall',  # no delete: the node is reset
         },
         'forget': {
             'kubeadm-ubuntu-72-control-plane',
             'kubeadm-ubuntu-72-membership',
         },
-        'update': PROBE_THE_CONTROL_PLANE | {
+        'update': PROBE_THE_CONTROL_PLANE | POOL_FIREWALLS | {
             'controller-manager-deployment',
             'elastic-apiserver-deployment',
             'kubeadm-control-plane-removals',
@@ -215,12 +224,13 @@ EXPECTED: dict[str, dict[str, set[str]]] = {
             'pki-apiserver-ubuntu-73-csr',
             'pki-apiserver-ubuntu-73-key',
             'preflight-control-plane-ubuntu-73',
+            'elastic-paths-ubuntu-73-firewall',
         },
         'forget': {
             'kubeadm-ubuntu-73-control-plane',
             'kubeadm-ubuntu-73-membership',
         },
-        'update': BOOTSTRAP_MOVED | PROBE_THE_CONTROL_PLANE | {
+        'update': BOOTSTRAP_MOVED | PROBE_THE_CONTROL_PLANE | POOL_FIREWALLS | {
             'lb-haproxy-101-configure',
             'preflight-control-plane-ubuntu-72',
         },
@@ -255,6 +265,7 @@ EXPECTED: dict[str, dict[str, set[str]]] = {
         },
         'delete': {
             'elastic-apiserver-pool-ubuntu-75',
+            'elastic-paths-ubuntu-75-firewall',
             'kubeadm-ubuntu-75-join-credentials',
             'preflight-worker-ubuntu-75',
         },
@@ -265,8 +276,10 @@ EXPECTED: dict[str, dict[str, set[str]]] = {
             'elastic-apiserver-serving-cert',
             'elastic-apiserver-serving-csr',
         },
-        'update': {
-            'preflight-lb-haproxy-101',
+        # One pool worker fewer: the control plane admits it to etcd no more, the LB probes
+        # one elastic port fewer.
+        'update': CONTROL_PLANE_FIREWALLS | {
+            'elastic-paths-haproxy-101-reach',
             'elastic-apiserver-deployment',
             'elastic-apiserver-hpa',
             'elastic-apiserver-serving-secret',
@@ -293,13 +306,14 @@ EXPECTED: dict[str, dict[str, set[str]]] = {
         },
     },
     'move from one LB to a virtual IP': {
-        'create': lb_steps(102),
+        'create': lb_steps(102) | {'elastic-paths-haproxy-102-reach'},
         'replace': NEW_NAMES_REISSUED,
-        'update': NEW_NAMES_INSTALLED | lb_steps(101),
+        'update': NEW_NAMES_INSTALLED | lb_steps(101) | POOL_FIREWALLS,
     },
     'switch node-local proxies on': {
         'replace': NEW_NAMES_REISSUED,
-        'update': NEW_NAMES_INSTALLED | WORKERS_REPOINTED,
+        # Every node dials the elastic ports through its proxy: the port is open to all.
+        'update': NEW_NAMES_INSTALLED | WORKERS_REPOINTED | POOL_FIREWALLS,
     },
     'switch the elastic apiserver off': {
         'delete': {
@@ -316,18 +330,20 @@ EXPECTED: dict[str, dict[str, set[str]]] = {
             'elastic-apiserver-serving-csr',
             'elastic-apiserver-serving-key',
             'elastic-apiserver-serving-secret',
+            'elastic-paths-haproxy-101-reach',
         },
-        # No metrics API, flags, pool etcd or elastic ports to check any more; the pool's
-        # workers untainted.
-        'update': EVERY_PREFLIGHT | {
+        # No metrics API or flags to check any more; the pool's workers untainted, what was
+        # opened for the pool closed.
+        'update': {f"preflight-control-plane-ubuntu-{n}" for n in (70, 72, 73)} | {
             'kubeadm-elastic-pool',
             'lb-haproxy-101-configure',
-        },
+        } | POOL_FIREWALLS | CONTROL_PLANE_FIREWALLS,
     },
     'switch node-local proxies off': {
         # The same steps as switching them on: every name re-issued, every worker re-pointed.
         'replace': NEW_NAMES_REISSUED,
-        'update': NEW_NAMES_INSTALLED | WORKERS_REPOINTED,
+        # Every node dials the elastic ports through its proxy: the port is open to all.
+        'update': NEW_NAMES_INSTALLED | WORKERS_REPOINTED | POOL_FIREWALLS,
     },
     'more apiserver capacity': {
         'update': {
@@ -343,10 +359,11 @@ EXPECTED: dict[str, dict[str, set[str]]] = {
         },
     },
     'replace an LB host': {
-        'create': lb_steps(103),
-        'delete': lb_steps(101),  # no delete script: haproxy-101 is left as it is
+        'create': lb_steps(103) | {'elastic-paths-haproxy-103-reach'},
+        # No delete script: haproxy-101 is left as it is.
+        'delete': lb_steps(101) | {'elastic-paths-haproxy-101-reach'},
         'replace': NEW_NAMES_REISSUED,
-        'update': NEW_NAMES_INSTALLED,
+        'update': NEW_NAMES_INSTALLED | POOL_FIREWALLS,
     },
     'rotate the certificates': {
         'create': {

@@ -264,15 +264,18 @@ def test_changing_the_pool_touches_affinity_labels_lb_and_the_pool_cert() -> Non
         "kubernetes-elastic-apiserver-deployment",      # node affinity
         "kubernetes-elastic-apiserver-pool-ubuntu-81",  # the label (a new NodePatch)
         "kubernetes-kubeadm-elastic-pool",              # and the taint
+        # Its firewall admits the LB to its elastic port and it probes etcd on the control
+        # plane, which admits it to etcd; the LB probes its elastic port.
+        "kubernetes-elastic-paths-ubuntu-81-firewall",
+        "kubernetes-elastic-paths-ubuntu-70-firewall",
+        "kubernetes-elastic-paths-ubuntu-72-firewall",
+        "kubernetes-elastic-paths-ubuntu-73-firewall",
+        "kubernetes-elastic-paths-haproxy-101-reach",
         "kubernetes-lb-haproxy-101-configure",          # a new backend line
         # One serving certificate names every pool node, so its request and Secret follow.
         "kubernetes-elastic-apiserver-serving-csr",
         "kubernetes-elastic-apiserver-serving-cert",
         "kubernetes-elastic-apiserver-serving-secret",
-        # Read-only checks re-run: the LB now probes the new pool node's elastic port, the
-        # pool node the control plane's etcd.
-        "kubernetes-preflight-lb-haproxy-101",
-        "kubernetes-preflight-worker-ubuntu-81",
     }, changed
 
 
@@ -283,8 +286,9 @@ def test_switching_the_elastic_apiserver_off_removes_its_objects_and_lb_entries(
     registered, so `up` deletes them (pulumi-kubernetes deletes what leaves the program), the LB
     configs lose the pool's server lines (an in-place update of the configure step), and no
     remote step with a delete script is deleted (a remote delete resets a node or removes an
-    etcd member): only the reads of its Secret's files and of the static pod it copies go. The
-    pool step stays, to untaint the workers the last `up` tainted."""
+    etcd member): only the reads of its Secret's files and of the static pod it copies, and the
+    LB's probe of the elastic ports, go. The pool step and the firewall steps stay, to untaint
+    the workers and close what the last `up` opened."""
     raw = dev_stack()
     raw["elasticApiserver"]["enabled"] = False
     mocks = ClusterMocks()
@@ -295,13 +299,15 @@ def test_switching_the_elastic_apiserver_off_removes_its_objects_and_lb_entries(
     gone = set(before) - set(after)
     assert gone and all(n.startswith(("kubernetes-elastic-apiserver",
                                       "kubernetes-access-read-elastic-apiserver-pki",
-                                      "kubernetes-access-read-static-kube-apiserver"))
+                                      "kubernetes-access-read-static-kube-apiserver",
+                                      "kubernetes-elastic-paths-haproxy-101-reach"))
                         for n in gone), gone
     assert {"kubernetes-elastic-apiserver-deployment", "kubernetes-elastic-apiserver-hpa",
             "kubernetes-elastic-apiserver-pool-ubuntu-74"} <= gone
     reads = sorted(n for n in gone if before[n].startswith("command:"))
     assert reads == ["kubernetes-access-read-elastic-apiserver-pki",
-                     "kubernetes-access-read-static-kube-apiserver"]
+                     "kubernetes-access-read-static-kube-apiserver",
+                     "kubernetes-elastic-paths-haproxy-101-reach"]
     assert not any(dev.inputs(n).get("delete") for n in reads)
     assert "kubernetes-lb-haproxy-101-configure" in changed_between(dev, off)
     untaint = off.inputs("kubernetes-kubeadm-elastic-pool")["stdin"]

@@ -122,6 +122,18 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> World:
         h.metrics_api(None)
         runs["no metrics api"] = h.run("ubuntu-73", preflight_script(
             cluster, target(cluster, "ubuntu-73")))
+        # Asked to install metrics-server: none yet, or its own, passes; another metrics API
+        # (prometheus-adapter's) is not taken over.
+        install = cluster_of(elasticApiserver={**dev_stack()["elasticApiserver"],
+                                               "installMetricsServer": True})
+        runs["install, no metrics api"] = h.run("ubuntu-73", preflight_script(
+            install, target(install, "ubuntu-73")))
+        h.metrics_api("unavailable")
+        runs["install, metrics-server down"] = h.run("ubuntu-73", preflight_script(
+            install, target(install, "ubuntu-73")))
+        h.metrics_api("available", served_by="monitoring/prometheus-adapter")
+        runs["install over another metrics api"] = h.run("ubuntu-73", preflight_script(
+            install, target(install, "ubuntu-73")))
         h.metrics_api("available")
 
         # ubuntu-70: kubeadm missing, a kubelet newer than the control plane, no runtime,
@@ -307,12 +319,19 @@ def test_the_live_cluster_networking_and_metrics_api_are_checked(world: World) -
         f"{where}elasticApiserver.enabled: the metrics API does not answer (Error from server"
         " (ServiceUnavailable): the server is currently unable to handle the request), so the"
         " elastic apiservers' HorizontalPodAutoscaler could never scale: install metrics-server"
-        " first (README, Prerequisites)"]
+        " first (README, Prerequisites), or set elasticApiserver.installMetricsServer: true"]
     assert problems(world.runs["no metrics api"]) == [
         f"{where}elasticApiserver.enabled: the metrics API does not answer (Error from server"
         " (NotFound): the server could not find the requested resource), so the elastic"
         " apiservers' HorizontalPodAutoscaler could never scale: install metrics-server first"
-        " (README, Prerequisites)"]
+        " (README, Prerequisites), or set elasticApiserver.installMetricsServer: true"]
+    for ok in ("install, no metrics api", "install, metrics-server down"):
+        assert world.runs[ok].rc == 0, world.runs[ok].explain()
+    assert problems(world.runs["install over another metrics api"]) == [
+        f"{where}elasticApiserver.installMetricsServer: the metrics API is served by"
+        " monitoring/prometheus-adapter (APIService v1beta1.metrics.k8s.io), which"
+        " metrics-server's release would take over. Fix: leave"
+        " elasticApiserver.installMetricsServer false; the HPA reads that API as it is"]
 
 
 def test_an_unresolvable_endpoint_name_and_a_missing_pod_network(world: World) -> None:

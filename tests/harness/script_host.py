@@ -320,12 +320,14 @@ class ScriptHost:
         st.setdefault("installed", {}).setdefault(node, {}).update(tools)
         path.write_text(json.dumps(st, indent=1))
 
-    def metrics_api(self, answer: str | None) -> None:
+    def metrics_api(self, answer: str | None, served_by: str | None = None) -> None:
         """The aggregated metrics API: "available" (metrics-server installed and serving),
-        "unavailable" (its APIService registered, its backend down) or None (not installed)."""
+        "unavailable" (its APIService registered, its backend down) or None (not installed);
+        `served_by`: the APIService names another Service ("monitoring/prometheus-adapter")."""
         path = self.t / "state/cluster.json"
         st = json.loads(path.read_text())
         st["metricsApi"] = answer
+        st["apiServices"] = {"v1beta1.metrics.k8s.io": served_by} if served_by else {}
         path.write_text(json.dumps(st, indent=1))
 
     def configmap(self, namespace: str, name: str) -> dict[str, str] | None:

@@ -69,8 +69,10 @@ from tests.harness.standins.common import Invocation, State, ToolError, Unsuppor
 
 GLOBAL = {"--kubeconfig": True, "-n": True, "--namespace": True, "--server": True,
           "--request-timeout": True}
+APISERVICES = "apiservices.apiregistration.k8s.io"
 TYPES = {"configmap": "configmaps", "configmaps": "configmaps", "cm": "configmaps",
-         "node": "nodes", "nodes": "nodes", "no": "nodes"}
+         "node": "nodes", "nodes": "nodes", "no": "nodes",
+         "apiservice": APISERVICES, "apiservices": APISERVICES, APISERVICES: APISERVICES}
 
 
 def main(argv: list[str]) -> int:
@@ -167,16 +169,21 @@ def _metrics_api() -> int:
 
 
 def _jsonpath(obj: dict[str, Any], expr: str) -> str:
-    """Only the `{.a.b}` paths our scripts use, with `\\.` inside a key."""
-    found = re.fullmatch(r"\{\.(.+)\}", expr)
-    if not found:
+    """Only the `{.a.b}` paths our scripts use, with `\\.` inside a key, and text between them
+    as written (a template: `{.a}/{.b}`). A missing key prints nothing: kubectl's
+    --allow-missing-template-keys defaults to true (cli-runtime PrintFlags)."""
+    if not re.fullmatch(r"(?:[^{}]*\{\.[^{}]+\})+[^{}]*", expr):
         raise UnsupportedError(f"jsonpath {expr}")
-    value: Any = obj
-    for part in re.split(r"(?<!\\)\.", found.group(1)):
-        if not isinstance(value, dict) or part.replace("\\.", ".") not in value:
-            return ""
-        value = value[part.replace("\\.", ".")]
-    return value if isinstance(value, str) else yaml.safe_dump(value)
+
+    def one(found: re.Match[str]) -> str:
+        value: Any = obj
+        for part in re.split(r"(?<!\\)\.", found.group(1)):
+            if not isinstance(value, dict) or part.replace("\\.", ".") not in value:
+                return ""
+            value = value[part.replace("\\.", ".")]
+        return value if isinstance(value, str) else yaml.safe_dump(value)
+
+    return re.sub(r"\{\.([^{}]+)\}", one, expr)
 
 
 def _get(inv: Invocation, args: list[str], ns: str) -> int:
@@ -230,6 +237,15 @@ def _node_line(name: str, node: dict[str, Any]) -> str:
 
 def _object(st: State, resource: str, ns: str, name: str) -> dict[str, Any] | None:
     """The API object as kubectl would see it (only the fields our scripts read)."""
+    if resource == APISERVICES:
+        # metrics-server's, once installed (metricsApi set); another owner's if planted.
+        services = {**({"v1beta1.metrics.k8s.io": "kube-system/metrics-server"}
+                       if st.get("metricsApi") else {}), **st.get("apiServices", {})}
+        if name not in services:
+            return None
+        namespace, _, service = services[name].partition("/")
+        return {"metadata": {"name": name},
+                "spec": {"service": {"namespace": namespace, "name": service}}}
     if resource == "configmaps":
         data = st["configmaps"].get(f"{ns}/{name}")
         return None if data is None else {"metadata": {"name": name, "namespace": ns},
