@@ -309,6 +309,12 @@ def _carryable(cluster: Cluster) -> list[str]:
         carried = CARRIED_FILE_FLAGS[comp]
         lines += [
             f"if [ -f {manifest} ]; then",
+            # What its Secret is read from (the read step fails on a missing one, after the
+            # joins): an external CA keeps ca.key off the nodes.
+            f"  for f in {' '.join(quote(p) for p in pod.pki.files.values())}; do",
+            f'    [ -s "$f" ] || problem "{key}: $f is missing here, and the {what} needs it'
+            ' (a cluster with an external CA keeps ca.key off its nodes): switch them off"',
+            "  done",
             f"  if ! found=$(static_flags {manifest}); then",
             f'    problem "{key}: could not read the static {comp}\'s flags here"; found=""; fi',
             "  while IFS='=' read -r flag value; do",

@@ -223,6 +223,16 @@ def test_what_cannot_be_carried_is_refused_before_anything_changes(tmp_path: Pat
         off = custom_stack("v1.32.3", elasticApiserver={"enabled": False},
                            controllerManager={"replicas": 0})
         allowed = preflight_on(h, off, cp.name)
+        # An external CA: kubeadm leaves ca.key off the nodes, and the controller-manager
+        # Deployment's Secret could not be read.
+        h.run(cp.name, "rm /etc/kubernetes/pki/ca.key\n")
+        external = preflight_on(h, custom_stack("v1.32.3", elasticApiserver={"enabled": False},
+                                                controllerManager={"replicas": 2}), cp.name)
+    assert problems(external)[0] == (
+        "controllerManager.replicas: /etc/kubernetes/pki/ca.key is missing here, and the"
+        " controller-manager Deployment needs it (a cluster with an external CA keeps ca.key off"
+        " its nodes): switch them off")
+    assert len(problems(external)) == 2  # and the flex-volume flag, as above
     assert problems(refused) == [
         "elasticApiserver.enabled: the static kube-apiserver here runs"
         " --encryption-provider-config=/etc/kubernetes/enc/enc.yaml, whose \"kms:\" names a KMS"

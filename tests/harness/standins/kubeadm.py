@@ -213,6 +213,12 @@ def _node_certs(ca: pki.KeyPair, etcd_ca: pki.KeyPair, name: str, advertise: str
     out.append(certs.ensure(PKI, "apiserver", ca, "kube-apiserver", api, certs.SERVER))
     out.append(certs.ensure(PKI, "apiserver-etcd-client", etcd_ca, "kube-apiserver-etcd-client",
                             [], certs.CLIENT))
+    # The apiserver's client certificates toward kubelets and extension apiservers (kubeadm's
+    # certs phase; kubernetes.io "PKI certificates and requirements", All certificates).
+    out.append(certs.ensure(PKI, "apiserver-kubelet-client", ca, "kube-apiserver-kubelet-client",
+                            [], certs.CLIENT))
+    out.append(certs.ensure(PKI, "front-proxy-client", _pair(PKI / "front-proxy-ca"),
+                            "front-proxy-client", [], certs.CLIENT))
     for base, uses in (("server", certs.BOTH), ("peer", certs.BOTH)):
         out.append(certs.ensure(PKI / "etcd", base, etcd_ca, name, certs.etcd_names(name, advertise),
                                 uses))
