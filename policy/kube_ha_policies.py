@@ -6,9 +6,11 @@ resources the real program registers.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import urlsplit
 
 from pulumi_policy import (
     EnforcementLevel,
@@ -32,6 +34,13 @@ CONTROL_PLANE_STEP = "-control-plane"  # components.kubeadm.CONTROL_PLANE_STEP: 
 WORKERS_STEP = "-workers"  # components.kubeadm.WORKERS_STEP: on the bootstrap node
 POOL_TAINT = "kube-ha.io/elastic-apiserver=true:NoSchedule"  # kube_ha.elastic.pool
 CONTROL_PLANE_ROLE = "node-role.kubernetes.io/control-plane"  # elastic.manifests.CONTROL_PLANE_LABEL
+# How a kubeconfig is re-pointed (kube_ha.kubeadm.scripts._sed_server): `\1<url>#`.
+REPOINT = re.compile(r"\\1(https://[^#\s'\"]+)#")
+APISERVER_CN = "kube-apiserver"  # components.certificates: every apiserver serving certificate
+SERVING_CSR = "-apiserver-{node}-csr"  # components.certificates: the static apiservers' own
+ELASTIC_CSR = "-elastic-apiserver-serving-csr"  # components.elastic_apiserver
+ELASTIC_SERVER = "elastic-"  # kube_ha.topology.lb_backends: an elastic pool node's server line
+CERT_REQUEST = "tls:index/certRequest:CertRequest"
 _SECRET_ON_COMMAND_LINE = re.compile(
     r"PRIVATE KEY-----|--token[= ]|--certificate-key[= ]|--discovery-token-ca-cert-hash")
 
@@ -204,6 +213,58 @@ def _key_holding_pool_dedicated(args: StackValidationArgs, report: ReportViolati
             report(f"{r.name} does not tolerate {POOL_TAINT}: it cannot run on its pool.", r.urn)
 
 
+def _normal(name: str) -> str:
+    try:
+        return str(ipaddress.ip_address(name))
+    except ValueError:
+        return name.lower()
+
+
+def _names_on_each_hop(args: StackValidationArgs, report: ReportViolation) -> None:
+    """Every name a client dials is in every certificate served on that hop. Kubeconfigs are
+    re-pointed at a URL (the endpoint, its VIP or DNS name, or 127.0.0.1 with node-local
+    proxies) that any apiserver may answer through the LB or proxy, so each apiserver serving
+    certificate names it; and each LB or proxy health check verifies the name it sends
+    (`verifyhost`), so the certificates of the servers it checks name that."""
+    served: dict[str, set[str]] = {}
+    for r in args.resources:
+        subject = (r.props or {}).get("subject") or {}
+        if r.resource_type == CERT_REQUEST and subject.get("commonName") == APISERVER_CN:
+            served[r.name] = {_normal(str(n)) for n in (r.props.get("dnsNames") or [])} | {
+                _normal(str(n)) for n in (r.props.get("ipAddresses") or [])}
+    if not served:
+        return
+    dialled: dict[str, str] = {}
+    checked: list[tuple[str, str, str]] = []  # (step, server, verified name)
+    for r in args.resources:
+        if r.resource_type != COMMAND:
+            continue
+        text = str((r.props or {}).get("stdin") or "")
+        for url in REPOINT.findall(text):
+            dialled.setdefault(_normal(urlsplit(url).hostname or ""), r.name)
+        default = ""
+        for line in text.splitlines():
+            words = line.split()
+            if words[:1] == ["default-server"] and "verifyhost" in words:
+                default = words[words.index("verifyhost") + 1]
+            elif words[:1] == ["server"] and "no-check" not in words and len(words) > 1:
+                name = words[words.index("verifyhost") + 1] if "verifyhost" in words else default
+                if name:
+                    checked.append((r.name, words[1], _normal(name)))
+    for host, step in sorted(dialled.items()):
+        for csr, names in sorted(served.items()):
+            if host not in names:
+                report(f"{step} points kubeconfigs at {host}, which {csr} (served on that hop) "
+                       "does not name: those clients would fail x509 verification there.", None)
+    for step, server, name in checked:
+        own = [c for c in served if (c.endswith(ELASTIC_CSR) if server.startswith(ELASTIC_SERVER)
+                                     else c.endswith(SERVING_CSR.format(node=server)))]
+        for csr in own:
+            if name not in served[csr]:
+                report(f"{step} checks server {server} for {name}, which {csr} does not name: "
+                       "the check would keep it DOWN.", None)
+
+
 CERTIFICATES = ("tls:index/locallySignedCert:LocallySignedCert",
                 "tls:index/selfSignedCert:SelfSignedCert")
 EXPIRY_WARNING = timedelta(days=30)
@@ -282,6 +343,10 @@ POLICIES = [
         description="Pods holding the cluster's keys off the control plane run only on nodes "
                     "tainted for them.",
         validate=_key_holding_pool_dedicated),
+    StackValidationPolicy(
+        name="names-covered-on-each-hop", enforcement_level=EnforcementLevel.MANDATORY,
+        description="Every name a client dials is in every certificate served on that hop.",
+        validate=_names_on_each_hop),
     StackValidationPolicy(
         name="hpa-owns-replicas", enforcement_level=EnforcementLevel.MANDATORY,
         description="A Deployment scaled by an HPA does not set spec.replicas.",

@@ -21,10 +21,13 @@ from pulumi_policy import (
 
 from components import cluster_access, kubeadm
 from kube_ha import paths, shell
+from kube_ha.config import parse_cluster
 from kube_ha.elastic import manifests, pool
+from kube_ha.kubeadm import scripts as kubeadm_scripts
 from kube_ha.loadbalancer import scripts as lb_scripts
+from kube_ha.topology import lb_backends
 from tests.mocks import ClusterMocks, plain
-from tests.program import ROOT, Run, dev_stack, run_program
+from tests.program import ROOT, Run, dev_stack, run_program, vip_stack
 
 sys.path.insert(0, str(ROOT / "policy"))
 import kube_ha_policies
@@ -217,6 +220,16 @@ def test_the_packs_markers_are_the_programs_own(dev_resources: list[PolicyResour
     assert len(tainted) == 1 and all(f"taint nodes {n} " in tainted[0]
                                      for n in dev_stack()["elasticApiserver"]["poolNodes"])
     assert sum(r.name.endswith(pack.CONTROL_PLANE_STEP) for r in dev_resources) == 3
+    assert pack.REPOINT.findall(kubeadm_scripts._sed_server("https://[::1]:6443")) == [
+        "https://[::1]:6443"]
+    csrs = {r.name: r for r in dev_resources if r.resource_type == pack.CERT_REQUEST}
+    served = [n for n, r in csrs.items() if r.props["subject"]["commonName"] == pack.APISERVER_CN]
+    assert sorted(served) == sorted([*(f"kubernetes-pki{pack.SERVING_CSR.format(node=n)}"
+                                       for n in ("ubuntu-70", "ubuntu-72", "ubuntu-73")),
+                                     f"kubernetes{pack.ELASTIC_CSR}"])
+    cluster = parse_cluster(dev_stack())
+    assert [b.name.startswith(pack.ELASTIC_SERVER) for b in lb_backends(cluster)] == [
+        b.elastic for b in lb_backends(cluster)]
     assert sum(r.name.endswith(pack.WORKERS_STEP) for r in dev_resources
                if r.resource_type == pack.COMMAND) == 1
 
@@ -245,3 +258,57 @@ def test_a_rotated_stack_passes_every_policy() -> None:
     raw = pinned_dev_stack()
     raw["certificates"] = {**raw["certificates"], "rotation": 1}
     assert violations(_resources(run_program(raw))) == {}
+
+
+def _without_san(name: str, csr: str) -> Any:
+    def edit(p: dict[str, Any]) -> None:
+        for key in ("dnsNames", "ipAddresses"):
+            p[key] = [n for n in p.get(key) or [] if n != name]
+    return csr, edit
+
+
+@pytest.mark.parametrize("stack", ["dev", "node-local", "vip"])
+def test_every_name_dialled_on_each_hop_is_served(stack: str) -> None:
+    """The program's own stacks pass: what kubeconfigs dial (the endpoint name, a VIP,
+    127.0.0.1 with node-local proxies) is in every apiserver serving certificate, and what
+    each health check verifies is in the certificates of the servers it checks."""
+    raw = {"dev": pinned_dev_stack, "vip": lambda: {**pinned_dev_stack(), **_vip()},
+           "node-local": lambda: {**pinned_dev_stack(), "nodeLocalProxy": True}}[stack]()
+    found = violations(_resources(run_program(raw)))
+    assert "names-covered-on-each-hop" not in found, found
+
+
+def _vip() -> dict[str, Any]:
+    raw = vip_stack()
+    return {"endpoint": raw["endpoint"], "loadBalancers": raw["loadBalancers"]}
+
+
+@pytest.mark.parametrize("stack, name, csr, expected", [
+    # A kubeconfig dials the endpoint's name, one control-plane certificate lacks it.
+    ("dev", "api.k8s.lab.internal", "kubernetes-pki-apiserver-ubuntu-70-csr",
+     "points kubeconfigs at api.k8s.lab.internal, which kubernetes-pki-apiserver-ubuntu-70-csr"),
+    # Node-local proxies: kubelets dial 127.0.0.1, which the elastic certificate must name.
+    ("node-local", "127.0.0.1", "kubernetes-elastic-apiserver-serving-csr",
+     "points kubeconfigs at 127.0.0.1, which kubernetes-elastic-apiserver-serving-csr"),
+])
+def test_a_name_a_hop_dials_but_a_served_certificate_lacks_is_refused(
+        stack: str, name: str, csr: str, expected: str) -> None:
+    raw = pinned_dev_stack() if stack == "dev" else {**pinned_dev_stack(), "nodeLocalProxy": True}
+    found = violations(_edited(_resources(run_program(raw)), *_without_san(name, csr)))
+    assert list(found) == ["names-covered-on-each-hop"], found
+    assert all(expected in m for m in found["names-covered-on-each-hop"]
+               if "points kubeconfigs" in m)
+
+
+def test_a_health_check_name_the_checked_server_does_not_serve_is_refused(
+        dev_resources: list[PolicyResource]) -> None:
+    """The LB checks each elastic server for the marker name only the elastic certificate
+    carries: without it there, the check keeps every elastic server DOWN."""
+    csr = "kubernetes-elastic-apiserver-serving-csr"
+    marker = next(n for r in dev_resources if r.name == csr for n in r.props["dnsNames"]
+                  if n.endswith(".kube-ha.invalid"))
+    found = violations(_edited(dev_resources, *_without_san(marker, csr)))
+    assert list(found) == ["names-covered-on-each-hop"], found
+    assert found["names-covered-on-each-hop"] == [
+        f"kubernetes-lb-haproxy-101-configure checks server elastic-ubuntu-{n} for {marker},"
+        f" which {csr} does not name: the check would keep it DOWN." for n in (74, 75)]
