@@ -73,6 +73,20 @@ def segment_vip_stack() -> dict[str, Any]:
     }
 
 
+def segment_colocated_stack() -> dict[str, Any]:
+    """Seed 002's data-centre setup on the same segment: the two control-plane nodes are the
+    LB hosts (haproxy and keepalived beside kube-apiserver), the VIP on port 8443."""
+    cps = [host(n, a) for n, a in SEGMENT_LBS.items()]
+    return {
+        "sshPrivateKey": SSH_KEY,
+        "controlPlane": cps,
+        "allowEvenControlPlane": True,
+        "loadBalancers": cps,
+        "endpoint": {"address": SEGMENT_VIP, "port": 8443, "virtualIp": True},
+        "loadBalancer": {"maxConn": 4000},
+    }
+
+
 def stack_file(raw: dict[str, Any]) -> str:
     """The Pulumi.<stack>.yaml text a user would write for `raw` (without the SSH key, which a
     stack file holds encrypted)."""

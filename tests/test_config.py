@@ -11,7 +11,7 @@ import yaml
 from kube_ha.config import OBJECT_KEYS, SCALAR_KEYS, ConfigError, misplaced_config_keys, parse_cluster
 from tests.harness.hosts import host
 from tests.mocks import ClusterMocks
-from tests.program import ROOT, run_program, vip_stack
+from tests.program import ROOT, run_program, segment_colocated_stack, vip_stack
 
 
 def problems(raw: dict[str, Any]) -> dict[str, str]:
@@ -69,6 +69,15 @@ def test_dev_stack_loads(raw: dict[str, Any]) -> None:
      "loadBalancer.bindAddress", "leave it '*'"),
     (lambda r: r["loadBalancer"].update(virtualRouterId=300), "loadBalancer.virtualRouterId",
      "out of range"),
+    # haproxy on a control-plane node cannot take the apiserver's port (seed 002's co-located
+    # setup works on another: tests/test_keepalived.py); nor share a worker with its
+    # node-local proxy's haproxy.cfg.
+    (lambda r: (r.update(segment_colocated_stack()), r["endpoint"].update(port=6443)),
+     "loadBalancers[0].address", "where endpoint.port 6443 is the apiserver's port"),
+    (lambda r: (r["loadBalancers"].append(host("ubuntu-74", "10.21.22.74")),
+                r["endpoint"].update(address="10.21.22.100", virtualIp=True),
+                r.update(nodeLocalProxy=True)),
+     "loadBalancers[1].address", "node-local proxy is haproxy with its own haproxy.cfg"),
 ])
 def test_bad_input_names_key_and_fix(raw: dict[str, Any], mutate: Any, key: str,
                                      words: str) -> None:

@@ -10,8 +10,9 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -28,7 +29,13 @@ from tests.harness import pki
 from tests.harness.lab import ROOT, haproxy_paths_under
 from tests.harness.netns import Segment
 from tests.harness.wait import wait_until
-from tests.program import SEGMENT_CP, SEGMENT_LBS, SEGMENT_VIP, segment_vip_stack
+from tests.program import (
+    SEGMENT_CP,
+    SEGMENT_LBS,
+    SEGMENT_VIP,
+    segment_colocated_stack,
+    segment_vip_stack,
+)
 
 pytestmark = pytest.mark.slow
 VIP, CP, LBS, CLIENT = SEGMENT_VIP, SEGMENT_CP, SEGMENT_LBS, "192.0.2.50"
@@ -42,8 +49,8 @@ exec keepalived -n -l -D -P -f /etc/keepalived/keepalived.conf -p "$1/k.pid" -r 
 """
 
 
-def vip_holder(seg: Segment) -> list[str]:
-    return [h for h in LBS if VIP in seg.addresses(h)]
+def vip_holder(seg: Segment, lbs: Iterable[str] = LBS) -> list[str]:
+    return [h for h in lbs if VIP in seg.addresses(h)]
 
 
 def on_host(seg: Segment, name: str, lb: Host, conf: str) -> str:
@@ -57,25 +64,34 @@ def on_host(seg: Segment, name: str, lb: Host, conf: str) -> str:
 
 
 @contextlib.contextmanager
-def vip_pair(tmp_path: Path, extra_hosts: dict[str, str] | None = None
+def vip_pair(tmp_path: Path, extra_hosts: dict[str, str] | None = None,
+             stack: Callable[[], dict[str, Any]] = segment_vip_stack,
              ) -> Iterator[tuple[Segment, dict[str, subprocess.Popen[str]]]]:
-    """Two LB hosts running our haproxy.cfg and keepalived.conf in front of one fake apiserver,
-    a client host, and `extra_hosts` on the same switch; yields once a host holds the VIP."""
-    cluster = parse_cluster(segment_vip_stack())
+    """The LB hosts of `stack` (two) running our haproxy.cfg and keepalived.conf in front of
+    its control-plane nodes (fake apiservers), a client host, and `extra_hosts` on the same
+    switch; yields once a host holds the VIP. An LB host that is also a control-plane node
+    runs both, as that node would (its apiserver on apiserverPort, haproxy on endpoint.port)."""
+    cluster = parse_cluster(stack())
     assert cluster.uses_vip
+    lbs = {lb.name: str(lb.address) for lb in cluster.load_balancers}
     ca = pki.make_ca()
     (tmp_path / "ca.crt").write_text(ca.cert_pem)  # for the client host
     client = pki.issue(ca, "kube-ha:lb-health-check", client=True)
-    crt, key = pki.issue(ca, "cp-1", dns=["cp-1"], ips=[CP, VIP]).write(tmp_path, "cp-1")
 
     with Segment() as seg:
-        for name, address in {"cp": CP, "client": CLIENT, **LBS, **(extra_hosts or {})}.items():
+        cps = {cp.name: str(cp.address) for cp in cluster.control_plane}
+        hosts = {**{n: a for n, a in cps.items() if a not in lbs.values()}, "client": CLIENT,
+                 **lbs, **(extra_hosts or {})}
+        for name, address in hosts.items():
             seg.add_host(name, address)
-        seg.start("cp", [sys.executable, "-m", "tests.harness.fake_apiserver", "--bind", CP,
-                         "--port", "6443", "--cert", str(crt), "--key", str(key), "--name", "cp-1"],
-                  tmp_path / "cp.log", cwd=ROOT)
+        for name, address in cps.items():
+            crt, key = pki.issue(ca, name, dns=[name], ips=[address, VIP]).write(tmp_path, name)
+            on = next(h for h, a in hosts.items() if a == address)
+            seg.start(on, [sys.executable, "-m", "tests.harness.fake_apiserver", "--bind", address,
+                           "--port", str(cluster.apiserver_port), "--cert", str(crt), "--key",
+                           str(key), "--name", name], tmp_path / f"{name}-apiserver.log", cwd=ROOT)
         haproxy: dict[str, subprocess.Popen[str]] = {}
-        for i, (name, _) in enumerate(LBS.items()):
+        for i, name in enumerate(lbs):
             d = tmp_path / name
             d.mkdir()
             paths = haproxy_paths_under(d, ca, client, cluster.health_check, log_level="err")
@@ -96,7 +112,7 @@ def vip_pair(tmp_path: Path, extra_hosts: dict[str, str] | None = None
             seg.start(name, ["unshare", "--mount", "--propagation", "private", "bash", "-c",
                              KEEPALIVED, "keepalived", str(d)], d / "keepalived.log")
 
-        wait_until(lambda: len(vip_holder(seg)) == 1, 15, "a VIP holder", interval=0.1)
+        wait_until(lambda: len(vip_holder(seg, lbs)) == 1, 15, "a VIP holder", interval=0.1)
         yield seg, haproxy
 
 
@@ -171,3 +187,34 @@ def test_a_host_that_is_not_a_peer_cannot_take_the_vip(tmp_path: Path) -> None:
         assert len(vip_holder(seg)) == 1, "a non-peer's adverts took the VIP from the LBs"
     logs = "".join((tmp_path / lb / "keepalived.log").read_text() for lb in LBS)
     assert "not a unicast peer" in logs, logs[-2000:]
+
+
+def test_haproxy_and_keepalived_on_the_control_plane_nodes(tmp_path: Path) -> None:
+    """Seed 002's data-centre setup: the two control-plane nodes are the LB hosts, their
+    apiservers on 6443 and haproxy on the endpoint port 8443 (the config refuses the same
+    port: tests/test_config.py). keepalived's check probes haproxy, not the apiserver beside
+    it: when the VIP holder's haproxy dies while its apiserver still answers, the VIP moves,
+    and a client dialling VIP:8443 is served again through the other node's haproxy."""
+    cluster = parse_cluster(segment_colocated_stack())
+    assert {str(h.address) for h in cluster.load_balancers} == {
+        str(h.address) for h in cluster.control_plane}
+    with vip_pair(tmp_path, stack=segment_colocated_stack) as (seg, haproxy):
+        lbs = [lb.name for lb in cluster.load_balancers]
+        first = vip_holder(seg, lbs)[0]
+        other = next(h for h in lbs if h != first)
+        os.kill(haproxy[first].pid, signal.SIGKILL)
+        moved = wait_until(lambda: vip_holder(seg, lbs) == [other], 10,
+                           f"the VIP to move to {other}", interval=0.1)
+        served = subprocess.run(seg.cmd("client", [
+            sys.executable, "-m", "tests.harness.load_client", "--address", VIP, "--port",
+            str(cluster.endpoint.port), "--server-name", VIP, "--ca", str(tmp_path / "ca.crt"),
+            "--duration", "2", "--rate", "10", "--timeout", "2"]), cwd=ROOT,
+            capture_output=True, text=True, timeout=60)
+        # The first node's apiserver kept answering on 6443 the whole time.
+        address = {lb.name: str(lb.address) for lb in cluster.load_balancers}[first]
+        beside = subprocess.run(seg.cmd(first, ["bash", "-c", f"exec 3<>/dev/tcp/{address}/6443"]),
+                                capture_output=True, text=True, timeout=10)
+    results = [json.loads(line) for line in served.stdout.splitlines() if line.strip()]
+    assert moved < 5, f"VIP moved after {moved:.1f}s"
+    assert beside.returncode == 0, beside.stderr
+    assert results and all(r["ok"] for r in results), results[:3]
