@@ -16,9 +16,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import graphviz
 import yaml
 
 from kube_ha.config import OBJECT_KEYS, SECRET_KEYS, ConfigError, misplaced_config_keys, parse_cluster
+from kube_ha.diagram import topology_dot, topology_svg
 from kube_ha.elastic.firewall import firewall_nodes, lb_reach_script, node_firewall_script
 from kube_ha.elastic.manifests import all_manifests
 from kube_ha.elastic.pool import pool_script, pool_taints
@@ -138,6 +140,7 @@ def artifacts(cluster: Cluster) -> dict[str, str]:
         "lb/install.sh": install_script(cluster),
 
         "sans.json": json.dumps(all_sans(cluster), indent=2) + "\n",
+        "topology.dot": topology_dot(cluster),
         "kubeadm/kubeadm.yaml": kubeadm_config(cluster),
         "kubeadm/read-ca.sh": read_ca_script(),
         "kubeadm/bootstrap.sh": bootstrap_script(cluster, PLACEHOLDER_CERT, PLACEHOLDER_KEY),
@@ -206,6 +209,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 1
     rendered = artifacts(cluster)
+    try:
+        rendered["topology.svg"] = topology_svg(cluster)
+    except graphviz.ExecutableNotFound:
+        print("note: Graphviz's dot is not installed (apt install graphviz): topology.svg not "
+              "drawn; topology.dot holds the same picture", file=sys.stderr)
     for rel, content in rendered.items():
         path = args.out / rel
         path.parent.mkdir(parents=True, exist_ok=True)

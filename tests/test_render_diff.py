@@ -53,3 +53,19 @@ def test_no_change_says_so_and_a_long_diff_is_cut_with_a_count(tmp_path: Path) -
     assert "more files changed" in text
     kept = text.count("<details>")
     assert 0 < kept < 30 and f"… {30 - kept} more files changed" in text
+
+
+def test_the_picture_is_reviewed_through_its_dot_source(tmp_path: Path) -> None:
+    """A new control-plane node changes the topology: its Graphviz source is diffed; the SVG
+    laid out from it (uploaded by the workflow) is left out of the comment."""
+    stack = yaml.safe_load((ROOT / "Pulumi.dev.yaml").read_text())
+    base = _render(tmp_path, "base", stack)
+    stack["config"]["kube-ha:controlPlane"].append(
+        {**stack["config"]["kube-ha:controlPlane"][-1], "name": "ubuntu-76",
+         "address": "10.21.22.76"})
+    stack["config"]["kube-ha:allowEvenControlPlane"] = True
+    head = _render(tmp_path, "head", stack)
+    assert (head / "topology.svg").exists() and (base / "topology.svg").exists()
+    text = render_diff(base, head)
+    assert "<code>topology.dot</code>" in text and "ubuntu-76" in text
+    assert "topology.svg" not in text

@@ -22,7 +22,10 @@ MARKER = "<!-- kube-ha render diff -->"
 
 
 def _files(root: Path) -> dict[str, str]:
-    return {str(p.relative_to(root)): p.read_text() for p in sorted(root.rglob("*")) if p.is_file()}
+    # The picture is laid out from topology.dot, which is diffed: its SVG would only add noise
+    # (the workflow uploads it).
+    return {str(p.relative_to(root)): p.read_text() for p in sorted(root.rglob("*"))
+            if p.is_file() and p.suffix != ".svg"}
 
 
 def render_diff(base: Path, head: Path, limit: int = LIMIT) -> str:
