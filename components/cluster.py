@@ -18,7 +18,7 @@ from components.remote import Ssh
 from kube_ha.elastic.manifests import in_cluster_pods
 from kube_ha.membership import SinceLastRun, membership_record
 from kube_ha.model import Cluster
-from kube_ha.topology import all_sans
+from kube_ha.topology import all_sans, backend_registrations
 
 
 class HaCluster(pulumi.ComponentResource):
@@ -85,6 +85,7 @@ class HaCluster(pulumi.ComponentResource):
                 *(paths.checked if paths else [])]),
         }
         self.endpoint = cluster.endpoint.url
+        self.backends = backend_registrations(cluster)
         self.sans = all_sans(cluster)
         self.register_outputs({"endpoint": self.endpoint, "sans": self.sans})
 

@@ -33,6 +33,7 @@ from kube_ha.kubeadm.etcd import control_plane_removals_script, membership_check
 from kube_ha.kubeadm.scripts import (
     bootstrap_script,
     control_plane_join_script,
+    endpoint_check_script,
     install_ca_script,
     join_credentials_script,
     kube_proxy_script,
@@ -102,6 +103,12 @@ class ControlPlane(pulumi.ComponentResource):
                 pulumi.Output.all(cert.cert_pem, cert.key_pem).apply(
                     functools.partial(_serving, cluster, node)),
                 parent=self, secret=True, depends_on=before_init)]
+        # Your own load balancer: it must answer for the new certificates before anything is
+        # pointed at it.
+        if cluster.endpoint.external:
+            before_init = [run_script(f"{name}-endpoint-check", boot, ssh,
+                                      endpoint_check_script(cluster), parent=self,
+                                      depends_on=before_init)]
         # Every control-plane node has the same steps whatever its role, named by node: making
         # another node the bootstrap node only re-runs scripts; nothing is deleted (a delete
         # here means removal from etcd and `kubeadm reset`). It re-targets the membership steps'

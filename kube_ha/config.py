@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 from kube_ha.elastic import metrics_server
 from kube_ha.model import (
     DEPLOYED_IMAGES,
+    ENDPOINT_TYPES,
     KUBEADM_PORTS,
     PROJECT,
     VERSION,
@@ -434,10 +435,9 @@ def parse_cluster(raw: Mapping[str, Any],
     elif cps and not bootstraps:
         # The first node is the bootstrap node unless one is marked.
         cps[0] = dataclasses.replace(cps[0], bootstrap=True)
-    if not lbs:
-        r.fail("loadBalancers", "no load-balancer hosts. Fix: list the LB VM(s) running haproxy.")
 
-    ep_raw = r.obj("endpoint", raw.get("endpoint"), {"address", "dnsName", "port", "virtualIp"})
+    ep_raw = r.obj("endpoint", raw.get("endpoint"),
+                   {"address", "dnsName", "port", "virtualIp", "type"})
     ep_address = r.ip("endpoint.address", ep_raw.get("address")) if ep_raw else None
     _usable(r, "endpoint.address", ep_address)
     if not ep_raw:
@@ -446,11 +446,22 @@ def parse_cluster(raw: Mapping[str, Any],
     if dns_name is not None and not is_dns_name(dns_name):
         r.fail("endpoint.dnsName", f"{dns_name!r} is not a DNS name. Fix: e.g. api.k8s.example.")
         dns_name = None
+    vip_flag = r.typed("endpoint.virtualIp", ep_raw.get("virtualIp"), bool, False)
+    ep_type = r.typed("endpoint.type", ep_raw.get("type"), str,
+                      "virtualIp" if vip_flag else "loadBalancer")
+    if ep_type not in ENDPOINT_TYPES:
+        r.fail("endpoint.type", f"{ep_type!r} is not one of {', '.join(ENDPOINT_TYPES)}. Fix: "
+               "loadBalancer (haproxy on the LB host), virtualIp (keepalived moves the address "
+               "between the LB hosts) or external (your own load balancer).")
+    elif vip_flag and ep_type != "virtualIp":
+        r.fail("endpoint.virtualIp", f"is true, but endpoint.type is {ep_type}. Fix: keep one: "
+               "endpoint.type: virtualIp (virtualIp: true says the same).")
     endpoint = Endpoint(
         address=ep_address or ipaddress.ip_address("0.0.0.0"),
         port=r.port("endpoint.port", ep_raw.get("port"), Endpoint.DEFAULT_PORT),
         dns_name=dns_name,
-        virtual_ip=r.typed("endpoint.virtualIp", ep_raw.get("virtualIp"), bool, False),
+        virtual_ip=ep_type == "virtualIp",
+        type=ep_type if ep_type in ENDPOINT_TYPES else "loadBalancer",
     )
     node_addresses = {h.address: f"{k}" for k, hs in (("controlPlane", cps), ("workers", workers))
                       for h in hs}
@@ -469,9 +480,18 @@ def parse_cluster(raw: Mapping[str, Any],
     health = _health_check(r, raw.get("healthCheck"))
     lb = _load_balancer(r, raw.get("loadBalancer"))
     lb_addresses = {h.address: f"loadBalancers[{i}]" for i, h in enumerate(lbs)}
-    if endpoint.virtual_ip and not lbs:
+    if endpoint.external and lbs:
+        r.fail("loadBalancers", "lists hosts, but endpoint.type is external: your load balancer "
+               "is yours, and the program configures none. Fix: remove loadBalancers, or set "
+               "endpoint.type to loadBalancer or virtualIp.")
+    elif endpoint.external:
+        pass  # the address is the user's LB (a node's address is refused above)
+    elif endpoint.virtual_ip and not lbs:
         r.fail("endpoint.virtualIp", "needs loadBalancers: keepalived runs on them. Fix: list "
-               "the LB hosts, or drop virtualIp for a load balancer of your own.")
+               "the LB hosts, or set endpoint.type: external for a load balancer of your own.")
+    elif not lbs:
+        r.fail("loadBalancers", "no load-balancer hosts. Fix: list the LB VM(s) running haproxy, "
+               "or set endpoint.type: external for a load balancer of your own.")
     elif endpoint.virtual_ip and ep_address in lb_addresses:
         r.fail("endpoint.virtualIp", f"{ep_address} is {lb_addresses[ep_address]}'s own address; "
                "a virtual IP is one no host owns. Fix: a free address in the LBs' subnet.")

@@ -67,7 +67,9 @@ def topology(cluster: Cluster) -> graphviz.Digraph:
     g.node("clients", "clients\n(kubectl, kubeadm joins, the program's provider"
            + ("" if cluster.node_local_proxy else ", kubelets, kube-proxy") + ")")
     lbs = ", ".join(f"{lb.name} {lb.address}" for lb in cluster.load_balancers)
-    if cluster.uses_vip:
+    if ep.external:
+        endpoint = f"your own load balancer\n{ep.address}:{ep.port}, TCP passthrough"
+    elif cluster.uses_vip:
         endpoint = f"VIP {ep.address}:{ep.port}\nkeepalived + haproxy on {lbs}"
     else:
         endpoint = f"haproxy {ep.address}:{ep.port}\non {lbs}"

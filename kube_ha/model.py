@@ -67,6 +67,12 @@ class Host:
     host_key: str | None = None
 
 
+# endpoint.type: haproxy on the LB host(s) at the endpoint's own address; a virtual IP that
+# keepalived moves between them; or a load balancer of the user's (a cloud LB, an F5, DNS
+# round-robin), which the program does not configure.
+ENDPOINT_TYPES = ("loadBalancer", "virtualIp", "external")
+
+
 @dataclass(frozen=True)
 class Endpoint:
     """The address every client dials: the LB (or VIP), never a node."""
@@ -79,6 +85,13 @@ class Endpoint:
     # Declared, never inferred (a one-digit typo in `address` must not claim an IP): keepalived
     # moves `address` between the LB hosts.
     virtual_ip: bool = False
+    # `endpoint.type`: what answers at `address` (ENDPOINT_TYPES).
+    type: str = "loadBalancer"
+
+    @property
+    def external(self) -> bool:
+        """The user's own load balancer: the program configures none, checks it answers."""
+        return self.type == "external"
 
     @property
     def host(self) -> str:

@@ -29,6 +29,7 @@ from kube_ha.kubeadm.etcd import control_plane_removals_script, membership_check
 from kube_ha.kubeadm.scripts import (
     bootstrap_script,
     control_plane_join_script,
+    endpoint_check_script,
     join_credentials_script,
     kube_proxy_script,
     read_ca_script,
@@ -44,7 +45,7 @@ from kube_ha.loadbalancer.keepalived import render_keepalived_conf
 from kube_ha.loadbalancer.scripts import configure_script, install_script
 from kube_ha.model import PROJECT, Cluster
 from kube_ha.preflight import preflight_script, targets
-from kube_ha.topology import all_sans
+from kube_ha.topology import all_sans, backend_registrations
 
 PLACEHOLDER_CERT = "# <certificate issued at deploy time by pulumi_tls>\n"
 PLACEHOLDER_KEY = "# <private key: a Pulumi secret, not rendered>\n"
@@ -141,6 +142,7 @@ def artifacts(cluster: Cluster) -> dict[str, str]:
 
         "sans.json": json.dumps(all_sans(cluster), indent=2) + "\n",
         "topology.dot": topology_dot(cluster),
+        "backends.json": json.dumps(backend_registrations(cluster), indent=2) + "\n",
         "kubeadm/kubeadm.yaml": kubeadm_config(cluster),
         "kubeadm/read-ca.sh": read_ca_script(),
         "kubeadm/bootstrap.sh": bootstrap_script(cluster, PLACEHOLDER_CERT, PLACEHOLDER_KEY),
@@ -150,6 +152,8 @@ def artifacts(cluster: Cluster) -> dict[str, str]:
         "kubeadm/revoke-join-credentials.sh": revoke_join_credentials_script(cluster),
         "kubeadm/workers.sh": workers_reconcile_script(cluster),
     }
+    if cluster.endpoint.external:
+        out["kubeadm/endpoint-check.sh"] = endpoint_check_script(cluster)
     for t in targets(cluster):
         out[f"preflight/{t.role}-{t.host.name}.sh"] = preflight_script(cluster, t)
     for lb in cluster.load_balancers:

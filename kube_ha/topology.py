@@ -129,3 +129,13 @@ def etcd_endpoints(cluster: Cluster) -> list[str]:
 
 def _unique(items: list[str]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(items))
+
+
+def backend_registrations(cluster: Cluster) -> list[dict[str, object]]:
+    """What a load balancer in front of the apiservers must list (the stack output
+    loadBalancerBackends; with your own LB, what to register): each backend's address and
+    port, TCP passthrough, checked with HTTPS GET /readyz for the name it serves."""
+    ep = cluster.endpoint
+    return [{"name": b.name, "address": b.address, "port": b.port, "check": "GET /readyz",
+             "serverName": b.check_name or ep.dns_name or str(ep.address)}
+            for b in lb_backends(cluster)]

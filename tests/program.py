@@ -49,6 +49,15 @@ def vip_stack() -> dict[str, Any]:
     return raw
 
 
+def external_stack() -> dict[str, Any]:
+    """The dev stack behind a load balancer of the user's at 10.21.22.200 (endpoint.type:
+    external): no LB host of the program's."""
+    raw = dev_stack()
+    raw["endpoint"] = {**raw["endpoint"], "address": "10.21.22.200", "type": "external"}
+    raw["loadBalancers"] = []
+    return raw
+
+
 def grown_stack(extra: int = 2) -> dict[str, Any]:
     """The dev stack with `extra` control-plane nodes added after its three: ubuntu-76, -77, ..."""
     raw = dev_stack()

@@ -12,7 +12,7 @@ import pytest
 from kube_ha.config import parse_cluster
 from kube_ha.diagram import missing, served_certificates, topology_svg
 from kube_ha.topology import SanSet, lb_backends
-from tests.program import dev_stack, segment_colocated_stack, vip_stack
+from tests.program import dev_stack, external_stack, segment_colocated_stack, vip_stack
 
 SVG = "{http://www.w3.org/2000/svg}"
 
@@ -26,6 +26,7 @@ STACKS: dict[str, Any] = {
     "vip": vip_stack,
     "node-local": lambda: {**dev_stack(), "nodeLocalProxy": True},
     "control-plane LBs": segment_colocated_stack,
+    "external": external_stack,
 }
 
 
@@ -42,6 +43,8 @@ def test_each_topology_is_drawn_with_every_backend_and_hop(stack: str) -> None:
     assert shown.count("every served certificate names them") == len(dials)
     if cluster.uses_vip:
         assert f"VIP {ep.address}:{ep.port}" in shown
+    if ep.external:
+        assert f"{ep.address}:{ep.port}, TCP passthrough" in shown
     if cluster.node_local_proxy:
         assert "dial 127.0.0.1" in dials and f"127.0.0.1:{cluster.apiserver_port}" in shown
     else:

@@ -680,3 +680,30 @@ def reset_script() -> str:
         "fi",
     )
 
+
+
+def endpoint_check_script(cluster: Cluster, attempts: int = 15) -> str:
+    """With your own load balancer (`endpoint.type: external`), on the bootstrap node before
+    anything is re-pointed at the endpoint: it answers /readyz with a certificate the cluster
+    CA verifies (kubectl with the node's admin.conf; the serving certificates naming the
+    endpoint are installed by then). A new cluster has nothing to check yet: `kubeadm init`
+    dials the endpoint itself and fails when it does not answer."""
+    url = cluster.endpoint.url
+    port = cluster.apiserver_port
+    return script(
+        "endpoint check",
+        f"if [ ! -f {ADMIN_CONF} ]; then",
+        f'  log "no cluster here yet: kubeadm init dials {url} itself"; exit 0',
+        "fi",
+        f"for _ in $(seq {attempts}); do",
+        f"  if out=$({KUBECTL} --server={quote(url)} get --raw=/readyz 2>&1); then",
+        f'    log "{url} answers /readyz with a certificate the cluster CA verifies"; exit 0',
+        "  fi",
+        "  sleep 2",
+        "done",
+        f'log "endpoint.address: {url} does not answer /readyz with a certificate the cluster CA'
+        f' verifies (${{out##*$\'\\n\'}}). Fix: register every control-plane node on port {port}'
+        " (stack output loadBalancerBackends) on your load balancer, as TCP passthrough, then run"
+        ' pulumi up again"',
+        "exit 1",
+    )
