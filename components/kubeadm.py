@@ -151,7 +151,9 @@ class ControlPlane(pulumi.ComponentResource):
         # re-pointed then, before the workers' steps: a worker whose node-local proxy is being
         # switched off removes it only after kube-proxy's kubeconfig no longer names it.
         self.kube_proxy: pulumi.Resource | None = None
-        if not cluster.node_local_proxy:
+        # With the endpoint's name kept in /etc/hosts, a worker resolves it once its own step
+        # wrote the entry: kube-proxy is re-pointed after every node's step, too.
+        if not (cluster.node_local_proxy or cluster.endpoint.manage_hosts_entry):
             self._kube_proxy_after([self.bootstrap])
 
     def after_joins(self, joined: list[pulumi.Resource]) -> None:

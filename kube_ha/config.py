@@ -437,7 +437,7 @@ def parse_cluster(raw: Mapping[str, Any],
         cps[0] = dataclasses.replace(cps[0], bootstrap=True)
 
     ep_raw = r.obj("endpoint", raw.get("endpoint"),
-                   {"address", "dnsName", "port", "virtualIp", "type"})
+                   {"address", "dnsName", "port", "virtualIp", "type", "manageHostsEntry"})
     ep_address = r.ip("endpoint.address", ep_raw.get("address")) if ep_raw else None
     _usable(r, "endpoint.address", ep_address)
     if not ep_raw:
@@ -462,7 +462,12 @@ def parse_cluster(raw: Mapping[str, Any],
         dns_name=dns_name,
         virtual_ip=ep_type == "virtualIp",
         type=ep_type if ep_type in ENDPOINT_TYPES else "loadBalancer",
+        manage_hosts_entry=r.typed("endpoint.manageHostsEntry", ep_raw.get("manageHostsEntry"),
+                                   bool, False),
     )
+    if endpoint.manage_hosts_entry and not endpoint.dns_name:
+        r.fail("endpoint.manageHostsEntry", "is true, but endpoint.dnsName is not set: there is "
+               "no name to map. Fix: set endpoint.dnsName, or leave this false.")
     node_addresses = {h.address: f"{k}" for k, hs in (("controlPlane", cps), ("workers", workers))
                       for h in hs}
     if ep_address is not None and ep_address in node_addresses:

@@ -87,6 +87,9 @@ class Endpoint:
     virtual_ip: bool = False
     # `endpoint.type`: what answers at `address` (ENDPOINT_TYPES).
     type: str = "loadBalancer"
+    # `endpoint.manageHostsEntry`: each node's /etc/hosts maps dns_name to address
+    # (kube_ha.hosts_entry), so the name needs no DNS.
+    manage_hosts_entry: bool = False
 
     @property
     def external(self) -> bool:

@@ -23,6 +23,7 @@ from kube_ha.elastic.carry import (
     nested_pattern,
 )
 from kube_ha.elastic.manifests import in_cluster_pods
+from kube_ha.hosts_entry import HOSTS_FILE, MARK
 from kube_ha.kubeadm.admin import KUBECTL
 from kube_ha.loadbalancer import keepalived
 from kube_ha.loadbalancer.scripts import HAPROXY_VERSION, TOO_OLD
@@ -424,7 +425,19 @@ def _node(cluster: Cluster, t: Target) -> str:
             "  fi",
         ]
     lines += ["else", _free(ports), "fi"]
-    if cluster.endpoint.dns_name:
+    if cluster.endpoint.dns_name and cluster.endpoint.manage_hosts_entry:
+        # The program writes the entry; a line of someone else's mapping the name elsewhere
+        # would win or confuse (the first matching line counts).
+        dns, address = cluster.endpoint.dns_name, cluster.endpoint.address
+        lines += [
+            f"others=$(grep -vE '[[:space:]]{MARK}$' \"${{KUBE_HA_HOSTS_FILE:-{HOSTS_FILE}}}\""
+            f" | awk -v n={quote(dns)} '$1 !~ /^#/ {{ for (i = 2; i <= NF; i++) if (tolower($i) =="
+            f" tolower(n)) print $1 }}' | grep -vxF {quote(str(address))} | sort -u || true)",
+            f'if [ -n "$others" ]; then problem "endpoint.manageHostsEntry: {HOSTS_FILE} here maps'
+            f' {dns} to ${{others//$\'\\n\'/ }} in a line kube-ha does not keep: remove that line'
+            ' (the program writes its own)"; fi',
+        ]
+    elif cluster.endpoint.dns_name:
         dns, address = cluster.endpoint.dns_name, cluster.endpoint.address
         lines += [
             f"resolved=$(getent ahosts {quote(dns)} 2>/dev/null | awk '{{print $1}}' | sort -u"

@@ -38,6 +38,11 @@ def all_scripts() -> dict[str, str]:
     out["install-ca.sh"] = ks.install_ca_script("CERT", "KEY")
     out["membership.sh"] = member_removal_script("n", "10.0.0.1")
     out["elastic-pool-untaint.sh"] = pool_script(PoolTaints(("a",), ("b", "c")))
+    kept = dev_stack()
+    kept["endpoint"] = {**kept["endpoint"], "manageHostsEntry": True}
+    out["worker-hosts-entry.sh"] = ks.worker_join_script(
+        parse_cluster(kept), parse_cluster(kept).workers[0],
+        {"token": "T", "caCertHash": "sha256:H"})
     return out
 
 

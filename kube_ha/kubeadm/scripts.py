@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 
 from kube_ha.elastic.carry import CARRIED_FILE_FLAGS, HOST_FILES, STATIC_FLAGS
+from kube_ha.hosts_entry import hosts_entry_lines
 from kube_ha.kubeadm.admin import (
     KUBECTL,
     KUBECTL_LONG,
@@ -345,6 +346,7 @@ def bootstrap_script(cluster: Cluster, cert: str, key: str) -> str:
     ep = cluster.endpoint
     return script(
         "bootstrap",
+        *hosts_entry_lines(cluster),
         f"install -d -m 0700 {NODE_STATE}",
         write_file(KUBEADM_CONFIG, kubeadm_config(cluster), "0600", flag=None),
         _init_state(),
@@ -515,6 +517,7 @@ def control_plane_join_script(cluster: Cluster, node: Host, cert: str, key: str,
     no-op then, and covers a step run on its own (`pulumi up --target`)."""
     return script(
         f"join-control-plane {node.name}",
+        *hosts_entry_lines(cluster),
         etcd.function(),
         f"if [ -f {STATIC_PODS}/kube-apiserver.yaml ] && [ -f {KUBELET_CONF} ]; then",
         '  log "already a control-plane node"',
@@ -553,6 +556,7 @@ def worker_join_script(cluster: Cluster, node: Host, creds: dict[str, str],
         after = [_remove_local_proxy()]
     return script(
         f"worker {node.name}",
+        *hosts_entry_lines(cluster),
         *proxy,
         f"if [ -f {KUBELET_CONF} ]; then",
         f'  log "{node.name} already joined"',
