@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pulumi
+import pulumi_kubernetes as k8s
 
 from components import dependency_check
 from components.certificates import ClusterCertificates
@@ -16,6 +17,7 @@ from components.loadbalancer import LoadBalancer, node_local_proxy
 from components.preflight import Preflight
 from components.remote import Ssh
 from kube_ha.elastic.manifests import in_cluster_pods
+from kube_ha.endpoint_switch import apiserver_service
 from kube_ha.membership import SinceLastRun, membership_record
 from kube_ha.model import Cluster
 from kube_ha.topology import all_sans, backend_registrations
@@ -54,6 +56,12 @@ class HaCluster(pulumi.ComponentResource):
             secrets=[p.pki for p in in_cluster_pods(cluster)],
             static_pods=[p.view.component for p in in_cluster_pods(cluster)], opts=child)
         self.kubeconfig = self.access.kubeconfig
+        if cluster.endpoint.service:
+            # The Service the nodes' switchers move to once it answers (kube_ha.endpoint_switch).
+            svc = apiserver_service(cluster)
+            k8s.core.v1.Service(f"{name}-apiserver-service", metadata=svc["metadata"],
+                                spec=svc["spec"], opts=pulumi.ResourceOptions(
+                                    parent=self, provider=self.access.provider))
         issued = {f"apiserver-{n}": c for n, c in self.certificates.apiserver.items()}
         issued["lb-health-check"] = self.certificates.health
         paths = ElasticPaths(f"{name}-elastic-paths", cluster, ssh, last.firewalled, checked,

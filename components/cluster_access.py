@@ -72,7 +72,8 @@ class ClusterAccess(pulumi.ComponentResource):
         read = run_script(f"{name}-read-admin-kubeconfig", boot, ssh,
                           generation.apply(read_admin_kubeconfig_script), parent=self,
                           secret_stdout=True, depends_on=[after])
-        url = self.url = cluster.endpoint.url
+        url = self.url = cluster.access_url
+        self.in_cluster_url = cluster.in_cluster_url
         self.kubeconfig: pulumi.Output[str] = pulumi.Output.secret(  # type: ignore[arg-type]
             read.stdout.apply(lambda text: kubeconfig_with_server(text, url)))
         # A stable identifier: an unknown kubeconfig (first preview) must not show the provider,
@@ -135,7 +136,7 @@ class ClusterAccess(pulumi.ComponentResource):
     def _data(self, spec: SecretSpec) -> pulumi.Output[dict[str, str]]:
         """The Secret's data from the bootstrap node's files, kubeconfigs re-pointed at the
         endpoint. A Pulumi secret."""
-        url = self.url
+        url = self.in_cluster_url
 
         def pick(files: dict[str, str]) -> dict[str, str]:
             data = {key: files[key] for key in spec.files}

@@ -151,9 +151,11 @@ class ControlPlane(pulumi.ComponentResource):
         # re-pointed then, before the workers' steps: a worker whose node-local proxy is being
         # switched off removes it only after kube-proxy's kubeconfig no longer names it.
         self.kube_proxy: pulumi.Resource | None = None
-        # With the endpoint's name kept in /etc/hosts, a worker resolves it once its own step
-        # wrote the entry: kube-proxy is re-pointed after every node's step, too.
-        if not (cluster.node_local_proxy or cluster.endpoint.manage_hosts_entry):
+        # With the endpoint's name kept in /etc/hosts (by the program, or by the Service
+        # topology's switcher), a worker resolves it once its own step wrote the entry:
+        # kube-proxy is re-pointed after every node's step, too.
+        if not (cluster.node_local_proxy or cluster.endpoint.manage_hosts_entry
+                or cluster.endpoint.service):
             self._kube_proxy_after([self.bootstrap])
 
     def after_joins(self, joined: list[pulumi.Resource]) -> None:

@@ -485,7 +485,9 @@ def parse_cluster(raw: Mapping[str, Any],
     health = _health_check(r, raw.get("healthCheck"))
     lb = _load_balancer(r, raw.get("loadBalancer"))
     lb_addresses = {h.address: f"loadBalancers[{i}]" for i, h in enumerate(lbs)}
-    if endpoint.external and lbs:
+    if endpoint.service:
+        _service_endpoint(r, endpoint, lbs, scalar("serviceSubnet"))
+    elif endpoint.external and lbs:
         r.fail("loadBalancers", "lists hosts, but endpoint.type is external: your load balancer "
                "is yours, and the program configures none. Fix: remove loadBalancers, or set "
                "endpoint.type to loadBalancer or virtualIp.")
@@ -517,6 +519,10 @@ def parse_cluster(raw: Mapping[str, Any],
     certs = _certificates(r, raw.get("certificates"))
     names = {h.name for h in cps + workers}
     elastic = _elastic(r, raw.get("elasticApiserver"), names, apiserver_port)
+    if elastic.enabled and endpoint.service:
+        r.fail("elasticApiserver.enabled", "with endpoint.type service, nodes reach the static "
+               "apiservers through the Service, which cannot select the elastic pods (another "
+               "port). Fix: switch them off, or use a load balancer topology.")
     found = VERSION.fullmatch(version)
     if elastic.enabled and elastic.install_metrics_server and found and metrics_server.release_for(
             (int(found.group(1)), int(found.group(2)))) is None:
@@ -657,6 +663,35 @@ def _check_hosts(r: _Reader, cps: list[Host], workers: list[Host], lbs: list[Hos
         elif endpoint.address.is_loopback:
             r.fail("endpoint.address", f"{endpoint.address} is a loopback address: no client "
                    "on another host can reach it. Fix: a free address in the LBs' subnet.")
+
+
+def _service_endpoint(r: _Reader, endpoint: Endpoint, lbs: list[Host], subnet: str) -> None:
+    """`endpoint.type: service`: the address is the Service's fixed ClusterIP, inside the
+    service range and not one kubeadm gives away (the `kubernetes` Service the first, cluster
+    DNS the tenth: kubeadm constants GetDNSIP); nodes dial it by name."""
+    if lbs:
+        r.fail("loadBalancers", "lists hosts, but endpoint.type is service: nodes reach the "
+               "apiservers through the Service. Fix: remove loadBalancers.")
+    if not endpoint.dns_name:
+        r.fail("endpoint.dnsName", "is needed with endpoint.type service: nodes dial it, and "
+               "each keeps it in /etc/hosts. Fix: e.g. apiserver.kube-system.svc.cluster.local.")
+    try:
+        network = ipaddress.ip_network(subnet, strict=False)
+    except ValueError:
+        return  # refused as serviceSubnet
+    address = endpoint.address
+    if address.version != network.version or address not in network:
+        r.fail("endpoint.address", f"{address} is outside serviceSubnet {network}: with "
+               "endpoint.type service it is the Service's ClusterIP. Fix: a free address in it.")
+        return
+    taken = {network.network_address: "the network's own address",
+             network.network_address + 1: "the kubernetes Service's ClusterIP",
+             network.network_address + 10: "cluster DNS's ClusterIP (kubeadm: the tenth)"}
+    if network.version == 4:
+        taken[network.broadcast_address] = "the broadcast address"
+    if address in taken:
+        r.fail("endpoint.address", f"{address} is {taken[address]}. Fix: another address in "
+               f"serviceSubnet {network}.")
 
 
 def _fields(r: _Reader, key: str, value: Any, spec: dict[str, tuple[str, Any, Callable[..., Any]]]

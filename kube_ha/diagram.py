@@ -67,7 +67,10 @@ def topology(cluster: Cluster) -> graphviz.Digraph:
     g.node("clients", "clients\n(kubectl, kubeadm joins, the program's provider"
            + ("" if cluster.node_local_proxy else ", kubelets, kube-proxy") + ")")
     lbs = ", ".join(f"{lb.name} {lb.address}" for lb in cluster.load_balancers)
-    if ep.external:
+    if ep.service:
+        endpoint = (f"Service kube-system/apiserver\nClusterIP {ep.address}:{ep.port}\n"
+                    "nodes: /etc/hosts switched to a control-plane node until it answers")
+    elif ep.external:
         endpoint = f"your own load balancer\n{ep.address}:{ep.port}, TCP passthrough"
     elif cluster.uses_vip:
         endpoint = f"VIP {ep.address}:{ep.port}\nkeepalived + haproxy on {lbs}"

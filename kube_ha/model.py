@@ -70,7 +70,9 @@ class Host:
 # endpoint.type: haproxy on the LB host(s) at the endpoint's own address; a virtual IP that
 # keepalived moves between them; or a load balancer of the user's (a cloud LB, an F5, DNS
 # round-robin), which the program does not configure.
-ENDPOINT_TYPES = ("loadBalancer", "virtualIp", "external")
+# `service`: the in-cluster Service kube-system/apiserver on a fixed ClusterIP, nodes switched
+# between it and the control-plane addresses in /etc/hosts (kube_ha.endpoint_switch).
+ENDPOINT_TYPES = ("loadBalancer", "virtualIp", "external", "service")
 
 
 @dataclass(frozen=True)
@@ -90,6 +92,10 @@ class Endpoint:
     # `endpoint.manageHostsEntry`: each node's /etc/hosts maps dns_name to address
     # (kube_ha.hosts_entry), so the name needs no DNS.
     manage_hosts_entry: bool = False
+
+    @property
+    def service(self) -> bool:
+        return self.type == "service"
 
     @property
     def external(self) -> bool:
@@ -237,6 +243,22 @@ class Cluster:
         apiserver (control plane) at 127.0.0.1 with `nodeLocalProxy`, else the endpoint."""
         return f"https://{host_port('127.0.0.1', self.apiserver_port)}" if self.node_local_proxy else (
             self.endpoint.url)
+
+    @property
+    def access_url(self) -> str:
+        """What the machine running `pulumi up` dials (the Kubernetes provider, the kubeconfig
+        output): the endpoint, or with the Service topology the bootstrap node (a ClusterIP
+        answers only inside the cluster)."""
+        if self.endpoint.service:
+            return f"https://{host_port(self.bootstrap.address, self.apiserver_port)}"
+        return self.endpoint.url
+
+    @property
+    def in_cluster_url(self) -> str:
+        """What the in-cluster Deployments' kubeconfigs dial: the endpoint, or with the Service
+        topology its ClusterIP (cluster DNS does not read the nodes' /etc/hosts)."""
+        ep = self.endpoint
+        return f"https://{host_port(ep.address, ep.port)}" if ep.service else ep.url
 
     @property
     def uses_vip(self) -> bool:

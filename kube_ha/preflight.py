@@ -425,15 +425,24 @@ def _node(cluster: Cluster, t: Target) -> str:
             "  fi",
         ]
     lines += ["else", _free(ports), "fi"]
-    if cluster.endpoint.dns_name and cluster.endpoint.manage_hosts_entry:
+    if cluster.endpoint.service:
+        lines.append('command -v curl >/dev/null 2>&1 || problem "endpoint.type: service needs'
+                     ' curl on every node (its /etc/hosts switcher probes /readyz): install it"')
+    if cluster.endpoint.dns_name and (cluster.endpoint.manage_hosts_entry
+                                      or cluster.endpoint.service):
         # The program writes the entry; a line of someone else's mapping the name elsewhere
-        # would win or confuse (the first matching line counts).
+        # would win or confuse (the first matching line counts). The switcher maps it to
+        # control-plane addresses too.
         dns, address = cluster.endpoint.dns_name, cluster.endpoint.address
+        key = "endpoint.type" if cluster.endpoint.service else "endpoint.manageHostsEntry"
+        allowed = [str(address), *(str(h.address) for h in cluster.control_plane
+                                   if cluster.endpoint.service)]
         lines += [
             f"others=$(grep -vE '[[:space:]]{MARK}$' \"${{KUBE_HA_HOSTS_FILE:-{HOSTS_FILE}}}\""
             f" | awk -v n={quote(dns)} '$1 !~ /^#/ {{ for (i = 2; i <= NF; i++) if (tolower($i) =="
-            f" tolower(n)) print $1 }}' | grep -vxF {quote(str(address))} | sort -u || true)",
-            f'if [ -n "$others" ]; then problem "endpoint.manageHostsEntry: {HOSTS_FILE} here maps'
+            f" tolower(n)) print $1 }}' | grep -vxF -e {' -e '.join(quote(a) for a in allowed)}"
+            " | sort -u || true)",
+            f'if [ -n "$others" ]; then problem "{key}: {HOSTS_FILE} here maps'
             f' {dns} to ${{others//$\'\\n\'/ }} in a line kube-ha does not keep: remove that line'
             ' (the program writes its own)"; fi',
         ]

@@ -24,6 +24,7 @@ from kube_ha.diagram import topology_dot, topology_svg
 from kube_ha.elastic.firewall import firewall_nodes, lb_reach_script, node_firewall_script
 from kube_ha.elastic.manifests import all_manifests
 from kube_ha.elastic.pool import pool_script, pool_taints
+from kube_ha.endpoint_switch import apiserver_service, switch_install_lines
 from kube_ha.kubeadm.config import kubeadm_config
 from kube_ha.kubeadm.etcd import control_plane_removals_script, membership_check_script
 from kube_ha.kubeadm.scripts import (
@@ -154,6 +155,10 @@ def artifacts(cluster: Cluster) -> dict[str, str]:
     }
     if cluster.endpoint.external:
         out["kubeadm/endpoint-check.sh"] = endpoint_check_script(cluster)
+    if cluster.endpoint.service:
+        out["manifests/apiserver-service.yaml"] = yaml.safe_dump(apiserver_service(cluster),
+                                                                 sort_keys=False)
+        out["endpoint/switch.sh"] = "\n".join(switch_install_lines(cluster)) + "\n"
     for t in targets(cluster):
         out[f"preflight/{t.role}-{t.host.name}.sh"] = preflight_script(cluster, t)
     for lb in cluster.load_balancers:

@@ -58,6 +58,18 @@ def external_stack() -> dict[str, Any]:
     return raw
 
 
+def service_stack() -> dict[str, Any]:
+    """The dev stack behind the in-cluster Service kube-system/apiserver (seed 002's design):
+    ClusterIP 10.96.0.50, named apiserver.kube-system.svc.cluster.local; no LB host, no elastic
+    apiservers (the Service selects the static ones)."""
+    raw = dev_stack()
+    raw["endpoint"] = {"address": "10.96.0.50", "port": 6443, "type": "service",
+                       "dnsName": "apiserver.kube-system.svc.cluster.local"}
+    raw["loadBalancers"] = []
+    raw["elasticApiserver"] = {**raw["elasticApiserver"], "enabled": False}
+    return raw
+
+
 def grown_stack(extra: int = 2) -> dict[str, Any]:
     """The dev stack with `extra` control-plane nodes added after its three: ubuntu-76, -77, ..."""
     raw = dev_stack()

@@ -12,7 +12,13 @@ import pytest
 from kube_ha.config import parse_cluster
 from kube_ha.diagram import missing, served_certificates, topology_svg
 from kube_ha.topology import SanSet, lb_backends
-from tests.program import dev_stack, external_stack, segment_colocated_stack, vip_stack
+from tests.program import (
+    dev_stack,
+    external_stack,
+    segment_colocated_stack,
+    service_stack,
+    vip_stack,
+)
 
 SVG = "{http://www.w3.org/2000/svg}"
 
@@ -27,6 +33,7 @@ STACKS: dict[str, Any] = {
     "node-local": lambda: {**dev_stack(), "nodeLocalProxy": True},
     "control-plane LBs": segment_colocated_stack,
     "external": external_stack,
+    "service": service_stack,
 }
 
 
@@ -45,6 +52,8 @@ def test_each_topology_is_drawn_with_every_backend_and_hop(stack: str) -> None:
         assert f"VIP {ep.address}:{ep.port}" in shown
     if ep.external:
         assert f"{ep.address}:{ep.port}, TCP passthrough" in shown
+    if ep.service:
+        assert f"ClusterIP {ep.address}:{ep.port}" in shown
     if cluster.node_local_proxy:
         assert "dial 127.0.0.1" in dials and f"127.0.0.1:{cluster.apiserver_port}" in shown
     else:

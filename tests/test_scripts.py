@@ -17,6 +17,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from kube_ha.config import parse_cluster
 from kube_ha.elastic.pool import PoolTaints, pool_script
+from kube_ha.endpoint_switch import switch_program
 from kube_ha.kubeadm import scripts as ks
 from kube_ha.kubeadm.config import join_configuration, kubeadm_config
 from kube_ha.kubeadm.etcd import control_plane_removals_script, member_removal_script
@@ -25,7 +26,7 @@ from kube_ha.render import artifacts
 from kube_ha.shell import script, write_file
 from tests.harness import pki
 from tests.harness.hosts import host
-from tests.program import dev_stack, vip_stack
+from tests.program import dev_stack, service_stack, vip_stack
 
 
 def all_scripts() -> dict[str, str]:
@@ -40,6 +41,11 @@ def all_scripts() -> dict[str, str]:
     out["elastic-pool-untaint.sh"] = pool_script(PoolTaints(("a",), ("b", "c")))
     kept = dev_stack()
     kept["endpoint"] = {**kept["endpoint"], "manageHostsEntry": True}
+    service = parse_cluster(service_stack())
+    out["worker-service.sh"] = ks.worker_join_script(
+        service, service.workers[0], {"token": "T", "caCertHash": "sha256:H"})
+    out["endpoint-switch.sh"] = switch_program("a.example", "10.96.0.50", 6443,
+                                               ["10.0.0.1", "10.0.0.2"], 6443)
     out["worker-hosts-entry.sh"] = ks.worker_join_script(
         parse_cluster(kept), parse_cluster(kept).workers[0],
         {"token": "T", "caCertHash": "sha256:H"})

@@ -29,7 +29,14 @@ from typing import Any
 
 import pytest
 
-from tests.program import dev_stack, external_stack, grown_stack, run_program, vip_stack
+from tests.program import (
+    dev_stack,
+    external_stack,
+    grown_stack,
+    run_program,
+    service_stack,
+    vip_stack,
+)
 
 GOLDEN = Path(__file__).parent / "golden"
 
@@ -79,6 +86,7 @@ STACKS: dict[str, Callable[[], dict[str, Any]]] = {
     "node-local": _node_local,
     "five-control-plane": _five_control_plane,
     "external": external_stack,
+    "service": service_stack,
 }
 
 
@@ -134,8 +142,8 @@ def test_urns_are_pinned(stack: str) -> None:
 
 
 @pytest.mark.parametrize("layout", LAYOUTS)
-# The stacks that layout had (endpoint.type external came later).
-@pytest.mark.parametrize("stack", sorted(set(STACKS) - {"external"}))
+# The stacks that layout had (endpoint.type external and service came later).
+@pytest.mark.parametrize("stack", sorted(set(STACKS) - {"external", "service"}))
 def test_a_stack_in_an_earlier_layout_upgrades_without_a_replace(stack: str, layout: str) -> None:
     """The state an existing stack holds (that layout's URNs) against what the program
     registers now: every resource is still there or carried by an alias; none is deleted."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 
 from kube_ha.elastic.carry import CARRIED_FILE_FLAGS, HOST_FILES, STATIC_FLAGS
+from kube_ha.endpoint_switch import switch_install_lines
 from kube_ha.hosts_entry import hosts_entry_lines
 from kube_ha.kubeadm.admin import (
     KUBECTL,
@@ -337,6 +338,12 @@ if [ -f {ADMIN_CONF} ]; then
 fi"""
 
 
+def _endpoint_name(cluster: Cluster) -> list[str]:
+    """A node step's first lines: the endpoint's name resolves here before anything dials it
+    (kept in /etc/hosts, or switched between the Service and the control plane)."""
+    return [*hosts_entry_lines(cluster), *switch_install_lines(cluster)]
+
+
 def bootstrap_script(cluster: Cluster, cert: str, key: str) -> str:
     """The bootstrap node: `kubeadm init` a new cluster, or move a running one behind the
     endpoint — serving cert with the new SANs first, then controlPlaneEndpoint, kubeconfigs,
@@ -346,7 +353,7 @@ def bootstrap_script(cluster: Cluster, cert: str, key: str) -> str:
     ep = cluster.endpoint
     return script(
         "bootstrap",
-        *hosts_entry_lines(cluster),
+        *_endpoint_name(cluster),
         f"install -d -m 0700 {NODE_STATE}",
         write_file(KUBEADM_CONFIG, kubeadm_config(cluster), "0600", flag=None),
         _init_state(),
@@ -517,7 +524,7 @@ def control_plane_join_script(cluster: Cluster, node: Host, cert: str, key: str,
     no-op then, and covers a step run on its own (`pulumi up --target`)."""
     return script(
         f"join-control-plane {node.name}",
-        *hosts_entry_lines(cluster),
+        *_endpoint_name(cluster),
         etcd.function(),
         f"if [ -f {STATIC_PODS}/kube-apiserver.yaml ] && [ -f {KUBELET_CONF} ]; then",
         '  log "already a control-plane node"',
@@ -556,7 +563,7 @@ def worker_join_script(cluster: Cluster, node: Host, creds: dict[str, str],
         after = [_remove_local_proxy()]
     return script(
         f"worker {node.name}",
-        *hosts_entry_lines(cluster),
+        *_endpoint_name(cluster),
         *proxy,
         f"if [ -f {KUBELET_CONF} ]; then",
         f'  log "{node.name} already joined"',
