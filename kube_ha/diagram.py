@@ -64,7 +64,9 @@ def topology(cluster: Cluster) -> graphviz.Digraph:
                          edge_attr={"fontname": "Helvetica", "fontsize": "10"})
     certs = served_certificates(cluster)
     hops = dialled_names(cluster)
-    g.node("clients", "clients\n(kubectl, kubeadm joins, the program's provider"
+    # With the Service, the program's provider dials the bootstrap node (Cluster.access_url).
+    g.node("clients", "clients\n(kubectl, kubeadm joins"
+           + ("" if ep.service else ", the program's provider")
            + ("" if cluster.node_local_proxy else ", kubelets, kube-proxy") + ")")
     lbs = ", ".join(f"{lb.name} {lb.address}" for lb in cluster.load_balancers)
     if ep.service:
@@ -86,7 +88,9 @@ def topology(cluster: Cluster) -> graphviz.Digraph:
                **({"style": "rounded,dashed"} if b.elastic else {}))
         # What the health check verifies (haproxy's verifyhost): an IP cannot be.
         checked = b.check_name or ep.dns_name
-        g.edge("endpoint", name, label=f"/readyz{', verifying ' + checked if checked else ''}")
+        label = ("an endpoint while its mirror pod is ready" if ep.service
+                 else f"/readyz{', verifying ' + checked if checked else ''}")
+        g.edge("endpoint", name, label=label)
     if cluster.node_local_proxy:
         g.node("node-local", f"node-local haproxy on each worker\n127.0.0.1:{cluster.apiserver_port}")
         g.node("kubelets", "kubelets and kube-proxy\non the workers")

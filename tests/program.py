@@ -19,12 +19,21 @@ ROOT = Path(__file__).resolve().parents[1]
 SSH_KEY = "-----BEGIN OPENSSH PRIVATE KEY-----\nTEST-SSH-KEY-MATERIAL\n-----END OPENSSH PRIVATE KEY-----\n"
 
 
-def dev_stack() -> dict[str, Any]:
-    """The committed dev stack's config, prefix stripped, plus a test SSH key."""
-    doc = yaml.safe_load((ROOT / "Pulumi.dev.yaml").read_text())
+def example_stack(name: str) -> dict[str, Any]:
+    """A committed example stack's config (Pulumi.<name>.yaml), prefix stripped, plus a test
+    SSH key: one per topology (README, Topologies)."""
+    doc = yaml.safe_load((ROOT / f"Pulumi.{name}.yaml").read_text())
     raw = {k.split(":", 1)[1]: v for k, v in doc["config"].items()}
     raw["sshPrivateKey"] = SSH_KEY
     return raw
+
+
+EXAMPLE_STACKS = ("dev", "vip", "node-local", "control-plane-lb", "external", "service")
+
+
+def dev_stack() -> dict[str, Any]:
+    """The committed dev stack: one LB VM (the seed write-up's cluster)."""
+    return example_stack("dev")
 
 
 def scaled_stack(cp: int, workers: int, node_local: bool = False) -> dict[str, Any]:
@@ -41,33 +50,22 @@ def scaled_stack(cp: int, workers: int, node_local: bool = False) -> dict[str, A
 
 
 def vip_stack() -> dict[str, Any]:
-    """The dev stack behind a keepalived virtual IP (10.21.22.100) held by two LB hosts:
-    haproxy-101 and a second one, haproxy-102."""
-    raw = dev_stack()
-    raw["endpoint"].update(address="10.21.22.100", virtualIp=True)
-    raw["loadBalancers"].append(host("haproxy-102", "10.21.22.102"))
-    return raw
+    """Pulumi.vip.yaml: the dev cluster behind a keepalived virtual IP (10.21.22.100) held by
+    two LB hosts, haproxy-101 and haproxy-102."""
+    return example_stack("vip")
 
 
 def external_stack() -> dict[str, Any]:
-    """The dev stack behind a load balancer of the user's at 10.21.22.200 (endpoint.type:
-    external): no LB host of the program's."""
-    raw = dev_stack()
-    raw["endpoint"] = {**raw["endpoint"], "address": "10.21.22.200", "type": "external"}
-    raw["loadBalancers"] = []
-    return raw
+    """Pulumi.external.yaml: the dev cluster behind a load balancer of the user's at
+    10.21.22.200 (endpoint.type: external): no LB host of the program's."""
+    return example_stack("external")
 
 
 def service_stack() -> dict[str, Any]:
-    """The dev stack behind the in-cluster Service kube-system/apiserver (seed 002's design):
-    ClusterIP 10.96.0.50, named apiserver.kube-system.svc.cluster.local; no LB host, no elastic
-    apiservers (the Service selects the static ones)."""
-    raw = dev_stack()
-    raw["endpoint"] = {"address": "10.96.0.50", "port": 6443, "type": "service",
-                       "dnsName": "apiserver.kube-system.svc.cluster.local"}
-    raw["loadBalancers"] = []
-    raw["elasticApiserver"] = {**raw["elasticApiserver"], "enabled": False}
-    return raw
+    """Pulumi.service.yaml: the dev cluster behind the in-cluster Service kube-system/apiserver
+    (seed 002's design): ClusterIP 10.96.0.50, named apiserver.kube-system.svc.cluster.local;
+    no LB host, no elastic apiservers (the Service selects the static ones)."""
+    return example_stack("service")
 
 
 def grown_stack(extra: int = 2) -> dict[str, Any]:

@@ -4,21 +4,19 @@ builds; and the coverage each hop's label states."""
 
 from __future__ import annotations
 
+import functools
 import xml.etree.ElementTree as ET
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 
+import tools.topology_pictures
 from kube_ha.config import parse_cluster
-from kube_ha.diagram import missing, served_certificates, topology_svg
+from kube_ha.diagram import missing, served_certificates, topology_dot, topology_svg
+from kube_ha.render import stack_config
 from kube_ha.topology import SanSet, lb_backends
-from tests.program import (
-    dev_stack,
-    external_stack,
-    segment_colocated_stack,
-    service_stack,
-    vip_stack,
-)
+from tests.program import EXAMPLE_STACKS, ROOT, dev_stack, example_stack, segment_colocated_stack
 
 SVG = "{http://www.w3.org/2000/svg}"
 
@@ -27,14 +25,9 @@ def texts(svg: str) -> list[str]:
     return [t.text or "" for t in ET.fromstring(svg).iter(f"{SVG}text")]
 
 
-STACKS: dict[str, Any] = {
-    "dev": dev_stack,
-    "vip": vip_stack,
-    "node-local": lambda: {**dev_stack(), "nodeLocalProxy": True},
-    "control-plane LBs": segment_colocated_stack,
-    "external": external_stack,
-    "service": service_stack,
-}
+STACKS: dict[str, Callable[[], dict[str, Any]]] = {
+    name: functools.partial(example_stack, name) for name in EXAMPLE_STACKS}
+STACKS["control-plane LBs on a segment"] = segment_colocated_stack
 
 
 @pytest.mark.parametrize("stack", sorted(STACKS))
@@ -69,3 +62,14 @@ def test_a_name_a_certificate_lacks_is_shown_on_its_hop() -> None:
     certs = served_certificates(cluster)
     assert set(certs) == {"ubuntu-70", "ubuntu-72", "ubuntu-73", "elastic apiservers"}
     assert all(not missing(["api.k8s.lab.internal", "10.21.22.101"], s) for s in certs.values())
+
+
+@pytest.mark.parametrize("name", EXAMPLE_STACKS)
+def test_the_readmes_picture_of_each_topology_is_current(name: str) -> None:
+    """docs/topology/<name>.svg is drawn from <name>.dot (python -m tools.topology_pictures),
+    which must be what the render makes of the committed example stack today."""
+    assert tools.topology_pictures.EXAMPLES == EXAMPLE_STACKS
+    cluster = parse_cluster(*stack_config(ROOT / f"Pulumi.{name}.yaml"))
+    assert (ROOT / "docs" / "topology" / f"{name}.dot").read_text() == topology_dot(cluster), (
+        "run python -m tools.topology_pictures")
+    assert texts((ROOT / "docs" / "topology" / f"{name}.svg").read_text())

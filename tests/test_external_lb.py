@@ -36,7 +36,8 @@ def test_the_program_configures_no_lb_and_checks_the_endpoint_before_the_bootstr
 
 
 @pytest.mark.parametrize("edit, key, words", [
-    (lambda r: r["loadBalancers"].append(host("haproxy-101", "10.21.22.101")), "loadBalancers",
+    (lambda r: r.setdefault("loadBalancers", []).append(host("haproxy-101", "10.21.22.101")),
+     "loadBalancers",
      "endpoint.type is external"),
     (lambda r: r["endpoint"].update(type="f5"), "endpoint.type", "not one of"),
     (lambda r: r["endpoint"].update(virtualIp=True), "endpoint.virtualIp", "endpoint.type is"),
