@@ -125,3 +125,24 @@ def switch_install_lines(cluster: Cluster) -> list[str]:
         "systemctl start kube-ha-endpoint-switch.timer",
         SWITCH,
     ]
+
+
+def retire_lines() -> str:
+    """On a node leaving the cluster (its retire step, after `kubeadm reset`, which knows
+    nothing of these): the switcher, its unit and timer, and every /etc/hosts line of ours."""
+    return "\n".join([
+        f"if [ -f {TIMER} ] || [ -f {SWITCH} ]; then",
+        "  systemctl disable --now kube-ha-endpoint-switch.timer kube-ha-endpoint-switch.service"
+        " >/dev/null 2>&1 || true",
+        f"  rm -f {SWITCH} {UNIT} {TIMER}",
+        "  systemctl daemon-reload",
+        '  log "the endpoint switcher removed"',
+        "fi",
+        f"hosts=${{KUBE_HA_HOSTS_FILE:-{HOSTS_FILE}}}",
+        f"if grep -q ' {MARK}$' \"$hosts\" 2>/dev/null; then",
+        "  tmp=$(mktemp)",
+        f"  grep -v ' {MARK}$' \"$hosts\" > \"$tmp\" || true",
+        '  cat "$tmp" > "$hosts"; rm -f "$tmp"',
+        '  log "the endpoint\'s line of kube-ha removed from $hosts"',
+        "fi",
+    ])

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import runpy
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -208,3 +209,18 @@ def run_bare_commands(count: int) -> float:
     start = time.perf_counter()
     program()
     return time.perf_counter() - start
+
+
+def refused(raw: dict[str, Any], edit: Callable[[dict[str, Any]], object], key: str,
+            words: str) -> None:
+    """`edit` makes the stack config one parse_cluster refuses, naming `key` with `words`."""
+    from kube_ha.config import ConfigError, parse_cluster
+
+    edit(raw)
+    try:
+        parse_cluster(raw)
+    except ConfigError as err:
+        assert key in err.keys, str(err)
+        assert words in str(err), str(err)
+    else:
+        raise AssertionError(f"not refused: {key}")

@@ -15,14 +15,16 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from kube_ha.config import ConfigError, parse_cluster
-from kube_ha.endpoint_switch import MIRROR_LABELS, apiserver_service, switch_program
+from kube_ha.config import parse_cluster
+from kube_ha.endpoint_switch import MIRROR_LABELS, apiserver_service, retire_lines, switch_program
+from kube_ha.kubeadm.scripts import retire_script
+from kube_ha.shell import script
 from tests.harness import pki
 from tests.harness.lab import ROOT, free_port
 from tests.harness.standins.common import static_pod
 from tests.harness.wait import wait_until
 from tests.mocks import plain
-from tests.program import run_program, service_stack
+from tests.program import refused, run_program, service_stack
 
 NAME = "apiserver.kube-system.svc.cluster.local"
 CP1, CP2, CLUSTER_IP = "127.0.0.11", "127.0.0.12", "127.0.0.50"
@@ -148,12 +150,7 @@ def test_the_service_validates_and_selects_kubeadms_mirror_pods() -> None:
      "cannot select the elastic pods"),
 ])
 def test_a_service_endpoint_that_cannot_work_is_refused(edit, key, words) -> None:  # type: ignore[no-untyped-def]
-    raw = service_stack()
-    edit(raw)
-    with pytest.raises(ConfigError) as err:
-        parse_cluster(raw)
-    assert key in err.value.keys, str(err.value)
-    assert words in str(err.value)
+    refused(service_stack(), edit, key, words)
 
 
 def test_the_program_wires_the_service_topology() -> None:
@@ -174,3 +171,16 @@ def test_the_program_wires_the_service_topology() -> None:
     access = run.scope["ha"].access
     assert (access.url, access.in_cluster_url) == ("https://10.21.22.73:6443",
                                                    "https://10.96.0.50:6443")
+
+
+def test_a_retired_node_keeps_no_line_of_ours(tmp_path: Path) -> None:
+    """kubeadm reset knows nothing of the switcher or its /etc/hosts line: the retire step
+    removes them (here: the line; no switcher is installed on this machine)."""
+    hosts = tmp_path / "hosts"
+    hosts.write_text(f"127.0.0.1 localhost\n10.96.0.50 {NAME} # kube-ha\n10.0.0.9 other\n")
+    ran = subprocess.run(["bash", "-c", script("t", retire_lines())], capture_output=True,
+                         text=True, timeout=30, env={"KUBE_HA_HOSTS_FILE": str(hosts),
+                                                     "PATH": "/usr/bin:/bin"})
+    assert ran.returncode == 0, ran.stderr
+    assert hosts.read_text() == "127.0.0.1 localhost\n10.0.0.9 other\n"
+    assert retire_lines() in retire_script()

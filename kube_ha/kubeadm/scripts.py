@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 
 from kube_ha.elastic.carry import CARRIED_FILE_FLAGS, HOST_FILES, STATIC_FLAGS
-from kube_ha.endpoint_switch import switch_install_lines
+from kube_ha.endpoint_switch import retire_lines, switch_install_lines
 from kube_ha.hosts_entry import hosts_entry_lines
 from kube_ha.kubeadm.admin import (
     KUBECTL,
@@ -671,6 +671,7 @@ def retire_script() -> str:
         f"  rm -f {MANAGED_MARKER}",
         '  log "kubeadm state wiped: this host may be reused or joined again"',
         "fi",
+        retire_lines(),
     )
 
 
