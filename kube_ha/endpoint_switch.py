@@ -68,8 +68,10 @@ def switch_program(name: str, service_ip: str, port: int, control_plane: list[st
         # Before a node joined it has no CA file yet: the probe then only asks whether an
         # apiserver answers (kubeadm's join verifies the cluster by its CA hash itself).
         "ready() {  # address port: /readyz answers 200, the certificate verified for the name",
-        '  local verify=(--cacert "$ca"); [ -f "$ca" ] || verify=(--insecure)',
-        '  curl -fs -o /dev/null --max-time 2 "${verify[@]}" --resolve "$name:$2:$1"'
+        '  local verify=(--cacert "$ca") at=$1; [ -f "$ca" ] || verify=(--insecure)',
+        # curl's --resolve takes an IPv6 address in brackets (curl(1), --resolve).
+        '  case $at in *:*) at="[$at]" ;; esac',
+        '  curl -fs -o /dev/null --max-time 2 "${verify[@]}" --resolve "$name:$2:$at"'
         ' "https://$name:$2/readyz" 2>/dev/null',
         "}",
         f"current=$(awk -v n=\"$name\" '$2 == n && / {MARK}$/ {{ print $1 }}' \"$hosts\" | head -n 1)",

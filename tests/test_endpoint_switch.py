@@ -184,3 +184,23 @@ def test_a_retired_node_keeps_no_line_of_ours(tmp_path: Path) -> None:
     assert ran.returncode == 0, ran.stderr
     assert hosts.read_text() == "127.0.0.1 localhost\n10.0.0.9 other\n"
     assert retire_lines() in retire_script()
+
+
+def test_an_ipv6_control_plane_address_is_bracketed_for_curl(tmp_path: Path) -> None:
+    """curl(1): `--resolve <host:port:addr>`, an IPv6 addr written in brackets. A curl that
+    records its argv and answers nothing: every address is probed in curl's form."""
+    (tmp_path / "curl").write_text('#!/bin/sh\necho "$@" >> "$CURL_CALLS"\nexit 7\n')
+    (tmp_path / "curl").chmod(0o755)
+    hosts = tmp_path / "hosts"
+    hosts.write_text("")
+    program = switch_program(NAME, "fd00::50", 6443, ["fd00::11", "10.0.0.12"], 6443)
+    ran = subprocess.run(["bash", "-c", program], capture_output=True, text=True, timeout=30,
+                         env={"PATH": f"{tmp_path}:/usr/bin:/bin", "KUBE_HA_HOSTS_FILE": str(hosts),
+                              "KUBE_HA_CA": str(tmp_path / "none"),
+                              "CURL_CALLS": str(tmp_path / "calls")})
+    assert ran.returncode == 0, ran.stderr
+    resolved = [c.split("--resolve ")[1].split(" ")[0]
+                for c in (tmp_path / "calls").read_text().splitlines()]
+    assert resolved == [f"{NAME}:6443:[fd00::50]", f"{NAME}:6443:[fd00::11]",
+                        f"{NAME}:6443:10.0.0.12"]
+    assert hosts.read_text() == f"fd00::11 {NAME} # kube-ha\n"  # nothing answered: the first
