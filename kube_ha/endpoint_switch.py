@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from kube_ha.hosts_entry import HOSTS_ENTRY_FN, HOSTS_FILE, MARK
+from kube_ha.hosts_entry import HOSTS, HOSTS_ENTRY_FN, MARK
 from kube_ha.model import Cluster, host_port
 from kube_ha.paths import PKI
 from kube_ha.shell import quote, script, write_file
@@ -63,7 +63,7 @@ def switch_program(name: str, service_ip: str, port: int, control_plane: list[st
         HOSTS_ENTRY_FN,
         f"name={quote(name)} service_ip={quote(service_ip)} port={port}",
         f"apiserver_port={apiserver_port}",
-        f"hosts=${{KUBE_HA_HOSTS_FILE:-{HOSTS_FILE}}}",
+        f"hosts={HOSTS}",
         f"ca=${{KUBE_HA_CA:-{PKI}/ca.crt}}",
         # Before a node joined it has no CA file yet: the probe then only asks whether an
         # apiserver answers (kubeadm's join verifies the cluster by its CA hash itself).
@@ -140,7 +140,7 @@ def retire_lines() -> str:
         "  systemctl daemon-reload",
         '  log "the endpoint switcher removed"',
         "fi",
-        f"hosts=${{KUBE_HA_HOSTS_FILE:-{HOSTS_FILE}}}",
+        f"hosts={HOSTS}",
         f"if grep -q ' {MARK}$' \"$hosts\" 2>/dev/null; then",
         "  tmp=$(mktemp)",
         f"  grep -v ' {MARK}$' \"$hosts\" > \"$tmp\" || true",

@@ -13,10 +13,12 @@ from kube_ha.model import Cluster
 from kube_ha.shell import quote
 
 HOSTS_FILE = "/etc/hosts"
+# The hosts file as every script reads it (KUBE_HA_HOSTS_FILE: a test's file instead).
+HOSTS = f"${{KUBE_HA_HOSTS_FILE:-{HOSTS_FILE}}}"
 MARK = "# kube-ha"
 
 HOSTS_ENTRY_FN = r"""hosts_entry() {  # name address: one line of ours maps name to address
-  local name=$1 address=$2 file=${KUBE_HA_HOSTS_FILE:-@HOSTS@} want tmp
+  local name=$1 address=$2 file=@HOSTS@ want tmp
   want="$address $name @MARK@"
   if [ "$(grep -cE "[[:space:]]${name//./\\.} @MARK@\$" "$file" || true)" = 1 ] \
       && grep -qxF -- "$want" "$file"; then
@@ -28,7 +30,7 @@ HOSTS_ENTRY_FN = r"""hosts_entry() {  # name address: one line of ours maps name
   cat "$tmp" > "$file"
   rm -f "$tmp"
   log "$file: $name -> $address"
-}""".replace("@HOSTS@", HOSTS_FILE).replace("@MARK@", MARK)
+}""".replace("@HOSTS@", HOSTS).replace("@MARK@", MARK)
 
 
 def hosts_entry_lines(cluster: Cluster) -> list[str]:

@@ -23,7 +23,7 @@ from kube_ha.elastic.carry import (
     nested_pattern,
 )
 from kube_ha.elastic.manifests import in_cluster_pods
-from kube_ha.hosts_entry import HOSTS_FILE, MARK
+from kube_ha.hosts_entry import HOSTS, HOSTS_FILE, MARK
 from kube_ha.kubeadm.admin import KUBECTL
 from kube_ha.loadbalancer import keepalived
 from kube_ha.loadbalancer.scripts import HAPROXY_VERSION, TOO_OLD
@@ -114,11 +114,12 @@ def elastic_paths(cluster: Cluster, dialer: Host) -> list[tuple[Host, int, str]]
     return []
 
 
-def reach_check(cluster: Cluster, where: str, paths: list[tuple[Host, int, str]]) -> str:
-    """Probe `paths` from here (as the preflight does) and fail naming each unreachable one."""
+def reach_check(cluster: Cluster, dialer: Host, paths: list[tuple[Host, int, str]]) -> str:
+    """Probe `paths` from `dialer` (as the preflight does) and fail naming each unreachable
+    one, after the dialer's stack key."""
     return "\n".join([
         "export LC_ALL=C",
-        f"where={quote(where)}",
+        f"where={quote(f'{_stack_key(cluster, dialer)} ({dialer.name})')}",
         'problems=()\nproblem() { problems+=("$where: $*"); }',
         _reachable(cluster, paths),
         'if [ "${#problems[@]}" -gt 0 ]; then',
@@ -128,15 +129,16 @@ def reach_check(cluster: Cluster, where: str, paths: list[tuple[Host, int, str]]
     ])
 
 
-def _node_key(cluster: Cluster, node: Host) -> str:
-    """A node's stack key (`controlPlane[1]`, `workers[3]`), as `targets` names it."""
-    return next(f"{key}[{hosts.index(node)}]" for key, hosts in cluster.node_groups
-                if node in hosts)
+def _stack_key(cluster: Cluster, host: Host) -> str:
+    """A host's stack key (`controlPlane[1]`, `workers[3]`, `loadBalancers[0]`), as `targets`
+    names it (a node first, when an LB host is a node too)."""
+    groups = (*cluster.node_groups, ("loadBalancers", cluster.load_balancers))
+    return next(f"{key}[{hosts.index(host)}]" for key, hosts in groups if host in hosts)
 
 
 def _reachable(cluster: Cluster, paths: list[tuple[Host, int, str]]) -> str:
     calls = [f"reach {quote(str(peer.address))} {port}"
-             f" {quote(f'the {what} of {_node_key(cluster, peer)} ({peer.name})')}"
+             f" {quote(f'the {what} of {_stack_key(cluster, peer)} ({peer.name})')}"
              for peer, port, what in paths]
     return "\n".join([_REACH, *calls, _REACHED]) if calls else ""
 
@@ -438,7 +440,7 @@ def _node(cluster: Cluster, t: Target) -> str:
         allowed = [str(address), *(str(h.address) for h in cluster.control_plane
                                    if cluster.endpoint.service)]
         lines += [
-            f"others=$(grep -vE '[[:space:]]{MARK}$' \"${{KUBE_HA_HOSTS_FILE:-{HOSTS_FILE}}}\""
+            f"others=$(grep -vE '[[:space:]]{MARK}$' \"{HOSTS}\""
             f" | awk -v n={quote(dns)} '$1 !~ /^#/ {{ for (i = 2; i <= NF; i++) if (tolower($i) =="
             f" tolower(n)) print $1 }}' | grep -vxF -e {' -e '.join(quote(a) for a in allowed)}"
             " | sort -u || true)",

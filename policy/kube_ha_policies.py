@@ -127,9 +127,7 @@ def _key_holding_pods_pinned(args: ResourceValidationArgs, report: ReportViolati
         report(f"mounts {secrets} but is placed by {sorted(selector)}: a kubelet can set these "
                "labels on its own Node. Select with node-restriction.kubernetes.io/ or "
                "node-role.kubernetes.io/ labels.", None)
-    required = (((pod.get("affinity") or {}).get("nodeAffinity") or {})
-                .get("requiredDuringSchedulingIgnoredDuringExecution") or {})
-    terms = required.get("nodeSelectorTerms") or []
+    terms = _required_terms(pod)
     if not terms or any(t.get("matchExpressions") or not t.get("matchFields") for t in terms):
         report("node affinity must name the nodes with matchFields on metadata.name, not with "
                "labels such as kubernetes.io/hostname that the kubelet sets itself.", None)
@@ -175,12 +173,23 @@ def _hpa_owns_replicas(args: StackValidationArgs, report: ReportViolation) -> No
                    "every update would reset the HPA's count.", dep.urn)
 
 
-def _named_nodes(pod: dict[str, Any]) -> list[str]:
+def _required_terms(pod: dict[str, Any]) -> list[dict[str, Any]]:
+    """The pod's required node affinity terms."""
     required = (((pod.get("affinity") or {}).get("nodeAffinity") or {})
                 .get("requiredDuringSchedulingIgnoredDuringExecution") or {})
-    return [v for term in required.get("nodeSelectorTerms") or []
+    return list(required.get("nodeSelectorTerms") or [])
+
+
+def _named_nodes(pod: dict[str, Any]) -> list[str]:
+    return [v for term in _required_terms(pod)
             for f in term.get("matchFields") or [] if f.get("key") == "metadata.name"
             for v in f.get("values") or []]
+
+
+# The toleration POOL_TAINT asks for (`key=value:effect`).
+_POOL_KEY, _, _rest = POOL_TAINT.partition("=")
+POOL_TOLERATION = {"key": _POOL_KEY, "operator": "Equal",
+                   "value": _rest.partition(":")[0], "effect": _rest.partition(":")[2]}
 
 
 def _key_holding_pool_dedicated(args: StackValidationArgs, report: ReportViolation) -> None:
@@ -191,7 +200,6 @@ def _key_holding_pool_dedicated(args: StackValidationArgs, report: ReportViolati
     # Every node step is named `<prefix>-<node>-<step>`, the workers step `<prefix>-workers`.
     names = {r.name for r in commands}
     prefixes = {n.removesuffix(WORKERS_STEP) for n in names if n.endswith(WORKERS_STEP)}
-    key, _, rest = POOL_TAINT.partition("=")
     tainted = {node for r in commands
                for node in re.findall(r"taint nodes (\S+) " + re.escape(POOL_TAINT) + " ",
                                       str(r.props.get("stdin") or ""))}
@@ -206,9 +214,7 @@ def _key_holding_pool_dedicated(args: StackValidationArgs, report: ReportViolati
             report(f"{r.name} runs the cluster's keys on {', '.join(bare)}, which no step taints "
                    f"({POOL_TAINT}): any other pod may share those nodes. Taint them (the "
                    "program's elastic pool step does) and tolerate only that taint.", r.urn)
-        value, _, effect = rest.partition(":")
-        wanted = {"key": key, "operator": "Equal", "value": value, "effect": effect}
-        if not any(all(t.get(k) == v for k, v in wanted.items())
+        if not any(all(t.get(k) == v for k, v in POOL_TOLERATION.items())
                    for t in found[0].get("tolerations") or []):
             report(f"{r.name} does not tolerate {POOL_TAINT}: it cannot run on its pool.", r.urn)
 

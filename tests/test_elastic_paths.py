@@ -91,7 +91,7 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
             out[f"{node} firewalld"] = fw(node)
         # The pool worker opens its elastic port to the LB and probes etcd (nothing listens:
         # refused, which passes); then with ubuntu-73 dropping what it would answer.
-        check = reach_check(c, "workers[0] (ubuntu-74)", elastic_paths(c, c.node("ubuntu-74")))
+        check = reach_check(c, c.node("ubuntu-74"), elastic_paths(c, c.node("ubuntu-74")))
         out["ubuntu-74"] = h.run("ubuntu-74", on_firewalld(firewall_script(wanted["ubuntu-74"],
                                                                            check)))
         out["ubuntu-74 firewalld"] = fw("ubuntu-74")

@@ -14,9 +14,9 @@ import pytest
 import yaml
 
 from kube_ha.config import parse_cluster
-from kube_ha.loadbalancer import keepalived
 from tests.program import EXAMPLE_STACKS, ROOT, example_stack
 from tests.test_haproxy_production_paths import _check, _host_files
+from tests.test_render import assert_keepalived_accepts
 
 # What each example's render must hold beyond the common artifacts.
 EXPECTED = {
@@ -46,14 +46,7 @@ def test_each_example_stack_renders_and_the_real_tools_accept_it(name: str,
             checked = _check((out / rel).read_text(), _host_files(cluster, local), staging)
             assert checked.returncode == 0, (rel, checked.stderr)
     for conf in sorted((out / "lb").glob("keepalived-*.conf")):
-        checked = subprocess.run(
-            ["unshare", "--net", "bash", "-c",
-             "ip link add ens5 type veth peer name ens5p && vrrp_iface=ens5 && "
-             f"{keepalived.fill_interface()} < \"$1\" > \"$1.filled\" && "
-             'keepalived -t -f "$1.filled"', "-", str(conf)], capture_output=True, text=True,
-            timeout=60)
-        assert checked.stderr.strip() in ("", "Disabling track script kube_ha_haproxy since "
-                                          "not found/accessible"), (conf.name, checked.stderr)
+        assert_keepalived_accepts(conf)
     version = cluster.kubernetes_version.lstrip("v").rsplit(".", 1)[0]
     manifests = sorted((out / "manifests").glob("*.yaml"))
     for path in manifests:

@@ -216,6 +216,7 @@ def test_the_packs_markers_are_the_programs_own(dev_resources: list[PolicyResour
     assert (pack.CONTROL_PLANE_STEP, pack.WORKERS_STEP, pack.CONTROL_PLANE_ROLE) == (
         kubeadm.CONTROL_PLANE_STEP, kubeadm.WORKERS_STEP, manifests.CONTROL_PLANE_LABEL)
     assert f"{pool.POOL_TAINT}={pool.POOL_TAINT_VALUE}:{pool.POOL_TAINT_EFFECT}" == pack.POOL_TAINT
+    assert pool.pool_toleration() == pack.POOL_TOLERATION
     tainted = [s for s in stdins if f"{pack.POOL_TAINT} --overwrite" in s]
     assert len(tainted) == 1 and all(f"taint nodes {n} " in tainted[0]
                                      for n in dev_stack()["elasticApiserver"]["poolNodes"])

@@ -76,16 +76,22 @@ def test_render_vip_topology_writes_keepalived_per_lb(tmp_path: Path) -> None:
     assert 'keepalived -t -f "$tmp"' in configure
     assert "keepalived" in (out / "install.sh").read_text()
     for conf in (out / "keepalived-haproxy-101.conf", out / "keepalived-haproxy-102.conf"):
-        # As the configure step writes it on a host whose address is on ens5 (keepalived -t
-        # refuses an interface the host lacks, so in a namespace that has one).
-        checked = subprocess.run(
-            ["unshare", "--net", "bash", "-c",
-             "ip link add ens5 type veth peer name ens5p && vrrp_iface=ens5 && "
-             f"{keepalived.fill_interface()} < \"$1\" > \"$1.filled\" && "
-             'keepalived -t -f "$1.filled"', "-", str(conf)], capture_output=True, text=True)
-        # The check script lives on the LB host, not here; everything else must parse.
-        assert checked.stderr.strip() in ("", "Disabling track script kube_ha_haproxy since "
-                                          "not found/accessible"), checked.stderr
+        assert_keepalived_accepts(conf)
+
+
+def assert_keepalived_accepts(conf: Path) -> None:
+    """`keepalived -t` on a rendered keepalived.conf as the configure step writes it on a host
+    whose address is on ens5 (keepalived -t refuses an interface the host lacks, so in a
+    network namespace that has one)."""
+    checked = subprocess.run(
+        ["unshare", "--net", "bash", "-c",
+         "ip link add ens5 type veth peer name ens5p && vrrp_iface=ens5 && "
+         f"{keepalived.fill_interface()} < \"$1\" > \"$1.filled\" && "
+         'keepalived -t -f "$1.filled"', "-", str(conf)], capture_output=True, text=True,
+        timeout=60)
+    # The check script lives on the LB host, not here; everything else must parse.
+    assert checked.stderr.strip() in ("", "Disabling track script kube_ha_haproxy since "
+                                      "not found/accessible"), (conf.name, checked.stderr)
 
 
 def _render(tmp_path: Path, text: str) -> subprocess.CompletedProcess[str]:

@@ -118,21 +118,15 @@ def firewall_script(opened: Sequence[Opening], check: str = "") -> str:
     )
 
 
-def _where(cluster: Cluster, host: Host) -> str:
-    groups = (*cluster.node_groups, ("loadBalancers", cluster.load_balancers))
-    return next(f"{key}[{hosts.index(host)}] ({host.name})" for key, hosts in groups
-                if host in hosts)
-
-
 def node_firewall_script(cluster: Cluster, node: Host) -> str:
     """A node's firewall step: what it admits, then (a pool worker) what it dials, probed."""
     dials = elastic_paths(cluster, node)
-    check = reach_check(cluster, _where(cluster, node), dials) if dials else ""
+    check = reach_check(cluster, node, dials) if dials else ""
     return firewall_script(openings(cluster).get(node.name, ()), check)
 
 
 def lb_reach_script(cluster: Cluster, lb: Host) -> str:
     """An LB host's probe of every pool node's elastic port ("" without a pool)."""
     dials = elastic_paths(cluster, lb)
-    return script("elastic reach", reach_check(cluster, _where(cluster, lb), dials)) if dials \
+    return script("elastic reach", reach_check(cluster, lb, dials)) if dials \
         else ""
