@@ -1,0 +1,78 @@
+"""The mutation command's own parts (tools/mutation): which mutants it makes, that their keys
+survive edits elsewhere, and that the reviewed list of equivalent mutants names only mutants
+that exist, each with its reason."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+from tools.mutation.__main__ import EQUIVALENT, ROOT, _modules
+from tools.mutation.mutants import mutants_of
+
+SAMPLE = '''"""Module docstring: never mutated."""
+LIMIT: "int" = 3
+
+
+def check(port: int, names: list[str]) -> str:
+    """Docstring."""
+    if port < 1 or port > 65535:
+        raise ValueError(f"port {port}")
+    if "x" not in names and not names:
+        names.append("y")
+    while port > LIMIT:
+        port -= 1
+    return "ok" if port == 2 else ""
+'''
+
+
+def _made(tmp_path: Path, text: str) -> dict[str, list[str]]:
+    (tmp_path / "m.py").write_text(text)
+    made: dict[str, list[str]] = {}
+    for mutant in mutants_of(tmp_path, "m.py"):
+        made.setdefault(mutant.operator, []).append(f"{mutant.original}->{mutant.replacement}")
+    return made
+
+
+def test_each_operator_makes_its_mutants(tmp_path: Path) -> None:
+    made = _made(tmp_path, SAMPLE)
+    assert sorted(made["CMP"]) == sorted(["<-><=", ">->>=", "not in->in", ">->>=", "==->!="])
+    assert made["BOOL"] == ["or->and", "and->or"]
+    assert made["NOT"] == ["not ->"]
+    assert sorted(made["NUM"]) == sorted(["3->4", "3->2", "1->2", "1->0", "65535->65536", "65535->65534",
+                                          "1->2", "1->0", "2->3", "2->1"])
+    assert made["RAISE"] == ['raise ValueError(f"port {port}")->pass']
+    assert made["CALL"] == ['names.append("y")->pass']
+    assert made["ARITH"] == ["-=->+="]
+    # Strings: never the docstrings or the annotation; a whole f-string; "" becomes "X".
+    assert sorted(made["STR"]) == sorted(['f"port {port}"->""', '"x"->""', '"y"->""', '"ok"->""', '""->"X"'])
+    # Conditions: if/ternary to True and False, a while only to False (True would never end).
+    assert made["IF"].count("port > LIMIT->False") == 1 and "port > LIMIT->True" not in made["IF"]
+    assert "port == 2->True" in made["IF"] and "port == 2->False" in made["IF"]
+
+
+def test_every_mutant_compiles_and_changes_the_source(tmp_path: Path) -> None:
+    (tmp_path / "m.py").write_text(SAMPLE)
+    source = SAMPLE.encode()
+    for mutant in mutants_of(tmp_path, "m.py"):
+        changed = mutant.apply(source)
+        assert changed != source
+        compile(changed, "m.py", "exec")
+
+
+def test_keys_do_not_move_with_lines_added_elsewhere(tmp_path: Path) -> None:
+    (tmp_path / "m.py").write_text(SAMPLE)
+    before = [m.key for m in mutants_of(tmp_path, "m.py")]
+    (tmp_path / "m.py").write_text(SAMPLE.replace("LIMIT: ", "OTHER = 0\n\n\nLIMIT: ", 1))
+    after = [m.key for m in mutants_of(tmp_path, "m.py")]
+    assert set(before) < set(after) and len(after) == len(before) + 2  # OTHER = 0: to 1, to -1
+
+
+def test_the_equivalent_list_names_live_mutants_with_reasons() -> None:
+    entries = yaml.safe_load(EQUIVALENT.read_text()) or []
+    live = {m.key for module in _modules([]) for m in mutants_of(ROOT, module)}
+    keys = [entry["key"] for entry in entries]
+    assert len(keys) == len(set(keys))
+    assert [k for k in keys if k not in live] == []
+    assert [entry for entry in entries if len(str(entry.get("reason", "")).strip()) < 10] == []
