@@ -17,6 +17,7 @@ It takes most of an hour on two cores for the whole core: it is not part of .ci/
 from __future__ import annotations
 
 import argparse
+import ast
 import contextlib
 import fcntl
 import hashlib
@@ -81,6 +82,29 @@ class Selection:
     def __post_init__(self) -> None:
         self.names = [name for name, _ in self.trace["tests"]]
         self.cost = {name: seconds for name, seconds in self.trace["tests"]}
+        self.trees = {str(p.relative_to(ROOT)): ast.parse(p.read_text()) for p in ROOT.glob("kube_ha/**/*.py")}
+
+    def _uses(self, mutant: Mutant) -> set[int]:
+        """Tests that reach a line naming what the mutant's top-level statement defines: a
+        constant, a class (its field defaults), a function (its default arguments). These run
+        at import, before any test; the lines that use them tell which tests read them."""
+        defined: set[str] = set()
+        for stmt in self.trees[mutant.path].body:
+            if stmt.lineno <= mutant.line <= (stmt.end_lineno or stmt.lineno):
+                if isinstance(stmt, ast.Assign | ast.AnnAssign):
+                    targets = stmt.targets if isinstance(stmt, ast.Assign) else [stmt.target]
+                    defined |= {n.id for t in targets for n in ast.walk(t) if isinstance(n, ast.Name)}
+                elif isinstance(stmt, ast.ClassDef | ast.FunctionDef):
+                    defined.add(stmt.name)
+        chosen: set[int] = set()
+        for path, tree in self.trees.items():
+            lines = self.trace["lines"].get(path, {})
+            for node in ast.walk(tree):
+                name = node.id if isinstance(node, ast.Name) else node.attr if isinstance(node, ast.Attribute) \
+                    else None
+                if name in defined:
+                    chosen.update(lines.get(str(node.lineno), []))  # type: ignore[attr-defined]
+        return chosen
 
     def tests(self, mutant: Mutant) -> tuple[list[str], float]:
         lines = self.trace["lines"].get(mutant.path, {})
@@ -88,9 +112,7 @@ class Selection:
         for line in range(mutant.line, mutant.end_line + 1):
             chosen.update(lines.get(str(line), []))
         if not chosen and mutant.line in set(self.trace["outside"].get(mutant.path, [])):
-            # Run at import (a constant, a default): any test that reaches the module.
-            for hits in lines.values():
-                chosen.update(hits)
+            chosen = self._uses(mutant)
         ordered = sorted((self.names[i] for i in chosen), key=lambda n: (self.cost[n], n))
         picked: list[str] = []
         spent = 0.0
