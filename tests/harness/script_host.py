@@ -207,8 +207,11 @@ class ScriptHost:
                 (root / d).mkdir(parents=True, exist_ok=True)
             hosts[h.name] = {"address": str(h.address), "root": str(root)}
         (self.t / "hosts").write_text("".join(f"{n} {h['address']}\n" for n, h in hosts.items()))
+        # The user's DNS maps the endpoint's name, except where the program keeps that line in
+        # /etc/hosts itself (endpoint.type service, endpoint.manageHostsEntry).
         ep = self.cluster.endpoint
-        (self.t / "etc-hosts").write_text(f"{ep.address} {ep.dns_name}\n" if ep.dns_name else "")
+        theirs = ep.dns_name and not (ep.service or ep.manage_hosts_entry)
+        (self.t / "etc-hosts").write_text(f"{ep.address} {ep.dns_name}\n" if theirs else "")
         endpoints = sorted({ep.host_port, f"{ep.address}:{ep.port}",
                             *(f"{lb.address}:{ep.port}" for lb in self.cluster.load_balancers)})
         state = {"hosts": hosts, "endpoints": endpoints, "cni": self.cni,
