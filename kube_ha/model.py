@@ -239,8 +239,9 @@ class Cluster:
 
     @property
     def node_url(self) -> str:
-        """What kubelets and kube-proxy dial: their node-local proxy (workers) or local
-        apiserver (control plane) at 127.0.0.1 with `nodeLocalProxy`, else the endpoint."""
+        """What worker kubelets and every kube-proxy dial: 127.0.0.1 with `nodeLocalProxy` (a
+        worker's node-local proxy; on a control-plane node its own apiserver), else the
+        endpoint. Control-plane kubelets always dial the endpoint."""
         return f"https://{host_port('127.0.0.1', self.apiserver_port)}" if self.node_local_proxy else (
             self.endpoint.url)
 

@@ -75,7 +75,7 @@ def test_the_preflight_names_a_line_of_someone_elses_mapping_the_name_elsewhere(
     cluster = parse_cluster(stack(manageHostsEntry=True))
     t = next(t for t in targets(cluster) if t.host.name == "ubuntu-70")
     with ScriptHost(tmp_path, cluster, real_etcd=False) as h:
-        ours = h.run(t.host.name, preflight_script(cluster, t))  # the world's entry: the same
+        ours = h.run(t.host.name, preflight_script(cluster, t))  # no line for the name yet
         h.hub("echo '10.9.9.9 api.k8s.lab.internal' >> /etc/hosts\n")
         theirs = h.run(t.host.name, preflight_script(cluster, t))
     assert ours.rc == 0, ours.explain()
