@@ -60,17 +60,23 @@ def _trace(python: str, again: bool) -> dict[str, Any]:
     """Per-test lines of the core: rebuilt when a core file changed, or when asked."""
     STATE.mkdir(exist_ok=True)
     out = STATE / f"trace-{_fingerprint()}.json"
-    if again or not out.exists():
-        print("recording which tests reach which lines (a few minutes) ...", file=sys.stderr, flush=True)
-        for old in STATE.glob("trace-*.json"):
-            old.unlink()
-        env = {**os.environ, "KUBE_HA_TRACE_OUT": str(out)}
-        ran = subprocess.run([python, "-m", "pytest", "-q", "-m", "not slow", "-p", "no:cacheprovider",
-                              "-p", "tools.mutation.trace"], cwd=ROOT, env=env, capture_output=True, text=True)
-        if ran.returncode != 0 or not out.exists():
-            sys.exit(f"the unmutated fast tests must pass first:\n{ran.stdout[-3000:]}")
+    with open(STATE / "trace.lock", "w") as lock:  # one recording at a time; the others wait for it
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if again or not out.exists():
+            _record(python, out)
     data: dict[str, Any] = json.loads(out.read_text())
     return data
+
+
+def _record(python: str, out: Path) -> None:
+    print("recording which tests reach which lines (a few minutes) ...", file=sys.stderr, flush=True)
+    for old in STATE.glob("trace-*.json"):
+        old.unlink()
+    env = {**os.environ, "KUBE_HA_TRACE_OUT": str(out)}
+    ran = subprocess.run([python, "-m", "pytest", "-q", "-m", "not slow", "-p", "no:cacheprovider",
+                          "-p", "tools.mutation.trace"], cwd=ROOT, env=env, capture_output=True, text=True)
+    if ran.returncode != 0 or not out.exists():
+        sys.exit(f"the unmutated fast tests must pass first:\n{ran.stdout[-3000:]}")
 
 
 @dataclass
