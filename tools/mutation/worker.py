@@ -42,7 +42,9 @@ def _run(tests: list[str], timeout: float, log: str) -> tuple[str, float]:
             seconds = time.monotonic() - began
             if code == 0:
                 return "survived", seconds
-            if code in (4, 5):  # usage error or nothing collected: the run tells nothing
+            if code == 4 and "while loading conftest" in open(log, errors="replace").read():
+                return "killed", seconds  # the mutant breaks importing the core: no test can run
+            if code in (4, 5):  # usage error (a test not found) or nothing collected: it tells nothing
                 return "error", seconds
             return "killed", seconds
         if time.monotonic() - began > timeout:
