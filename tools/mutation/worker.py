@@ -14,6 +14,7 @@ import os
 import signal
 import sys
 import time
+from pathlib import Path
 
 PRELOAD = ["pytest", "_pytest.python", "_pytest.runner", "yaml", "hypothesis", "cryptography.x509",
            "pulumi", "pulumi.runtime", "pulumi_command", "pulumi_tls", "pulumi_kubernetes",
@@ -42,7 +43,7 @@ def _run(tests: list[str], timeout: float, log: str) -> tuple[str, float]:
             seconds = time.monotonic() - began
             if code == 0:
                 return "survived", seconds
-            if code == 4 and "while loading conftest" in open(log, errors="replace").read():
+            if code == 4 and "while loading conftest" in Path(log).read_text(errors="replace"):
                 return "killed", seconds  # the mutant breaks importing the core: no test can run
             if code in (4, 5):  # usage error (a test not found) or nothing collected: it tells nothing
                 return "error", seconds
