@@ -20,6 +20,7 @@ from kube_ha.elastic import metrics_server
 from kube_ha.model import (
     DEPLOYED_IMAGES,
     ENDPOINT_TYPES,
+    EVERY_NODE_PORTS,
     KUBEADM_PORTS,
     PROJECT,
     VERSION,
@@ -144,7 +145,8 @@ class _Reader:
         if kind is int and isinstance(value, str) and _DIGITS.fullmatch(value):
             return int(value)  # type: ignore[return-value]
         if (kind is int and isinstance(value, bool)) or not isinstance(value, kind):
-            self.fail(key, f"{value!r} is not a {kind.__name__}. Fix: give a {kind.__name__}.")
+            name = {"int": "an integer", "bool": "a boolean", "str": "a string"}.get(kind.__name__, kind.__name__)
+            self.fail(key, f"{value!r} is not {name}. Fix: give {name}.")
             return default
         return value
 
@@ -613,11 +615,11 @@ def _check_ports(r: _Reader, apiserver_port: int, elastic: ElasticApiserverSetti
     if scheduler.replicas:
         wanted.append(("kubeScheduler.port", scheduler.port))
     if apiserver_port in KUBEADM_PORTS:
-        r.fail("apiserverPort", f"{apiserver_port} is {KUBEADM_PORTS[apiserver_port]}'s port. "
+        r.fail("apiserverPort", f"{apiserver_port} is {KUBEADM_PORTS[apiserver_port]}. "
                "Fix: use 6443.")
     for key, port in wanted:
         if port in KUBEADM_PORTS:
-            r.fail(key, f"{port} is {KUBEADM_PORTS[port]}'s port on every node (hostNetwork). "
+            r.fail(key, f"{port} is {KUBEADM_PORTS[port]} on every node (hostNetwork). "
                    "Fix: use a free port, e.g. 7443, 10357 or 10359.")
         elif port in taken:
             r.fail(key, f"{port} is also {taken[port]}: both listen on the same nodes "
@@ -645,8 +647,9 @@ def _check_hosts(r: _Reader, cps: list[Host], workers: list[Host], lbs: list[Hos
             r.fail(key, f"{h.address} is also {where}, whose node-local proxy is haproxy with "
                    "its own haproxy.cfg: one would overwrite the other. Fix: a separate LB host.")
             continue
-        taken = {**{p: f"{owner}'s port" for p, owner in KUBEADM_PORTS.items()},
-                 **dict(node_ports), apiserver_port: "the apiserver's port"}
+        # A worker runs no static pod: only the kubelet and kube-proxy listen there.
+        taken = {**{p: owner for p, owner in KUBEADM_PORTS.items() if control_plane or p in EVERY_NODE_PORTS},
+                 **dict(node_ports), **({apiserver_port: "the apiserver's port"} if control_plane else {})}
         for what, port in (("endpoint.port", endpoint.port),
                            ("loadBalancer.statsBind", lb.stats_port)):
             if port is not None and port in taken:

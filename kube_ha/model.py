@@ -295,8 +295,10 @@ class Cluster:
         return int(m.group(1)), int(m.group(2))
 
 
-KUBEADM_PORTS = {2379: "etcd's client port", 2380: "etcd's peer port", 10250: "the kubelet",
-                 10256: "kube-proxy's health check", 10257: "the static kube-controller-manager",
-                 10259: "the static kube-scheduler"}
+KUBEADM_PORTS = {2379: "etcd's client port", 2380: "etcd's peer port", 10250: "the kubelet's port",
+                 10256: "kube-proxy's health-check port", 10257: "the static kube-controller-manager's port",
+                 10259: "the static kube-scheduler's port"}
+# Of those, what listens on every node, workers included.
+EVERY_NODE_PORTS = (10250, 10256)
 # The images this program deploys itself (kubeadm pulls the static pods' own images).
 DEPLOYED_IMAGES = ("kube-apiserver", "kube-controller-manager", "kube-scheduler")
