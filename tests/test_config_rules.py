@@ -727,3 +727,15 @@ def test_a_value_past_a_bound_is_told_the_bound(edge: Edge) -> None:
             f"port {above} is out of range. Fix: use 1-65535." if port else
             f"{above} is out of range. Fix: 1-255, unique on the LBs' network." if edge.key.endswith("RouterId")
             else f"{above} is too large. Fix: use at most {edge.high}.")
+
+
+def test_an_lb_on_a_worker_may_take_ports_only_control_plane_nodes_hold() -> None:
+    """A worker runs no static pod: haproxy on it may listen on 6443 or etcd's ports; only the
+    kubelet's and kube-proxy's ports, which every node holds, are refused there."""
+    worker_lb = {"nodeLocalProxy": False, "loadBalancers.1.address": "10.21.22.75"}
+    accepted("vip", worker_lb)
+    assert [k for k, _ in problems(build("vip", {**worker_lb, "loadBalancer.statsBind": "*:2379"}))] == []
+    refused = problems(build("vip", {**worker_lb, "loadBalancer.statsBind": "*:10256"}))
+    assert refused == [("loadBalancers[1].address", "10.21.22.75 is also workers[1], where loadBalancer.statsBind "
+                        "10256 is kube-proxy's health-check port. Fix: a separate LB host, or another "
+                        "loadBalancer.statsBind.")]
