@@ -71,8 +71,10 @@ def _member_removal_guard() -> list[str]:
     healthy members than a majority of the new count. Needs `etcdctl_`."""
     return [
         "members=$(etcdctl_ member list)",
+        # etcdctl writes an IPv6 peer URL with brackets (https://[fd00::3]:2380).
         'target=$(awk -F\', \' -v n="$name" -v a="$address" '
-        '\'$3 == n || index($4, "//" a ":") { print $1 }\' <<< "$members")',
+        '\'BEGIN { if (index(a, ":")) a = "[" a "]" } $3 == n || index($4, "//" a ":") { print $1 }\' '
+        '<<< "$members")',
         'if [ -n "$target" ]; then',
         "  total=$(grep -c . <<< \"$members\")",
         "  after=$((total - 1))",
@@ -86,7 +88,9 @@ def _member_removal_guard() -> list[str]:
         '  while IFS=", " read -r id _ _ _ client _; do',
         '    [ "$id" = "$target" ] && continue',
         '    client=${client%%,*}',
-        '    if grep -q -- "^$client is healthy" <<< "$health"; then',
+        # A fixed-string prefix: an IPv6 URL's brackets would be a bracket expression to grep.
+        '    if awk -v c="$client is healthy" \'index($0, c) == 1 { f = 1 } END { exit !f }\' '
+        '<<< "$health"; then',
         "      healthy_after=$((healthy_after + 1))",
         "    fi",
         '  done <<< "$members"',
