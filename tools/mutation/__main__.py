@@ -279,10 +279,11 @@ def main() -> None:
 def _report(per_module: dict[str, list[Mutant]], results: dict[str, dict[str, Any]],
             equivalent: dict[str, str]) -> None:
     (STATE / "survivors").mkdir(parents=True, exist_ok=True)
-    print(f"\n{'module':38} {'mutants':>7} {'killed':>7} {'survived':>8} {'equiv':>6} {'score':>7}")
-    total = [0, 0, 0, 0]
+    # The score counts the mutants run (a --limit sample, or a run cut short, leaves some out).
+    print(f"\n{'module':38} {'mutants':>7} {'not run':>7} {'killed':>7} {'survived':>8} {'equiv':>6} {'score':>7}")
+    total = [0, 0, 0, 0, 0]
     for module, found in per_module.items():
-        killed = survived = equiv = 0
+        killed = survived = equiv = unrun = 0
         lines = []
         for mutant in found:
             status = results.get(mutant.key, {}).get("status", "not run")
@@ -290,19 +291,21 @@ def _report(per_module: dict[str, list[Mutant]], results: dict[str, dict[str, An
                 killed += 1
             elif mutant.key in equivalent:
                 equiv += 1
+            elif status == "not run":
+                unrun += 1
             else:
                 survived += 1
                 lines.append(f"{mutant.describe()}  [{status}]\n  key: {mutant.key!r}")
         name = module.replace("/", ".").removesuffix(".py")
         (STATE / "survivors" / f"{name}.txt").write_text("\n".join(lines) + "\n")
         scored = killed + survived
-        score = 100.0 * killed / scored if scored else 100.0
-        print(f"{module:38} {len(found):7} {killed:7} {survived:8} {equiv:6} {score:6.1f}%")
-        for i, n in enumerate((len(found), killed, survived, equiv)):
+        score = f"{100.0 * killed / scored:6.1f}%" if scored else "      -"
+        print(f"{module:38} {len(found):7} {unrun:7} {killed:7} {survived:8} {equiv:6} {score}")
+        for i, n in enumerate((len(found), unrun, killed, survived, equiv)):
             total[i] += n
-    scored = total[1] + total[2]
-    print(f"{'all':38} {total[0]:7} {total[1]:7} {total[2]:8} {total[3]:6} "
-          f"{100.0 * total[1] / scored if scored else 100.0:6.1f}%")
+    scored = total[2] + total[3]
+    print(f"{'all':38} {total[0]:7} {total[1]:7} {total[2]:7} {total[3]:8} {total[4]:6} "
+          f"{100.0 * total[2] / scored if scored else 100.0:6.1f}%")
 
 
 if __name__ == "__main__":
