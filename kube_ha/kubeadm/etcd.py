@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from kube_ha.kubeadm.admin import KUBECTL, drain_or_cordon
-from kube_ha.model import Host
+from kube_ha.model import Host, url_host
 from kube_ha.paths import PKI
 from kube_ha.shell import indent, quote, script
 
@@ -68,13 +68,12 @@ def membership_check_script(node: Host, etcd: EtcdAccess = EtcdAccess()) -> str:
 def _member_removal_guard() -> list[str]:
     """Find the etcd member of node `$name` at `$address` (`target`, empty when it is not
     one) and refuse (exit 1, nothing changed) when removing it would leave no member, or fewer
-    healthy members than a majority of the new count. Needs `etcdctl_`."""
+    healthy members than a majority of the new count. `$address` is as the member's peer URL
+    writes it (model.url_host: IPv6 in brackets). Needs `etcdctl_`."""
     return [
         "members=$(etcdctl_ member list)",
-        # etcdctl writes an IPv6 peer URL with brackets (https://[fd00::3]:2380).
         'target=$(awk -F\', \' -v n="$name" -v a="$address" '
-        '\'BEGIN { if (index(a, ":")) a = "[" a "]" } $3 == n || index($4, "//" a ":") { print $1 }\' '
-        '<<< "$members")',
+        '\'$3 == n || index($4, "//" a ":") { print $1 }\' <<< "$members")',
         'if [ -n "$target" ]; then',
         "  total=$(grep -c . <<< \"$members\")",
         "  after=$((total - 1))",
@@ -131,7 +130,7 @@ def member_removal_script(node_name: str, node_address: str, etcd: EtcdAccess = 
     left healthy would not be a majority of the new member count. No-op when already gone.
     """
     return script(f"remove-etcd-member {node_name}", etcd.function(),
-                  f"name={quote(node_name)} address={quote(node_address)}",
+                  f"name={quote(node_name)} address={quote(url_host(node_address))}",
                   *_member_removal_guard(), *_member_remove())
 
 
@@ -145,7 +144,7 @@ def control_plane_removals_script(departing: tuple[Host, ...] = (),
     those: a member the stack never listed is left alone. Until this step and the nodes'
     retire steps are done the stack keeps its last record, so the next `up` runs it again.
     The node's own `kubeadm reset` is its retire step."""
-    leaving = " ".join(f"{h.name},{h.address}" for h in departing)
+    leaving = " ".join(f"{h.name},{url_host(h.address)}" for h in departing)
     return script(
         "control-plane-removals",
         etcd.function(),
