@@ -11,7 +11,7 @@ stopping at the first failure; a mutant no selected test kills survived. Survivo
 tools/mutation/equivalent.yaml with a reason are left out of the score. Results are kept in
 .mutation/results.json; survivors are written to .mutation/survivors/<module>.txt.
 
-It takes most of an hour on two cores for the whole core: it is not part of .ci/run.
+The whole core takes an hour or more on two cores: it is not part of .ci/run.
 """
 
 from __future__ import annotations
@@ -89,6 +89,15 @@ class Selection:
         self.names = [name for name, _ in self.trace["tests"]]
         self.cost = {name: seconds for name, seconds in self.trace["tests"]}
         self.trees = {str(p.relative_to(ROOT)): ast.parse(p.read_text()) for p in ROOT.glob("kube_ha/**/*.py")}
+        # Every name the core reads, with the tests that reach each line reading it: built once.
+        self.readers: dict[str, set[int]] = {}
+        for path, tree in self.trees.items():
+            lines = self.trace["lines"].get(path, {})
+            for node in ast.walk(tree):
+                name = node.id if isinstance(node, ast.Name) else node.attr if isinstance(node, ast.Attribute) \
+                    else None
+                if name is not None:
+                    self.readers.setdefault(name, set()).update(lines.get(str(node.lineno), []))  # type: ignore[attr-defined]
 
     def _uses(self, mutant: Mutant) -> set[int]:
         """Tests that reach a line naming what the mutant's top-level statement defines: a
@@ -102,15 +111,7 @@ class Selection:
                     defined |= {n.id for t in targets for n in ast.walk(t) if isinstance(n, ast.Name)}
                 elif isinstance(stmt, ast.ClassDef | ast.FunctionDef):
                     defined.add(stmt.name)
-        chosen: set[int] = set()
-        for path, tree in self.trees.items():
-            lines = self.trace["lines"].get(path, {})
-            for node in ast.walk(tree):
-                name = node.id if isinstance(node, ast.Name) else node.attr if isinstance(node, ast.Attribute) \
-                    else None
-                if name in defined:
-                    chosen.update(lines.get(str(node.lineno), []))  # type: ignore[attr-defined]
-        return chosen
+        return set().union(*(self.readers.get(name, set()) for name in defined))
 
     def tests(self, mutant: Mutant) -> tuple[list[str], float]:
         lines = self.trace["lines"].get(mutant.path, {})
@@ -131,8 +132,9 @@ class Selection:
             picked.append(name)
             paid.update(fixtures)
             spent += cost
-        extra = [t for t in [*self.also, *CHILD_PROCESS_TESTS] if t not in picked]
-        return [*self.also, *picked, *[t for t in extra if t not in self.also]], spent + 3.0 * len(extra)
+        also = [t for t in self.also if t not in picked]
+        child = [t for t in CHILD_PROCESS_TESTS if t not in picked and t not in self.also]
+        return [*self.also, *picked, *child], spent + 3.0 * (len(also) + len(child))
 
 
 @contextlib.contextmanager
@@ -217,7 +219,6 @@ def main() -> None:
         _report({m: mutants_of(ROOT, m) for m in _modules(args.modules)}, results, _equivalent())
         return
     selection = Selection(_trace(python, args.retrace), args.budget, args.also)
-    STATE.mkdir(exist_ok=True)
     results = _save({})
     fresh: dict[str, dict[str, Any]] = {}
     modules = _modules(args.modules)
@@ -298,14 +299,17 @@ def _report(per_module: dict[str, list[Mutant]], results: dict[str, dict[str, An
                 lines.append(f"{mutant.describe()}  [{status}]\n  key: {mutant.key!r}")
         name = module.replace("/", ".").removesuffix(".py")
         (STATE / "survivors" / f"{name}.txt").write_text("\n".join(lines) + "\n")
-        scored = killed + survived
-        score = f"{100.0 * killed / scored:6.1f}%" if scored else "      -"
-        print(f"{module:38} {len(found):7} {unrun:7} {killed:7} {survived:8} {equiv:6} {score}")
-        for i, n in enumerate((len(found), unrun, killed, survived, equiv)):
-            total[i] += n
-    scored = total[2] + total[3]
-    print(f"{'all':38} {total[0]:7} {total[1]:7} {total[2]:7} {total[3]:8} {total[4]:6} "
-          f"{100.0 * total[2] / scored if scored else 100.0:6.1f}%")
+        counts = (len(found), unrun, killed, survived, equiv)
+        print(_row(module, counts))
+        total = [t + n for t, n in zip(total, counts, strict=True)]
+    print(_row("all", tuple(total)))
+
+
+def _row(name: str, counts: tuple[int, ...]) -> str:
+    found, unrun, killed, survived, equiv = counts
+    scored = killed + survived
+    score = f"{100.0 * killed / scored:6.1f}%" if scored else "      -"
+    return f"{name:38} {found:7} {unrun:7} {killed:7} {survived:8} {equiv:6} {score}"
 
 
 if __name__ == "__main__":
