@@ -13,6 +13,8 @@ import pulumi
 import pulumi_command as command
 import yaml
 
+from kube_ha.config import parse_cluster
+from kube_ha.model import Cluster
 from tests.harness.hosts import host, host_key
 from tests.mocks import ClusterMocks, RecordingMonitor, plain
 
@@ -35,6 +37,12 @@ EXAMPLE_STACKS = ("dev", "vip", "node-local", "control-plane-lb", "external", "s
 def dev_stack() -> dict[str, Any]:
     """The committed dev stack: one LB VM (the seed write-up's cluster)."""
     return example_stack("dev")
+
+
+def cluster_of(raw: dict[str, Any] | None = None, **edits: Any) -> Cluster:
+    """The dev stack (or `raw`) with the top-level keys in `edits` replaced, as parse_cluster
+    reads it."""
+    return parse_cluster({**(dev_stack() if raw is None else raw), **edits})
 
 
 def scaled_stack(cp: int, workers: int, node_local: bool = False) -> dict[str, Any]:

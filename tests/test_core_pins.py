@@ -8,13 +8,12 @@ import copy
 import ipaddress
 import subprocess
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from kube_ha import shell
 from kube_ha.config import parse_cluster
-from kube_ha.model import Cluster, Host, host_port, is_dns_name, parse_ip, url_host
+from kube_ha.model import Host, host_port, is_dns_name, parse_ip, url_host
 from kube_ha.topology import (
     all_sans,
     backend_registrations,
@@ -23,13 +22,7 @@ from kube_ha.topology import (
     etcd_endpoints,
     lb_backends,
 )
-from tests.program import dev_stack, example_stack
-
-
-def cluster(**changes: Any) -> Cluster:
-    raw = copy.deepcopy(dev_stack())
-    raw.update(changes)
-    return parse_cluster(raw)
+from tests.program import cluster_of, dev_stack, example_stack
 
 
 def bash(text: str, cwd: Path) -> subprocess.CompletedProcess[str]:
@@ -63,9 +56,9 @@ def test_dns_names_follow_dns_1123(name: object, ok: bool) -> None:
 def test_without_node_local_proxies_every_kubelet_dials_the_endpoint() -> None:
     """Without `nodeLocalProxy` nothing listens on a worker's 127.0.0.1:6443: its kubelet and
     kube-proxy must dial the endpoint, by name when there is one."""
-    plain = cluster(nodeLocalProxy=False)
+    plain = cluster_of(nodeLocalProxy=False)
     assert plain.node_url == plain.endpoint.url == "https://api.k8s.lab.internal:6443"
-    local = cluster(nodeLocalProxy=True)
+    local = cluster_of(nodeLocalProxy=True)
     assert local.node_url == "https://127.0.0.1:6443"
 
 
@@ -83,13 +76,13 @@ def test_the_service_topology_is_reached_from_outside_through_the_bootstrap_node
     assert c.endpoint.service and not c.endpoint.external
     assert c.access_url == f"https://{host_port(c.bootstrap.address, c.apiserver_port)}"
     assert c.in_cluster_url == f"https://{host_port(c.endpoint.address, c.endpoint.port)}"
-    dev = cluster()
+    dev = cluster_of()
     assert dev.access_url == dev.in_cluster_url == dev.endpoint.url
     assert parse_cluster(example_stack("external")).endpoint.external
 
 
 def test_join_order_is_config_order_without_the_bootstrap_node() -> None:
-    c = cluster()
+    c = cluster_of()
     assert [h.name for h in c.joining_control_plane] == ["ubuntu-70", "ubuntu-72"]
     assert c.bootstrap.name == "ubuntu-73" and c.minor_version == (1, 32)
     assert [h.name for h in c.nodes] == ["ubuntu-73", "ubuntu-70", "ubuntu-72", "ubuntu-74", "ubuntu-75"]
@@ -98,15 +91,15 @@ def test_join_order_is_config_order_without_the_bootstrap_node() -> None:
 # --- topology -------------------------------------------------------------------------------
 
 def test_elastic_apiservers_are_given_every_control_plane_etcd_member() -> None:
-    assert etcd_endpoints(cluster()) == ["https://10.21.22.73:2379", "https://10.21.22.70:2379",
+    assert etcd_endpoints(cluster_of()) == ["https://10.21.22.73:2379", "https://10.21.22.70:2379",
                                          "https://10.21.22.72:2379"]
 
 
 def test_sans_json_lists_each_node_and_the_elastic_certificate_only_when_enabled() -> None:
-    on = all_sans(cluster())
+    on = all_sans(cluster_of())
     assert set(on) == {"ubuntu-73", "ubuntu-70", "ubuntu-72", "elastic-apiserver"}
     assert "ubuntu-70" in on["ubuntu-70"]["dnsNames"] and "10.21.22.70" in on["ubuntu-70"]["ipAddresses"]
-    elastic = elastic_apiserver_sans(cluster())
+    elastic = elastic_apiserver_sans(cluster_of())
     assert on["elastic-apiserver"] == {"dnsNames": list(elastic.dns_names),
                                        "ipAddresses": list(elastic.ip_addresses)}
     raw = copy.deepcopy(dev_stack())
@@ -115,7 +108,7 @@ def test_sans_json_lists_each_node_and_the_elastic_certificate_only_when_enabled
 
 
 def test_an_external_lb_is_told_every_backend_and_the_name_its_check_asks_for() -> None:
-    c = cluster()
+    c = cluster_of()
     regs = backend_registrations(c)
     assert [(r["name"], r["address"], r["port"]) for r in regs] == [
         (b.name, b.address, b.port) for b in lb_backends(c)]

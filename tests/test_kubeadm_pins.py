@@ -37,13 +37,7 @@ from kube_ha.model import Cluster, Host
 from kube_ha.topology import apiserver_sans
 from tests.harness import pki
 from tests.harness.script_host import ScriptHost, StepResult
-from tests.program import dev_stack
-
-
-def dev(**overrides: Any) -> Cluster:
-    raw = copy.deepcopy(dev_stack())
-    raw.update(overrides)
-    return parse_cluster(raw)
+from tests.program import cluster_of, dev_stack
 
 
 def host(name: str, address: str, **kw: Any) -> Host:
@@ -75,7 +69,7 @@ def test_a_plain_value_stays_plain_as_kubeadm_writes_it(value: str) -> None:
                                               ("v1.29.0", "kubeadm.k8s.io/v1beta3")])
 def test_kubeadm_api_version_follows_the_kubernetes_minor(version: str, api: str) -> None:
     """v1beta4 arrived with kubeadm 1.31; an older kubeadm refuses it."""
-    c = dev(kubernetesVersion=version)
+    c = cluster_of(kubernetesVersion=version)
     assert kconfig.api_version(c) == api
     docs = list(yaml.safe_load_all(kconfig.kubeadm_config(c)))
     assert [d["apiVersion"] for d in docs] == [api, api]
@@ -88,7 +82,7 @@ CREDS = {"token": "abcdef.0123456789abcdef", "caCertHash": "sha256:" + "a" * 64,
 
 
 def test_init_configuration_is_kubeadms_with_our_token_endpoint_and_sans() -> None:
-    c = dev()
+    c = cluster_of()
     init, cc = yaml.safe_load_all(kconfig.kubeadm_config(c))
     assert init["kind"] == "InitConfiguration" and cc["kind"] == "ClusterConfiguration"
     assert init["bootstrapTokens"] == [{"description": kconfig.JOIN_TOKEN_DESCRIPTION, "ttl": "1h0m0s"}]
@@ -109,7 +103,7 @@ def test_join_configuration_has_a_control_plane_part_only_for_a_control_plane_jo
         control_plane: bool) -> None:
     """kubeadm joins a control-plane node when JoinConfiguration has `controlPlane`, a worker
     otherwise; the certificate key only a control-plane join needs."""
-    c = dev()
+    c = cluster_of()
     node = c.node("ubuntu-70")
     doc = yaml.safe_load(kconfig.join_configuration(c, node, CREDS, control_plane))
     assert doc["kind"] == "JoinConfiguration"
@@ -139,7 +133,7 @@ def test_the_record_lists_each_node_by_address_with_how_to_reach_it() -> None:
 
 
 def test_departed_are_the_recorded_nodes_whose_address_left_with_what_reaches_them() -> None:
-    c = dev()
+    c = cluster_of()
     previous = membership.membership_record(c)
     previous["nodes"]["10.21.22.80"] = {"name": "gone", "role": "controlPlane", "user": "core",
                                         "port": 2200, "hostKey": "ssh-ed25519 K"}
@@ -158,7 +152,7 @@ def test_departed_are_the_recorded_nodes_whose_address_left_with_what_reaches_th
 
 
 def test_since_last_run_takes_out_the_departed() -> None:
-    c = dev()
+    c = cluster_of()
     previous = membership.membership_record(c)
     previous["nodes"]["10.21.22.80"] = {"name": "gone", "role": "workers"}
     assert [h.name for _, h in membership.since_last_run(previous, c).departed] == ["gone"]
@@ -169,23 +163,23 @@ def edits(previous: dict[str, Any], c: Cluster) -> dict[str, str]:
 
 
 def test_no_record_or_the_same_cluster_is_no_destructive_edit() -> None:
-    c = dev()
+    c = cluster_of()
     assert membership.destructive_edits(None, c) == []
     assert membership.destructive_edits({}, c) == []
     assert edits(membership.membership_record(c), c) == {}
 
 
 def test_a_new_cluster_name_is_refused_naming_the_old_one() -> None:
-    previous = membership.membership_record(dev())
-    found = edits(previous, dev(clusterName="other"))
+    previous = membership.membership_record(cluster_of())
+    found = edits(previous, cluster_of(clusterName="other"))
     assert list(found) == ["clusterName"]
     assert "was 'kubernetes'" in found["clusterName"] and "set it back to 'kubernetes'" in found["clusterName"]
     previous["clusterName"] = None  # a record without a name compares nothing
-    assert edits(previous, dev(clusterName="other")) == {}
+    assert edits(previous, cluster_of(clusterName="other")) == {}
 
 
 def test_a_removal_against_an_earlier_kube_has_record_is_refused_per_departed_node() -> None:
-    c = dev()
+    c = cluster_of()
     previous = membership.membership_record(c)
     del previous["perNodeDeletes"]
     assert edits(previous, c) == {}  # nothing left the list: nothing to refuse
@@ -704,7 +698,7 @@ def issue(ca: pki.KeyPair, cluster: Cluster, node: Host) -> pki.KeyPair:
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     """A new cluster as the program builds it: install-ca (again, then with another CA),
     bootstrap twice, a worker's credentials and join (twice)."""
-    cluster = dev()
+    cluster = cluster_of()
     boot = cluster.bootstrap
     ca = pki.make_ca()
     mine = issue(ca, cluster, boot)
@@ -929,7 +923,7 @@ def test_kube_proxy_is_repointed_at_the_node_local_proxy_and_restarted_once(worl
     boot = world.cluster.bootstrap.name
     same = world.host.run(boot, ks.kube_proxy_script(world.cluster))
     assert same.rc == 0 and not same.of("kubectl apply") and not same.of("kubectl rollout restart")
-    local = dev(nodeLocalProxy=True)
+    local = cluster_of(nodeLocalProxy=True)
     first = world.host.run(boot, ks.kube_proxy_script(local))
     assert first.rc == 0, first.explain()
     assert first.of("kubectl apply") and first.of("kubectl rollout restart")

@@ -9,7 +9,6 @@ before a program on PATH), so each check's verdict, not its wording in the scrip
 
 from __future__ import annotations
 
-import copy
 import re
 import socket
 import subprocess
@@ -36,14 +35,7 @@ from kube_ha.model import Cluster, HealthCheckSettings
 from tests.harness import pki
 from tests.harness.hosts import host
 from tests.harness.lab import haproxy_paths_under
-from tests.program import dev_stack, example_stack, vip_stack
-
-
-def cluster_of(raw: dict[str, Any] | None = None, **edits: Any) -> Cluster:
-    """The dev stack (or `raw`), top-level keys replaced by `edits`."""
-    base = copy.deepcopy(raw if raw is not None else dev_stack())
-    base.update(edits)
-    return parse_cluster(base)
+from tests.program import cluster_of, dev_stack, example_stack, vip_stack
 
 
 def lb_edits(**lb: Any) -> dict[str, Any]:

@@ -17,7 +17,6 @@ import dataclasses
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -35,7 +34,7 @@ from kube_ha.preflight import (
 from tests.harness import pki
 from tests.harness.hosts import host
 from tests.harness.script_host import ScriptHost, StepResult, seed_cluster
-from tests.program import dev_stack, run_program, vip_stack
+from tests.program import cluster_of, dev_stack, run_program, vip_stack
 
 pytestmark = pytest.mark.slow
 
@@ -45,12 +44,6 @@ LISTEN = ("python3 -c 'import socket, time; s = socket.socket(); "
           # listening before the step returns (bounded: 5 s)
           "for _ in $(seq 50); do ss -Hltn '( sport = :{port} )' | grep -q . && break;"
           " sleep 0.1; done\n")
-
-
-def cluster_of(**edits: Any) -> Cluster:
-    raw = dev_stack()
-    raw.update(edits)
-    return parse_cluster(raw)
 
 
 def target(cluster: Cluster, name: str) -> Target:

@@ -46,7 +46,6 @@ from typing import Any
 import pytest
 import yaml
 
-from kube_ha.config import parse_cluster
 from kube_ha.elastic.pool import POOL_TAINT, PoolTaints, pool_script
 from kube_ha.kubeadm import scripts as ks
 from kube_ha.kubeadm.admin import KUBECTL, MANAGED_ANNOTATION, MANAGED_MARKER
@@ -58,18 +57,12 @@ from kube_ha.topology import apiserver_sans, kubernetes_service_ip, service_dns_
 from tests.harness import pki
 from tests.harness.script_host import ScriptHost, StepResult, seed_cluster
 from tests.harness.standins.certs import spki_sha256
-from tests.program import dev_stack
+from tests.program import cluster_of, dev_stack
 
 pytestmark = pytest.mark.slow
 
 JOIN_YAML = "/etc/kubernetes/kube-ha/join.yaml"
 TOKEN = re.compile(r"^[a-z0-9]{6}\.[a-z0-9]{16}$")
-
-
-def dev(**overrides: Any) -> Cluster:
-    raw = dev_stack()
-    raw.update(overrides)
-    return parse_cluster(raw)
 
 
 def serving(ca: pki.KeyPair, cluster: Cluster, node: Host) -> pki.KeyPair:
@@ -146,7 +139,7 @@ def new_cluster(tmp_path_factory: pytest.TempPathFactory) -> NewCluster:
     """caSource generate: install-ca, bootstrap (kubeadm init), bootstrap again, credentials,
     then ubuntu-70's control-plane join. As on a real new cluster there is no pod network yet,
     so no Node turns Ready (the kubelet reports NetworkReady=false without a CNI config)."""
-    cluster = dev()
+    cluster = cluster_of()
     boot, joining = cluster.bootstrap, cluster.node("ubuntu-70")
     ca = pki.make_ca()
     mine = serving(ca, cluster, boot)
@@ -264,7 +257,7 @@ class Adopted:
 def adopt(tmp: Path, kube_proxy: bool = True) -> Adopted:
     """A one-node cluster from `kubeadm init` without controlPlaneEndpoint; then the bootstrap
     script twice and the kube-proxy step (which runs after the workers) twice."""
-    cluster = dev()
+    cluster = cluster_of()
     boot = cluster.bootstrap
     proxy_script = artifacts(cluster)["kubeadm/kube-proxy.sh"]
     with ScriptHost(tmp, cluster, real_etcd=False) as host:
@@ -379,7 +372,7 @@ def test_bootstrap_stops_before_repointing_when_the_first_apply_fails(tmp_path: 
     """The first server-side apply (controlPlaneEndpoint into kubeadm-config) fails: the step
     stops there, before any kubeconfig, kubelet or cluster-info is touched; the next run
     completes."""
-    cluster = dev()
+    cluster = cluster_of()
     boot = cluster.bootstrap
     with ScriptHost(tmp_path, cluster, real_etcd=False) as host:
         seed_cluster(host, control_plane=[boot])
@@ -405,7 +398,7 @@ def test_a_half_finished_init_is_finished_on_the_next_run(tmp_path: Path) -> Non
     end with an initialised cluster (kubeadm-config uploaded), still on the program's CA:
     re-running init needs `kubeadm reset` first (its preflight refuses its own manifests), and
     reset empties /etc/kubernetes/pki, CA included."""
-    cluster = dev()
+    cluster = cluster_of()
     boot = cluster.bootstrap
     ca = pki.make_ca()
     mine = serving(ca, cluster, boot)
@@ -458,7 +451,7 @@ def story(tmp_path_factory: pytest.TempPathFactory) -> Story:
     bootstrap, join ubuntu-70, re-issue on ubuntu-72, join worker ubuntu-74 (first with
     kubeadm join failing), re-point ubuntu-75; then ubuntu-72's etcd dies: removing ubuntu-70
     is refused, removing ubuntu-72 goes ahead, then its reset. No etcdctl on any host."""
-    cluster = dev()
+    cluster = cluster_of()
     n = {h.name: h for h in cluster.nodes}
     art = artifacts(cluster)
     steps: dict[str, StepResult] = {}
@@ -731,11 +724,11 @@ def test_workers_that_left_are_drained_or_if_dead_cordoned_then_deleted(tmp_path
     longer lists: a live one is drained (kubectl drain), a dead one (kubelet gone, Node
     NotReady) only cordoned, as a drain would fail after its whole timeout; both Nodes are
     deleted; a second run finds nothing; with nothing departing, nothing is touched."""
-    cluster = dev()
+    cluster = cluster_of()
     n = {h.name: h for h in cluster.nodes}
-    fewer = dev(workers=[w for w in dev_stack()["workers"] if w["name"] == "ubuntu-74"],
+    fewer = cluster_of(workers=[w for w in dev_stack()["workers"] if w["name"] == "ubuntu-74"],
                 elasticApiserver={"enabled": False})
-    none = dev(workers=[], elasticApiserver={"enabled": False})
+    none = cluster_of(workers=[], elasticApiserver={"enabled": False})
     with ScriptHost(tmp_path, cluster, real_etcd=False) as host:
         seed_cluster(host, control_plane=[n["ubuntu-73"]], workers=[n["ubuntu-74"], n["ubuntu-75"]])
         first = host.run("ubuntu-73", ks.workers_reconcile_script(cluster))
@@ -765,7 +758,7 @@ def test_the_pool_step_taints_the_pool_workers_and_untaints_those_that_left(
     Node that has not joined fails the step, naming it. Untainting removes ours only; again,
     or for a Node that is gone, it passes (kubectl's exact messages); with no apiserver
     answering it fails, and the record is not moved on, so the next `up` runs it again."""
-    cluster = dev()
+    cluster = cluster_of()
     n = {h.name: h for h in cluster.nodes}
     boot = "ubuntu-73"
     ours = {"key": POOL_TAINT, "value": "true", "effect": "NoSchedule"}
@@ -861,7 +854,7 @@ def test_reset_twice_is_a_no_op(story: Story) -> None:
 def test_worker_with_node_local_proxy_dials_localhost(tmp_path: Path) -> None:
     """nodeLocalProxy: the worker's kubelet.conf, written by kubeadm join for cluster-info's
     server, is re-pointed at 127.0.0.1 (its local haproxy) and the kubelet restarted once."""
-    cluster = dev(nodeLocalProxy=True)
+    cluster = cluster_of(nodeLocalProxy=True)
     boot, worker = cluster.bootstrap, cluster.node("ubuntu-74")
     with ScriptHost(tmp_path, cluster, real_etcd=False) as host:
         seed_cluster(host, control_plane=[boot])
@@ -883,7 +876,7 @@ def test_switching_node_local_proxies_off_removes_them_after_the_kubelet_is_re_p
     first, then stops and disables the node-local haproxy and sets its config aside; a second
     run changes nothing. A haproxy that is not kube-ha's node-local proxy (the distribution's
     default config) is left alone."""
-    on, off = dev(nodeLocalProxy=True), dev()
+    on, off = cluster_of(nodeLocalProxy=True), cluster_of()
     boot = on.bootstrap
     with ScriptHost(tmp_path, on, real_etcd=False) as host:
         seed_cluster(host, control_plane=[boot])
@@ -917,7 +910,7 @@ def test_switching_node_local_proxies_off_removes_them_after_the_kubelet_is_re_p
 def test_membership_check_uses_a_host_etcdctl_when_there_is_one(tmp_path: Path) -> None:
     """On a host with etcdctl installed the check uses it (ETCDCTL_API=3 against
     127.0.0.1:2379 with the healthcheck-client pair) and never crictl."""
-    cluster = dev()
+    cluster = cluster_of()
     with ScriptHost(tmp_path, cluster, host_etcdctl=True) as host:
         seed_cluster(host, control_plane=[cluster.bootstrap])
         art = artifacts(cluster)
@@ -934,7 +927,7 @@ def test_a_running_cluster_missing_its_kubeadm_config_is_never_reset(tmp_path: P
     deleted by hand looks, by that ConfigMap alone, like a half-finished init. Resetting it
     would wipe /var/lib/etcd and start a new cluster: the bootstrap refuses and touches
     nothing."""
-    cluster = dev()
+    cluster = cluster_of()
     boot = cluster.bootstrap
     with ScriptHost(tmp_path, cluster, real_etcd=False) as host:
         seed_cluster(host, control_plane=[boot])
@@ -968,7 +961,7 @@ def revocation(tmp_path_factory: pytest.TempPathFactory) -> Revocation:
     one `kubeadm init` made; then the credentials for a control-plane and a worker join, the
     revoke step (first with `kubeadm token delete` failing), the revoke step again, and a
     worker join with the revoked token."""
-    cluster = dev()
+    cluster = cluster_of()
     boot = cluster.bootstrap
     steps: dict[str, StepResult] = {}
     revoke = ks.revoke_join_credentials_script(cluster)
