@@ -478,6 +478,7 @@ def parse_cluster(raw: Mapping[str, Any],
 
     service = r.cidr("serviceSubnet", scalar("serviceSubnet"))
     pod = r.cidr("podSubnet", scalar("podSubnet"))
+    _subnet_sizes(r, service, pod)
     if service and pod and service.version == pod.version and service.overlaps(pod):  # type: ignore[arg-type]
         r.fail("podSubnet", f"{pod} overlaps serviceSubnet {service}. Fix: use disjoint CIDRs.")
     domain = scalar("clusterDomain")
@@ -666,6 +667,37 @@ def _check_hosts(r: _Reader, cps: list[Host], workers: list[Host], lbs: list[Hos
         elif endpoint.address.is_loopback:
             r.fail("endpoint.address", f"{endpoint.address} is a loopback address: no client "
                    "on another host can reach it. Fix: a free address in the LBs' subnet.")
+
+
+# kubeadm refuses these before it touches a node (cmd/kubeadm/app/apis/kubeadm/validation
+# ValidateNetworking, ValidateServiceSubnetSize, ValidatePodSubnetNodeMask; constants.go): a
+# service subnet of at least 10 addresses (CoreDNS's Service takes the tenth) and at most 20
+# host bits; a pod subnet that holds one node's range (the controller-manager's default
+# --node-cidr-mask-size: /24 IPv4, /64 IPv6) and is at most 16 bits larger than one.
+SERVICE_SUBNET_MIN_ADDRESSES = 10
+SERVICE_SUBNET_MAX_HOST_BITS = 20
+NODE_CIDR_MASK = {4: 24, 6: 64}
+POD_SUBNET_MAX_NODE_BITS = 16
+
+
+def _subnet_sizes(r: _Reader, service: IPNetwork | None, pod: IPNetwork | None) -> None:
+    if service is not None:
+        smallest = service.max_prefixlen - SERVICE_SUBNET_MAX_HOST_BITS
+        if service.num_addresses < SERVICE_SUBNET_MIN_ADDRESSES:
+            r.fail("serviceSubnet", f"{service} has {service.num_addresses} address(es); kubeadm needs at "
+                   f"least {SERVICE_SUBNET_MIN_ADDRESSES} (CoreDNS's Service takes the tenth). Fix: e.g. "
+                   "10.96.0.0/12.")
+        elif service.prefixlen < smallest:
+            r.fail("serviceSubnet", f"{service} is larger than kubeadm allows: the mask must be at least "
+                   f"/{smallest}. Fix: e.g. 10.96.0.0/12.")
+    if pod is not None:
+        node = NODE_CIDR_MASK[pod.version]
+        if pod.prefixlen > node:
+            r.fail("podSubnet", f"{pod} is smaller than one node's pod range (/{node}): kubeadm refuses "
+                   f"it. Fix: use a mask of /{node} or less, e.g. 10.244.0.0/16.")
+        elif node - pod.prefixlen > POD_SUBNET_MAX_NODE_BITS:
+            r.fail("podSubnet", f"{pod} is larger than kubeadm allows: the mask must be at least "
+                   f"/{node - POD_SUBNET_MAX_NODE_BITS}. Fix: e.g. 10.244.0.0/16.")
 
 
 def _service_endpoint(r: _Reader, endpoint: Endpoint, lbs: list[Host], subnet: str) -> None:

@@ -33,8 +33,9 @@ class Backend:
 
 
 def kubernetes_service_ip(cluster: Cluster) -> str:
-    """The `kubernetes` Service's ClusterIP: the first address of the service subnet."""
-    return str(next(cluster.networking.service_subnet.hosts()))
+    """The `kubernetes` Service's ClusterIP: the service subnet's address at index 1, as
+    kube-apiserver picks it (pkg/controlplane/services.go ServiceIPRange, GetIndexedIP(range, 1))."""
+    return str(cluster.networking.service_subnet.network_address + 1)
 
 
 def service_dns_names(cluster: Cluster) -> list[str]:

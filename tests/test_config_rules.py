@@ -447,6 +447,33 @@ CASES: list[tuple[str, str, dict[str, Any], Problems]] = [
        "oldest pinned, v0.7.2, needs 1.27). Fix: install one yourself and leave this false.")]),
     ("metrics-server flag not a boolean", "dev", {"elasticApiserver.installMetricsServer": "sure"},
      [("elasticApiserver.installMetricsServer", "'sure' is not a boolean. Fix: give a boolean.")]),
+    # kubeadm's own limits (constants.go MinimumAddressesInServiceSubnet = 10,
+    # MaximumBitsForServiceSubnet = 20, PodSubnetNodeMaskMaxDiff = 16; validation.go
+    # ValidatePodSubnetNodeMask against the default node masks /24 and /64).
+    ("service subnet of 8 addresses", "dev", {"serviceSubnet": "10.96.0.0/29"},
+     [("serviceSubnet", "10.96.0.0/29 has 8 address(es); kubeadm needs at least 10 (CoreDNS's Service "
+       "takes the tenth). Fix: e.g. 10.96.0.0/12.")]),
+    ("service subnet of one address", "dev", {"serviceSubnet": "::/128"},
+     [("serviceSubnet", "::/128 has 1 address(es); kubeadm needs at least 10 (CoreDNS's Service "
+       "takes the tenth). Fix: e.g. 10.96.0.0/12.")]),
+    ("service subnet of 21 host bits", "dev", {"serviceSubnet": "10.96.0.0/11"},
+     [("serviceSubnet", "10.96.0.0/11 is larger than kubeadm allows: the mask must be at least /12. "
+       "Fix: e.g. 10.96.0.0/12.")]),
+    ("IPv6 service subnet of 21 host bits", "dev", {"serviceSubnet": "fd00:96::/107"},
+     [("serviceSubnet", "fd00:96::/107 is larger than kubeadm allows: the mask must be at least /108. "
+       "Fix: e.g. 10.96.0.0/12.")]),
+    ("pod subnet smaller than a node's range", "dev", {"podSubnet": "10.244.0.0/25"},
+     [("podSubnet", "10.244.0.0/25 is smaller than one node's pod range (/24): kubeadm refuses it. "
+       "Fix: use a mask of /24 or less, e.g. 10.244.0.0/16.")]),
+    ("IPv6 pod subnet smaller than a node's range", "dev", {"podSubnet": "fd00:244::/65"},
+     [("podSubnet", "fd00:244::/65 is smaller than one node's pod range (/64): kubeadm refuses it. "
+       "Fix: use a mask of /64 or less, e.g. 10.244.0.0/16.")]),
+    ("pod subnet of more than 2^16 node ranges", "dev", {"podSubnet": "172.0.0.0/7"},
+     [("podSubnet", "172.0.0.0/7 is larger than kubeadm allows: the mask must be at least /8. "
+       "Fix: e.g. 10.244.0.0/16.")]),
+    ("IPv6 pod subnet of more than 2^16 node ranges", "dev", {"podSubnet": "fd00::/47"},
+     [("podSubnet", "fd00::/47 is larger than kubeadm allows: the mask must be at least /48. "
+       "Fix: e.g. 10.244.0.0/16.")]),
 ]
 
 
@@ -470,6 +497,12 @@ ACCEPTED: list[tuple[str, str, dict[str, Any]]] = [
     ("LB on a control-plane node with node-local proxies on", "vip",
      {"loadBalancers.2": host("ubuntu-73", "10.21.22.73"), "endpoint.port": 8443, "nodeLocalProxy": True}),
     ("an IPv6 pod range beside an IPv4 service range", "dev", {"podSubnet": "fd00:244::/64"}),
+    ("a service subnet of 16 addresses", "dev", {"serviceSubnet": "10.96.0.0/28"}),
+    ("an IPv6 service subnet of 16 addresses", "dev", {"serviceSubnet": "fd00:96::/124"}),
+    ("an IPv6 service subnet of 20 host bits", "dev", {"serviceSubnet": "fd00:96::/108"}),
+    ("a pod subnet of one node's range", "dev", {"podSubnet": "10.244.0.0/24"}),
+    ("a pod subnet of 2^16 node ranges", "dev", {"podSubnet": "172.0.0.0/8"}),
+    ("an IPv6 pod subnet of 2^16 node ranges", "dev", {"podSubnet": "fd00::/48"}),
     ("the Service's ClusterIP next to the kubernetes Service's", "service", {"endpoint.address": "10.96.0.2"}),
     ("the Service's ClusterIP next below cluster DNS's", "service", {"endpoint.address": "10.96.0.9"}),
     ("the Service's ClusterIP next above cluster DNS's", "service", {"endpoint.address": "10.96.0.11"}),

@@ -57,8 +57,14 @@ def test_san_table(raw: dict[str, Any], change: dict[str, Any], node: str, want_
     assert len(sans.ip_addresses) == len(set(sans.ip_addresses))
 
 
-def test_service_ip_is_first_address(raw: dict[str, Any]) -> None:
-    assert kubernetes_service_ip(parse_cluster(raw)) == "10.96.0.1"
+@pytest.mark.parametrize(("subnet", "ip"), [("10.96.0.0/12", "10.96.0.1"), ("10.96.0.0/28", "10.96.0.1"),
+                                             ("fd00:96::/108", "fd00:96::1"), ("fd00:96::/124", "fd00:96::1")])
+def test_service_ip_is_the_address_at_index_one(raw: dict[str, Any], subnet: str, ip: str) -> None:
+    """kube-apiserver gives the `kubernetes` Service the range's address at index 1
+    (pkg/controlplane/services.go ServiceIPRange: GetIndexedIP(range, 1)); it is a SAN."""
+    c = parse_cluster({**raw, "serviceSubnet": subnet})
+    assert kubernetes_service_ip(c) == ip
+    assert ip in apiserver_sans(c, c.control_plane[0]).ip_addresses
 
 
 def test_backends_follow_membership() -> None:
