@@ -36,7 +36,7 @@ from kube_ha.loadbalancer.haproxy import NODE_LOCAL_MARK
 from kube_ha.model import Cluster, Host
 from kube_ha.topology import apiserver_sans
 from tests.harness import pki
-from tests.harness.script_host import ScriptHost, StepResult
+from tests.harness.script_host import ScriptHost, StepResult, seed_cluster
 from tests.program import cluster_of, dev_stack
 
 
@@ -630,6 +630,45 @@ def test_an_ipv6_member_is_found_and_its_healthy_peers_count(fake_etcd: FakeEtcd
     res = remove(fake_etcd, "m3", "fd00::3")
     assert res.returncode == 0, res.stderr
     assert fake_etcd.removes() == [f"{3:016x}"]
+
+
+def test_departing_control_plane_nodes_go_in_turn_each_as_its_kubelet_allows(tmp_path: Path) -> None:
+    """Three control-plane nodes leave at once, each taken out in list order: the live one
+    drained, the one whose kubelet is gone only cordoned (a drain would wait out its timeout
+    for pods only a live kubelet confirms gone, then fail), the one whose Node never
+    registered neither; every member and Node goes. The list is split on blanks, never
+    globbed: `ubuntu-71,[fd00::71]` is a glob bracket expression, and a file in the step's
+    directory that it matches must not replace the address the member is found by."""
+    cluster = cluster_of()
+    n = {h.name: h for h in cluster.nodes}
+    ipv6 = host("ubuntu-71", "fd00::71")
+    fake = make_fake_etcd(tmp_path / "etcdbin", sleep=False)
+    members = [member(73, "ubuntu-73"), member(72, "ubuntu-72"), member(71, "etcd-71"), member(70, "ubuntu-70")]
+    members[2].update(peer="https://[fd00::71]:2380", client="https://[fd00::71]:2379")
+    fake.set(members)
+    step_dir = tmp_path / "cwd"
+    step_dir.mkdir()
+    (step_dir / "ubuntu-71,f").touch()
+    with ScriptHost(tmp_path / "world", cluster, real_etcd=False) as sh:
+        seed_cluster(sh, control_plane=[n["ubuntu-73"], n["ubuntu-72"], n["ubuntu-70"]],
+                     endpoint=cluster.endpoint.host_port)
+        sh.stop_kubelet("ubuntu-72")
+        text = etcd.control_plane_removals_script((n["ubuntu-72"], ipv6, n["ubuntu-70"]))
+        res = sh.run("ubuntu-73", f"PATH={fake.bindir}:$PATH\ncd {step_dir}\n{text}")
+        nodes = sh.state()["nodes"]
+    assert res.rc == 0, res.explain()
+    assert fake.removes() == [f"{i:016x}" for i in (72, 71, 70)]
+    acted = [(c.verb, c.argv[c.argv.index(c.verb.split()[-1]) + 1]) for c in res.calls
+             if c.verb in ("kubectl drain", "kubectl cordon", "kubectl delete node")]
+    assert acted == [("kubectl cordon", "ubuntu-72"), ("kubectl delete node", "ubuntu-72"),
+                     ("kubectl delete node", "ubuntu-71"),
+                     ("kubectl drain", "ubuntu-70"), ("kubectl delete node", "ubuntu-70")]
+    assert set(nodes) == {"ubuntu-73"}
+    log = "kube-ha[control-plane-removals]: "
+    for name in ("ubuntu-72", "ubuntu-71", "ubuntu-70"):
+        assert f"{log}{name} left the control plane: removing it from here" in res.stderr
+    assert (f"{log}ubuntu-72 is NotReady (its kubelet is gone): cordoned, not drained; deleting its Node "
+            "frees its pods") in res.stderr
 
 
 @pytest.mark.parametrize(("row", "voting"), [
