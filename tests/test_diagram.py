@@ -13,7 +13,7 @@ import pytest
 
 import tools.topology_pictures
 from kube_ha.config import parse_cluster
-from kube_ha.diagram import missing, served_certificates, topology_dot, topology_svg
+from kube_ha.diagram import _coverage, dialled_names, missing, served_certificates, topology_dot, topology_svg
 from kube_ha.render import stack_config
 from kube_ha.topology import SanSet, lb_backends
 from tests.program import EXAMPLE_STACKS, ROOT, dev_stack, example_stack, segment_colocated_stack
@@ -62,6 +62,30 @@ def test_a_name_a_certificate_lacks_is_shown_on_its_hop() -> None:
     certs = served_certificates(cluster)
     assert set(certs) == {"ubuntu-70", "ubuntu-72", "ubuntu-73", "elastic apiservers"}
     assert all(not missing(["api.k8s.lab.internal", "10.21.22.101"], s) for s in certs.values())
+
+
+def test_the_hops_are_the_endpoints_names_and_loopback_only_with_node_local_proxies() -> None:
+    """What the picture says clients dial, hop by hop: each is checked against every served
+    certificate, so a hop that is not there would claim coverage nobody needs."""
+    plain = parse_cluster(dev_stack())
+    assert dialled_names(plain) == {"endpoint": ["api.k8s.lab.internal", "10.21.22.101"]}
+    local = parse_cluster(example_stack("node-local"))
+    assert dialled_names(local)["node-local proxy"] == ["127.0.0.1"]
+    bare = parse_cluster({**dev_stack(), "endpoint": {**dev_stack()["endpoint"], "dnsName": None}})
+    assert dialled_names(bare) == {"endpoint": ["10.21.22.101"]}
+
+
+def test_the_elastic_apiservers_certificate_is_served_only_when_they_run() -> None:
+    off = parse_cluster({**dev_stack(), "elasticApiserver": {"enabled": False}})
+    assert set(served_certificates(off)) == {"ubuntu-70", "ubuntu-72", "ubuntu-73"}
+
+
+def test_each_certificate_lacking_names_is_named_with_them() -> None:
+    """The hop's label is the review's answer: which server's certificate lacks which names."""
+    certs = {"a": SanSet(("x.example",), ("10.0.0.1",)), "b": SanSet((), ()), "c": SanSet(("y.example",), ())}
+    names = ["x.example", "10.0.0.1"]
+    assert _coverage(names, certs) == "b lacks x.example, 10.0.0.1; c lacks x.example, 10.0.0.1"
+    assert _coverage(names, {"a": certs["a"]}) == "every served certificate names them"
 
 
 @pytest.mark.parametrize("name", EXAMPLE_STACKS)
