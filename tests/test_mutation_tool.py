@@ -8,7 +8,7 @@ from pathlib import Path
 
 import yaml
 
-from tools.mutation.__main__ import EQUIVALENT, ROOT, _modules
+from tools.mutation.__main__ import EQUIVALENT, ROOT, _modules, _round_robin
 from tools.mutation.mutants import mutants_of
 
 SAMPLE = '''"""Module docstring: never mutated."""
@@ -76,3 +76,10 @@ def test_the_equivalent_list_names_live_mutants_with_reasons() -> None:
     assert len(keys) == len(set(keys))
     assert [k for k in keys if k not in live] == []
     assert [entry for entry in entries if len(str(entry.get("reason", "")).strip()) < 10] == []
+
+
+def test_selection_takes_the_cheapest_of_each_test_file_in_turn() -> None:
+    """A module's own pin file must not be crowded out of the budget by many cheaper tests of
+    another file that only pass through the mutated line."""
+    ordered = ["a.py::t1", "a.py::t2", "a.py::t3", "b.py::u1", "c.py::v1", "b.py::u2"]
+    assert _round_robin(ordered) == ["a.py::t1", "b.py::u1", "c.py::v1", "a.py::t2", "b.py::u2", "a.py::t3"]

@@ -6,7 +6,7 @@
 
 First it records which tests reach which lines (`tools.mutation.trace`, about five minutes,
 cached in .mutation/ until a core file changes; --retrace after adding tests). Then each mutant runs against the
-fast tests (not `slow`) that reach its line, cheapest first, up to --budget seconds of them,
+fast tests (not `slow`) that reach its line, the cheapest of each test file in turn, up to --budget seconds,
 stopping at the first failure; a mutant no selected test kills survived. Survivors listed in
 tools/mutation/equivalent.yaml with a reason are left out of the score. Results are kept in
 .mutation/results.json; survivors are written to .mutation/survivors/<module>.txt.
@@ -21,6 +21,7 @@ import ast
 import contextlib
 import fcntl
 import hashlib
+import itertools
 import json
 import os
 import queue
@@ -120,7 +121,7 @@ class Selection:
             chosen.update(lines.get(str(line), []))
         if not chosen and mutant.line in set(self.trace["outside"].get(mutant.path, [])):
             chosen = self._uses(mutant)
-        ordered = sorted((self.names[i] for i in chosen), key=lambda n: (self.cost[n], n))
+        ordered = _round_robin(sorted((self.names[i] for i in chosen), key=lambda n: (self.cost[n], n)))
         picked: list[str] = []
         spent = 0.0
         paid: set[str] = set()  # a shared fixture (the dev stack's run) costs once per child
@@ -135,6 +136,17 @@ class Selection:
         also = [t for t in self.also if t not in picked]
         child = [t for t in CHILD_PROCESS_TESTS if t not in picked and t not in self.also]
         return [*self.also, *picked, *child], spent + 3.0 * (len(also) + len(child))
+
+
+def _round_robin(ordered: list[str]) -> list[str]:
+    """The cheapest test of each file first (files by their cheapest), then the second of
+    each, and so on: a module's own pin file is not crowded out of the budget by many cheap
+    tests elsewhere that only pass through the line (the program's renders reach most lines)."""
+    by_file: dict[str, list[str]] = {}
+    for name in ordered:
+        by_file.setdefault(name.split("::")[0], []).append(name)
+    rounds = itertools.zip_longest(*by_file.values())
+    return [name for row in rounds for name in row if name is not None]
 
 
 @contextlib.contextmanager
