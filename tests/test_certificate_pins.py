@@ -152,6 +152,14 @@ def test_a_truncated_certificate_is_refused(keep: float) -> None:
         x509.not_after(_as_pem(cut))
 
 
+@pytest.mark.parametrize("der", [b"", b"\x30", b"\x30\x00"])
+def test_a_certificate_cut_before_its_first_element_is_refused_as_truncated(der: bytes) -> None:
+    """Even a copy cut within the first tag and length is 'truncated DER' (a ValueError, which
+    the caller reports), not an IndexError."""
+    with pytest.raises(ValueError, match=r"^truncated DER$"):
+        x509.not_after(_as_pem(der))
+
+
 def test_a_certificate_that_is_not_a_sequence_is_refused() -> None:
     """Another DER structure (here a SET where the certificate's SEQUENCE must be) is named in
     the error rather than read as a certificate."""

@@ -18,6 +18,8 @@ _SEQUENCE, _UTC_TIME, _GENERALIZED_TIME, _VERSION = 0x30, 0x17, 0x18, 0xA0
 
 def _element(der: bytes, at: int) -> tuple[int, int, int]:
     """(tag, start of content, end of content) of the DER element at `at`."""
+    if at + 2 > len(der):
+        raise ValueError("truncated DER")
     tag, length = der[at], der[at + 1]
     at += 2
     if length & 0x80:  # long form: the next (length & 0x7f) bytes are the length
