@@ -5,10 +5,11 @@
     python -m tools.mutation --retry-survivors    # re-run only what survived last time
 
 First it records which tests reach which lines (`tools.mutation.trace`, about five minutes,
-cached in .mutation/ until a core file changes; --retrace after adding tests). Then each mutant runs against the
-fast tests (not `slow`) that reach its line, the cheapest of each test file in turn, up to --budget seconds,
-stopping at the first failure; a mutant no selected test kills survived. Survivors listed in
-tools/mutation/equivalent.yaml with a reason are left out of the score. Results are kept in
+cached in .mutation/ until a core file changes; --retrace after adding tests). Then each
+mutant runs against the fast tests (not `slow`) that reach its line, unit tests first, then
+the cheapest of each test file in turn, up to --budget seconds, stopping at the first failure;
+a mutant no selected test kills survived. Survivors listed in tools/mutation/equivalent.yaml
+with a reason are left out of the score. Results are kept in
 .mutation/results.json; survivors are written to .mutation/survivors/<module>.txt.
 
 The whole core takes an hour or more on two cores: it is not part of .ci/run.
@@ -119,9 +120,14 @@ class Selection:
         chosen: set[int] = set()
         for line in range(mutant.line, mutant.end_line + 1):
             chosen.update(lines.get(str(line), []))
-        if not chosen and mutant.line in set(self.trace["outside"].get(mutant.path, [])):
+        if not chosen:  # run at import (not always recorded: conftest imports the core first)
             chosen = self._uses(mutant)
-        ordered = _round_robin(sorted((self.names[i] for i in chosen), key=lambda n: (self.cost[n], n)))
+        by_cost = sorted((self.names[i] for i in chosen), key=lambda n: (self.cost[n], n))
+        # Unit tests (no fixture, under CHEAP seconds) cost next to nothing: all of them first,
+        # then the others a file at a time.
+        cheap = [n for n in by_cost if self.cost[n] < CHEAP and not self.trace["uses"].get(n)]
+        rest = [n for n in by_cost if n not in set(cheap)]
+        ordered = [*cheap, *_round_robin(rest)]
         picked: list[str] = []
         spent = 0.0
         paid: set[str] = set()  # a shared fixture (the dev stack's run) costs once per child
@@ -136,6 +142,9 @@ class Selection:
         also = [t for t in self.also if t not in picked]
         child = [t for t in CHILD_PROCESS_TESTS if t not in picked and t not in self.also]
         return [*self.also, *picked, *child], spent + 3.0 * (len(also) + len(child))
+
+
+CHEAP = 0.2
 
 
 def _round_robin(ordered: list[str]) -> list[str]:
