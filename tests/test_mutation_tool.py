@@ -8,8 +8,8 @@ from pathlib import Path
 
 import yaml
 
-from tools.mutation.__main__ import EQUIVALENT, ROOT, _modules, _round_robin
-from tools.mutation.mutants import mutants_of
+from tools.mutation.__main__ import EQUIVALENT, ROOT, Selection, _modules
+from tools.mutation.mutants import Mutant, mutants_of
 
 SAMPLE = '''"""Module docstring: never mutated."""
 LIMIT: "int" = 3
@@ -78,8 +78,14 @@ def test_the_equivalent_list_names_live_mutants_with_reasons() -> None:
     assert [entry for entry in entries if len(str(entry.get("reason", "")).strip()) < 10] == []
 
 
-def test_selection_takes_the_cheapest_of_each_test_file_in_turn() -> None:
-    """A module's own pin file must not be crowded out of the budget by many cheaper tests of
-    another file that only pass through the mutated line."""
-    ordered = ["a.py::t1", "a.py::t2", "a.py::t3", "b.py::u1", "c.py::v1", "b.py::u2"]
-    assert _round_robin(ordered) == ["a.py::t1", "b.py::u1", "c.py::v1", "a.py::t2", "b.py::u2", "a.py::t3"]
+
+def test_selection_runs_unit_tests_then_the_most_targeted_within_the_budget() -> None:
+    """A module's own pin (few lines of the core) goes before a run of the whole program that
+    passes through the line, however cheap that run is; then the budget stops the list."""
+    trace = {
+        "tests": [["t.py::unit", 0.01], ["t.py::program", 1.0], ["t.py::pin", 3.0], ["t.py::other", 4.0]],
+        "lines": {"kube_ha/shell.py": {"20": [0, 1, 2, 3], **{str(n): [1, 3] for n in range(30, 90)}}},
+        "outside": {}, "uses": {"t.py::pin": ["world"]}, "fixtures": {"world": 2.0}}
+    mutant = Mutant("kube_ha/shell.py", 20, 20, "STR", 0, 0, "'a'", "''", "k")
+    tests, _ = Selection(trace, 6.0, []).tests(mutant)
+    assert [t for t in tests if t.startswith("t.py")] == ["t.py::unit", "t.py::pin"]  # then 6.01 s > 6

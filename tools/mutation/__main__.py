@@ -7,7 +7,7 @@
 First it records which tests reach which lines (`tools.mutation.trace`, about five minutes,
 cached in .mutation/ until a core file changes; --retrace after adding tests). Then each
 mutant runs against the fast tests (not `slow`) that reach its line, unit tests first, then
-the cheapest of each test file in turn, up to --budget seconds, stopping at the first failure;
+the most targeted (fewest core lines), up to --budget seconds, stopping at the first failure;
 a mutant no selected test kills survived. Survivors listed in tools/mutation/equivalent.yaml
 with a reason are left out of the score. Results are kept in
 .mutation/results.json; survivors are written to .mutation/survivors/<module>.txt.
@@ -22,7 +22,6 @@ import ast
 import contextlib
 import fcntl
 import hashlib
-import itertools
 import json
 import os
 import queue
@@ -90,6 +89,12 @@ class Selection:
     def __post_init__(self) -> None:
         self.names = [name for name, _ in self.trace["tests"]]
         self.cost = {name: seconds for name, seconds in self.trace["tests"]}
+        reach = [0] * len(self.names)  # how many lines of the core each test runs
+        for lines in self.trace["lines"].values():
+            for tests in lines.values():
+                for i in tests:
+                    reach[i] += 1
+        self.reach = dict(zip(self.names, reach, strict=True))
         self.trees = {str(p.relative_to(ROOT)): ast.parse(p.read_text()) for p in ROOT.glob("kube_ha/**/*.py")}
         # Every name the core reads, with the tests that reach each line reading it: built once.
         self.readers: dict[str, set[int]] = {}
@@ -122,12 +127,11 @@ class Selection:
             chosen.update(lines.get(str(line), []))
         if not chosen:  # run at import (not always recorded: conftest imports the core first)
             chosen = self._uses(mutant)
-        by_cost = sorted((self.names[i] for i in chosen), key=lambda n: (self.cost[n], n))
-        # Unit tests (no fixture, under CHEAP seconds) cost next to nothing: all of them first,
-        # then the others a file at a time.
-        cheap = [n for n in by_cost if self.cost[n] < CHEAP and not self.trace["uses"].get(n)]
-        rest = [n for n in by_cost if n not in set(cheap)]
-        ordered = [*cheap, *_round_robin(rest)]
+        # Unit tests (no fixture, under CHEAP seconds) cost next to nothing: all of them first.
+        # Then the most targeted: a test reaching few lines of the core (a module's pin) tells
+        # more about this one than a run of the whole program that passes through it.
+        ordered = sorted((self.names[i] for i in chosen), key=lambda n: (
+            not (self.cost[n] < CHEAP and not self.trace["uses"].get(n)), self.reach[n], self.cost[n], n))
         picked: list[str] = []
         spent = 0.0
         paid: set[str] = set()  # a shared fixture (the dev stack's run) costs once per child
@@ -145,17 +149,6 @@ class Selection:
 
 
 CHEAP = 0.2
-
-
-def _round_robin(ordered: list[str]) -> list[str]:
-    """The cheapest test of each file first (files by their cheapest), then the second of
-    each, and so on: a module's own pin file is not crowded out of the budget by many cheap
-    tests elsewhere that only pass through the line (the program's renders reach most lines)."""
-    by_file: dict[str, list[str]] = {}
-    for name in ordered:
-        by_file.setdefault(name.split("::")[0], []).append(name)
-    rounds = itertools.zip_longest(*by_file.values())
-    return [name for row in rounds for name in row if name is not None]
 
 
 @contextlib.contextmanager

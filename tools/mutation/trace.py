@@ -1,6 +1,6 @@
 """A pytest plugin (`-p tools.mutation.trace`) that records which lines of kube_ha/ each test
 runs, and how long it takes: the mutation runner then runs, for each mutant, only the tests
-that reach its line, the cheapest of each test file in turn.
+that reach its line, the most targeted first.
 
 Lines run outside any test (imports: module constants, dataclass defaults, def lines) are kept
 apart; a mutant there is tried against the tests that reach any line of its module.
