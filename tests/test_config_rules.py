@@ -447,6 +447,16 @@ CASES: list[tuple[str, str, dict[str, Any], Problems]] = [
        "oldest pinned, v0.7.2, needs 1.27). Fix: install one yourself and leave this false.")]),
     ("metrics-server flag not a boolean", "dev", {"elasticApiserver.installMetricsServer": "sure"},
      [("elasticApiserver.installMetricsServer", "'sure' is not a boolean. Fix: give a boolean.")]),
+    ("apiserver on etcd's client port", "dev", {"apiserverPort": 2379},
+     [("apiserverPort", "2379 is etcd's client port. Fix: use 6443.")]),
+    ("scheduler on the static scheduler's port", "dev", {"kubeScheduler": {"replicas": 1, "port": 10259}},
+     [("kubeScheduler.port", "10259 is the static kube-scheduler's port on every node (hostNetwork). Fix: use a "
+       "free port, e.g. 7443, 10357 or 10359.")]),
+    # The kubelet listens on workers too: an LB there cannot take its port.
+    ("LB on a worker with stats on the kubelet's port", "vip",
+     {"loadBalancers.2": host("ubuntu-75", "10.21.22.75"), "loadBalancer.statsBind": "*:10250"},
+     [("loadBalancers[2].address", "10.21.22.75 is also workers[1], where loadBalancer.statsBind 10250 is the "
+       "kubelet's port. Fix: a separate LB host, or another loadBalancer.statsBind.")]),
     # kubeadm's own limits (constants.go MinimumAddressesInServiceSubnet = 10,
     # MaximumBitsForServiceSubnet = 20, PodSubnetNodeMaskMaxDiff = 16; validation.go
     # ValidatePodSubnetNodeMask against the default node masks /24 and /64).
@@ -501,6 +511,8 @@ ACCEPTED: list[tuple[str, str, dict[str, Any]]] = [
     ("an IPv6 service subnet of 16 addresses", "dev", {"serviceSubnet": "fd00:96::/124"}),
     ("an IPv6 service subnet of 20 host bits", "dev", {"serviceSubnet": "fd00:96::/108"}),
     ("a pod subnet of one node's range", "dev", {"podSubnet": "10.244.0.0/24"}),
+    ("LB on a worker with stats next to the kubelet's port", "vip",
+     {"loadBalancers.2": host("ubuntu-75", "10.21.22.75"), "loadBalancer.statsBind": "*:10251"}),
     ("a pod subnet of 2^16 node ranges", "dev", {"podSubnet": "172.0.0.0/8"}),
     ("an IPv6 pod subnet of 2^16 node ranges", "dev", {"podSubnet": "fd00::/48"}),
     ("the Service's ClusterIP next to the kubernetes Service's", "service", {"endpoint.address": "10.96.0.2"}),
@@ -619,6 +631,11 @@ def test_the_widest_accepted_forms() -> None:
     assert str(c.workers[1].address) == "255.255.255.254"
     c = accepted("dev", {"loadBalancer.statsBind": "10.0.0.1:1", "certificates.rotation": 0})
     assert c.load_balancer.stats_bind == "10.0.0.1:1"
+
+
+def test_metrics_server_is_not_installed_unless_asked() -> None:
+    """Installing it is applying upstream's release into the user's cluster: never by default."""
+    assert accepted("dev", {}).elastic_apiserver.install_metrics_server is False
 
 
 def test_left_out_user_and_revision_read_as_their_defaults() -> None:

@@ -145,6 +145,19 @@ def test_heredoc_content_is_verbatim_even_when_it_holds_the_delimiter(tmp_path: 
     assert shell.heredoc("cat", "x\n") == "cat <<'KUBE_HA_EOF'\nx\nKUBE_HA_EOF"
 
 
+def test_a_held_delimiter_gives_the_first_free_numbered_one() -> None:
+    """The delimiter is part of the step's text, which is its trigger: the same content must
+    give the same script from one release to the next, or the step runs again."""
+    assert shell.heredoc("cat", "KUBE_HA_EOF_0\n").splitlines()[-1] == "KUBE_HA_EOF_1"
+    assert shell.heredoc("cat", "KUBE_HA_EOF KUBE_HA_EOF_1\n").splitlines()[-1] == "KUBE_HA_EOF_2"
+
+
+def test_a_script_ends_its_last_line() -> None:
+    """Same reason: the text is the step's trigger (and a file without its final newline is
+    not a text file to the tools that print it)."""
+    assert shell.script("p", "true").endswith("\ntrue\n")
+
+
 def test_write_file_replaces_once_flags_the_change_and_keeps_a_rejected_file_out(tmp_path: Path) -> None:
     target = tmp_path / "conf"
     me = subprocess.run(["id", "-un"], capture_output=True, text=True).stdout.strip()

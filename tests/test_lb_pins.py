@@ -1464,3 +1464,20 @@ def test_the_apiserver_version_is_read_from_its_own_image(node: Node) -> None:
     assert (rc, problems) == (1, ["controlPlane[0] (ubuntu-73): kube-apiserver runs v1.31.4 here but"
                                   " kubernetesVersion is v1.32.3: set kubernetesVersion to the cluster's version"
                                   " (this program does not upgrade)"]), err
+
+
+def test_production_haproxy_chroots_and_keeps_server_state_in_the_packaged_directory() -> None:
+    """Debian's and RHEL's haproxy packages create /var/lib/haproxy for the chroot; the
+    server-state file there is what keeps a DOWN server DOWN across a reload."""
+    lines = render_haproxy_cfg(cluster_of()).splitlines()
+    assert "    chroot /var/lib/haproxy" in lines
+    assert "    server-state-file /var/lib/haproxy/server-state" in lines
+
+
+def test_keepalived_config_goes_live_where_keepalived_reads_it() -> None:
+    """keepalived reads /etc/keepalived/keepalived.conf unless -f says otherwise (keepalived(8)),
+    and the packaged unit passes no -f."""
+    cluster = parse_cluster(vip_stack())
+    text = configure(cluster, render_haproxy_cfg(cluster), vip=True)
+    assert any(line.startswith("if cmp -s") and 'else mv -f "$tmp" /etc/keepalived/keepalived.conf;' in line
+               for line in text.splitlines())
