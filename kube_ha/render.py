@@ -66,10 +66,11 @@ class _Yaml12Loader(yaml.SafeLoader):
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         # go-yaml compares keys as written (decode.go: same node kind, same Value), before any
-        # typing: `1` and '1' clash, `true` and `True` do not. Merge keys (`<<`) are allowed.
+        # typing: `1` and '1' clash, `true` and `True` do not; nor does a merge key (`<<`) get
+        # an exception: one is allowed, a second is "already defined" (decode.go mapping).
         seen: dict[str, yaml.Node] = {}
         for key_node, _ in node.value:
-            if not isinstance(key_node, yaml.ScalarNode) or key_node.tag.endswith(":merge"):
+            if not isinstance(key_node, yaml.ScalarNode):
                 continue
             first = seen.setdefault(key_node.value, key_node)
             if first is not key_node:

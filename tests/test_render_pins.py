@@ -99,6 +99,16 @@ def test_keys_that_type_alike_but_are_written_differently_do_not_clash(tmp_path:
     assert raw["x"] == {True: 2}
 
 
+def test_a_second_merge_key_in_one_mapping_is_refused_as_the_cli_does(tmp_path: Path) -> None:
+    """go-yaml v3 compares every pair of keys as written before merging (decode.go, mapping:
+    "mapping key ... already defined"), `<<` included: `pulumi up` refuses two merges in one
+    mapping, so the offline render must not read them."""
+    msg = _refusal(tmp_path, "config:\n  kube-ha:a: &a {p: 1}\n  kube-ha:b: &b {q: 2}\n"
+                             "  kube-ha:c:\n    <<: *a\n    <<: *b\n")
+    assert msg.startswith("Pulumi.t.yaml:6:5: ")
+    assert 'mapping key "<<" already defined at line 5' in msg
+
+
 def test_an_unhashable_key_is_a_stack_file_error_with_its_place(tmp_path: Path) -> None:
     """A sequence used as a key is refused as invalid YAML naming file, line and column, not a
     crash with a traceback."""
