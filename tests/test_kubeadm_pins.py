@@ -988,6 +988,17 @@ def test_a_new_serving_certificate_is_backed_up_installed_and_served_without_a_r
     assert not world.host.file("ubuntu-75", "/etc/kubernetes/pki/apiserver.crt").exists()
 
 
+@pytest.mark.parametrize("read", [
+    lambda g: ks.read_files_script({"ca.crt": "/etc/kubernetes/pki/ca.crt"}, g),
+    lambda g: ks.read_static_pod_script("kube-apiserver", g),
+    ks.read_admin_kubeconfig_script], ids=["files", "static-pod", "admin-kubeconfig"])
+def test_a_new_generation_changes_the_read_step_so_it_runs_again(read: Any) -> None:
+    """A read step's text is its trigger: the copies are read again (renewed certificates, a
+    bumped staticPodsRevision) exactly when the generation changes, and not otherwise."""
+    assert read("2") != read("3")
+    assert read("2") == read("2")
+
+
 def test_the_read_scripts_print_the_files_only_once_all_are_there(world: World) -> None:
     boot = world.cluster.bootstrap.name
     ca = world.host.run(boot, ks.read_ca_script())
