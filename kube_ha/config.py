@@ -37,6 +37,7 @@ from kube_ha.model import (
     NetworkSettings,
     SchedulerSettings,
     is_dns_name,
+    kubernetes_service_address,
     parse_ip,
 )
 
@@ -720,7 +721,7 @@ def _service_endpoint(r: _Reader, endpoint: Endpoint, lbs: list[Host], subnet: s
                "endpoint.type service it is the Service's ClusterIP. Fix: a free address in it.")
         return
     taken = {network.network_address: "the network's own address",
-             network.network_address + 1: "the kubernetes Service's ClusterIP",
+             kubernetes_service_address(network): "the kubernetes Service's ClusterIP",
              network.network_address + 10: "cluster DNS's ClusterIP (kubeadm: the tenth)"}
     if network.version == 4:
         taken[network.broadcast_address] = "the broadcast address"

@@ -53,6 +53,12 @@ def host_port(address: IPAddress | str, port: int) -> str:
     return f"{url_host(address)}:{port}"
 
 
+def kubernetes_service_address(service_subnet: IPNetwork) -> IPAddress:
+    """The `kubernetes` Service's ClusterIP: the service subnet's address at index 1, as
+    kube-apiserver picks it (pkg/controlplane/services.go ServiceIPRange, GetIndexedIP(range, 1))."""
+    return service_subnet.network_address + 1
+
+
 @dataclass(frozen=True)
 class Host:
     """A machine reached over SSH."""

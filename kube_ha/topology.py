@@ -6,7 +6,7 @@ import hashlib
 import ipaddress
 from dataclasses import dataclass
 
-from kube_ha.model import Cluster, Host, host_port
+from kube_ha.model import Cluster, Host, host_port, kubernetes_service_address
 
 
 @dataclass(frozen=True)
@@ -33,9 +33,8 @@ class Backend:
 
 
 def kubernetes_service_ip(cluster: Cluster) -> str:
-    """The `kubernetes` Service's ClusterIP: the service subnet's address at index 1, as
-    kube-apiserver picks it (pkg/controlplane/services.go ServiceIPRange, GetIndexedIP(range, 1))."""
-    return str(cluster.networking.service_subnet.network_address + 1)
+    """The `kubernetes` Service's ClusterIP (model.kubernetes_service_address)."""
+    return str(kubernetes_service_address(cluster.networking.service_subnet))
 
 
 def service_dns_names(cluster: Cluster) -> list[str]:
