@@ -85,7 +85,7 @@ def test_selection_runs_unit_tests_then_the_most_targeted_within_the_budget() ->
     trace = {
         "tests": [["t.py::unit", 0.01], ["t.py::program", 1.0], ["t.py::pin", 3.0], ["t.py::other", 4.0]],
         "lines": {"kube_ha/shell.py": {"20": [0, 1, 2, 3], **{str(n): [1, 3] for n in range(30, 90)}}},
-        "outside": {}, "uses": {"t.py::pin": ["world"]}, "fixtures": {"world": 2.0}}
+        "uses": {"t.py::pin": ["world"]}, "fixtures": {"world": 2.0}}
     mutant = Mutant("kube_ha/shell.py", 20, 20, "STR", 0, 0, "'a'", "''", "k")
     tests, _ = Selection(trace, 6.0, []).tests(mutant)
     assert [t for t in tests if t.startswith("t.py")] == ["t.py::unit", "t.py::pin"]  # then 6.01 s > 6

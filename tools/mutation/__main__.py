@@ -46,6 +46,8 @@ EQUIVALENT = Path(__file__).with_name("equivalent.yaml")
 # Tests that run the core in a child process, where the trace does not follow.
 CHILD_PROCESS_TESTS = ["tests/test_render.py"]
 SCRATCH = Path(os.environ.get("TMPDIR", "/tmp")) / "kube-ha-mutation"
+# A test without a fixture that runs in less than this many seconds counts as a unit test.
+CHEAP = 0.2
 
 
 def _fingerprint() -> str:
@@ -127,11 +129,14 @@ class Selection:
             chosen.update(lines.get(str(line), []))
         if not chosen:  # run at import (not always recorded: conftest imports the core first)
             chosen = self._uses(mutant)
-        # Unit tests (no fixture, under CHEAP seconds) cost next to nothing: all of them first.
+        # Unit tests cost next to nothing: all of them first.
         # Then the most targeted: a test reaching few lines of the core (a module's pin) tells
         # more about this one than a run of the whole program that passes through it.
-        ordered = sorted((self.names[i] for i in chosen), key=lambda n: (
-            not (self.cost[n] < CHEAP and not self.trace["uses"].get(n)), self.reach[n], self.cost[n], n))
+        def unit(name: str) -> bool:
+            return self.cost[name] < CHEAP and not self.trace["uses"].get(name)
+
+        ordered = sorted((self.names[i] for i in chosen),
+                         key=lambda n: (not unit(n), self.reach[n], self.cost[n], n))
         picked: list[str] = []
         spent = 0.0
         paid: set[str] = set()  # a shared fixture (the dev stack's run) costs once per child
@@ -147,8 +152,6 @@ class Selection:
         child = [t for t in CHILD_PROCESS_TESTS if t not in picked and t not in self.also]
         return [*self.also, *picked, *child], spent + 3.0 * (len(also) + len(child))
 
-
-CHEAP = 0.2
 
 
 @contextlib.contextmanager

@@ -2,8 +2,8 @@
 runs, and how long it takes: the mutation runner then runs, for each mutant, only the tests
 that reach its line, the most targeted first.
 
-Lines run outside any test (imports: module constants, dataclass defaults, def lines) are kept
-apart; a mutant there is tried against the tests that reach any line of its module.
+Lines run outside any test (imports: module constants, dataclass defaults, def lines) are
+credited to no test; the runner gives a mutant there the tests that read what it defines.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ CORE = str(ROOT / "kube_ha") + os.sep
 OUT_ENV = "KUBE_HA_TRACE_OUT"
 
 Lines = set[tuple[str, int]]
-_outside: Lines = set()
+_outside: Lines = set()  # lines run between tests: credited to none
 _tests: dict[str, tuple[float, Lines]] = {}
 # A session- or module-scoped fixture (the dev stack's program run) runs once, inside the first
 # test that asks for it: its lines are kept by name and given to every test that uses it.
@@ -97,13 +97,9 @@ def pytest_unconfigure(config: pytest.Config) -> None:
         for filename, line in lines:
             rel = str(Path(filename).relative_to(ROOT))
             by_line.setdefault(rel, {}).setdefault(line, []).append(index[name])
-    outside: dict[str, list[int]] = {}
-    for filename, line in _outside:
-        outside.setdefault(str(Path(filename).relative_to(ROOT)), []).append(line)
     Path(out).write_text(json.dumps({
         "tests": [[name, round(_tests[name][0], 3)] for name in names],
         "fixtures": {name: round(cost, 3) for name, cost in _fixture_cost.items()},
         "uses": _uses,
         "lines": {f: {str(k): v for k, v in ls.items()} for f, ls in by_line.items()},
-        "outside": {f: sorted(ls) for f, ls in outside.items()},
     }))
