@@ -26,6 +26,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from kube_ha.certificates import renewal, x509
+from tests.harness import pki
 
 # --- real certificates -----------------------------------------------------------------------
 
@@ -66,9 +67,7 @@ def _as_pem(der: bytes) -> str:
 def _openssl_end(pem: str, tmp_path: Path) -> datetime:
     crt = tmp_path / "openssl.crt"
     crt.write_text(pem)
-    out = subprocess.run(["openssl", "x509", "-enddate", "-noout", "-dateopt", "iso_8601", "-in", str(crt)],
-                         capture_output=True, text=True, check=True).stdout
-    return datetime.fromisoformat(out.strip().removeprefix("notAfter="))
+    return pki.openssl_not_after(crt)
 
 
 # --- x509.not_after --------------------------------------------------------------------------

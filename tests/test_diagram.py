@@ -16,7 +16,7 @@ from kube_ha.config import parse_cluster
 from kube_ha.diagram import _coverage, dialled_names, missing, served_certificates, topology_dot, topology_svg
 from kube_ha.render import stack_config
 from kube_ha.topology import SanSet, lb_backends
-from tests.program import EXAMPLE_STACKS, ROOT, dev_stack, example_stack, segment_colocated_stack
+from tests.program import EXAMPLE_STACKS, ROOT, cluster_of, dev_stack, example_stack, segment_colocated_stack
 
 SVG = "{http://www.w3.org/2000/svg}"
 
@@ -71,12 +71,12 @@ def test_the_hops_are_the_endpoints_names_and_loopback_only_with_node_local_prox
     assert dialled_names(plain) == {"endpoint": ["api.k8s.lab.internal", "10.21.22.101"]}
     local = parse_cluster(example_stack("node-local"))
     assert dialled_names(local)["node-local proxy"] == ["127.0.0.1"]
-    bare = parse_cluster({**dev_stack(), "endpoint": {**dev_stack()["endpoint"], "dnsName": None}})
+    bare = cluster_of(endpoint={**dev_stack()["endpoint"], "dnsName": None})
     assert dialled_names(bare) == {"endpoint": ["10.21.22.101"]}
 
 
 def test_the_elastic_apiservers_certificate_is_served_only_when_they_run() -> None:
-    off = parse_cluster({**dev_stack(), "elasticApiserver": {"enabled": False}})
+    off = cluster_of(elasticApiserver={"enabled": False})
     assert set(served_certificates(off)) == {"ubuntu-70", "ubuntu-72", "ubuntu-73"}
 
 

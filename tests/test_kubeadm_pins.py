@@ -18,7 +18,7 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from ipaddress import ip_address
 from pathlib import Path
@@ -992,7 +992,7 @@ def test_a_new_serving_certificate_is_backed_up_installed_and_served_without_a_r
     lambda g: ks.read_files_script({"ca.crt": "/etc/kubernetes/pki/ca.crt"}, g),
     lambda g: ks.read_static_pod_script("kube-apiserver", g),
     ks.read_admin_kubeconfig_script], ids=["files", "static-pod", "admin-kubeconfig"])
-def test_a_new_generation_changes_the_read_step_so_it_runs_again(read: Any) -> None:
+def test_a_new_generation_changes_the_read_step_so_it_runs_again(read: Callable[[str], str]) -> None:
     """A read step's text is its trigger: the copies are read again (renewed certificates, a
     bumped staticPodsRevision) exactly when the generation changes, and not otherwise."""
     assert read("2") != read("3")

@@ -19,6 +19,7 @@ import pytest
 from components import certificates
 from kube_ha.certificates import renewal
 from kube_ha.elastic.manifests import CHECKSUM_ANNOTATION
+from tests.harness import pki
 from tests.mocks import ClusterMocks
 from tests.program import Run, dev_stack, run_program, value_of
 
@@ -196,14 +197,12 @@ def test_expiry_of_copies_matches_openssl(tmp_path: Any) -> None:
         subprocess.run(["openssl", "req", "-x509", "-newkey", *newkey, "-nodes", "-keyout",
                         str(tmp_path / "k.pem"), "-out", str(crt), "-days", str(days), "-subj",
                         "/CN=x"], check=True, capture_output=True)
-        end = subprocess.run(["openssl", "x509", "-enddate", "-noout", "-dateopt", "iso_8601",
-                              "-in", str(crt)], capture_output=True, text=True, check=True)
-        files[name] = (crt.read_text(), end.stdout.strip().removeprefix("notAfter="))
+        files[name] = (crt.read_text(), pki.openssl_not_after(crt))
     b64 = {k: base64.b64encode(v[0].encode()).decode() for k, v in files.items()}
     b64["token.conf"] = base64.b64encode(b"users:\n- name: x\n  user: {token: abc}\n").decode()
     b64["sa.key"] = base64.b64encode(b"-----BEGIN PRIVATE KEY-----\n").decode()
     got = renewal.expiry_of_copies(b64)
     assert set(got) == set(files)
     for name, (_, openssl_end) in files.items():
-        assert datetime.fromisoformat(got[name]) == datetime.fromisoformat(openssl_end), name
+        assert datetime.fromisoformat(got[name]) == openssl_end, name
     assert int(got["late.crt"][:4]) > 2049

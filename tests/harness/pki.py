@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 import ipaddress
+import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -122,3 +123,10 @@ def sans_of(cert_pem: str) -> tuple[list[str], list[str]]:
     cert = x509.load_pem_x509_certificate(cert_pem.encode())
     ext = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     return ext.get_values_for_type(x509.DNSName), [str(i) for i in ext.get_values_for_type(x509.IPAddress)]
+
+
+def openssl_not_after(crt: Path) -> datetime.datetime:
+    """The certificate file's notAfter as the real openssl reads it (`x509 -enddate`)."""
+    out = subprocess.run(["openssl", "x509", "-enddate", "-noout", "-dateopt", "iso_8601", "-in", str(crt)],
+                         capture_output=True, text=True, check=True).stdout
+    return datetime.datetime.fromisoformat(out.strip().removeprefix("notAfter="))
