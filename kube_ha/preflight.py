@@ -146,10 +146,11 @@ def _reachable(cluster: Cluster, paths: list[tuple[Host, int, str]]) -> str:
 def _os() -> str:
     return f"""\
 # shellcheck disable=SC1091
-os_id=$( (. /etc/os-release 2>/dev/null; echo "${{ID:-}} ${{ID_LIKE:-}}") )
-case " $os_id " in
+read -r -a os_ids <<<"$( (. /etc/os-release 2>/dev/null; echo "${{ID:-}} ${{ID_LIKE:-}}") )"
+case " ${{os_ids[*]}} " in
   {"|".join(f'*" {o} "*' for o in SUPPORTED_OS)}) ;;
-  *) problem "the OS ($os_id) is not one this program supports (Debian, Ubuntu or the RHEL family)";;
+  *) problem "the OS (${{os_ids[*]:-no ID in /etc/os-release}}) is not one this program supports\
+ (Debian, Ubuntu or the RHEL family)";;
 esac"""
 
 

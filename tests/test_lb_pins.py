@@ -862,8 +862,11 @@ PREFLIGHT_STANDINS = {
     "timeout": 'w=$5:$6; case " ${REACH:-} " in *" $w=drop "*) exit 124;; *" $w=noroute "*)'
                ' echo "bash: line 1: connect: No route to host" >&2; exit 1;; esac;'
                ' echo "bash: line 1: connect: Connection refused" >&2; exit 1',
+    # `kubectl get --raw` on an unregistered API group: "Error from server (NotFound): the server could not
+    # find the requested resource" on stderr, exit 1 (kubectl cmdutil.CheckErr; metrics-server issue 283).
     "kubectl": 'case "$*" in *configmap*) [ -n "${CC:-}" ] || { echo "The connection was refused" >&2; exit 1; };'
-               ' printf "%b\\n" "$CC";; *--raw*) exit "${METRICS_RC:-0}";;'
+               ' printf "%b\\n" "$CC";; *--raw*) [ "${METRICS_RC:-0}" = 0 ] || { echo "Error from server'
+               ' (NotFound): the server could not find the requested resource" >&2; exit "$METRICS_RC"; };;'
                ' *apiservice*) echo "$APISERVICE"; exit "${APISERVICE_RC:-0}";; esac',
     "haproxy": 'echo "$BANNER"',
     "curl": "",
@@ -973,7 +976,7 @@ def test_a_bootstrap_node_with_every_problem_lists_them_all_naming_the_keys(node
     assert rc == 1
     w = "controlPlane[0] (ubuntu-73): "
     assert problems == [w + p for p in [
-        "the OS (arch ) is not one this program supports (Debian, Ubuntu or the RHEL family)",
+        "the OS (arch) is not one this program supports (Debian, Ubuntu or the RHEL family)",
         "kubeadm is 1.30; kubernetesVersion v1.32.3 needs kubeadm 1.32 or 1.33",
         "kubelet is 1.33; with kubernetesVersion v1.32.3 it must be 1.29 to 1.32",
         "no container runtime answers crictl (containerd or CRI-O, running, with crictl pointed at it)",
@@ -1022,7 +1025,8 @@ def test_the_live_cluster_must_be_the_stacks_and_serve_the_metrics_api(node: Nod
         " 10.244.0.0/16: set podSubnet to the cluster's",
         "clusterDomain: the cluster runs networking.dnsDomain corp.internal (kubeadm-config), the stack says"
         " cluster.local: set clusterDomain to the cluster's",
-        "elasticApiserver.enabled: the metrics API does not answer (), so the elastic apiservers'"
+        "elasticApiserver.enabled: the metrics API does not answer (Error from server (NotFound): the server"
+        " could not find the requested resource), so the elastic apiservers'"
         " HorizontalPodAutoscaler could never scale: install metrics-server first (README, Prerequisites), or"
         " set elasticApiserver.installMetricsServer: true",
     ]], err
@@ -1330,6 +1334,20 @@ def test_every_supported_os_passes(os_id: str, node: Node) -> None:
     rc, problems, err = node.run(script("t", "where=x", HELPERS, _os(),
                                         'for p in "${problems[@]}"; do echo "  $p" >&2; done'))
     assert (rc, problems) == (0, []), err
+
+
+@pytest.mark.parametrize(("os_release", "named"), [
+    ("ID=arch\n", "arch"), ("ID=opensuse-leap\nID_LIKE=\"suse opensuse\"\n", "opensuse-leap suse opensuse"),
+    ("NAME=Unknown\n", "no ID in /etc/os-release")])
+def test_an_unsupported_os_is_named_as_os_release_gives_it(os_release: str, named: str, node: Node) -> None:
+    """The words of ID and ID_LIKE, one space apart; a file without ID says so rather than `()`."""
+    from kube_ha.preflight import HELPERS, _os
+    from kube_ha.shell import script
+    node.file("/etc/os-release", os_release)
+    _, problems, err = node.run(script("t", "where=x", HELPERS, _os(),
+                                       'for p in "${problems[@]}"; do echo "  $p" >&2; done'))
+    assert problems == [f"x: the OS ({named}) is not one this program supports (Debian, Ubuntu or the RHEL"
+                        " family)"], err
 
 
 def test_a_single_control_plane_node_dials_no_peer_and_passes(node: Node) -> None:
