@@ -34,6 +34,7 @@ from kube_ha.kubeadm import config as kconfig
 from kube_ha.kubeadm import scripts as ks
 from kube_ha.loadbalancer.haproxy import NODE_LOCAL_MARK
 from kube_ha.model import Cluster, Host
+from kube_ha.paths import NODE_STATE
 from kube_ha.topology import apiserver_sans
 from tests.harness import pki
 from tests.harness.script_host import ScriptHost, StepResult, seed_cluster
@@ -857,7 +858,9 @@ def test_control_plane_join_joins_once_then_checks_node_and_etcd(world: World) -
     assert not any(a.startswith("--request-timeout") for a in wait.argv)  # a watch outlives one request
     assert res.of("kubectl annotate")
     assert [c["argv"][-2:] for c in world.etcd.calls()] == [["endpoint", "health"]]
-    assert "ubuntu-70 is a control-plane node with a healthy etcd member" in res.stderr
+    assert ("kube-ha[join-control-plane ubuntu-70]: ubuntu-70 is a control-plane node with a healthy etcd"
+            " member") in res.stderr
+    assert "no Node is Ready" not in res.stderr  # a Node is Ready: the pod network is there
     # Second run: already a member; nothing joined, nothing restarted, etcd checked again.
     again = world.run(node.name, text, etcdctl=True)
     assert again.rc == 0, again.explain()
@@ -981,7 +984,8 @@ def test_a_new_serving_certificate_is_backed_up_installed_and_served_without_a_r
     assert (pki_dir / "apiserver.crt").read_text() == fresh.cert_pem
     backups = sorted(p.name.split(".kube-ha-")[0] for p in pki_dir.glob("apiserver.*.kube-ha-*"))
     assert backups == ["apiserver.crt", "apiserver.key"]
-    assert not res.of("crictl stop") and "serves the new certificate" in res.stderr
+    assert not res.of("crictl stop")
+    assert "kube-ha[serving-certificate ubuntu-73]: kube-apiserver serves the new certificate (" in res.stderr
     assert "apiserver on ubuntu-73 is ready" in res.stderr
     absent = world.host.run("ubuntu-75", ks.serving_certificate_script(c, c.node("ubuntu-75"), "C", "K"))
     assert absent.rc == 0 and "ubuntu-75 runs no apiserver yet" in absent.stderr
@@ -1063,3 +1067,40 @@ def test_an_endpoint_that_does_not_answer_fails_the_check_with_the_fix(world: Wo
     assert ("endpoint.address: https://10.21.22.102:6443 does not answer /readyz with a certificate the"
             " cluster CA verifies") in res.stderr
     assert "register every control-plane node on port 6443" in res.stderr
+
+
+def test_an_adopted_cluster_without_a_pod_network_joins_without_waiting_for_ready(tmp_path: Path) -> None:
+    """The seed's cluster, `kubeadm init` by hand and no CNI yet: the credentials step makes
+    kube-ha's state directory itself (0700, as it holds the certificate key's config while
+    kubeadm reads it) and leaves nothing in it; the join registers the Node but does not wait
+    for Ready, which no Node reaches before a pod network (the kubelet's NetworkReady=false);
+    revocation, run again with nothing left to revoke, is a no-op that succeeds."""
+    cluster = cluster_of()
+    boot, joining = cluster.bootstrap, cluster.node("ubuntu-70")
+    fake = make_fake_etcd(tmp_path / "etcdbin", sleep=False)
+    with ScriptHost(tmp_path / "world", cluster, real_etcd=False, cni=False) as sh:
+        seed_cluster(sh, control_plane=[boot], endpoint=cluster.endpoint.host_port)
+        state = sh.file(boot.name, NODE_STATE)
+        assert not state.exists()
+        creds_res = sh.run(boot.name, ks.join_credentials_script(cluster, True))
+        assert creds_res.rc == 0, creds_res.explain()
+        assert oct(state.stat().st_mode & 0o777) == "0o700"
+        assert list(state.iterdir()) == []  # the --config file with the key went on exit
+        ca = pki.KeyPair(sh.file(boot.name, "/etc/kubernetes/pki/ca.crt").read_text(),
+                         sh.file(boot.name, "/etc/kubernetes/pki/ca.key").read_text())
+        pair = issue(ca, cluster, joining)
+        fake.set([member(1, boot.name), member(2, joining.name)])
+        text = ks.control_plane_join_script(cluster, joining, pair.cert_pem, pair.key_pem,
+                                            json.loads(creds_res.stdout))
+        res = sh.run(joining.name, f"PATH={fake.bindir}:$PATH\n{text}")
+        revoked = sh.run(boot.name, ks.revoke_join_credentials_script(cluster))
+        again = sh.run(boot.name, ks.revoke_join_credentials_script(cluster))
+    assert res.rc == 0, res.explain()
+    assert res.of("kubeadm join") and not res.of("kubectl wait")
+    assert [c.argv[-1] for c in res.of("kubectl get node")] == ["ubuntu-70"]
+    assert ("kube-ha[join-control-plane ubuntu-70]: no Node is Ready (no pod network yet): not waiting for"
+            " ubuntu-70 to turn Ready; apply a pod network (README, Prerequisites)") in res.stderr
+    assert revoked.rc == 0 and len(revoked.of("kubeadm token delete")) >= 1, revoked.explain()
+    assert again.rc == 0, again.explain()
+    assert not again.of("kubeadm token delete")
+    assert "revoked 0 bootstrap tokens" in again.stderr
