@@ -89,3 +89,17 @@ def test_selection_runs_unit_tests_then_the_most_targeted_within_the_budget() ->
     mutant = Mutant("kube_ha/shell.py", 20, 20, "STR", 0, 0, "'a'", "''", "k")
     tests, _ = Selection(trace, 6.0, []).tests(mutant)
     assert [t for t in tests if t.startswith("t.py")] == ["t.py::unit", "t.py::pin"]  # then 6.01 s > 6
+
+
+
+def test_a_table_the_core_only_defines_is_tried_by_the_tests_that_read_it_themselves() -> None:
+    """SCALAR_KEYS' descriptions are read by no line of the core, only by a test comparing
+    them with Pulumi.yaml: that test (and not one that never names the table) is chosen."""
+    reader = "tests/test_config_rules.py::test_pulumi_yaml_describes_each_key_as_the_table_does"
+    other = "tests/test_config_rules.py::test_a_value_past_a_bound_is_told_the_bound[apiserverPort]"
+    trace = {"tests": [[other, 0.01], [reader, 0.01]], "lines": {}, "uses": {}, "fixtures": {}}
+    line = next(n for n, text in enumerate((ROOT / "kube_ha/config.py").read_text().splitlines(), 1)
+                if '"apiserverPort": (int' in text)
+    mutant = Mutant("kube_ha/config.py", line, line, "STR", 0, 0, "'a'", "''", "k")
+    tests, _ = Selection(trace, 6.0, []).tests(mutant)
+    assert [t for t in tests if t.startswith("tests/test_config")] == [reader]

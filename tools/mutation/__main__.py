@@ -82,6 +82,16 @@ def _record(python: str, out: Path) -> None:
         sys.exit(f"the unmutated fast tests must pass first:\n{ran.stdout[-3000:]}")
 
 
+def _names_per_test(path: Path) -> dict[str, set[str]]:
+    """Each test function of a file, with every name and attribute its body reads."""
+    if not path.is_file():
+        return {}
+    return {f.name: {n.id if isinstance(n, ast.Name) else n.attr for n in ast.walk(f)
+                     if isinstance(n, ast.Name | ast.Attribute)}
+            for f in ast.walk(ast.parse(path.read_text()))
+            if isinstance(f, ast.FunctionDef) and f.name.startswith("test")}
+
+
 @dataclass
 class Selection:
     trace: dict[str, Any]
@@ -107,6 +117,15 @@ class Selection:
                     else None
                 if name is not None:
                     self.readers.setdefault(name, set()).update(lines.get(str(node.lineno), []))  # type: ignore[attr-defined]
+        # And each test that names it in its own body: a test reading a table the core only
+        # defines (SCALAR_KEYS against Pulumi.yaml) reaches no line of the core that reads it.
+        named: dict[str, dict[str, set[str]]] = {}
+        for i, test in enumerate(self.names):
+            file, _, func = test.partition("::")
+            if file not in named:
+                named[file] = _names_per_test(ROOT / file)
+            for name in named[file].get(func.split("[")[0], ()):
+                self.readers.setdefault(name, set()).add(i)
 
     def _uses(self, mutant: Mutant) -> set[int]:
         """Tests that reach a line naming what the mutant's top-level statement defines: a
