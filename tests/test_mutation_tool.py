@@ -103,3 +103,17 @@ def test_a_table_the_core_only_defines_is_tried_by_the_tests_that_read_it_themse
     mutant = Mutant("kube_ha/config.py", line, line, "STR", 0, 0, "'a'", "''", "k")
     tests, _ = Selection(trace, 6.0, []).tests(mutant)
     assert [t for t in tests if t.startswith("tests/test_config")] == [reader]
+
+
+def test_a_constant_another_is_built_from_is_tried_where_that_one_is_read() -> None:
+    """REACH_S only goes into _REACH, at import: the tests reaching a line that reads _REACH
+    are the ones that can tell 3 s from 2 s."""
+    text = (ROOT / "kube_ha/preflight.py").read_text().splitlines()
+    constant = next(n for n, t in enumerate(text, 1) if t.startswith("REACH_S ="))
+    reads = next(n for n, t in enumerate(text, 1) if "[_REACH," in t)
+    trace = {"tests": [["t.py::reach", 0.01], ["t.py::elsewhere", 0.01]],
+             "lines": {"kube_ha/preflight.py": {str(reads): [0], str(reads + 1000): [1]}},
+             "uses": {}, "fixtures": {}}
+    mutant = Mutant("kube_ha/preflight.py", constant, constant, "NUM", 0, 0, "3", "2", "k")
+    tests, _ = Selection(trace, 6.0, []).tests(mutant)
+    assert [t for t in tests if t.startswith("t.py")] == ["t.py::reach"]

@@ -82,6 +82,16 @@ def _record(python: str, out: Path) -> None:
         sys.exit(f"the unmutated fast tests must pass first:\n{ran.stdout[-3000:]}")
 
 
+def _defines(stmt: ast.stmt) -> set[str]:
+    """What a top-level statement defines: a constant, a class, a function."""
+    if isinstance(stmt, ast.Assign | ast.AnnAssign):
+        targets = stmt.targets if isinstance(stmt, ast.Assign) else [stmt.target]
+        return {n.id for t in targets for n in ast.walk(t) if isinstance(n, ast.Name)}
+    if isinstance(stmt, ast.ClassDef | ast.FunctionDef):
+        return {stmt.name}
+    return set()
+
+
 def _names_per_test(path: Path) -> dict[str, set[str]]:
     """Each test function of a file, with every name and attribute its body reads."""
     if not path.is_file():
@@ -131,14 +141,17 @@ class Selection:
         """Tests that reach a line naming what the mutant's top-level statement defines: a
         constant, a class (its field defaults), a function (its default arguments). These run
         at import, before any test; the lines that use them tell which tests read them."""
-        defined: set[str] = set()
-        for stmt in self.trees[mutant.path].body:
-            if stmt.lineno <= mutant.line <= (stmt.end_lineno or stmt.lineno):
-                if isinstance(stmt, ast.Assign | ast.AnnAssign):
-                    targets = stmt.targets if isinstance(stmt, ast.Assign) else [stmt.target]
-                    defined |= {n.id for t in targets for n in ast.walk(t) if isinstance(n, ast.Name)}
-                elif isinstance(stmt, ast.ClassDef | ast.FunctionDef):
-                    defined.add(stmt.name)
+        body = self.trees[mutant.path].body
+        defined = set().union(*(_defines(s) for s in body
+                                if s.lineno <= mutant.line <= (s.end_lineno or s.lineno)))
+        # A constant another top-level statement is built from (REACH_S in preflight's _REACH)
+        # is read wherever that one is.
+        grown = True
+        while grown:
+            more = set().union(*(_defines(s) for s in body if isinstance(s, ast.Assign | ast.AnnAssign)
+                                 and {n.id for n in ast.walk(s) if isinstance(n, ast.Name)} & defined))
+            grown = not more <= defined
+            defined |= more
         return set().union(*(self.readers.get(name, set()) for name in defined))
 
     def tests(self, mutant: Mutant) -> tuple[list[str], float]:
