@@ -170,6 +170,8 @@ CASES: list[tuple[str, str, dict[str, Any], Problems]] = [
      [("controlPlane[1].bootstrap", "'yes' is not a boolean. Fix: give a boolean.")]),
     ("a worker takes no bootstrap", "dev", {"workers.0.bootstrap": True},
      [("workers[0].bootstrap", "unknown key. Fix: use one of address, hostKey, name, port, user.")]),
+    ("an LB host takes no bootstrap", "dev", {"loadBalancers.0.bootstrap": True},
+     [("loadBalancers[0].bootstrap", "unknown key. Fix: use one of address, hostKey, name, port, user.")]),
     ("two bad names are not also duplicates", "dev", {"controlPlane.1.name": "A", "controlPlane.2.name": "B"},
      [("controlPlane[1].name", "'A' is not a valid node name. Fix: lower-case DNS name."),
       ("controlPlane[2].name", "'B' is not a valid node name. Fix: lower-case DNS name.")]),
@@ -714,6 +716,19 @@ def test_a_key_without_namespace_is_told_where_it_belongs(written: str, message:
         parse_cluster(STACKS["dev"], misplaced_config_keys([written]))
     assert err.value.problems == [(written, message)]
     assert str(err.value) == f"invalid stack config:\n  {written}: {message}"
+
+
+@pytest.mark.parametrize("stack", ["external", "service"])
+def test_a_host_field_is_placed_even_when_a_host_list_is_empty(stack: str) -> None:
+    """Without load balancers (external LB, in-cluster Service) a dedented `hostKey` still
+    belongs to each entry of all three host lists: what a field belongs to is the schema's,
+    not what this stack happens to list."""
+    with pytest.raises(ConfigError) as err:
+        parse_cluster(STACKS[stack], misplaced_config_keys(["hostKey"]))
+    assert err.value.problems == [("hostKey", "has no namespace, and is a field of each entry of"
+                                   " kube-ha:controlPlane or each entry of kube-ha:loadBalancers or each entry"
+                                   " of kube-ha:workers: indented too little? Fix: indent it under the one it"
+                                   " belongs to.")]
 
 
 def test_an_unreadable_key_hides_its_own_problems_only() -> None:
