@@ -1034,6 +1034,7 @@ def test_the_live_cluster_must_be_the_stacks_and_serve_the_metrics_api(node: Nod
     rc, problems, err = node.run(preflight_of(cluster_of(), "ubuntu-73"),
                                  CC=GOOD_CC.replace("kubernetes", "Kubernetes"))
     assert (rc, problems) == (0, []), err
+    assert "kube-ha[preflight ubuntu-73]: ubuntu-73 is ready (control-plane)" in err
 
 
 @pytest.mark.parametrize(("served_by", "rc", "found"), [
@@ -1064,6 +1065,7 @@ def test_in_cluster_pods_cannot_run_what_the_static_pods_read_from_host_files(no
                                      "oidc-ca-file=/etc/oidc/ca.pem",
                                      "encryption-provider-config=/etc/kubernetes/enc/enc.yaml",
                                      "audit-policy-file=/etc/kubernetes/audit.yaml",
+                                     "admission-control-config-file=/etc/kubernetes/admission.yaml",
                                      "service-account-issuer=https://kubernetes.default.svc",
                                      "etcd-servers=https://127.0.0.1:2379",
                                      "token-auth-file=/etc/kubernetes/tokens.csv",
@@ -1071,6 +1073,9 @@ def test_in_cluster_pods_cannot_run_what_the_static_pods_read_from_host_files(no
     node.file("/etc/kubernetes/enc/enc.yaml",
               "resources:\n- providers:\n  - kms:\n      endpoint: unix:///kms.sock\n")
     node.file("/etc/kubernetes/audit.yaml", "rules: []\n")
+    # Any carried file, not only the encryption config, may name a further host file.
+    node.file("/etc/kubernetes/admission.yaml", "plugins:\n- name: EventRateLimit\n"
+              "  path: /etc/kubernetes/eventconfig.yaml\n")
     (node.root / "etc/kubernetes/pki/sa.pub").unlink()
     rc, problems, err = node.run(preflight_of(cluster_of(), "ubuntu-73"))
     w = "controlPlane[0] (ubuntu-73): elasticApiserver.enabled: "
@@ -1082,11 +1087,27 @@ def test_in_cluster_pods_cannot_run_what_the_static_pods_read_from_host_files(no
         w + "the static kube-apiserver here runs --encryption-provider-config=/etc/kubernetes/enc/enc.yaml, whose"
             ' "kms:" names a KMS plugin or a host file a pod on another node does not have: the elastic'
             " kube-apiservers cannot run it (switch them off)",
+        w + "the static kube-apiserver here runs --admission-control-config-file=/etc/kubernetes/admission.yaml,"
+            ' whose "path: /" names a KMS plugin or a host file a pod on another node does not have: the elastic'
+            " kube-apiservers cannot run it (switch them off)",
         w + "the static kube-apiserver here runs --token-auth-file=/etc/kubernetes/tokens.csv, but"
             " /etc/kubernetes/tokens.csv is missing",
         w + "the static kube-apiserver here runs --some-host-file=/etc/ssl/extra.pem: /etc/ssl/extra.pem is a host"
             " file the elastic kube-apiservers cannot be given (switch them off, or drop the flag)",
     ], err
+
+
+def test_a_carried_config_naming_a_host_file_is_refused_without_an_encryption_config(node: Node) -> None:
+    """The check of an admission config does not lean on the encryption config's pattern."""
+    node.joined_control_plane(flags=("admission-control-config-file=/etc/kubernetes/admission.yaml",))
+    node.file("/etc/kubernetes/admission.yaml", "plugins:\n- name: EventRateLimit\n"
+              "  path: /etc/kubernetes/eventconfig.yaml\n")
+    rc, problems, err = node.run(preflight_of(cluster_of(), "ubuntu-73"))
+    assert (rc, problems) == (1, [
+        "controlPlane[0] (ubuntu-73): elasticApiserver.enabled: the static kube-apiserver here runs"
+        " --admission-control-config-file=/etc/kubernetes/admission.yaml, whose \"path: /\" names a KMS plugin or"
+        " a host file a pod on another node does not have: the elastic kube-apiservers cannot run it (switch"
+        " them off)"]), err
 
 
 def test_in_cluster_pods_never_run_newer_than_the_static_apiserver(node: Node) -> None:
@@ -1249,6 +1270,12 @@ def test_the_service_topology_needs_curl_and_no_foreign_line_for_its_name(node: 
         w + "endpoint.type: service needs curl on every node (its /etc/hosts switcher probes /readyz): install it",
         w + f"endpoint.type: /etc/hosts here maps {name} to 10.9.9.8 10.9.9.9 in a line kube-ha does not keep:"
             " remove that line (the program writes its own)"], err
+
+
+def test_only_the_service_topology_needs_curl(node: Node) -> None:
+    """Only its /etc/hosts switcher probes /readyz with curl; a node of any other topology may lack it."""
+    (node.bin / "curl").unlink()
+    assert node.run(preflight_of(cluster_of(), "ubuntu-75"))[:2] == (0, [])
 
 
 def test_a_managed_hosts_entry_tolerates_only_the_endpoint_address(node: Node) -> None:
@@ -1503,3 +1530,24 @@ def test_keepalived_config_goes_live_where_keepalived_reads_it() -> None:
     text = configure(cluster, render_haproxy_cfg(cluster), vip=True)
     assert any(line.startswith("if cmp -s") and 'else mv -f "$tmp" /etc/keepalived/keepalived.conf;' in line
                for line in text.splitlines())
+
+
+
+# sudo(8): `-n` (non-interactive) fails at once where a password would be asked; otherwise it
+# runs the command with its arguments. This stand-in is sudo for a user allowed NOPASSWD.
+SUDO = '#!/bin/sh\n[ "$1" = -n ] || { echo "sudo: a password is required" >&2; exit 1; }\nshift\nexec "$@"\n'
+
+
+def test_a_non_root_user_runs_the_preflight_itself_under_sudo(tmp_path: Path) -> None:
+    """After asking `sudo -n true`, the script on stdin runs under `sudo -n bash -s`."""
+    from kube_ha.preflight import Target, preflight_command
+    cluster = cluster_of(sshUser="admin")
+    assert cluster.bootstrap.user == "admin"
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "sudo").write_text(SUDO)
+    (bin_dir / "sudo").chmod(0o755)
+    command = preflight_command(Target(cluster.bootstrap, "controlPlane[0]", "control-plane"))
+    ran = subprocess.run(["bash", "-c", command], input='echo "ran as $0 with $#"\n', capture_output=True,
+                         text=True, timeout=60, env={"PATH": f"{bin_dir}:/usr/bin:/bin"})
+    assert (ran.returncode, ran.stdout) == (0, "ran as bash with 0\n"), ran.stderr
