@@ -933,7 +933,7 @@ def test_retire_resets_once_and_reset_spares_what_kube_ha_did_not_join(world: Wo
     assert first.rc == 0, first.explain()
     assert [c.line for c in first.calls] == ["kubeadm reset --force"]
     assert not world.host.file("ubuntu-74", admin.MANAGED_MARKER).exists()
-    assert "kubeadm state wiped" in first.stderr
+    assert "kube-ha[retire]: kubeadm state wiped" in first.stderr
     again = world.host.run("ubuntu-74", ks.retire_script())
     assert again.rc == 0 and not again.calls and "nothing to reset" in again.stderr
     # reset: a node with kubeadm state but no marker is left as it is.
@@ -1007,18 +1007,19 @@ def test_the_read_scripts_print_the_files_only_once_all_are_there(world: World) 
     boot = world.cluster.bootstrap.name
     ca = world.host.run(boot, ks.read_ca_script())
     assert ca.rc == 0 and ca.stdout == world.ca.cert_pem + world.ca.key_pem
-    conf = world.host.run(boot, ks.read_admin_kubeconfig_script())
+    conf = world.host.run(boot, ks.read_admin_kubeconfig_script(0))
     assert conf.rc == 0 and conf.stdout == world.host.file(boot, "/etc/kubernetes/admin.conf").read_text()
     assert "# generation" not in ks.read_admin_kubeconfig_script(0)
     assert "# generation 3" in ks.read_admin_kubeconfig_script(3)
     files = {"ca.crt": "/etc/kubernetes/pki/ca.crt", "sa.pub": "/etc/kubernetes/pki/sa.pub"}
-    out = world.host.run(boot, ks.read_files_script(files))
+    out = world.host.run(boot, ks.read_files_script(files, 0))
     assert out.rc == 0, out.explain()
     got = {k: base64.b64decode(v).decode() for k, v in json.loads(out.stdout).items()}
     assert got["ca.crt"] == world.ca.cert_pem
     assert got["sa.pub"] == world.host.file(boot, "/etc/kubernetes/pki/sa.pub").read_text()
-    missing = world.host.run(boot, ks.read_files_script({**files, "x": "/etc/kubernetes/nope"}))
+    missing = world.host.run(boot, ks.read_files_script({**files, "x": "/etc/kubernetes/nope"}, 0))
     assert missing.rc == 1 and missing.stdout == "" and "/etc/kubernetes/nope missing" in missing.stderr
+    assert "No such file" not in missing.stderr  # refused before reading any file
     pod = world.host.run(boot, ks.read_static_pod_script("kube-apiserver", "1"))
     assert pod.rc == 0, pod.explain()
     first, *rest = pod.stdout.splitlines()
@@ -1038,9 +1039,15 @@ def test_the_read_scripts_print_the_files_only_once_all_are_there(world: World) 
         sa.with_name("sa.pub.away").rename(sa)
     assert gone.rc == 1 and gone.stdout == ""
     assert "/etc/kubernetes/pki/sa.pub, which the static pod names, is missing" in gone.stderr
+    scheduler = world.host.run(boot, ks.read_static_pod_script("kube-scheduler", "1"))
+    assert scheduler.rc == 0, scheduler.explain()  # kubeadm's scheduler names no carried file
+    assert [line.split(" ")[0] for line in scheduler.stdout.splitlines()] == ["manifest"]
+    worker_pod = world.host.run("ubuntu-75", ks.read_static_pod_script("kube-apiserver", "1"))
+    assert worker_pod.rc == 1 and worker_pod.stdout == ""
+    assert "kube-apiserver.yaml missing: is this a control-plane node?" in worker_pod.stderr
     none = world.host.run("ubuntu-75", ks.read_ca_script())
     assert none.rc == 1 and none.stdout == "" and "is this the bootstrap control-plane node?" in none.stderr
-    no_conf = world.host.run("ubuntu-75", ks.read_admin_kubeconfig_script())
+    no_conf = world.host.run("ubuntu-75", ks.read_admin_kubeconfig_script(0))
     assert no_conf.rc == 1 and no_conf.stdout == "" and "is the cluster initialised?" in no_conf.stderr
 
 
@@ -1069,38 +1076,126 @@ def test_an_endpoint_that_does_not_answer_fails_the_check_with_the_fix(world: Wo
     assert "register every control-plane node on port 6443" in res.stderr
 
 
-def test_an_adopted_cluster_without_a_pod_network_joins_without_waiting_for_ready(tmp_path: Path) -> None:
-    """The seed's cluster, `kubeadm init` by hand and no CNI yet: the credentials step makes
-    kube-ha's state directory itself (0700, as it holds the certificate key's config while
-    kubeadm reads it) and leaves nothing in it; the join registers the Node but does not wait
-    for Ready, which no Node reaches before a pod network (the kubelet's NetworkReady=false);
-    revocation, run again with nothing left to revoke, is a no-op that succeeds."""
+@dataclass
+class Adopted:
+    host: ScriptHost
+    cluster: Cluster
+    etcd: FakeEtcd
+
+
+@pytest.fixture(scope="module")
+def adopted(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Adopted]:
+    """The seed's cluster: `kubeadm init` by hand (no kube-proxy, as under Cilium), two workers
+    joined by hand, no pod network yet. Each test below passes run alone."""
     cluster = cluster_of()
+    tmp = tmp_path_factory.mktemp("adopted")
+    fake = make_fake_etcd(tmp / "etcdbin", sleep=False)
+    with ScriptHost(tmp / "world", cluster, real_etcd=False, cni=False) as sh:
+        seed_cluster(sh, control_plane=[cluster.bootstrap], workers=cluster.workers,
+                     endpoint=cluster.endpoint.host_port, kube_proxy=False)
+        yield Adopted(sh, cluster, fake)
+
+
+def test_an_adopted_cluster_without_a_pod_network_joins_without_waiting_for_ready(adopted: Adopted) -> None:
+    """The credentials step makes kube-ha's state directory itself (0700, as it holds the
+    certificate key's config while kubeadm reads it) and leaves nothing in it; the join
+    registers the Node but does not wait for Ready, which no Node reaches before a pod network
+    (the kubelet's NetworkReady=false); revocation, run again with nothing left to revoke, is
+    a no-op that succeeds."""
+    sh, cluster, fake = adopted.host, adopted.cluster, adopted.etcd
     boot, joining = cluster.bootstrap, cluster.node("ubuntu-70")
-    fake = make_fake_etcd(tmp_path / "etcdbin", sleep=False)
-    with ScriptHost(tmp_path / "world", cluster, real_etcd=False, cni=False) as sh:
-        seed_cluster(sh, control_plane=[boot], endpoint=cluster.endpoint.host_port)
-        state = sh.file(boot.name, NODE_STATE)
-        assert not state.exists()
-        creds_res = sh.run(boot.name, ks.join_credentials_script(cluster, True))
-        assert creds_res.rc == 0, creds_res.explain()
-        assert oct(state.stat().st_mode & 0o777) == "0o700"
-        assert list(state.iterdir()) == []  # the --config file with the key went on exit
-        ca = pki.KeyPair(sh.file(boot.name, "/etc/kubernetes/pki/ca.crt").read_text(),
-                         sh.file(boot.name, "/etc/kubernetes/pki/ca.key").read_text())
-        pair = issue(ca, cluster, joining)
-        fake.set([member(1, boot.name), member(2, joining.name)])
-        text = ks.control_plane_join_script(cluster, joining, pair.cert_pem, pair.key_pem,
-                                            json.loads(creds_res.stdout))
-        res = sh.run(joining.name, f"PATH={fake.bindir}:$PATH\n{text}")
-        revoked = sh.run(boot.name, ks.revoke_join_credentials_script(cluster))
-        again = sh.run(boot.name, ks.revoke_join_credentials_script(cluster))
+    state = sh.file(boot.name, NODE_STATE)
+    assert not state.exists()
+    creds_res = sh.run(boot.name, ks.join_credentials_script(cluster, True))
+    assert creds_res.rc == 0, creds_res.explain()
+    assert oct(state.stat().st_mode & 0o777) == "0o700"
+    assert list(state.iterdir()) == []  # the --config file with the key went on exit
+    ca = pki.KeyPair(sh.file(boot.name, "/etc/kubernetes/pki/ca.crt").read_text(),
+                     sh.file(boot.name, "/etc/kubernetes/pki/ca.key").read_text())
+    pair = issue(ca, cluster, joining)
+    fake.set([member(1, boot.name), member(2, joining.name)])
+    text = ks.control_plane_join_script(cluster, joining, pair.cert_pem, pair.key_pem,
+                                        json.loads(creds_res.stdout))
+    res = sh.run(joining.name, f"PATH={fake.bindir}:$PATH\n{text}")
     assert res.rc == 0, res.explain()
     assert res.of("kubeadm join") and not res.of("kubectl wait")
     assert [c.argv[-1] for c in res.of("kubectl get node")] == ["ubuntu-70"]
     assert ("kube-ha[join-control-plane ubuntu-70]: no Node is Ready (no pod network yet): not waiting for"
             " ubuntu-70 to turn Ready; apply a pod network (README, Prerequisites)") in res.stderr
+    # A member whose kubelet dials another address (joined before the endpoint existed) is
+    # re-pointed and its kubelet restarted, once.
+    kubelet_conf = sh.file(joining.name, "/etc/kubernetes/kubelet.conf")
+    kubelet_conf.write_text(kubelet_conf.read_text().replace(cluster.node_url, "https://10.21.22.70:6443"))
+    moved = sh.run(joining.name, f"PATH={fake.bindir}:$PATH\n{text}")
+    assert moved.rc == 0, moved.explain()
+    assert [c.line for c in moved.calls if c.tool == "systemctl"] == ["systemctl restart kubelet"]
+    assert f"server: {cluster.node_url}" in kubelet_conf.read_text()
+    still = sh.run(joining.name, f"PATH={fake.bindir}:$PATH\n{text}")
+    assert still.rc == 0 and not [c for c in still.calls if c.tool == "systemctl"], still.explain()
+    revoked = sh.run(boot.name, ks.revoke_join_credentials_script(cluster))
     assert revoked.rc == 0 and len(revoked.of("kubeadm token delete")) >= 1, revoked.explain()
+    again = sh.run(boot.name, ks.revoke_join_credentials_script(cluster))
     assert again.rc == 0, again.explain()
     assert not again.of("kubeadm token delete")
-    assert "revoked 0 bootstrap tokens" in again.stderr
+    assert "kube-ha[revoke-join-credentials]: revoked 0 bootstrap tokens" in again.stderr
+
+
+def test_kube_proxy_absent_is_nothing_to_repoint(adopted: Adopted) -> None:
+    """kube-proxy is an add-on (Cilium replaces it): its ConfigMap absent, the step says so."""
+    res = adopted.host.run(adopted.cluster.bootstrap.name, ks.kube_proxy_script(cluster_of(nodeLocalProxy=True)))
+    assert res.rc == 0, res.explain()
+    assert not res.of("kubectl apply") and not res.of("kubectl rollout restart")
+    assert ("kube-ha[kube-proxy]: configmap kube-system/kube-proxy absent (add-on not installed): nothing to"
+            " re-point") in res.stderr
+
+
+def test_workers_that_left_go_each_by_name(adopted: Adopted) -> None:
+    """Two workers leave at once: each is named, drained and deleted, in list order."""
+    c = adopted.cluster
+    raw = copy.deepcopy(dev_stack())
+    raw["workers"] = []
+    raw["elasticApiserver"]["poolNodes"] = ["ubuntu-70", "ubuntu-72"]
+    smaller = parse_cluster(raw)
+    res = adopted.host.run(c.bootstrap.name, ks.workers_reconcile_script(smaller, c.workers))
+    assert res.rc == 0, res.explain()
+    names = [w.name for w in c.workers]
+    # NotReady (no pod network yet): cordoned, not drained (a drain would wait out its timeout).
+    acted = [(x.verb, x.argv[x.argv.index(x.verb.split()[-1]) + 1]) for x in res.calls
+             if x.verb in ("kubectl drain", "kubectl cordon", "kubectl delete node")]
+    assert acted == [(v, n) for n in names for v in ("kubectl cordon", "kubectl delete node")]
+    for n in names:
+        assert f"kube-ha[workers]: worker {n} left the config: draining it and deleting its Node" in res.stderr
+    assert not set(names) & set(adopted.host.state()["nodes"])
+    assert c.bootstrap.name in adopted.host.state()["nodes"]
+
+
+def test_reset_undoes_a_kube_ha_join_once(adopted: Adopted) -> None:
+    """The join step's delete on a node kube-ha joined (its marker, as the join writes it):
+    `kubeadm reset --force`, the marker gone with it, and a second run finds nothing to reset."""
+    marker = adopted.host.file("ubuntu-75", admin.MANAGED_MARKER)
+    marker.parent.mkdir(mode=0o700, exist_ok=True)
+    marker.write_text("kubeadm init/join run by kube-ha\n")
+    first = adopted.host.run("ubuntu-75", ks.reset_script())
+    assert first.rc == 0, first.explain()
+    assert [c.line for c in first.calls] == ["kubeadm reset --force"]
+    assert not marker.exists()
+    again = adopted.host.run("ubuntu-75", ks.reset_script())
+    assert again.rc == 0 and not again.calls
+    assert "kube-ha[reset]: nothing to reset" in again.stderr
+
+
+def test_the_endpoint_check_tries_fifteen_times_two_seconds_apart(adopted: Adopted, tmp_path: Path) -> None:
+    """About 30 s for a load balancer that is still picking up its backends; `sleep` recorded,
+    not slept."""
+    raw = copy.deepcopy(dev_stack())
+    raw["endpoint"] = {"address": "10.21.22.102", "port": 6443}
+    raw["loadBalancers"][0]["address"] = "10.21.22.102"
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    (bindir / "sleep").write_text(f'#!/bin/sh\necho "$*" >> {tmp_path}/slept\n')
+    (bindir / "sleep").chmod(0o755)
+    res = adopted.host.run(adopted.cluster.bootstrap.name,
+                           f"PATH={bindir}:$PATH\n{ks.endpoint_check_script(parse_cluster(raw))}")
+    assert res.rc == 1, res.explain()
+    assert len(res.of("kubectl get")) == 15
+    assert (tmp_path / "slept").read_text().splitlines() == ["2"] * 15

@@ -79,9 +79,9 @@ def _break(host: ScriptHost, path: str, how: str) -> None:
 
 SCRIPTS = {
     "read-ca": (ks.read_ca_script(), ["/etc/kubernetes/pki/ca.crt", "/etc/kubernetes/pki/ca.key"]),
-    "read-admin-kubeconfig": (ks.read_admin_kubeconfig_script(), ["/etc/kubernetes/admin.conf"]),
+    "read-admin-kubeconfig": (ks.read_admin_kubeconfig_script(0), ["/etc/kubernetes/admin.conf"]),
     "read-control-plane-files": (
-        ks.read_files_script({**ELASTIC_PKI.files, **CONTROLLER_MANAGER_PKI.files}),
+        ks.read_files_script({**ELASTIC_PKI.files, **CONTROLLER_MANAGER_PKI.files}, 0),
         sorted(set(ELASTIC_PKI.files.values()) | set(CONTROLLER_MANAGER_PKI.files.values()))),
 }
 

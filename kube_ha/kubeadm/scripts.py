@@ -58,7 +58,7 @@ def read_ca_script() -> str:
     )
 
 
-def read_admin_kubeconfig_script(generation: int | str = 0) -> str:
+def read_admin_kubeconfig_script(generation: int | str) -> str:
     """Print the bootstrap node's admin kubeconfig (stdout is a secret output). `generation`
     (renewal.copy_generation) re-reads it when it changes; "0" leaves the script as it was
     before re-reads existed, so upgrading re-reads nothing."""
@@ -71,7 +71,7 @@ def read_admin_kubeconfig_script(generation: int | str = 0) -> str:
     )
 
 
-def read_files_script(files: dict[str, str], generation: int | str = 0) -> str:
+def read_files_script(files: dict[str, str], generation: int | str) -> str:
     """Print {key: base64(file)} as JSON for control-plane files the in-cluster Deployments
     mount from Secrets. `generation` (renewal.copy_generation: certificates.rotation, then
     a day inside a copy's renewal window) re-reads them when it changes."""
