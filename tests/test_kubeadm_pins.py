@@ -506,6 +506,10 @@ class FakeEtcd:
         path = self.bindir / "sleeps"
         return path.read_text().split() if path.exists() else []
 
+    def first_on_path(self, text: str) -> str:
+        """`text` with this bin directory (etcdctl, and sleep when recorded) first on PATH."""
+        return f"PATH={self.bindir}:$PATH\n{text}"
+
     def run(self, text: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(["bash", "-s"], input=text, capture_output=True, text=True, timeout=60,
                               env={"PATH": f"{self.bindir}:/usr/bin:/bin"})
@@ -655,7 +659,7 @@ def test_departing_control_plane_nodes_go_in_turn_each_as_its_kubelet_allows(tmp
                      endpoint=cluster.endpoint.host_port)
         sh.stop_kubelet("ubuntu-72")
         text = etcd.control_plane_removals_script((n["ubuntu-72"], ipv6, n["ubuntu-70"]))
-        res = sh.run("ubuntu-73", f"PATH={fake.bindir}:$PATH\ncd {step_dir}\n{text}")
+        res = sh.run("ubuntu-73", fake.first_on_path(f"cd {step_dir}\n{text}"))
         nodes = sh.state()["nodes"]
     assert res.rc == 0, res.explain()
     assert fake.removes() == [f"{i:016x}" for i in (72, 71, 70)]
@@ -719,8 +723,7 @@ class World:
     steps: dict[str, StepResult]
 
     def run(self, node: str, text: str, etcdctl: bool = False, **kw: Any) -> StepResult:
-        prefix = f"PATH={self.etcd.bindir}:$PATH\n" if etcdctl else ""
-        return self.host.run(node, prefix + text, **kw)
+        return self.host.run(node, self.etcd.first_on_path(text) if etcdctl else text, **kw)
 
 
 def configmap(world: World, namespace: str, name: str) -> dict[str, str]:
@@ -1061,14 +1064,19 @@ def test_the_endpoint_check_passes_when_it_answers_and_before_a_cluster_exists(w
     assert early.rc == 0 and not early.calls and "no cluster here yet" in early.stderr
 
 
-def test_an_endpoint_that_does_not_answer_fails_the_check_with_the_fix(world: World) -> None:
-    """Your own load balancer not yet routing to the control plane: the step fails, saying
-    which port to register, rather than re-pointing every kubeconfig at a dead address."""
+def unanswering_endpoint() -> Cluster:
+    """The dev stack with its endpoint at an address nothing in the world answers on."""
     raw = copy.deepcopy(dev_stack())
     raw["endpoint"] = {"address": "10.21.22.102", "port": 6443}
     raw["loadBalancers"][0]["address"] = "10.21.22.102"
-    dead = parse_cluster(raw)
-    res = world.host.run(world.cluster.bootstrap.name, ks.endpoint_check_script(dead, attempts=1))
+    return parse_cluster(raw)
+
+
+def test_an_endpoint_that_does_not_answer_fails_the_check_with_the_fix(world: World) -> None:
+    """Your own load balancer not yet routing to the control plane: the step fails, saying
+    which port to register, rather than re-pointing every kubeconfig at a dead address."""
+    res = world.host.run(world.cluster.bootstrap.name,
+                         ks.endpoint_check_script(unanswering_endpoint(), attempts=1))
     assert res.rc == 1
     assert len(res.of("kubectl get")) == 1
     assert ("endpoint.address: https://10.21.22.102:6443 does not answer /readyz with a certificate the"
@@ -1116,7 +1124,7 @@ def test_an_adopted_cluster_without_a_pod_network_joins_without_waiting_for_read
     fake.set([member(1, boot.name), member(2, joining.name)])
     text = ks.control_plane_join_script(cluster, joining, pair.cert_pem, pair.key_pem,
                                         json.loads(creds_res.stdout))
-    res = sh.run(joining.name, f"PATH={fake.bindir}:$PATH\n{text}")
+    res = sh.run(joining.name, fake.first_on_path(text))
     assert res.rc == 0, res.explain()
     assert res.of("kubeadm join") and not res.of("kubectl wait")
     assert [c.argv[-1] for c in res.of("kubectl get node")] == ["ubuntu-70"]
@@ -1126,11 +1134,11 @@ def test_an_adopted_cluster_without_a_pod_network_joins_without_waiting_for_read
     # re-pointed and its kubelet restarted, once.
     kubelet_conf = sh.file(joining.name, "/etc/kubernetes/kubelet.conf")
     kubelet_conf.write_text(kubelet_conf.read_text().replace(cluster.node_url, "https://10.21.22.70:6443"))
-    moved = sh.run(joining.name, f"PATH={fake.bindir}:$PATH\n{text}")
+    moved = sh.run(joining.name, fake.first_on_path(text))
     assert moved.rc == 0, moved.explain()
     assert [c.line for c in moved.calls if c.tool == "systemctl"] == ["systemctl restart kubelet"]
     assert f"server: {cluster.node_url}" in kubelet_conf.read_text()
-    still = sh.run(joining.name, f"PATH={fake.bindir}:$PATH\n{text}")
+    still = sh.run(joining.name, fake.first_on_path(text))
     assert still.rc == 0 and not [c for c in still.calls if c.tool == "systemctl"], still.explain()
     revoked = sh.run(boot.name, ks.revoke_join_credentials_script(cluster))
     assert revoked.rc == 0 and len(revoked.of("kubeadm token delete")) >= 1, revoked.explain()
@@ -1187,15 +1195,9 @@ def test_reset_undoes_a_kube_ha_join_once(adopted: Adopted) -> None:
 def test_the_endpoint_check_tries_fifteen_times_two_seconds_apart(adopted: Adopted, tmp_path: Path) -> None:
     """About 30 s for a load balancer that is still picking up its backends; `sleep` recorded,
     not slept."""
-    raw = copy.deepcopy(dev_stack())
-    raw["endpoint"] = {"address": "10.21.22.102", "port": 6443}
-    raw["loadBalancers"][0]["address"] = "10.21.22.102"
-    bindir = tmp_path / "bin"
-    bindir.mkdir()
-    (bindir / "sleep").write_text(f'#!/bin/sh\necho "$*" >> {tmp_path}/slept\n')
-    (bindir / "sleep").chmod(0o755)
+    recorder = make_fake_etcd(tmp_path / "bin", sleep=True)
     res = adopted.host.run(adopted.cluster.bootstrap.name,
-                           f"PATH={bindir}:$PATH\n{ks.endpoint_check_script(parse_cluster(raw))}")
+                           recorder.first_on_path(ks.endpoint_check_script(unanswering_endpoint())))
     assert res.rc == 1, res.explain()
     assert len(res.of("kubectl get")) == 15
-    assert (tmp_path / "slept").read_text().splitlines() == ["2"] * 15
+    assert recorder.sleeps() == ["2"] * 15

@@ -1355,15 +1355,20 @@ def test_a_joined_worker_is_checked_for_its_node_name_only(node: Node) -> None:
                                   " address belongs to another node (fix the name or the address)"]), err
 
 
+def run_os_check(node: Node) -> tuple[int, list[str], str]:
+    """Preflight's OS check alone, its problems printed as the preflight prints them."""
+    from kube_ha.preflight import HELPERS, _os
+    from kube_ha.shell import script
+    return node.run(script("t", "where=x", HELPERS, _os(),
+                           'for p in "${problems[@]}"; do echo "  $p" >&2; done'))
+
+
 @pytest.mark.parametrize("os_id", ["ID=debian", "ID=ubuntu\nID_LIKE=debian", "ID=rhel", "ID=centos",
                                    "ID=rocky\nID_LIKE=\"rhel centos fedora\"", "ID=almalinux", "ID=fedora",
                                    "ID=linuxmint\nID_LIKE=\"ubuntu debian\""])
 def test_every_supported_os_passes(os_id: str, node: Node) -> None:
-    from kube_ha.preflight import HELPERS, _os
-    from kube_ha.shell import script
     node.file("/etc/os-release", os_id + "\n")
-    rc, problems, err = node.run(script("t", "where=x", HELPERS, _os(),
-                                        'for p in "${problems[@]}"; do echo "  $p" >&2; done'))
+    rc, problems, err = run_os_check(node)
     assert (rc, problems) == (0, []), err
 
 
@@ -1372,11 +1377,8 @@ def test_every_supported_os_passes(os_id: str, node: Node) -> None:
     ("NAME=Unknown\n", "no ID in /etc/os-release")])
 def test_an_unsupported_os_is_named_as_os_release_gives_it(os_release: str, named: str, node: Node) -> None:
     """The words of ID and ID_LIKE, one space apart; a file without ID says so rather than `()`."""
-    from kube_ha.preflight import HELPERS, _os
-    from kube_ha.shell import script
     node.file("/etc/os-release", os_release)
-    _, problems, err = node.run(script("t", "where=x", HELPERS, _os(),
-                                       'for p in "${problems[@]}"; do echo "  $p" >&2; done'))
+    _, problems, err = run_os_check(node)
     assert problems == [f"x: the OS ({named}) is not one this program supports (Debian, Ubuntu or the RHEL"
                         " family)"], err
 

@@ -453,22 +453,25 @@ def test_main_with_a_missing_stack_file_exits_2_naming_it(tmp_path: Path,
     assert not (tmp_path / "out").exists()
 
 
+def _main_refuses(tmp_path: Path, capsys: pytest.CaptureFixture[str], stack_text: str) -> str:
+    """`main` on a stack file holding `stack_text`: exit 1, nothing written; its stderr."""
+    _file(tmp_path, stack_text, "Pulumi.bad.yaml")
+    assert main(["--stack", "bad", "--dir", str(tmp_path), "--out", str(tmp_path / "out")]) == 1
+    assert not (tmp_path / "out").exists()
+    return capsys.readouterr().err
+
+
 def test_main_with_a_broken_stack_file_exits_1_naming_file_and_line(tmp_path: Path,
                                                                     capsys: pytest.CaptureFixture[str]) -> None:
     """A stack file the CLI would refuse is refused (1) with its place, and nothing is written."""
-    _file(tmp_path, "config:\n  kube-ha:clusterName: a\n  kube-ha:clusterName: b\n", "Pulumi.bad.yaml")
-    assert main(["--stack", "bad", "--dir", str(tmp_path), "--out", str(tmp_path / "out")]) == 1
-    err = capsys.readouterr().err
+    err = _main_refuses(tmp_path, capsys, "config:\n  kube-ha:clusterName: a\n  kube-ha:clusterName: b\n")
     assert err.startswith("error: Pulumi.bad.yaml:3:3: not valid YAML (") and err.count("\n") == 1
-    assert not (tmp_path / "out").exists()
 
 
 def test_main_with_invalid_config_exits_1_naming_the_key(tmp_path: Path,
                                                          capsys: pytest.CaptureFixture[str]) -> None:
     """A config the program refuses is reported with the key, as `pulumi up` would."""
-    _file(tmp_path, "config:\n  kube-ha:workers:\n", "Pulumi.bad.yaml")
-    assert main(["--stack", "bad", "--dir", str(tmp_path), "--out", str(tmp_path / "out")]) == 1
-    err = capsys.readouterr().err
+    err = _main_refuses(tmp_path, capsys, "config:\n  kube-ha:workers:\n")
     assert err.startswith("error: ") and "workers" in err and "is empty (null)" in err
 
 

@@ -138,9 +138,10 @@ class Selection:
                 self.readers.setdefault(name, set()).add(i)
 
     def _uses(self, mutant: Mutant) -> set[int]:
-        """Tests that reach a line naming what the mutant's top-level statement defines: a
-        constant, a class (its field defaults), a function (its default arguments). These run
-        at import, before any test; the lines that use them tell which tests read them."""
+        """Tests that read what the mutant's top-level statement defines (a constant, a class's
+        field defaults, a function's default arguments), or what is built from it: those that
+        reach a core line naming it, or name it themselves. These run at import, before any
+        test, so the trace credits them to none."""
         body = self.trees[mutant.path].body
         defined = set().union(*(_defines(s) for s in body
                                 if s.lineno <= mutant.line <= (s.end_lineno or s.lineno)))
@@ -183,7 +184,6 @@ class Selection:
         also = [t for t in self.also if t not in picked]
         child = [t for t in CHILD_PROCESS_TESTS if t not in picked and t not in self.also]
         return [*self.also, *picked, *child], spent + 3.0 * (len(also) + len(child))
-
 
 
 @contextlib.contextmanager
